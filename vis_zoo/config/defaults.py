@@ -5,6 +5,8 @@ which registers itself here with `register_method_config` when the method packag
 """
 from typing import Callable, List
 
+import torch
+
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
@@ -20,6 +22,10 @@ def register_method_config(fn: Callable) -> Callable:
 
 def add_vis_config(cfg: CN) -> None:
     """Add the keys every method shares: clip sampling, dataset mixing, optimizer, test windows."""
+    # CUDA when there is one, else CPU; a config that asks for CUDA on a CPU-only machine is rejected
+    # by vis_zoo.engine.setup with a clear message.
+    cfg.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
     # --- clip sampling (training) ---
     cfg.INPUT.SAMPLING_FRAME_NUM = 5  # T, frames per training clip
     cfg.INPUT.SAMPLING_FRAME_RANGE = 20  # frames are drawn from [ref - RANGE, ref + RANGE]
@@ -40,6 +46,10 @@ def add_vis_config(cfg: CN) -> None:
     # --- optimizer ---
     cfg.SOLVER.OPTIMIZER = "ADAMW"
     cfg.SOLVER.BACKBONE_MULTIPLIER = 0.1
+    # Weight decay of nn.Embedding parameters (Mask2Former/VITA use 0; IFC decays everything).
+    cfg.SOLVER.WEIGHT_DECAY_EMBED = 0.0001
+    # DDP's find_unused_parameters (needed when some heads are skipped in a step).
+    cfg.MODEL.FIND_UNUSED_PARAMETERS = False
 
     # --- inference on long videos (shared by every method) ---
     cfg.MODEL.VIS = CN()

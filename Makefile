@@ -1,0 +1,14 @@
+# The three commands of the README. VENV can be overridden: make VENV=/path/to/venv test
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CONFIG ?= configs/ifc/synthetic_R18.yaml
+
+.PHONY: setup test train
+setup:  ## create $(VENV) with Python 3.10, install the pinned stack and vis_zoo (editable)
+	VENV=$(VENV) scripts/setup_env.sh
+
+test:  ## the whole test suite (CPU, tiny synthetic inputs)
+	$(PY) -m pytest -q tests
+
+train:  ## the main job: train + evaluate a method on the built-in synthetic dataset
+	$(PY) tools/train_net.py --config-file $(CONFIG) OUTPUT_DIR output/$(notdir $(basename $(CONFIG)))_$(notdir $(patsubst %/,%,$(dir $(CONFIG))))

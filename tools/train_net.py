@@ -1,0 +1,53 @@
+#!/usr/bin/env python
+"""Train or evaluate any VIS Zoo method.
+
+    python tools/train_net.py --config-file configs/ifc/synthetic_R18.yaml
+    python tools/train_net.py --config-file CFG --eval-only MODEL.WEIGHTS out/model_final.pth
+    python tools/train_net.py --config-file CFG --num-gpus 2        # 2 processes (gloo on CPU)
+    python tools/train_net.py --config-file CFG --resume            # continue from last_checkpoint
+
+Trailing `KEY VALUE` pairs override the config. The method is chosen by MODEL.META_ARCHITECTURE.
+"""
+import logging
+
+from detectron2.engine import launch
+from detectron2.evaluation import verify_results
+from detectron2.utils import comm
+
+from vis_zoo.engine import AtomicDetectionCheckpointer, VISTrainer, build_argument_parser, setup
+
+logger = logging.getLogger("vis_zoo")
+
+
+def main(args):
+    cfg = setup(args)
+    if args.eval_only:
+        model = VISTrainer.build_model(cfg)
+        AtomicDetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume
+        )
+        results = VISTrainer.test(cfg, model)
+        if comm.is_main_process():
+            verify_results(cfg, results)
+        return results
+
+    trainer = VISTrainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+def cli(argv=None):
+    args = build_argument_parser(__doc__).parse_args(argv)
+    print("Command Line Args:", args)
+    return launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
+
+
+if __name__ == "__main__":
+    cli()

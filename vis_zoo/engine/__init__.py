@@ -1,0 +1,12 @@
+from .checkpoint import AtomicDetectionCheckpointer
+from .setup import setup, build_argument_parser
+from .trainer import VISTrainer, build_optimizer, build_param_groups
+
+__all__ = [
+    "AtomicDetectionCheckpointer",
+    "VISTrainer",
+    "build_argument_parser",
+    "build_optimizer",
+    "build_param_groups",
+    "setup",
+]
