@@ -1,0 +1,5 @@
+"""SeqFormer (Wu et al., ECCV 2022): sequential transformer for video instance segmentation."""
+from . import config  # noqa: F401  (registers add_seqformer_config)
+from .config import add_seqformer_config
+
+__all__ = ["add_seqformer_config"]

@@ -1,0 +1,144 @@
+"""VisTR's mask head: per-frame box-attention maps, a small FPN ending in a deformable 3×3 conv,
+then a 3-D convolution that fuses each instance's mask features over the clip's frames.
+
+Module and parameter names follow the official `VisTRsegm` (`bbox_attention.{q,k}_linear`,
+`mask_head.{lay1-4, gn1-5, adapter1-3, conv_offset, dcn}`, `insmask_head.{0..9}`) so checkpoints map
+by name.
+"""
+from typing import List, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import deform_conv2d
+
+
+class MHAttentionMap(nn.Module):
+    """Attention logits of queries over a feature map, softmaxed over heads × pixels *together*.
+
+    The joint softmax (instead of one per head) is a DETR quirk kept for checkpoint compatibility.
+    """
+
+    def __init__(self, query_dim: int, hidden_dim: int, num_heads: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.hidden_dim = hidden_dim
+        self.q_linear = nn.Linear(query_dim, hidden_dim)
+        self.k_linear = nn.Linear(query_dim, hidden_dim)
+        nn.init.zeros_(self.k_linear.bias)
+        nn.init.zeros_(self.q_linear.bias)
+        nn.init.xavier_uniform_(self.k_linear.weight)
+        nn.init.xavier_uniform_(self.q_linear.weight)
+        self.normalize_fact = float(hidden_dim / num_heads) ** -0.5
+
+    def forward(self, q: Tensor, k: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+        """
+        Args:
+            q: [N, Nq, C] queries; k: [N, C, h, w] features; mask: bool [N, h, w], True on padding.
+        Returns:
+            [N, Nq, heads, h, w] attention weights (each query's weights sum to 1 over heads × pixels).
+        """
+        q = self.q_linear(q)
+        # k_linear applied per pixel as a 1×1 conv (same weights as the linear layer)
+        k = F.conv2d(k, self.k_linear.weight[:, :, None, None], self.k_linear.bias)
+        head_dim = self.hidden_dim // self.num_heads
+        qh = q.view(q.shape[0], q.shape[1], self.num_heads, head_dim)
+        kh = k.view(k.shape[0], self.num_heads, head_dim, k.shape[-2], k.shape[-1])
+        weights = torch.einsum("bqnc,bnchw->bqnhw", qh * self.normalize_fact, kh)
+        if mask is not None:
+            weights = weights.masked_fill(mask[:, None, None], float("-inf"))
+        return F.softmax(weights.flatten(2), dim=-1).view_as(weights)
+
+
+class DeformConv3x3(nn.Module):
+    """3×3 deformable convolution (DCNv1, no bias, one offset group) on torchvision's kernel, which
+    runs on CPU and CUDA. The offset layout — (Δy, Δx) per kernel position, row-major — is the same
+    as the official CUDA op's, so its `weight` loads unchanged."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, 3, 3))
+        nn.init.kaiming_uniform_(self.weight, a=1)
+
+    def forward(self, x: Tensor, offset: Tensor) -> Tensor:
+        return deform_conv2d(x, offset, self.weight, padding=(1, 1))
+
+
+class MaskHeadSmallConv(nn.Module):
+    """FPN-style conv head: (memory ⊕ attention maps) at /32 -> 24 channels at /4.
+
+    Input x is the frame's encoder memory repeated for each query and concatenated with that query's
+    attention maps (dim = hidden_dim + heads = 392). Lateral features come pre-projected by the
+    adapters (see `project_fpn`), so the backbone features need not be kept at full width.
+    """
+
+    def __init__(self, dim: int, fpn_dims: List[int], context_dim: int):
+        super().__init__()
+        inter_dims = [dim, context_dim // 2, context_dim // 4, context_dim // 8, context_dim // 16]
+        self.lay1 = nn.Conv2d(dim, dim, 3, padding=1)
+        self.gn1 = nn.GroupNorm(8, dim)
+        self.lay2 = nn.Conv2d(dim, inter_dims[1], 3, padding=1)
+        self.gn2 = nn.GroupNorm(8, inter_dims[1])
+        self.lay3 = nn.Conv2d(inter_dims[1], inter_dims[2], 3, padding=1)
+        self.gn3 = nn.GroupNorm(8, inter_dims[2])
+        self.lay4 = nn.Conv2d(inter_dims[2], inter_dims[3], 3, padding=1)
+        self.gn4 = nn.GroupNorm(8, inter_dims[3])
+        self.gn5 = nn.GroupNorm(8, inter_dims[4])
+        self.conv_offset = nn.Conv2d(inter_dims[3], 18, 1)
+        self.dcn = DeformConv3x3(inter_dims[3], inter_dims[4])
+        self.adapter1 = nn.Conv2d(fpn_dims[0], inter_dims[1], 1)
+        self.adapter2 = nn.Conv2d(fpn_dims[1], inter_dims[2], 1)
+        self.adapter3 = nn.Conv2d(fpn_dims[2], inter_dims[3], 1)
+        self.out_channels = inter_dims[4]
+        for name, m in self.named_modules():
+            if name == "conv_offset":
+                nn.init.zeros_(m.weight)  # deformable conv starts as a plain 3×3 conv
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Conv2d):
+                nn.init.kaiming_uniform_(m.weight, a=1)
+                nn.init.zeros_(m.bias)
+
+    def project_fpn(self, c4: Tensor, c3: Tensor, c2: Tensor) -> List[Tensor]:
+        """The 1×1 lateral adapters: C4, C3, C2 [F, Ci, hi, wi] -> [F, 192|96|48, hi, wi]."""
+        return [self.adapter1(c4), self.adapter2(c3), self.adapter3(c2)]
+
+    def forward(self, x: Tensor, bbox_mask: Tensor, projected_fpns: List[Tensor]) -> Tensor:
+        """
+        Args:
+            x: [F, C, h, w] encoder memory of F frames.
+            bbox_mask: [F, Nq, heads, h, w] attention maps of Nq queries per frame.
+            projected_fpns: outputs of `project_fpn` for the same F frames.
+        Returns:
+            [F·Nq, 24, h4, w4] mask features at stride 4.
+        """
+        nq = bbox_mask.shape[1]
+        x = torch.cat([x.unsqueeze(1).expand(-1, nq, -1, -1, -1).flatten(0, 1), bbox_mask.flatten(0, 1)], 1)
+        x = F.relu(self.gn1(self.lay1(x)))
+        x = F.relu(self.gn2(self.lay2(x)))
+        for lateral, conv, norm in (
+            (projected_fpns[0], self.lay3, self.gn3),
+            (projected_fpns[1], self.lay4, self.gn4),
+        ):
+            x = self._add_lateral(x, lateral, nq)
+            x = F.relu(norm(conv(x)))
+        x = self._add_lateral(x, projected_fpns[2], nq)
+        x = self.dcn(x, self.conv_offset(x))
+        return F.relu(self.gn5(x))
+
+    @staticmethod
+    def _add_lateral(x: Tensor, lateral: Tensor, nq: int) -> Tensor:
+        """lateral [F, C, H, W] (shared by the frame's Nq queries) + nearest-upsampled x [F·Nq, C, h, w]."""
+        x = F.interpolate(x, size=lateral.shape[-2:], mode="nearest")
+        x = x.view(lateral.shape[0], nq, *x.shape[1:]) + lateral.unsqueeze(1)
+        return x.flatten(0, 1)
+
+
+def build_instance_fusion_head(in_channels: int = 24) -> nn.Sequential:
+    """The 3-D conv (`insmask_head`) fusing one instance's per-frame mask features over time:
+    [N, 24, T, h, w] -> [N, 1, T, h, w]. Dilated 3×3×3 convs (pad 2, dilation 2) with GN(4) + ReLU."""
+    mid = in_channels // 2
+    layers: List[nn.Module] = []
+    for c_in in (in_channels, mid, mid):
+        layers += [nn.Conv3d(c_in, mid, 3, padding=2, dilation=2), nn.GroupNorm(4, mid), nn.ReLU()]
+    layers.append(nn.Conv3d(mid, 1, 1))
+    return nn.Sequential(*layers)

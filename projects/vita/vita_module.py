@@ -1,0 +1,247 @@
+"""The VITA module: object encoder over frame queries (shifted temporal windows), object decoder with
+video queries, and the class / mask-embedding / similarity heads (spec §1).
+
+Shapes: L = frame-decoder layers fed in (3 in training, 1 at test), B videos, T frames, fQ frame
+queries per frame, cQ video queries, C channels, D = decoder outputs returned (all layers in training
+with deep supervision, else the last).
+"""
+import math
+from typing import Dict, Optional
+
+import torch
+import torch.nn.functional as F
+from detectron2.config import configurable
+from torch import Tensor, nn
+
+from vis_zoo.modeling.mask2former.layers import CrossAttentionLayer, FFNLayer, SelfAttentionLayer
+from vis_zoo.modeling.transformer_layers import MLP
+
+__all__ = ["VITAModule", "shifted_window_mask"]
+
+
+def shifted_window_mask(pad_mask: Tensor, window: int, num_queries: int, num_heads: int) -> Tensor:
+    """Additive mask of the shifted-window layers (Swin-style, along time).
+
+    After rolling the time axis by ceil(W/2), the first window holds the last frames and the first
+    frames together: its two halves must not see each other; padded frames (rolled to the front) are
+    blocked in the first and last windows, in both directions.
+
+    Args:
+        pad_mask: bool [N, T_pad], True on padded frames (T_pad = Nw * W).
+    Returns:
+        float [N * Nw * heads, W*fQ, W*fQ] with 0 (allowed) or -1000 (blocked); the batch order is
+        (n, window, head), matching the windows' layout.
+    """
+    n, t_pad = pad_mask.shape
+    num_windows = t_pad // window
+    half = int(math.ceil(window / 2))
+    rolled = torch.roll(pad_mask, half, 1).view(n, num_windows, window)[..., None].repeat(1, 1, 1, window)
+    rolled[:, 0] = rolled[:, 0] | rolled[:, 0].transpose(-2, -1)
+    rolled[:, -1] = rolled[:, -1] | rolled[:, -1].transpose(-2, -1)
+    rolled[:, 0, :half, half:] = True
+    rolled[:, 0, half:, :half] = True
+    mask = rolled.view(n * num_windows, 1, window, 1, window, 1)
+    mask = mask.repeat(1, num_heads, 1, num_queries, 1, num_queries)
+    mask = mask.view(n * num_windows * num_heads, window * num_queries, window * num_queries)
+    # -1000 rather than -inf: as the official code (a fully blocked row stays finite).
+    return mask.float() * -1000
+
+
+class VITAModule(nn.Module):
+    """forward(frame_queries [L, B*T, fQ, C], num_frames=T, query_index=None) -> dict
+
+        "pred_logits" [L, B, cQ, K+1], "pred_mask_embed" [L, B, cQ, C] (last decoder layer),
+        "pred_fq_embed" [L, B, T, fQ, C] (sim_embed_frame of the encoded frame queries),
+        "pred_cq_embed" [L, B, cQ, C] (sim_embed_clip of the last decoder output),
+        "aux_outputs": list of {"pred_logits", "pred_mask_embed"} for the earlier decoder layers.
+
+    At test time only the last of the L inputs is used (as the official code). `query_index`
+    [B*T, fQ'] (token pruning) says which of the detector's fQ queries each kept token is, so that
+    each keeps its `fq_pos` embedding.
+    """
+
+    @configurable
+    def __init__(self, *, in_channels: int = 256, hidden_dim: int = 256, num_classes: int,
+                 num_frame_queries: int = 100, num_queries: int = 100, nheads: int = 8,
+                 dim_feedforward: int = 2048, enc_layers: int = 6, dec_layers: int = 3,
+                 enc_window_size: int = 6, pre_norm: bool = False, enforce_input_project: bool = True,
+                 mask_dim: int = 256, aux_loss: bool = True, sim_use_clip: bool = True,
+                 use_sim: bool = True, test_window_batch: int = 64):
+        super().__init__()
+        self.num_heads = nheads
+        self.num_layers = dec_layers
+        self.enc_layers = enc_layers
+        self.window_size = enc_window_size
+        self.aux_loss = aux_loss
+        self.sim_use_clip = sim_use_clip
+        self.use_sim = use_sim
+        self.num_queries = num_queries
+        self.num_frame_queries = num_frame_queries
+        self.test_window_batch = max(1, test_window_batch)
+
+        self.enc_self_attn = nn.ModuleList()
+        self.enc_ffn = nn.ModuleList()
+        if enc_layers > 0:
+            for _ in range(enc_layers):
+                self.enc_self_attn.append(SelfAttentionLayer(hidden_dim, nheads, 0.0, pre_norm))
+                self.enc_ffn.append(FFNLayer(hidden_dim, dim_feedforward, 0.0, normalize_before=pre_norm))
+        self.transformer_self_attention_layers = nn.ModuleList(
+            SelfAttentionLayer(hidden_dim, nheads, 0.0, pre_norm) for _ in range(dec_layers))
+        self.transformer_cross_attention_layers = nn.ModuleList(
+            CrossAttentionLayer(hidden_dim, nheads, 0.0, pre_norm) for _ in range(dec_layers))
+        self.transformer_ffn_layers = nn.ModuleList(
+            FFNLayer(hidden_dim, dim_feedforward, 0.0, normalize_before=pre_norm) for _ in range(dec_layers))
+
+        self.vita_mask_features = nn.Conv2d(mask_dim, mask_dim, kernel_size=1)
+        nn.init.kaiming_uniform_(self.vita_mask_features.weight, a=1)  # c2_xavier_fill
+        nn.init.constant_(self.vita_mask_features.bias, 0)
+
+        self.decoder_norm = nn.LayerNorm(hidden_dim)
+        self.query_feat = nn.Embedding(num_queries, hidden_dim)
+        self.query_embed = nn.Embedding(num_queries, hidden_dim)
+        self.fq_pos = nn.Embedding(num_frame_queries, hidden_dim)
+        if in_channels != hidden_dim or enforce_input_project:
+            self.input_proj_dec = nn.Linear(hidden_dim, hidden_dim)
+        else:
+            self.input_proj_dec = nn.Sequential()
+        self.class_embed = nn.Linear(hidden_dim, num_classes + 1)
+        self.mask_embed = MLP(hidden_dim, hidden_dim, mask_dim, 3)
+        if use_sim:
+            self.sim_embed_frame = nn.Linear(hidden_dim, hidden_dim)
+            if sim_use_clip:
+                self.sim_embed_clip = nn.Linear(hidden_dim, hidden_dim)
+
+    @classmethod
+    def from_config(cls, cfg) -> dict:
+        v = cfg.MODEL.VITA
+        return {
+            "in_channels": cfg.MODEL.MASK_FORMER.HIDDEN_DIM,
+            "hidden_dim": v.HIDDEN_DIM,
+            "num_classes": cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
+            "num_frame_queries": cfg.MODEL.MASK_FORMER.NUM_OBJECT_QUERIES,
+            "num_queries": v.NUM_OBJECT_QUERIES,
+            "nheads": v.NHEADS,
+            "dim_feedforward": v.DIM_FEEDFORWARD,
+            "enc_layers": v.ENC_LAYERS,
+            "dec_layers": v.DEC_LAYERS,
+            "enc_window_size": v.ENC_WINDOW_SIZE,
+            "pre_norm": v.PRE_NORM,
+            "enforce_input_project": v.ENFORCE_INPUT_PROJ,
+            "mask_dim": cfg.MODEL.SEM_SEG_HEAD.MASK_DIM,
+            "aux_loss": v.DEEP_SUPERVISION,
+            "sim_use_clip": v.SIM_USE_CLIP,
+            "use_sim": v.SIM_WEIGHT > 0.0,
+            "test_window_batch": v.TEST_ENC_WINDOW_BATCH,
+        }
+
+    # ------------------------------------------------------------------ encoder
+    def _encoder_layer(self, idx: int, tokens: Tensor, attn_mask=None, key_padding_mask=None) -> Tensor:
+        tokens = self.enc_self_attn[idx](tokens, tgt_mask=attn_mask, tgt_key_padding_mask=key_padding_mask)
+        return self.enc_ffn[idx](tokens)
+
+    def _windows_layer(self, idx: int, frame_query: Tensor, pad_mask: Tensor, shift_mask: Optional[Tensor]) -> Tensor:
+        """One encoder layer over (optionally shifted) windows. frame_query [T_pad, fQ, LB, C]."""
+        t_pad, fq, lb, c = frame_query.shape
+        w = self.window_size
+        nw = t_pad // w
+        half = int(math.ceil(w / 2))
+        shifted = shift_mask is not None
+        if shifted:
+            frame_query = torch.roll(frame_query, half, 0)
+        # windows as the batch axis, (lb, window) order: [W*fQ, LB*Nw, C]
+        x = frame_query.view(nw, w, fq, lb, c).permute(1, 2, 3, 0, 4).reshape(w * fq, lb * nw, c)
+        window_pad = pad_mask.view(lb * nw, w)[..., None].repeat(1, 1, fq).flatten(1)
+        # Windows are independent: at test time run them in groups to bound the attention memory.
+        step = lb * nw if self.training else self.test_window_batch
+        outs = []
+        for s in range(0, lb * nw, step):
+            e = min(s + step, lb * nw)
+            if shifted:
+                m = shift_mask[s * self.num_heads:e * self.num_heads]
+                outs.append(self._encoder_layer(idx, x[:, s:e], attn_mask=m))
+            else:
+                outs.append(self._encoder_layer(idx, x[:, s:e], key_padding_mask=window_pad[s:e]))
+        x = outs[0] if len(outs) == 1 else torch.cat(outs, 1)
+        x = x.view(w, fq, lb, nw, c).permute(3, 0, 1, 2, 4).reshape(t_pad, fq, lb, c)
+        if shifted:
+            x = torch.roll(x, -half, 0)
+        return x
+
+    def encode_frame_query(self, frame_query: Tensor) -> Tensor:
+        """[T, fQ, LB, C] -> [T, fQ, LB, C]."""
+        t, fq, lb, c = frame_query.shape
+        if self.enc_layers == 0:
+            return frame_query
+        if self.window_size == 0:
+            x = frame_query.flatten(0, 1)
+            for idx in range(self.enc_layers):
+                x = self._encoder_layer(idx, x)
+            return x.view(t, fq, lb, c)
+        w = self.window_size
+        pad = int(math.ceil(t / w)) * w - t
+        x = F.pad(frame_query, (0, 0, 0, 0, 0, 0, 0, pad))
+        pad_mask = torch.ones((lb, t + pad), dtype=torch.bool, device=x.device)
+        pad_mask[:, :t] = False
+        shift_mask = None
+        for idx in range(self.enc_layers):
+            if self.training or idx % 2 == 0:
+                x = self._windows_layer(idx, x, pad_mask, None)
+            else:
+                if shift_mask is None:
+                    shift_mask = shifted_window_mask(pad_mask, w, fq, self.num_heads).to(x.dtype)
+                x = self._windows_layer(idx, x, pad_mask, shift_mask)
+        return x[:t]
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, frame_queries: Tensor, num_frames: int, query_index: Optional[Tensor] = None) -> Dict:
+        if not self.training:
+            frame_queries = frame_queries[-1:]
+        num_l, bt, fq, c = frame_queries.shape
+        if bt % num_frames != 0:
+            raise ValueError(f"VITA: {bt} frame-query sets is not a multiple of num_frames={num_frames}")
+        t = num_frames
+        b = bt // t
+        # [L, B*T, fQ, C] -> [T, fQ, L*B, C]
+        x = frame_queries.reshape(num_l * b, t, fq, c).permute(1, 2, 0, 3)
+        x = self.input_proj_dec(x)
+        x = self.encode_frame_query(x)
+        x = x.flatten(0, 1)  # [T*fQ, LB, C]
+
+        out: Dict = {}
+        if self.use_sim:
+            fq_embed = self.sim_embed_frame(x)  # [T*fQ, LB, C]
+            out["pred_fq_embed"] = fq_embed.transpose(0, 1).reshape(num_l, b, t, fq, c)
+
+        src = x
+        if query_index is None:
+            # the same per-query position for every frame: no temporal encoding (as the official)
+            dec_pos = self.fq_pos.weight[None, :, None, :].repeat(t, 1, num_l * b, 1).flatten(0, 1)
+        else:
+            if tuple(query_index.shape) != (bt, fq):
+                raise ValueError(f"VITA: query_index {tuple(query_index.shape)} does not match ({bt}, {fq})")
+            pos = self.fq_pos.weight[query_index]  # [B*T, fQ', C]
+            pos = pos.view(b, t, fq, c).permute(1, 2, 0, 3)  # [T, fQ', B, C]
+            dec_pos = pos.repeat(1, 1, num_l, 1).flatten(0, 1)
+        query_embed = self.query_embed.weight.unsqueeze(1).repeat(1, num_l * b, 1)
+        output = self.query_feat.weight.unsqueeze(1).repeat(1, num_l * b, 1)
+
+        decoder_outputs = []
+        for i in range(self.num_layers):
+            output = self.transformer_cross_attention_layers[i](
+                output, src, memory_mask=None, memory_key_padding_mask=None, pos=dec_pos, query_pos=query_embed)
+            output = self.transformer_self_attention_layers[i](
+                output, tgt_mask=None, tgt_key_padding_mask=None, query_pos=query_embed)
+            output = self.transformer_ffn_layers[i](output)
+            if (self.training and self.aux_loss) or i == self.num_layers - 1:
+                dec_out = self.decoder_norm(output).transpose(0, 1)  # [LB, cQ, C]
+                decoder_outputs.append(dec_out.reshape(num_l, b, self.num_queries, c))
+        decoder_outputs = torch.stack(decoder_outputs)  # [D, L, B, cQ, C]
+        pred_cls = self.class_embed(decoder_outputs)
+        pred_mask_embed = self.mask_embed(decoder_outputs)
+        if self.use_sim and self.sim_use_clip:
+            out["pred_cq_embed"] = self.sim_embed_clip(decoder_outputs[-1])
+        out["pred_logits"] = pred_cls[-1]
+        out["pred_mask_embed"] = pred_mask_embed[-1]
+        out["aux_outputs"] = [{"pred_logits": a, "pred_mask_embed": m}
+                              for a, m in zip(pred_cls[:-1], pred_mask_embed[:-1])]
+        return out

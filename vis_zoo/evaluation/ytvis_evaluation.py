@@ -1,0 +1,130 @@
+"""detectron2 DatasetEvaluator for YouTube-VIS / OVIS: writes the submission, scores when GT exists."""
+import itertools
+import json
+import logging
+import os
+from collections import OrderedDict
+from typing import Mapping, Optional
+
+from detectron2.data import MetadataCatalog
+from detectron2.evaluation import DatasetEvaluator
+from detectron2.utils import comm
+
+from .results import invert_id_map, video_output_to_results, write_results
+from .ytvis_metric import evaluate_ytvis, format_results_table
+
+__all__ = ["YTVISEvaluator"]
+
+
+class YTVISEvaluator(DatasetEvaluator):
+    """Collects one results entry per predicted track, writes `results.json` + `results.zip` (the
+    CodaLab submission) into `output_dir`, and scores them with our YouTube-VIS / OVIS metric when the
+    dataset's GT JSON (`metadata.json_file`) has annotations.
+
+    `evaluate()` returns OrderedDict(segm={"AP": .., "AP50": .., ..., "AP-<class>": ..}) in percent
+    (detectron2 convention; nan where undefined), or {} when no local score is possible.
+    """
+
+    def __init__(
+        self,
+        dataset_name: str,
+        output_dir: Optional[str] = None,
+        distributed: bool = True,
+        ovis: Optional[bool] = None,
+        *,
+        results_only: bool = False,
+    ):
+        """
+        Args:
+            dataset_name: a registered dataset; its metadata gives json_file, evaluator_type and
+                thing_dataset_id_to_contiguous_id.
+            output_dir: where results.json / results.zip are written (nothing written when None).
+            distributed: gather predictions from all processes; only the main one writes and scores.
+            ovis: report the OVIS occlusion APs/ARs; None = metadata.evaluator_type == "ovis"
+                (a non-OVIS dataset still gets them if its GT carries occlusion labels).
+            results_only: only write the results files, never score (cfg.TEST.EVAL_ONLY_RESULTS).
+        """
+        self._logger = logging.getLogger(__name__)
+        self._dataset_name = dataset_name
+        self._metadata = MetadataCatalog.get(dataset_name)
+        self._output_dir = output_dir
+        self._distributed = distributed
+        self._results_only = results_only
+        if ovis is None:
+            ovis = self._metadata.get("evaluator_type", "ytvis") == "ovis"
+        self._ovis = bool(ovis)
+        id_map = self._metadata.get("thing_dataset_id_to_contiguous_id", None)
+        self._contiguous_to_dataset_id = invert_id_map(id_map) if id_map else None
+        self._json_file = self._metadata.get("json_file", None)
+        self._predictions = []
+
+    def reset(self):
+        self._predictions = []
+
+    def process(self, inputs, outputs):
+        """inputs: test-mapper dicts (video_id, height, width, length); outputs: one model output
+        dict per input (a single dict is accepted when there is one input)."""
+        if isinstance(outputs, Mapping):
+            outputs = [outputs]
+        if len(outputs) != len(inputs):
+            raise ValueError(f"{len(inputs)} inputs but {len(outputs)} model outputs")
+        for inp, out in zip(inputs, outputs):
+            video_id = inp["video_id"]
+            for key in ("height", "width"):
+                if key not in inp:
+                    raise ValueError(f"video {video_id}: input has no '{key}'")
+            length = inp["length"] if "length" in inp else len(inp["file_names"])
+            self._predictions.extend(
+                video_output_to_results(
+                    video_id,
+                    out,
+                    length=int(length),
+                    height=int(inp["height"]),
+                    width=int(inp["width"]),
+                    contiguous_to_dataset_id=self._contiguous_to_dataset_id,
+                )
+            )
+
+    def evaluate(self):
+        if self._distributed:
+            comm.synchronize()
+            gathered = comm.gather(self._predictions, dst=0)
+            if not comm.is_main_process():
+                return {}
+            predictions = list(itertools.chain(*gathered))
+        else:
+            predictions = self._predictions
+
+        if self._output_dir:
+            json_path, zip_path = write_results(predictions, self._output_dir)
+            self._logger.info(
+                "Wrote %d predicted tracks to %s and the submission %s", len(predictions), json_path, zip_path
+            )
+        if self._results_only:
+            self._logger.info("results_only: not scoring %s.", self._dataset_name)
+            return {}
+        gt_json = self._load_gt()
+        if gt_json is None or not gt_json.get("annotations"):
+            self._logger.warning(
+                "%s has no ground-truth annotations%s: no local score is possible. The results file "
+                "is written for server submission (%s).",
+                self._dataset_name,
+                f" in {self._json_file}" if self._json_file else "",
+                os.path.join(self._output_dir, "results.zip") if self._output_dir else "no output_dir given",
+            )
+            return {}
+        # A non-OVIS dataset still gets the occlusion numbers when its GT has occlusion labels.
+        result = evaluate_ytvis(gt_json, predictions, ovis=True if self._ovis else None)
+        self._logger.info("Evaluation results for %s (segm):\n%s", self._dataset_name, format_results_table(result))
+        return OrderedDict(segm=result.as_percentages())
+
+    def _load_gt(self):
+        if not self._json_file:
+            return None
+        try:
+            with open(self._json_file, "r", encoding="utf-8") as f:
+                return json.load(f)
+        except FileNotFoundError:
+            raise ValueError(f"GT JSON {self._json_file!r} of dataset {self._dataset_name} does not exist") from None
+        except json.JSONDecodeError as e:
+            raise ValueError(f"GT JSON {self._json_file!r} of dataset {self._dataset_name} is corrupt: {e}") from None

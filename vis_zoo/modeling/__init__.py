@@ -1,0 +1,25 @@
+"""Shared modeling pieces used by every VIS Zoo method.
+
+- backbone: frame normalisation/padding, per-level padding masks, chunked per-frame feature cache
+- position_encoding: 2-D sine encoding (DETR; Deformable-DETR via ``offset=-0.5``)
+- transformer_layers: DETR post-/pre-norm encoder and decoder layers, MLP
+- losses: sigmoid focal / dice losses with the N_m normaliser, pairwise mask costs
+- matcher: mask-based Hungarian matcher (batched costs)
+- criterion: clip-level mask set criterion with auxiliary losses
+- targets: clip-level ground truth from the training mapper's Instances
+- clip_association: window schedule + soft-IoU association of windows (long videos)
+- postprocessing: per-frame upsampling to the original size, bool or RLE output, output contract
+"""
+from .backbone import FrameFeatureCache, backbone_with_masks, normalize_and_pad, padding_mask, video_frames
+from .clip_association import (ClipPrediction, SoftIoUTrackAssociator, associate_clip_windows,
+                               window_spans)
+from .criterion import ClipMaskSetCriterion, num_masks_normalizer, src_permutation_idx
+from .losses import (dice_loss, pairwise_dice_coefficient, pairwise_sigmoid_focal_cost, sigmoid_ce_loss,
+                     sigmoid_focal_loss)
+from .matcher import MaskHungarianMatcher
+from .position_encoding import PositionEmbeddingSine2D
+from .postprocessing import (VideoMaskWriter, build_video_output, empty_video_output, encode_rle,
+                             select_track_classes)
+from .targets import clip_targets_from_batch, downsample_clip_masks
+from .transformer_layers import (MLP, TransformerDecoderLayer, TransformerEncoderLayer, clone_modules,
+                                 get_activation_fn)

@@ -1,0 +1,115 @@
+"""Backbone glue shared by every method: frame normalisation/padding, per-level padding masks, and a
+frame-feature cache that runs per-frame work in chunks so that long videos use bounded memory.
+
+The backbone itself is detectron2's (``detectron2.modeling.build_backbone``), so ``MODEL.BACKBONE.*``
+and ``MODEL.RESNETS.*`` select it and its parameter names are detectron2's.
+"""
+import math
+from typing import Callable, Dict, Iterable, List, Sequence, Tuple
+
+import torch
+from detectron2.structures import ImageList
+from torch import Tensor
+
+
+def video_frames(batched_inputs: Sequence[dict]) -> Tuple[List[Tensor], List[int]]:
+    """All frames of a batch of videos, video-major, and the number of frames of each video.
+
+    Raises a ValueError naming the video when "image" is missing or empty.
+    """
+    frames, lengths = [], []
+    for video in batched_inputs:
+        images = video.get("image")
+        if images is None or len(images) == 0:
+            raise ValueError(f"video {video.get('video_id', '?')}: input has no 'image' frames")
+        frames.extend(images)
+        lengths.append(len(images))
+    return frames, lengths
+
+
+def normalize_and_pad(frames: Sequence[Tensor], pixel_mean: Tensor, pixel_std: Tensor,
+                      size_divisibility: int = 0) -> ImageList:
+    """(x - mean) / std on each frame, then pad all to the largest (as detectron2/DETR do: pad value 0
+    after normalisation).
+
+    Args:
+        frames: N tensors [C, H_i, W_i] (uint8 or float, 0-255 scale).
+        pixel_mean, pixel_std: [C, 1, 1] on the target device.
+    Returns:
+        ImageList with tensor [N, C, H_max, W_max] on pixel_mean's device and the unpadded sizes.
+    """
+    device = pixel_mean.device
+    normed = [(f.to(device=device, dtype=torch.float32) - pixel_mean) / pixel_std for f in frames]
+    return ImageList.from_tensors(normed, size_divisibility)
+
+
+def padding_mask(image_sizes: Sequence[Tuple[int, int]], feature_hw: Tuple[int, int], stride: int,
+                 device: torch.device) -> Tensor:
+    """Padding mask of one feature level: True outside ceil(h/stride) x ceil(w/stride) of each image.
+
+    Returns:
+        bool [N, h, w].
+    """
+    height, width = feature_hw
+    mask = torch.ones((len(image_sizes), height, width), dtype=torch.bool, device=device)
+    for i, (h, w) in enumerate(image_sizes):
+        mask[i, : int(math.ceil(h / stride)), : int(math.ceil(w / stride))] = False
+    return mask
+
+
+def backbone_with_masks(backbone: torch.nn.Module, images: ImageList) -> Tuple[Dict[str, Tensor], Dict[str, Tensor]]:
+    """Run a detectron2 backbone and build a padding mask for every output level.
+
+    Returns:
+        features: name -> [N, C_l, h_l, w_l]; masks: name -> bool [N, h_l, w_l] (True = padding).
+    """
+    features = backbone(images.tensor)
+    shapes = backbone.output_shape()
+    masks = {
+        name: padding_mask(images.image_sizes, feat.shape[-2:], shapes[name].stride, feat.device)
+        for name, feat in features.items()
+    }
+    return features, masks
+
+
+class FrameFeatureCache:
+    """Per-frame features of one video, computed on demand in chunks and released when no longer needed.
+
+    ``compute_fn(frame_ids)`` returns a dict of tensors whose first dim indexes those frames (for
+    example backbone levels, projected features, padding masks). ``get(frame_ids)`` computes the missing
+    frames ``chunk_size`` at a time (in ascending order) and returns the stacked dict for the requested
+    frames; ``release_before(f)`` frees every frame < f. With windows processed left to right this keeps
+    at most one window plus one chunk of features in memory, whatever the video length, and computes
+    each frame's features once.
+    """
+
+    def __init__(self, compute_fn: Callable[[List[int]], Dict[str, Tensor]], chunk_size: int):
+        if chunk_size < 1:
+            raise ValueError(f"FrameFeatureCache: chunk_size must be >= 1, got {chunk_size}")
+        self.compute_fn = compute_fn
+        self.chunk_size = chunk_size
+        self._store: Dict[int, Dict[str, Tensor]] = {}
+        self.num_computed = 0  # frames computed so far (each frame once unless released and re-asked)
+
+    def _compute(self, frame_ids: List[int]) -> None:
+        for start in range(0, len(frame_ids), self.chunk_size):
+            chunk = frame_ids[start:start + self.chunk_size]
+            out = self.compute_fn(chunk)
+            for j, f in enumerate(chunk):
+                self._store[f] = {k: v[j] for k, v in out.items()}
+            self.num_computed += len(chunk)
+
+    def get(self, frame_ids: Iterable[int]) -> Dict[str, Tensor]:
+        frame_ids = list(frame_ids)
+        missing = sorted(f for f in set(frame_ids) if f not in self._store)
+        if missing:
+            self._compute(missing)
+        keys = self._store[frame_ids[0]].keys()
+        return {k: torch.stack([self._store[f][k] for f in frame_ids]) for k in keys}
+
+    def release_before(self, frame: int) -> None:
+        for f in [f for f in self._store if f < frame]:
+            del self._store[f]
+
+    def __len__(self) -> int:
+        return len(self._store)

@@ -1,0 +1,131 @@
+"""Mask2Former's set criterion: softmax CE + point-sampled sigmoid BCE and dice, with deep supervision.
+
+Mask losses are evaluated on K = `num_points` points per matched mask, chosen by importance sampling
+(Mask2Former / PointRend): `oversample_ratio * K` uniform candidates, of which the
+`importance_sample_ratio * K` most uncertain (smallest |logit|) are kept, plus the rest uniform.
+Point labels are read from the full-resolution (padded) targets, point logits from the /4 predictions.
+
+`point_sampled_mask_losses` also serves clip masks [N, T, h, w]: points are chosen per frame-mask
+and the T point sets are concatenated per instance before the BCE mean and the dice (VITA).
+"""
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from detectron2.projects.point_rend.point_features import (
+    get_uncertain_point_coords_with_randomness,
+    point_sample,
+)
+from torch import Tensor, nn
+
+from vis_zoo.modeling.criterion import num_masks_normalizer, src_permutation_idx
+from vis_zoo.modeling.losses import dice_loss, sigmoid_ce_loss
+
+__all__ = ["point_sampled_mask_losses", "Mask2FormerCriterion", "calculate_uncertainty"]
+
+
+def calculate_uncertainty(logits: Tensor) -> Tensor:
+    """Uncertainty of point logits [R, 1, P]: -|logit| (highest where the logit is closest to 0)."""
+    return -logits.abs()
+
+
+def point_sampled_mask_losses(src_masks: Tensor, tgt_masks: Tensor, num_masks: float, *, num_points: int,
+                              oversample_ratio: float, importance_sample_ratio: float) -> Tuple[Tensor, Tensor]:
+    """BCE and dice of matched masks on importance-sampled points.
+
+    Args:
+        src_masks: [N, *F, h, w] mask logits (F: optional frame axes).
+        tgt_masks: [N, *F, H, W] targets in [0, 1].
+        num_masks: the normaliser.
+    Returns:
+        (loss_mask, loss_dice) scalars; each instance's points over all its frames form one vector.
+    """
+    n = src_masks.shape[0]
+    if n == 0:
+        zero = src_masks.sum() * 0.0
+        return zero, zero
+    src = src_masks.reshape(-1, 1, *src_masks.shape[-2:])
+    tgt = tgt_masks.reshape(-1, 1, *tgt_masks.shape[-2:]).to(src.dtype)
+    with torch.no_grad():
+        coords = get_uncertain_point_coords_with_randomness(
+            src, calculate_uncertainty, num_points, oversample_ratio, importance_sample_ratio
+        )
+        point_labels = point_sample(tgt, coords, align_corners=False).squeeze(1)
+    point_logits = point_sample(src, coords, align_corners=False).squeeze(1)
+    point_logits = point_logits.reshape(n, -1)
+    point_labels = point_labels.reshape(n, -1)
+    return (sigmoid_ce_loss(point_logits, point_labels, num_masks),
+            dice_loss(point_logits, point_labels, num_masks))
+
+
+class Mask2FormerCriterion(nn.Module):
+    """Hungarian-matched losses for Mask2Former's per-image predictions (and all aux sets).
+
+    forward(outputs, targets) with
+        outputs: {"pred_logits": [N, Q, K+1], "pred_masks": [N, Q, h, w], "aux_outputs": list of the
+                  same for the earlier prediction sets (oldest first)}
+        targets: N dicts (one per image/frame) with "labels" [G] and "masks" [G, H, W].
+    returns (losses, indices): losses `loss_ce`, `loss_mask`, `loss_dice` for the last set and the
+    same keys with suffix `_i` for aux set i (unweighted); `indices` is the list of the matchings of
+    the last `num_indices_to_return` prediction sets, oldest first (VITA's similarity loss uses them).
+    """
+
+    def __init__(self, *, num_classes: int, matcher: nn.Module, weight_dict: Dict[str, float],
+                 eos_coef: float, num_points: int, oversample_ratio: float, importance_sample_ratio: float,
+                 num_indices_to_return: int = 1):
+        super().__init__()
+        self.num_classes = num_classes
+        self.matcher = matcher
+        self.weight_dict = dict(weight_dict)
+        self.eos_coef = eos_coef
+        self.num_points = num_points
+        self.oversample_ratio = oversample_ratio
+        self.importance_sample_ratio = importance_sample_ratio
+        self.num_indices_to_return = num_indices_to_return
+        empty_weight = torch.ones(num_classes + 1)
+        empty_weight[-1] = eos_coef
+        self.register_buffer("empty_weight", empty_weight)
+
+    def loss_labels(self, logits: Tensor, targets: Sequence[dict], indices) -> Tensor:
+        """Softmax CE over all Q queries of every image; unmatched queries target "no object"."""
+        idx = src_permutation_idx(indices)
+        target_classes = torch.full(logits.shape[:2], self.num_classes, dtype=torch.int64, device=logits.device)
+        if len(idx[0]):
+            matched = torch.cat([t["labels"][j] for t, (_, j) in zip(targets, indices)]).to(logits.device)
+            target_classes[idx] = matched
+        return F.cross_entropy(logits.transpose(1, 2), target_classes, self.empty_weight.to(logits.dtype))
+
+    def loss_masks(self, pred_masks: Tensor, targets: Sequence[dict], indices, num_masks: float):
+        idx = src_permutation_idx(indices)
+        src = pred_masks[idx]
+        if len(idx[0]):
+            tgt = torch.cat([t["masks"][j] for t, (_, j) in zip(targets, indices)]).to(src)
+        else:
+            tgt = src.new_zeros((0, 1, 1))
+        return point_sampled_mask_losses(
+            src, tgt, num_masks, num_points=self.num_points, oversample_ratio=self.oversample_ratio,
+            importance_sample_ratio=self.importance_sample_ratio,
+        )
+
+    def _losses_for(self, outputs: Dict[str, Tensor], targets, num_masks: float, suffix: str):
+        indices = self.matcher(outputs, targets)
+        loss_mask, loss_dice = self.loss_masks(outputs["pred_masks"], targets, indices, num_masks)
+        losses = {
+            "loss_ce" + suffix: self.loss_labels(outputs["pred_logits"], targets, indices),
+            "loss_mask" + suffix: loss_mask,
+            "loss_dice" + suffix: loss_dice,
+        }
+        return losses, indices
+
+    def forward(self, outputs: Dict[str, Tensor], targets: Sequence[dict]):
+        num_masks = num_masks_normalizer(targets, outputs["pred_logits"].device)
+        # Same order as Mask2Former: the last set first, then the aux sets (oldest first).
+        losses, final_indices = self._losses_for(outputs, targets, num_masks, "")
+        all_indices: List = []
+        for i, aux_out in enumerate(outputs.get("aux_outputs", [])):
+            l_dict, indices = self._losses_for(aux_out, targets, num_masks, f"_{i}")
+            losses.update(l_dict)
+            all_indices.append(indices)
+        all_indices.append(final_indices)
+        keep = max(self.num_indices_to_return, 0)
+        return losses, (all_indices[len(all_indices) - keep:] if keep else [])

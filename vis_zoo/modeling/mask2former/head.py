@@ -1,0 +1,80 @@
+"""Mask2Former's head (pixel decoder + masked-attention decoder) as one image-level module.
+
+It sees frames independently: a video of T frames is simply N = B*T images. VITA builds on it, and
+with T = 1 it is the plain image instance segmenter.
+"""
+from typing import Dict
+
+from detectron2.config import configurable
+from detectron2.layers import ShapeSpec
+from torch import Tensor, nn
+
+from .pixel_decoder import MSDeformAttnPixelDecoder
+from .transformer_decoder import MultiScaleMaskedTransformerDecoder
+
+__all__ = ["Mask2FormerHead", "build_mask2former_head"]
+
+_PIXEL_DECODERS = {"MSDeformAttnPixelDecoder": MSDeformAttnPixelDecoder}
+_DECODERS = {
+    "MultiScaleMaskedTransformerDecoder": MultiScaleMaskedTransformerDecoder,
+    # VITA's config name for the same decoder (frame queries are always available here)
+    "VitaMultiScaleMaskedTransformerDecoder": MultiScaleMaskedTransformerDecoder,
+}
+
+
+class Mask2FormerHead(nn.Module):
+    """pixel_decoder + predictor (official names, so checkpoints keep `sem_seg_head.*`).
+
+    forward(features, num_frame_query_layers=0) -> predictor outputs (see
+    `MultiScaleMaskedTransformerDecoder.forward`) plus "pixel_features" (F4 [N, C, H/4, W/4]).
+    forward_queries(features, num_frame_query_layers=1) -> {"frame_queries" [L, N, Q, C],
+    "pred_logits" [N, Q, K+1], "pixel_features"}: the cheap inference path (no /4 frame masks).
+    """
+
+    @configurable
+    def __init__(self, *, pixel_decoder: nn.Module, predictor: nn.Module, num_classes: int):
+        super().__init__()
+        self.pixel_decoder = pixel_decoder
+        self.predictor = predictor
+        self.num_classes = num_classes
+
+    @classmethod
+    def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
+        head = cfg.MODEL.SEM_SEG_HEAD
+        if head.PIXEL_DECODER_NAME not in _PIXEL_DECODERS:
+            raise ValueError(f"MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME={head.PIXEL_DECODER_NAME!r}: "
+                             f"choose one of {sorted(_PIXEL_DECODERS)}")
+        name = cfg.MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME
+        if name not in _DECODERS:
+            raise ValueError(f"MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME={name!r}: choose one of {sorted(_DECODERS)}")
+        pd_cls = _PIXEL_DECODERS[head.PIXEL_DECODER_NAME]
+        dec_cls = _DECODERS[name]
+        pixel_decoder = pd_cls(**pd_cls.from_config(cfg, input_shape))
+        predictor = dec_cls(**dec_cls.from_config(cfg, head.CONVS_DIM, head.NUM_CLASSES))
+        return {"pixel_decoder": pixel_decoder, "predictor": predictor, "num_classes": head.NUM_CLASSES}
+
+    def forward(self, features: Dict[str, Tensor], num_frame_query_layers: int = 0) -> Dict:
+        pd = self.pixel_decoder(features, compute_mask_features=True)
+        out = self.predictor(pd["multi_scale_features"], pd["mask_features"], num_frame_query_layers)
+        out["pixel_features"] = pd["pixel_features"]
+        return out
+
+    def forward_queries(self, features: Dict[str, Tensor], num_frame_query_layers: int = 1) -> Dict:
+        import torch.nn.functional as F
+
+        pd = self.pixel_decoder(features, compute_mask_features=False)
+        f4 = pd["pixel_features"]
+        # mask_features is a 1x1 conv and bilinear resizing a convex combination per pixel, so
+        # conv(resize(F4)) == resize(conv(F4)): the attention masks need only the level-size maps.
+        level_masks = [
+            self.pixel_decoder.mask_features(
+                F.interpolate(f4, size=feat.shape[-2:], mode="bilinear", align_corners=False))
+            for feat in pd["multi_scale_features"]
+        ]
+        out = self.predictor.forward_queries(pd["multi_scale_features"], level_masks, num_frame_query_layers)
+        out["pixel_features"] = f4
+        return out
+
+
+def build_mask2former_head(cfg, input_shape: Dict[str, ShapeSpec]) -> Mask2FormerHead:
+    return Mask2FormerHead(cfg, input_shape)
