@@ -49,7 +49,7 @@ def convert_official_state_dict(official: Mapping[str, torch.Tensor],
     if "model" in official and isinstance(official["model"], Mapping):
         official = official["model"]
     converted: "OrderedDict[str, torch.Tensor]" = OrderedDict()
-    unused, mismatched = [], []
+    unused, mismatched, mismatched_ours = [], [], set()
     for key, value in official.items():
         if key.endswith("num_batches_tracked"):
             unused.append(key)  # FrozenBN never has it; its presence means a different backbone
@@ -65,10 +65,10 @@ def convert_official_state_dict(official: Mapping[str, torch.Tensor],
                 continue
             if tuple(reference[ours].shape) != tuple(value.shape):
                 mismatched.append(f"{key} -> {ours}: official {tuple(value.shape)}, ours {tuple(reference[ours].shape)}")
+                mismatched_ours.add(ours)
                 continue
         converted[ours] = value
-    missing = sorted(set(reference) - set(converted)) if reference is not None else []
-    missing = [m for m in missing if m not in {k for k in (reference or {}) if _mapped_but_mismatched(k, mismatched)}]
+    missing = sorted(set(reference) - set(converted) - mismatched_ours) if reference is not None else []
     if unused or missing or mismatched:
         lines = ["IFC checkpoint conversion failed:"]
         if unused:
@@ -79,7 +79,3 @@ def convert_official_state_dict(official: Mapping[str, torch.Tensor],
             lines.append(f"  {len(mismatched)} shape mismatches: " + "; ".join(mismatched[:20]) + (" ..." if len(mismatched) > 20 else ""))
         raise ValueError("\n".join(lines))
     return converted
-
-
-def _mapped_but_mismatched(our_key: str, mismatched) -> bool:
-    return any(f"-> {our_key}:" in m for m in mismatched)

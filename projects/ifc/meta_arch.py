@@ -118,6 +118,10 @@ class IFC(nn.Module):
         num_classes = _num_classes_from_cfg(cfg)
         backbone = build_backbone(cfg)
         shapes = backbone.output_shape()
+        missing = [lvl for lvl in ("res3", "res4", "res5") if lvl not in shapes]
+        if missing:
+            raise ValueError(f"IFC needs backbone outputs res3, res4, res5; missing {missing} "
+                             f"(MODEL.RESNETS.OUT_FEATURES = {list(cfg.MODEL.RESNETS.OUT_FEATURES)})")
         transformer = IFCTransformer(
             d_model=c.HIDDEN_DIM, nhead=c.NHEADS, num_encoder_layers=c.ENC_LAYERS,
             num_decoder_layers=c.DEC_LAYERS, num_memory_bus=c.NUM_MEMORY_BUS,

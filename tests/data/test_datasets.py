@@ -49,7 +49,8 @@ def _base_json():
         "annotations": [
             {"id": 11, "video_id": 5, "category_id": 7, "iscrowd": 0,
              "segmentations": [_uncompressed(m1), None, _compressed(m1)],
-             "bboxes": [[2, 3, 8, 6], None, [2, 3, 8, 6]], "occlusion": [0, None, 2]},
+             "bboxes": [[2, 3, 8, 6], None, [2, 3, 8, 6]],
+             "occlusion": ["no_occlusion", None, "severe_occlusion"]},  # OVIS per-frame labels
             {"id": 12, "video_id": 5, "category_id": 3, "iscrowd": 0,
              "segmentations": [None, _compressed(m2), _compressed(m2)], "bboxes": None},
             {"id": 13, "video_id": 2, "category_id": 7, "iscrowd": 0,
@@ -89,7 +90,7 @@ def test_loads_dataset_dicts_per_contract(tmp_path):
     # ids sorted: 3 (cat) -> 0, 7 (dog) -> 1
     assert obj["category_id"] == 1 and v5["annotations"][1][0]["category_id"] == 0
     assert obj["bbox"] == [2.0, 3.0, 8.0, 6.0] and obj["bbox_mode"] == BoxMode.XYWH_ABS
-    assert obj["occlusion"] == 0 and v5["annotations"][2][0]["occlusion"] == 2
+    assert obj["occlusion"] == "no_occlusion" and v5["annotations"][2][0]["occlusion"] == "severe_occlusion"
     assert "occlusion" not in v5["annotations"][1][0]
     # bboxes: null -> computed from the mask
     assert v5["annotations"][1][0]["bbox"] == [12.0, 4.0, 8.0, 11.0]
@@ -145,7 +146,7 @@ def _corrupt(data, case):
         ann0["bboxes"] = ann0["bboxes"] + [None]
         return ValueError, ["video 5", "annotation 11", "'bboxes'", "4 entries"]
     if case == "occlusion_length":
-        ann0["occlusion"] = [0]
+        ann0["occlusion"] = ["no_occlusion"]
         return ValueError, ["video 5", "annotation 11", "'occlusion'"]
     if case == "unknown_category":
         ann0["category_id"] = 99

@@ -10,6 +10,7 @@ evaluator — is exercised with real tensors.
 import torch
 import torch.nn.functional as F
 from detectron2.config import configurable
+from detectron2.data import MetadataCatalog
 from detectron2.modeling import META_ARCH_REGISTRY
 from torch import nn
 
@@ -32,7 +33,8 @@ class MinimalVISModel(nn.Module):
     @classmethod
     def from_config(cls, cfg):
         return {
-            "num_classes": cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
+            # Dataset facts come from metadata, never from the dataset name.
+            "num_classes": len(MetadataCatalog.get(cfg.DATASETS.TRAIN[0]).thing_classes),
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
         }

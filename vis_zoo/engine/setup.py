@@ -20,6 +20,11 @@ def build_config(config_file: str = "", opts=None):
         cfg.merge_from_file(config_file)
     cfg.merge_from_list(list(opts or []))
     validate_config(cfg)
+    if cfg.DATASETS.SYNTHETIC_ROOT:
+        # The synthetic datasets are registered at import time; point them at the configured root.
+        from vis_zoo.data.datasets import set_synthetic_root
+
+        set_synthetic_root(cfg.DATASETS.SYNTHETIC_ROOT)
     return cfg
 
 

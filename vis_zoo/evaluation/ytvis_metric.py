@@ -14,12 +14,12 @@ the GT `areas`, 128²/256² size ranges, crowd GTs), with these deliberate diffe
   positive). YouTube-VIS and OVIS ids start at 1, so real files are unaffected.
 
 How it is vectorised:
-* track IoUs: per video, every frame's masks are decoded once and the spatio-temporal intersections of
-  all (prediction, GT) pairs come from one matrix product over the stacked frames (exact: float32
-  products of 0/1 masks are exact while a sum stays <= 2**24 pixels, which bounds the frame chunk).
-  Unions follow from the per-track pixel totals: U = |P| + |G| - I, because a frame where only one
-  track is present adds that track's area and an all-zero mask adds nothing, exactly as the
-  frame-by-frame walk of the reference does.
+* track IoUs: per video and frame, one pycocotools call gives the IoUs of all present
+  (prediction, GT) pairs (exact RLE intersections, pairs with disjoint boxes skipped); the integer
+  intersections are recovered exactly from them and summed over frames with numpy. Unions follow
+  from the per-track pixel totals: U = |P| + |G| - I, because a frame where only one track is
+  present adds that track's area and an all-zero mask adds nothing, exactly as the frame-by-frame
+  walk of the reference does.
 * matching: the greedy COCO matching is sequential in the predictions (highest score first), so the
   loop runs over the prediction rank d (at most 100 steps) and each step handles every
   (video, category, size range, IoU threshold, GT) at once with numpy.
@@ -88,10 +88,6 @@ STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100",
 OCCLUSION_STAT_NAMES = ("APso", "APmo", "APho", "ARso", "ARmo", "ARho")
 
 _EPS = np.spacing(1)  # float64 machine epsilon, as in the reference precision formula
-# Largest pixel count whose 0/1 dot product float32 represents exactly.
-_FLOAT32_EXACT_PIXELS = 2**24
-# Bound on the dense decoded masks held at once while computing intersections (elements).
-_DENSE_BUDGET = 2**25
 
 
 # ----------------------------------------------------------------------------------------------
@@ -265,16 +261,28 @@ def load_ground_truth(gt_json: dict) -> GroundTruth:
     return gt
 
 
-def _pred_frame_to_rle(segm, height: int, width: int, what: str) -> Optional[dict]:
-    if not segm:
-        return None
-    if not isinstance(segm, dict) or "counts" not in segm:
-        raise ValueError(f"{what}: a prediction frame must be an RLE dict or null, got {type(segm).__name__}")
-    if isinstance(segm["counts"], list):  # uncompressed RLE: accept it, compress it
-        _check_rle_size(segm, height, width, what)
-        segm = mask_util.frPyObjects(segm, height, width)
-    _check_rle_size(segm, height, width, what)
-    return segm
+def _pred_frames_to_rles(segms: Sequence, height: int, width: int, what: str) -> List[Optional[dict]]:
+    """A prediction's per-frame segmentations -> RLE dicts / None, checking every mask's size."""
+    rles: List[Optional[dict]] = []
+    for t, segm in enumerate(segms):
+        if not segm:
+            rles.append(None)
+            continue
+        try:
+            size, counts = segm["size"], segm["counts"]
+            if isinstance(counts, list):  # uncompressed RLE: accept it, compress it
+                segm = mask_util.frPyObjects(segm, height, width)
+            ok = int(size[0]) == height and int(size[1]) == width
+        except (TypeError, KeyError, IndexError, ValueError):
+            raise ValueError(
+                f"{what}, frame {t}: a prediction frame must be an RLE dict {{size, counts}} or null, "
+                f"got {segm!r:.80}"
+            ) from None
+        if not ok:
+            raise ValueError(f"{what}, frame {t}: mask size {list(size)} does not match the video size "
+                             f"[{height}, {width}]")
+        rles.append(segm)
+    return rles
 
 
 def load_predictions(gt: GroundTruth, results: Sequence[dict]) -> Tuple[List[PredTrack], int]:
@@ -316,83 +324,77 @@ def load_predictions(gt: GroundTruth, results: Sequence[dict]) -> Tuple[List[Pre
             dropped += 1  # the reference drops categories that are not in the GT
             continue
         what = f"result #{i} (video {vid})"
-        rles = [_pred_frame_to_rle(s, h, w, f"{what}, frame {t}") for t, s in enumerate(segms)]
+        rles = _pred_frames_to_rles(segms, h, w, what)
         tracks.append(PredTrack(vi, gt.category_index[cat], score, rles, i))
     if dropped:
         logger.info("Dropped %d result(s) whose category_id is not a GT category.", dropped)
     return tracks, dropped
 
 
-def _mean_nonzero_area(frame_areas: Sequence[int]) -> float:
-    nonzero = [a for a in frame_areas if a]
-    return float(np.array(nonzero).mean()) if nonzero else 0.0
-
-
-def _area_per_frame(rles: Sequence[Optional[dict]]) -> np.ndarray:
-    """[T] pixel area of each frame's mask (0 where absent)."""
-    areas = np.zeros(len(rles), dtype=np.int64)
-    present = [t for t, r in enumerate(rles) if r]
-    if present:
-        areas[present] = mask_util.area([rles[t] for t in present])
-    return areas
-
-
 # ----------------------------------------------------------------------------------------------
 # Track IoUs (vectorised)
 # ----------------------------------------------------------------------------------------------
-def _dense_frames(tracks_rles, frames: Sequence[int], hw: int, dtype) -> np.ndarray:
-    """Decode the masks of `tracks_rles` at `frames` into a dense [N, len(frames) * hw] 0/1 matrix."""
-    out = np.zeros((len(tracks_rles), len(frames), hw), dtype=dtype)
+def _frame_areas(tracks: Sequence[Sequence[Optional[dict]]], length: int) -> np.ndarray:
+    """[N, T] pixel area of every track's mask in every frame (0 where absent), one pycocotools call."""
+    areas = np.zeros((len(tracks), length), dtype=np.int64)
     rows, cols, rles = [], [], []
-    for n, track in enumerate(tracks_rles):
-        for j, t in enumerate(frames):
-            if track[t]:
+    for n, track in enumerate(tracks):
+        for t, rle in enumerate(track):
+            if rle:
                 rows.append(n)
-                cols.append(j)
-                rles.append(track[t])
+                cols.append(t)
+                rles.append(rle)
     if rles:
-        decoded = mask_util.decode(rles)  # [H, W, M], Fortran order
-        out[rows, cols] = decoded.reshape(hw, len(rles), order="F").T
-    return out.reshape(len(tracks_rles), len(frames) * hw)
+        areas[rows, cols] = mask_util.area(rles)
+    return areas
 
 
-def track_intersections(pred_rles, gt_rles, height: int, width: int) -> np.ndarray:
+def track_intersections(pred_rles, gt_rles, pred_areas=None, gt_areas=None) -> np.ndarray:
     """Spatio-temporal intersections [P, G] (pixels summed over frames) of every pair of tracks.
 
-    `pred_rles` / `gt_rles`: lists of tracks, each a list of T RLE dicts or None.
+    pred_rles / gt_rles: lists of tracks, each a list of T RLE dicts or None.
+    pred_areas / gt_areas: their [P, T] / [G, T] per-frame areas (computed when None).
+
+    One pycocotools call per frame gives the IoUs of all present pairs (its RLE intersection is exact
+    and skips pairs whose boxes do not overlap); the integer intersection is recovered exactly from
+    IoU = I / (a + b - I) as I = IoU * (a + b) / (1 + IoU), rounded: the float error is ~1e-16 * I.
     """
     num_pred, num_gt = len(pred_rles), len(gt_rles)
     inter = np.zeros((num_pred, num_gt), dtype=np.float64)
     if num_pred == 0 or num_gt == 0:
         return inter
-    hw = height * width
-    # Only frames where some GT and some prediction are present can intersect.
-    frames = [
-        t
-        for t in range(len(gt_rles[0]))
-        if any(g[t] for g in gt_rles) and any(p[t] for p in pred_rles)
-    ]
-    if not frames:
-        return inter
-    dtype = np.float32 if hw <= _FLOAT32_EXACT_PIXELS else np.float64
-    pred_chunk = max(1, min(num_pred, _DENSE_BUDGET // hw))
-    frames_per_chunk = max(1, _DENSE_BUDGET // (hw * (pred_chunk + num_gt)))
-    if dtype == np.float32:
-        frames_per_chunk = min(frames_per_chunk, max(1, _FLOAT32_EXACT_PIXELS // hw))
-    for f0 in range(0, len(frames), frames_per_chunk):
-        chunk = frames[f0 : f0 + frames_per_chunk]
-        gt_dense = _dense_frames(gt_rles, chunk, hw, dtype)
-        for p0 in range(0, num_pred, pred_chunk):
-            pred_dense = _dense_frames(pred_rles[p0 : p0 + pred_chunk], chunk, hw, dtype)
-            inter[p0 : p0 + pred_chunk] += pred_dense @ gt_dense.T
+    length = len(gt_rles[0])
+    if pred_areas is None:
+        pred_areas = _frame_areas(pred_rles, length)
+    if gt_areas is None:
+        gt_areas = _frame_areas(gt_rles, length)
+    for t in range(length):
+        p_idx = np.flatnonzero(pred_areas[:, t])
+        g_idx = np.flatnonzero(gt_areas[:, t])
+        if len(p_idx) == 0 or len(g_idx) == 0:
+            continue  # an absent or empty mask intersects nothing
+        iou = mask_util.iou(
+            [pred_rles[i][t] for i in p_idx], [gt_rles[j][t] for j in g_idx], np.zeros(len(g_idx), np.uint8)
+        )
+        sums = pred_areas[p_idx, t][:, None] + gt_areas[g_idx, t][None, :]
+        inter[np.ix_(p_idx, g_idx)] += np.rint(iou * sums / (1.0 + iou))
     return inter
 
 
-def track_ious(pred_rles, gt_rles, height: int, width: int) -> np.ndarray:
-    """Spatio-temporal IoU [P, G]: sum_t I_t / sum_t U_t over the video's frames, 0 where U = 0."""
-    inter = track_intersections(pred_rles, gt_rles, height, width)
-    pred_total = np.array([_area_per_frame(r).sum() for r in pred_rles], dtype=np.float64)
-    gt_total = np.array([_area_per_frame(r).sum() for r in gt_rles], dtype=np.float64)
+def track_ious(pred_rles, gt_rles, pred_areas=None, gt_areas=None) -> np.ndarray:
+    """Spatio-temporal IoU [P, G]: sum_t I_t / sum_t U_t over the video's frames, 0 where U = 0.
+
+    U = |P| + |G| - I with |.| the pixel total over all frames: a frame where only one track is
+    present adds its area to the union, as in the reference's frame-by-frame walk.
+    """
+    length = len(gt_rles[0]) if gt_rles else (len(pred_rles[0]) if pred_rles else 0)
+    if pred_areas is None:
+        pred_areas = _frame_areas(pred_rles, length)
+    if gt_areas is None:
+        gt_areas = _frame_areas(gt_rles, length)
+    inter = track_intersections(pred_rles, gt_rles, pred_areas, gt_areas)
+    pred_total = pred_areas.sum(axis=1).astype(np.float64)
+    gt_total = gt_areas.sum(axis=1).astype(np.float64)
     union = pred_total[:, None] + gt_total[None, :] - inter
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
@@ -665,46 +667,44 @@ def _evaluate_parsed(gt: GroundTruth, preds: List[PredTrack], dropped: int, occl
         category_present[key[1]] = True
 
     # Kept predictions in (video, category, rank) order: the reference's concatenation order.
-    det_category, det_score, det_rank, det_area, det_occ = [], [], [], [], []
-    group_slices: Dict[Tuple[int, int], Tuple[int, int]] = {}
-    for key in sorted(pred_by_group):
-        members = pred_by_group[key]
-        start = len(det_score)
-        for rank, i in enumerate(members):
-            p = preds[i]
-            det_category.append(p.category_index)
-            det_score.append(p.score)
-            det_rank.append(rank)
-            det_area.append(_mean_nonzero_area(_area_per_frame(p.rles)))
-            det_occ.append(np.nan)
-        group_slices[key] = (start, len(det_score))
-    num_det = len(det_score)
-    det_category = np.array(det_category, dtype=np.int64)
-    det_score = np.array(det_score, dtype=np.float64)
-    det_rank = np.array(det_rank, dtype=np.int64)
-    det_occ = np.array(det_occ, dtype=np.float64)
-
-    # Track IoUs, one pass per video; then the groups that need matching.
-    groups, group_keys = [], []
     keys_by_video: Dict[int, List[Tuple[int, int]]] = {}
-    for key in sorted(group_slices):
-        if key in gt_by_group:  # groups without GT need no IoU: their predictions are unmatched
-            keys_by_video.setdefault(key[0], []).append(key)
+    for key in sorted(pred_by_group):
+        keys_by_video.setdefault(key[0], []).append(key)
+    det_category, det_score, det_rank, det_area = [], [], [], []
+    group_slices: Dict[Tuple[int, int], Tuple[int, int]] = {}
+    groups, group_keys, group_occ = [], [], []
     for vi, keys in keys_by_video.items():
-        pred_idx = [i for k in keys for i in pred_by_group[k]]
-        gt_idx = [i for k in keys for i in gt_by_group[k]]
-        ious = track_ious(
-            [preds[i].rles for i in pred_idx], [gt.tracks[i].rles for i in gt_idx],
-            gt.heights[vi], gt.widths[vi],
-        )
+        start = len(det_score)
+        pred_idx = []
+        for key in keys:
+            members = pred_by_group[key]
+            group_slices[key] = (start + len(pred_idx), start + len(pred_idx) + len(members))
+            pred_idx += members
+            det_category += [key[1]] * len(members)
+            det_rank += range(len(members))
+        det_score += [preds[i].score for i in pred_idx]
+        pred_areas = _frame_areas([preds[i].rles for i in pred_idx], gt.lengths[vi])  # [P, T]
+        # Mean of the non-zero frame areas (exact: integer sums are exact in float64).
+        nonzero = np.count_nonzero(pred_areas, axis=1)
+        det_area += list(pred_areas.sum(axis=1) / np.maximum(nonzero, 1))
+
+        # Track IoUs for the groups that have GT (the others' predictions are all unmatched).
+        with_gt = [k for k in keys if k in gt_by_group]
+        if not with_gt:
+            continue
+        rows = [j for k in with_gt for j in range(group_slices[k][0] - start, group_slices[k][1] - start)]
+        gt_idx = [i for k in with_gt for i in gt_by_group[k]]
+        gt_areas = _frame_areas([gt.tracks[i].rles for i in gt_idx], gt.lengths[vi])
+        # Cross-category pairs are computed too (one call per frame) and discarded below.
+        ious = track_ious([preds[pred_idx[j]].rles for j in rows], [gt.tracks[i].rles for i in gt_idx],
+                          pred_areas[rows], gt_areas)
         p0 = g0 = 0
-        for k in keys:
-            d, g = len(pred_by_group[k]), len(gt_by_group[k])
-            # Cross-category pairs are computed too (one matrix product) and discarded here.
+        for k in with_gt:
+            gts = gt_by_group[k]
+            d, g = len(pred_by_group[k]), len(gts)
             sub = ious[p0 : p0 + d, g0 : g0 + g]
             p0 += d
             g0 += g
-            gts = gt_by_group[k]
             groups.append((sub, gt_ignore[:, gts], gt_crowd[gts]))
             group_keys.append(k)
             if occlusion:
@@ -712,8 +712,15 @@ def _evaluate_parsed(gt: GroundTruth, preds: List[PredTrack], dropped: int, occl
                 # category); with no overlap it has none and is never excused from a band.
                 best = np.argmax(sub, axis=1)
                 has = sub[np.arange(d), best] > 0
-                s, _ = group_slices[k]
-                det_occ[s : s + d] = np.where(has, gt_occ[np.array(gts)[best]], np.nan)
+                group_occ.append(np.where(has, gt_occ[np.array(gts)[best]], np.nan))
+    num_det = len(det_score)
+    det_category = np.array(det_category, dtype=np.int64)
+    det_score = np.array(det_score, dtype=np.float64)
+    det_rank = np.array(det_rank, dtype=np.int64)
+    det_occ = np.full(num_det, np.nan)
+    for key, occ in zip(group_keys, group_occ):
+        s, e = group_slices[key]
+        det_occ[s:e] = occ
     matches = greedy_match(groups, IOU_THRESHOLDS)
 
     num_t = len(IOU_THRESHOLDS)

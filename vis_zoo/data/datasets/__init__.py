@@ -6,6 +6,7 @@ and OVIS splits and the synthetic datasets (synthetic_vis_{train,val,long}, synt
 from .builtin import BUILTIN_SPLITS, OVIS_CATEGORIES, YTVIS_2019_CATEGORIES, YTVIS_2021_CATEGORIES
 from .builtin import register_all_builtin
 from .synthetic import (
+    OCCLUSION_LEVELS,
     SYNTHETIC_CATEGORIES,
     SYNTHETIC_SPLITS,
     ensure_synthetic_split,
@@ -23,6 +24,7 @@ register_synthetic_datasets()
 
 __all__ = [
     "BUILTIN_SPLITS",
+    "OCCLUSION_LEVELS",
     "OVIS_CATEGORIES",
     "YTVIS_2019_CATEGORIES",
     "YTVIS_2021_CATEGORIES",

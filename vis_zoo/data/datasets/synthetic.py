@@ -5,8 +5,9 @@ with its own colour family and fill pattern) moving over a textured, panning bac
 move linearly and bounce off the borders or cross the frame (entering and leaving, so their
 `segmentations` are null there), change scale and brightness over time, appear late or vanish
 early, and occlude each other by a fixed depth order; some videos have an unannotated foreground
-pole that objects pass behind (disappearing for a while and coming back). Each annotation also carries OVIS-style
-per-frame `occlusion` levels (0 none, 1 slight: <= 50% hidden, 2 severe: > 50% hidden).
+pole that objects pass behind (disappearing for a while and coming back). Each annotation carries
+OVIS-style per-frame `occlusion` labels as the OVIS JSONs do ("no_occlusion", "slight_occlusion":
+<= 50% hidden, "severe_occlusion": > 50% hidden; null where absent).
 
 The files are ordinary JPEG frames and a YouTube-VIS JSON, so the whole real pipeline (loader,
 mapper, evaluator) runs on them. Generation is deterministic: the same arguments give a
@@ -38,6 +39,7 @@ from .ytvis import category_metadata, load_ytvis_json, validate_segmentation
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "OCCLUSION_LEVELS",
     "SYNTHETIC_CATEGORIES",
     "SYNTHETIC_SPLITS",
     "generate_synthetic_vis",
@@ -250,10 +252,10 @@ def _plan_pole(rng: np.random.Generator, height: int, width: int, off_x: np.ndar
     It fixes to the scene, so it pans with the background; objects narrower than it vanish behind it
     for a few frames and come back (a gap in their track, as in OVIS). Returns `t -> bool [H, W]`.
     """
-    if rng.random() >= 0.4:
+    if rng.random() >= 0.5:
         return None
     unit = min(height, width) / 96.0
-    thickness = rng.uniform(14, 24) * unit
+    thickness = rng.uniform(20, 32) * unit
     vertical = rng.random() < 0.6
     extent = width if vertical else height
     pos = rng.uniform(0.25, 0.75) * extent
@@ -267,12 +269,15 @@ def _plan_pole(rng: np.random.Generator, height: int, width: int, off_x: np.ndar
     return mask
 
 
-def _occlusion_level(visible: int, full: int) -> int:
-    """OVIS-style level from the hidden fraction of the in-frame object area."""
+OCCLUSION_LEVELS = ("no_occlusion", "slight_occlusion", "severe_occlusion")  # OVIS's label strings
+
+
+def _occlusion_level(visible: int, full: int) -> str:
+    """OVIS label from the hidden fraction of the in-frame object area (> 50% hidden: severe)."""
     hidden = 1.0 - visible / max(full, 1)
     if hidden < 0.05:
-        return 0
-    return 1 if hidden <= 0.5 else 2
+        return OCCLUSION_LEVELS[0]
+    return OCCLUSION_LEVELS[1] if hidden <= 0.5 else OCCLUSION_LEVELS[2]
 
 
 def _render_clip(rng: np.random.Generator, height: int, width: int, length: int):

@@ -50,12 +50,14 @@ def _compressed_rle_counts(counts: bytes) -> np.ndarray:
     ends = np.flatnonzero(~more)  # index of the last char of every number
     starts = np.concatenate([[0], ends[:-1] + 1])
     lengths = ends - starts + 1
-    group = np.repeat(np.arange(ends.size), lengths)
-    pos = np.arange(chars.size) - starts[group]  # 5-bit group index inside its number
-    if pos.max() > 11:
+    if lengths.max() > 12:
         raise ValueError("counts string holds a number too large for a run length")
-    values = np.zeros(ends.size, dtype=np.int64)
-    np.add.at(values, group, (chars & 0x1F) << (5 * pos))
+    # position of every char inside its number (its 5-bit group index)
+    first = np.zeros(chars.size, dtype=np.int64)
+    first[starts] = starts
+    pos = np.arange(chars.size) - np.maximum.accumulate(first)
+    # the groups of one number occupy disjoint bits, so summing them assembles the number
+    values = np.add.reduceat((chars & 0x1F) << (5 * pos), starts)
     negative = (chars[ends] & 0x10) != 0
     values[negative] -= np.left_shift(np.int64(1), 5 * lengths[negative])
     # Undo the delta coding: runs m >= 3 are stored relative to run m - 2.
@@ -91,9 +93,10 @@ def validate_segmentation(segm: Any, height: int, width: int) -> Any:
             raise ValueError(f"RLE size {list(size)} differs from the video size [{height}, {width}]")
         counts = segm["counts"]
         if isinstance(counts, (list, tuple)):  # uncompressed RLE
-            if not all(isinstance(c, (int, np.integer)) and c >= 0 for c in counts):
+            runs = np.asarray(counts)
+            if runs.ndim != 1 or (runs.size and (runs.dtype.kind not in "iu" or runs.min() < 0)):
                 raise ValueError("uncompressed RLE 'counts' must be non-negative integers")
-            total = int(sum(counts))
+            total = int(runs.sum())
             if total != height * width:
                 raise ValueError(f"uncompressed RLE counts sum to {total}, expected H*W = {height * width}")
             rle = mask_util.frPyObjects({"counts": list(counts), "size": [height, width]}, height, width)

@@ -1,0 +1,8 @@
+"""VITA: Video Instance segmentation via object Token Association (Heo et al., NeurIPS 2022).
+
+Importing this package registers the `Vita` meta-architecture and `add_vita_config`."""
+from .config import add_vita_config
+from .meta_arch import Vita
+from .vita_module import VITAModule
+
+__all__ = ["add_vita_config", "Vita", "VITAModule"]

@@ -1,0 +1,96 @@
+"""Official VITA checkpoint (sukjunhwang/VITA, ``checkpoint["model"]``) -> VIS Zoo VITA state_dict.
+
+Our module tree mirrors the official one (``backbone.``, ``sem_seg_head.pixel_decoder.``,
+``sem_seg_head.predictor.``, ``vita_module.``, ``criterion.empty_weight``,
+``vita_criterion.empty_weight``), so names map one to one, except Mask2Former's pre-v2
+``static_query`` (renamed ``query_feat``, as Mask2Former does on load). Every official tensor must be
+used exactly once and, given our model's state_dict, every one of ours filled with the same shape;
+otherwise a ValueError lists the offending keys.
+
+COCO-pretrained stage-1 checkpoints have an 81-way class head: pass ``skip_class_heads=True`` to drop
+the class-dependent tensors (class_embed, empty_weight) instead of failing, as the official
+detectron2 loading does.
+"""
+from collections import OrderedDict
+from typing import List, Mapping, Optional
+
+import torch
+
+__all__ = ["OFFICIAL_PREFIXES", "map_official_key", "convert_official_state_dict"]
+
+OFFICIAL_PREFIXES = (
+    "backbone.",
+    "sem_seg_head.pixel_decoder.",
+    "sem_seg_head.predictor.",
+    "vita_module.",
+    "criterion.empty_weight",
+    "vita_criterion.empty_weight",
+)
+# tensors whose shape depends on the number of classes
+CLASS_DEPENDENT = ("class_embed.", "empty_weight")
+
+
+def map_official_key(key: str) -> Optional[str]:
+    """Our name for an official key, or None when it is not part of the VITA model."""
+    if not key.startswith(OFFICIAL_PREFIXES):
+        return None
+    if key.startswith("sem_seg_head.predictor.static_query."):
+        return key.replace("static_query", "query_feat", 1)
+    return key
+
+
+def _listing(items: List[str], limit: int = 20) -> str:
+    return ", ".join(items[:limit]) + (" ..." if len(items) > limit else "")
+
+
+def convert_official_state_dict(official: Mapping[str, torch.Tensor],
+                                reference: Optional[Mapping[str, torch.Tensor]] = None,
+                                skip_class_heads: bool = False) -> "OrderedDict[str, torch.Tensor]":
+    """Rename an official VITA state_dict to ours and check it.
+
+    Args:
+        official: the official ``checkpoint["model"]`` (a whole checkpoint with "model" is accepted).
+        reference: our model's state_dict (names and shapes to check against); None checks only
+            that every official key is mapped.
+        skip_class_heads: drop class-dependent tensors whose shape differs from ours (COCO init).
+    Raises:
+        ValueError listing unused official tensors, our tensors left missing, and shape mismatches.
+    """
+    if "model" in official and isinstance(official["model"], Mapping):
+        official = official["model"]
+    converted: "OrderedDict[str, torch.Tensor]" = OrderedDict()
+    unused, mismatched, skipped = [], [], []
+    for key, value in official.items():
+        ours = map_official_key(key)
+        if ours is None:
+            unused.append(key)
+            continue
+        if ours in converted:
+            unused.append(f"{key} (duplicate of {ours})")
+            continue
+        value = torch.as_tensor(value)
+        if reference is not None:
+            if ours not in reference:
+                unused.append(f"{key} (-> {ours}, not in our model)")
+                continue
+            if tuple(reference[ours].shape) != tuple(value.shape):
+                if skip_class_heads and any(c in ours for c in CLASS_DEPENDENT):
+                    skipped.append(ours)
+                    continue
+                mismatched.append(f"{key} -> {ours}: official {tuple(value.shape)}, ours {tuple(reference[ours].shape)}")
+                continue
+        converted[ours] = value
+    missing = []
+    if reference is not None:
+        bad = {m.split(" -> ")[1].split(":")[0] for m in mismatched}
+        missing = sorted(k for k in reference if k not in converted and k not in bad and k not in skipped)
+    if unused or missing or mismatched:
+        lines = ["VITA checkpoint conversion failed:"]
+        if unused:
+            lines.append(f"  {len(unused)} official tensors not used: {_listing(unused)}")
+        if missing:
+            lines.append(f"  {len(missing)} of our tensors missing: {_listing(missing)}")
+        if mismatched:
+            lines.append(f"  {len(mismatched)} shape mismatches: " + "; ".join(mismatched[:20]))
+        raise ValueError("\n".join(lines))
+    return converted

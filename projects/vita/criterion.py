@@ -1,0 +1,142 @@
+"""VITA's video-level losses: Hungarian-matched CE + point-sampled BCE/dice over the clip, for every
+VITA input layer (L) and decoder output (D), and the similarity loss (spec §3)."""
+from typing import Dict, List, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vis_zoo.modeling.criterion import num_masks_normalizer, src_permutation_idx
+from vis_zoo.modeling.mask2former.criterion import point_sampled_mask_losses
+
+__all__ = ["VitaCriterion"]
+
+
+class VitaCriterion(nn.Module):
+    """forward(outputs, clip_targets, frame_targets, frame_indices) -> unweighted loss dict.
+
+    outputs: VITA module outputs with "pred_masks" [L, B, cQ, T, h, w] added (also in aux_outputs).
+    clip_targets: B dicts: "labels" [G], "ids" [G, T] (-1 where absent), "masks" [G, T, H, W].
+    frame_targets: B*T dicts (video-major): "labels", "ids", "masks" [G_t, H, W].
+    frame_indices: L lists of B*T frame matchings (from the frame criterion, oldest layer first).
+    Keys: loss_vita_ce / _mask / _dice (+ `_i` for aux decoder layer i), loss_vita_sim (last layer).
+    """
+
+    def __init__(self, *, num_classes: int, matcher: nn.Module, weight_dict: Dict[str, float], eos_coef: float,
+                 num_points: int, oversample_ratio: float, importance_sample_ratio: float,
+                 sim_weight: float = 0.5, sim_use_clip: bool = True, sim_id_multiplier: int = 1000):
+        super().__init__()
+        self.num_classes = num_classes
+        self.matcher = matcher
+        self.weight_dict = dict(weight_dict)
+        self.eos_coef = eos_coef
+        self.num_points = num_points
+        self.oversample_ratio = oversample_ratio
+        self.importance_sample_ratio = importance_sample_ratio
+        self.use_sim = sim_weight > 0.0
+        self.sim_use_clip = sim_use_clip
+        self.sim_id_multiplier = sim_id_multiplier
+        empty_weight = torch.ones(num_classes + 1)
+        empty_weight[-1] = eos_coef
+        self.register_buffer("empty_weight", empty_weight)
+
+    # ----------------------------------------------------------------- matching
+    def match(self, outputs: Dict[str, Tensor], clip_targets: Sequence[dict]):
+        """Matchings of the L*B (layer, video) pairs, layer-major; targets replicated per layer."""
+        logits = outputs["pred_logits"]
+        num_l, b = logits.shape[:2]
+        flat = {"pred_logits": logits.flatten(0, 1), "pred_masks": outputs["pred_masks"].flatten(0, 1)}
+        return self.matcher(flat, list(clip_targets) * num_l)
+
+    # ----------------------------------------------------------------- losses
+    def loss_labels(self, outputs, clip_targets, indices) -> Tensor:
+        logits = outputs["pred_logits"]
+        num_l = logits.shape[0]
+        logits = logits.flatten(0, 1)  # [L*B, cQ, K+1]
+        idx = src_permutation_idx(indices)
+        target_classes = torch.full(logits.shape[:2], self.num_classes, dtype=torch.int64, device=logits.device)
+        if len(idx[0]):
+            target_classes[idx] = torch.cat(
+                [t["labels"][j] for t, (_, j) in zip(list(clip_targets) * num_l, indices)]).to(logits.device)
+        return F.cross_entropy(logits.transpose(1, 2), target_classes, self.empty_weight.to(logits.dtype))
+
+    def loss_masks(self, outputs, clip_targets, indices, num_masks: float) -> Tuple[Tensor, Tensor]:
+        masks = outputs["pred_masks"]
+        num_l = masks.shape[0]
+        idx = src_permutation_idx(indices)
+        src = masks.flatten(0, 1)[idx]  # [N, T, h, w]
+        if len(idx[0]):
+            tgt = torch.cat([t["masks"][j] for t, (_, j) in zip(list(clip_targets) * num_l, indices)]).to(src)
+        else:
+            tgt = src.new_zeros((0, 1, 1, 1))
+        # points are chosen per frame-mask, then each instance's T point sets form one vector
+        return point_sampled_mask_losses(
+            src, tgt, num_masks, num_points=self.num_points, oversample_ratio=self.oversample_ratio,
+            importance_sample_ratio=self.importance_sample_ratio,
+        )
+
+    def loss_sim(self, outputs, clip_targets, frame_targets, clip_indices, frame_indices) -> Tensor:
+        """BCE on dot products of matched frame/video query embeddings, within (layer, video) groups."""
+        fq_embed = outputs["pred_fq_embed"]  # [L, B, T, fQ, C]
+        num_l, b, t = fq_embed.shape[:3]
+        device = fq_embed.device
+        embeds, ids, groups = [], [], []
+
+        flat_frame_indices = [pair for layer in frame_indices for pair in layer]  # L*B*T, layer-major
+        f_batch, f_src = src_permutation_idx(flat_frame_indices)
+        src_fq = fq_embed.flatten(0, 2)[f_batch, f_src]  # [Nf, C]
+        f_ids = torch.cat([tgt["ids"][j] for tgt, (_, j) in zip(list(frame_targets) * num_l, flat_frame_indices)]
+                          ).to(device) if len(f_batch) else torch.zeros(0, dtype=torch.long, device=device)
+        f_group = torch.div(f_batch.to(device), t, rounding_mode="floor")  # = layer * B + video
+        valid = f_ids != -1
+        embeds.append(src_fq[valid])
+        ids.append(f_ids[valid] + f_group[valid] * self.sim_id_multiplier)
+        groups.append(f_group[valid])
+
+        if self.sim_use_clip:
+            cq_embed = outputs["pred_cq_embed"].flatten(0, 1)  # [L*B, cQ, C]
+            c_batch, c_src = src_permutation_idx(clip_indices)
+            src_cq = cq_embed[c_batch, c_src]
+            if len(c_batch):
+                c_ids = torch.cat([tgt["ids"][j] for tgt, (_, j) in zip(list(clip_targets) * num_l, clip_indices)]
+                                  ).to(device).amax(dim=1)
+            else:
+                c_ids = torch.zeros(0, dtype=torch.long, device=device)
+            c_group = c_batch.to(device)
+            valid = c_ids != -1
+            embeds.append(src_cq[valid])
+            ids.append(c_ids[valid] + c_group[valid] * self.sim_id_multiplier)
+            groups.append(c_group[valid])
+
+        embeds = torch.cat(embeds)
+        ids = torch.cat(ids)
+        groups = torch.cat(groups)
+        logits = embeds @ embeds.t()
+        target = (ids[:, None] == ids[None]).to(logits.dtype)
+        same_group = (groups[:, None] == groups[None]).to(logits.dtype)
+        loss = F.binary_cross_entropy_with_logits(logits, target, reduction="none") * same_group
+        # keeps the graph connected (zero loss) when there is no matched foreground at all
+        return loss.sum() / (same_group.sum() + 1e-6) + fq_embed.sum() * 0.0
+
+    def _set_losses(self, outputs, clip_targets, num_masks: float, suffix: str):
+        indices = self.match(outputs, clip_targets)
+        loss_mask, loss_dice = self.loss_masks(outputs, clip_targets, indices, num_masks)
+        losses = {
+            "loss_vita_ce" + suffix: self.loss_labels(outputs, clip_targets, indices),
+            "loss_vita_mask" + suffix: loss_mask,
+            "loss_vita_dice" + suffix: loss_dice,
+        }
+        return losses, indices
+
+    def forward(self, outputs: Dict, clip_targets: Sequence[dict], frame_targets: Sequence[dict],
+                frame_indices: List) -> Dict[str, Tensor]:
+        num_l = outputs["pred_logits"].shape[0]
+        # N_masks = clip GT instances x L (each VITA input layer is a separate batch element)
+        num_masks = num_masks_normalizer(list(clip_targets) * num_l, outputs["pred_logits"].device)
+        losses, clip_indices = self._set_losses(outputs, clip_targets, num_masks, "")
+        if self.use_sim:
+            losses["loss_vita_sim"] = self.loss_sim(outputs, clip_targets, frame_targets, clip_indices, frame_indices)
+        for i, aux in enumerate(outputs.get("aux_outputs", [])):
+            l_dict, _ = self._set_losses(aux, clip_targets, num_masks, f"_{i}")
+            losses.update(l_dict)
+        return losses

@@ -1,0 +1,269 @@
+"""The YouTube-VIS / OVIS metric on hand-made cases with hand-computed expectations.
+
+Precision is tp / (tp + fp + eps) (float64 eps), so "1" is 1 - 2e-16: compare with abs=1e-12.
+"""
+import numpy as np
+import pytest
+
+from vis_zoo.evaluation import evaluate_ytvis, evaluate_ytvis_loop, track_ious, track_occlusion_score
+from ytvis_test_utils import box, gt_json, gt_track, pred, rle, two_video_gt, video
+
+approx = lambda x: pytest.approx(x, abs=1e-12)  # noqa: E731
+
+
+def _both(gt, results, **kw):
+    """Score with the vectorised and the loop implementation; they must agree exactly."""
+    fast = evaluate_ytvis(gt, results, **kw)
+    slow = evaluate_ytvis_loop(gt, results, **kw)
+    assert fast.stats == slow.stats
+    np.testing.assert_array_equal(fast.precision, slow.precision)
+    return fast
+
+
+def test_perfect_predictions_and_the_two_tracks_ar1_quirk():
+    gt, masks = two_video_gt()
+    results = [pred(10, 1, 0.9, masks[1]), pred(10, 1, 0.8, masks[2]), pred(11, 3, 0.7, masks[3])]
+    s = _both(gt, results).stats
+    for key in ("AP", "AP50", "AP75", "APs", "AR10", "AR100", "ARs"):
+        assert s[key] == approx(1.0), key
+    # Every track is small (< 128^2 px): the medium/large settings have no GT and are undefined.
+    for key in ("APm", "APl", "ARm", "ARl"):
+        assert s[key] == -1, key
+    # maxDet 1 per video: video 10 has two 'cat' tracks, so 'cat' recall is 1/2; 'dog' is 1.
+    assert s["AR1"] == approx((0.5 + 1.0) / 2)
+
+
+def test_size_range_comes_from_gt_areas_field():
+    gt, masks = two_video_gt()
+    for ann in gt["annotations"]:  # say every GT is medium-sized, whatever its masks
+        ann["areas"] = [None if a is None else 20000 for a in ann["areas"]]
+    results = [pred(10, 1, 0.9, masks[1]), pred(10, 1, 0.8, masks[2]), pred(11, 3, 0.7, masks[3])]
+    s = _both(gt, results).stats
+    assert s["APm"] == approx(1.0) and s["ARm"] == approx(1.0)
+    # Small range: GTs ignored, predictions matched to them ignored too -> no GT -> undefined.
+    assert s["APs"] == -1 and s["ARs"] == -1
+
+
+# GT: a 10x10 box in frames 0-2, absent in frame 3.
+_GT_FRAMES = [box(10, 10, 20, 20), box(10, 10, 20, 20), box(10, 10, 20, 20), None]
+
+
+@pytest.mark.parametrize(
+    "pred_frames, iou, num_thresholds_passed",
+    [
+        # frames 0, 1 exact; frame 2 missing (GT-only: +100 to U); frame 3 pred-only 5x10 (+50 to U).
+        # I = 200, U = 200 + 100 + 50 = 350 -> 4/7 = 0.571: passes 0.50 and 0.55.
+        ([box(10, 10, 20, 20), box(10, 10, 20, 20), None, box(40, 40, 45, 50)], 200 / 350, 2),
+        # frames 0, 1 exact, the rest missing: I = 200, U = 300 -> 2/3: passes 0.50 ... 0.65.
+        ([box(10, 10, 20, 20), box(10, 10, 20, 20), None, None], 200 / 300, 4),
+        # an all-zero mask counts like a missing frame.
+        ([box(10, 10, 20, 20), box(10, 10, 20, 20), np.zeros((64, 64), np.uint8), None], 200 / 300, 4),
+        # frame 0 only half covered (I 50, U 100), frames 1, 2 exact: I = 250, U = 300 -> 0.833.
+        ([box(10, 10, 15, 20), box(10, 10, 20, 20), box(10, 10, 20, 20), None], 250 / 300, 7),
+    ],
+)
+def test_missing_frames_track_iou_and_thresholds(pred_frames, iou, num_thresholds_passed):
+    ious = track_ious([[rle(m) for m in pred_frames]], [[rle(m) for m in _GT_FRAMES]])
+    assert ious[0, 0] == iou
+    gt = gt_json([video(10, 4)], [gt_track(1, 10, 1, _GT_FRAMES)])
+    s = _both(gt, [pred(10, 1, 0.9, pred_frames)]).stats
+    # One GT, one prediction: AP at a threshold is 1 if it matches, else 0.
+    assert s["AP"] == approx(num_thresholds_passed / 10)
+    assert s["AR100"] == approx(num_thresholds_passed / 10)
+    assert s["AP50"] == approx(1.0)
+    assert s["AP75"] == approx(1.0 if num_thresholds_passed >= 6 else 0.0)
+
+
+def test_swapped_categories_score_zero():
+    gt, masks = two_video_gt()
+    results = [pred(10, 3, 0.9, masks[1]), pred(10, 3, 0.8, masks[2]), pred(11, 1, 0.7, masks[3])]
+    r = _both(gt, results)
+    for key in ("AP", "AP50", "AP75", "APs", "AR1", "AR10", "AR100", "ARs"):
+        assert r.stats[key] == 0.0, key
+    assert r.per_category_ap == {"cat": 0.0, "dog": 0.0}
+
+
+def _crowd_case(iscrowd: int):
+    a = [box(2, 2, 12, 12)] * 2
+    b = [box(30, 30, 50, 50)] * 2
+    gt = gt_json([video(10, 2)], [gt_track(1, 10, 1, a), gt_track(2, 10, 1, b, iscrowd=iscrowd)])
+    # Two predictions on B ranked above the one on A.
+    results = [pred(10, 1, 0.95, b), pred(10, 1, 0.92, b), pred(10, 1, 0.90, a)]
+    return _both(gt, results).stats
+
+
+def test_crowd_gt_absorbs_several_predictions_and_is_not_counted():
+    s = _crowd_case(iscrowd=1)
+    # Both predictions on the crowd track are ignored (neither TP nor FP); only A counts.
+    assert s["AP"] == approx(1.0) and s["AR100"] == approx(1.0)
+    s = _crowd_case(iscrowd=0)
+    # Not crowd: TP, FP (B already taken), TP -> precision 1, 1/2, 2/3 at recall .5, .5, 1;
+    # made non-increasing: 1 for recall <= .5 (51 points), 2/3 above (50 points).
+    assert s["AP"] == pytest.approx((51 + 50 * 2 / 3) / 101, abs=1e-12)
+    assert s["AR100"] == approx(1.0)
+
+
+def test_high_score_false_positives_ranked_above_true_positives():
+    g = [[box(2, 2, 12, 12)] * 2, [box(20, 20, 30, 30)] * 2, [box(40, 40, 50, 50)] * 2]
+    background = [[box(2, 50, 10, 60)] * 2, [box(50, 2, 60, 10)] * 2, [box(55, 30, 60, 40)] * 2]
+    gt = gt_json([video(10, 2)], [gt_track(i + 1, 10, 1, m) for i, m in enumerate(g)])
+    # Ranked FP, FP, TP, TP, TP, FP.
+    results = [pred(10, 1, 0.99, background[0]), pred(10, 1, 0.95, background[1]),
+               pred(10, 1, 0.90, g[0]), pred(10, 1, 0.80, g[1]), pred(10, 1, 0.70, g[2]),
+               pred(10, 1, 0.60, background[2])]
+    r = _both(gt, results)
+    # precision 0, 0, 1/3, 2/4, 3/5, 3/6 at recall 0, 0, 1/3, 2/3, 1, 1 -> non-increasing: 3/5 up to
+    # recall 1, so every one of the 101 recall points samples 3/5.
+    curve = r.precision[:, :, 0, 0, 2]  # [T, R], area all, maxDet 100
+    assert np.allclose(curve, 3 / 5, atol=1e-12)
+    assert r.stats["AP"] == pytest.approx(0.6, abs=1e-12)
+    assert r.stats["AR1"] == 0.0  # the single top prediction is a false positive
+    assert r.stats["AR10"] == approx(1.0)
+
+
+def test_precision_curve_drops_after_early_false_positives():
+    g = [[box(2, 2, 12, 12)] * 2, [box(20, 20, 30, 30)] * 2]
+    background = [[box(2, 50, 10, 60)] * 2, [box(50, 2, 60, 10)] * 2]
+    gt = gt_json([video(10, 2)], [gt_track(1, 10, 1, g[0]), gt_track(2, 10, 1, g[1])])
+    # Ranked TP, FP, FP, TP: precision 1, 1/2, 1/3, 2/4 at recall .5, .5, .5, 1.
+    results = [pred(10, 1, 0.99, g[0]), pred(10, 1, 0.9, background[0]), pred(10, 1, 0.85, background[1]),
+               pred(10, 1, 0.8, g[1])]
+    r = _both(gt, results)
+    curve = r.precision[0, :, 0, 0, 2]  # IoU .5
+    assert curve[:51] == pytest.approx([1.0] * 51, abs=1e-12)  # recall 0 ... 0.50
+    assert curve[51:] == pytest.approx([0.5] * 50, abs=1e-12)  # recall 0.51 ... 1
+    assert r.stats["AP"] == pytest.approx((51 + 25) / 101, abs=1e-12)
+
+
+def test_empty_results_score_zero_not_crash():
+    gt, _ = two_video_gt()
+    r = _both(gt, [])
+    for key in ("AP", "AP50", "AP75", "APs", "AR1", "AR10", "AR100", "ARs"):
+        assert r.stats[key] == 0.0, key
+    assert r.stats["APm"] == -1 and r.stats["ARl"] == -1  # no GT there: still undefined
+
+
+def test_ties_keep_input_order():
+    # Two predictions with the same score on one GT: the first listed is the TP, the second the FP.
+    # With the FP listed first the curve starts at precision 0.
+    a = [box(2, 2, 12, 12)] * 2
+    gt = gt_json([video(10, 2)], [gt_track(1, 10, 1, a)])
+    bg = [box(40, 40, 50, 50)] * 2
+    first = _both(gt, [pred(10, 1, 0.5, a), pred(10, 1, 0.5, bg)]).stats
+    second = _both(gt, [pred(10, 1, 0.5, bg), pred(10, 1, 0.5, a)]).stats
+    assert first["AP"] == approx(1.0)
+    assert second["AP"] == approx(0.5)
+
+
+def test_only_top_100_predictions_per_video_and_category_count():
+    a = [box(2, 2, 12, 12)] * 2
+    gt = gt_json([video(10, 2)], [gt_track(1, 10, 1, a)])
+    bg = [box(40, 40, 50, 50)] * 2
+    results = [pred(10, 1, 0.9, bg) for _ in range(100)] + [pred(10, 1, 0.1, a)]
+    assert _both(gt, results).stats["AR100"] == 0.0  # the TP is the 101st: cut
+    results = [pred(10, 1, 0.9, bg) for _ in range(99)] + [pred(10, 1, 0.1, a)]
+    assert _both(gt, results).stats["AR100"] == approx(1.0)
+
+
+# ------------------------------------------------------------------------------------- OVIS ---
+def test_track_occlusion_score_is_mean_of_top_half():
+    assert track_occlusion_score(["no_occlusion"] * 4) == 0.0
+    assert track_occlusion_score(["severe_occlusion", "severe_occlusion", "slight_occlusion", "no_occlusion"]) == 0.75
+    # n = 3 labelled frames -> top ceil(3/2) = 2: (0.25 + 0.25) / 2
+    assert track_occlusion_score(["slight_occlusion", "slight_occlusion", "no_occlusion", None]) == 0.25
+    assert track_occlusion_score(["severe_occlusion", "no_occlusion", "no_occlusion", "no_occlusion"]) == 0.375
+    assert np.isnan(track_occlusion_score([None, None]))
+    with pytest.raises(ValueError, match="annotation 7.*occlusion label"):
+        track_occlusion_score(["partly"], ann_id=7)
+
+
+def _ovis_case():
+    n, sl, sv = "no_occlusion", "slight_occlusion", "severe_occlusion"
+    x = [box(2, 2, 10, 10)] * 4
+    y = [box(20, 2, 30, 10)] * 4
+    z = [box(2, 20, 10, 30)] * 3 + [None]
+    w = [box(40, 40, 50, 50)] * 4
+    anns = [
+        gt_track(1, 10, 1, x, occlusion=[n, n, n, n]),  # score 0     -> light
+        gt_track(2, 10, 1, y, occlusion=[sv, sv, sl, n]),  # 0.75       -> heavy
+        gt_track(3, 10, 1, z, occlusion=[sl, sl, n, None]),  # 0.25     -> light and medium
+        gt_track(4, 10, 1, w, occlusion=[sv, n, n, n]),  # 0.375        -> medium
+    ]
+    background = [box(55, 2, 62, 12)] * 4  # overlaps no GT: no occlusion score, FP in every band
+    results = [pred(10, 1, 0.95, background), pred(10, 1, 0.9, x), pred(10, 1, 0.8, y)]
+    return gt_json([video(10, 4)], anns), results
+
+
+def test_ovis_occlusion_bands():
+    gt, results = _ovis_case()
+    r = _both(gt, results)
+    occ = r.occlusion
+    # light: GTs x, z. Ranked: FP, TP (x), ignored (y is heavy). precision 0, 1/2 at recall 0, 1/2
+    # -> 1/2 at the 51 recall points <= .5, 0 above.
+    assert occ["APso"] == pytest.approx(51 * 0.5 / 101, abs=1e-12)
+    assert occ["ARso"] == approx(0.5)
+    # medium: GTs z, w, both missed; x and y predictions are matched to out-of-band GTs (ignored).
+    assert occ["APmo"] == 0.0 and occ["ARmo"] == 0.0
+    # heavy: GT y. FP, ignored (x), TP -> precision 1/2 at recall 1 everywhere.
+    assert occ["APho"] == approx(0.5) and occ["ARho"] == approx(1.0)
+    # All sizes: 4 GTs; FP, TP, TP -> 2/3 for recall <= .5.
+    assert r.stats["AP"] == pytest.approx(51 * (2 / 3) / 101, abs=1e-12)
+
+
+def test_ovis_metrics_only_when_labelled_or_requested():
+    gt, results = _ovis_case()
+    assert evaluate_ytvis(gt, results).occlusion is not None  # labels present: automatic
+    assert evaluate_ytvis(gt, results, ovis=False).occlusion is None
+    plain, masks = two_video_gt()
+    res = [pred(10, 1, 0.9, masks[1])]
+    assert evaluate_ytvis(plain, res).occlusion is None
+    forced = evaluate_ytvis(plain, res, ovis=True).occlusion  # requested but no labels: undefined
+    assert forced is not None and all(v == -1 for v in forced.values())
+
+
+# ------------------------------------------------------------------------------------ errors ---
+def test_prediction_with_wrong_frame_count_names_the_video():
+    gt, masks = two_video_gt()
+    with pytest.raises(ValueError, match=r"video 10\).*2 frames.*has 3"):
+        evaluate_ytvis(gt, [pred(10, 1, 0.9, masks[1][:2])])
+
+
+def test_prediction_with_wrong_mask_size_names_the_video():
+    gt, _ = two_video_gt()
+    small = [box(2, 2, 10, 10, height=32, width=32)] * 2
+    with pytest.raises(ValueError, match=r"video 11\).*size \[32, 32\].*\[64, 64\]"):
+        evaluate_ytvis(gt, [pred(11, 3, 0.9, small)])
+
+
+def test_result_for_unknown_video_is_an_error():
+    gt, masks = two_video_gt()
+    with pytest.raises(ValueError, match="video_id 999 is not a video of the GT"):
+        evaluate_ytvis(gt, [pred(999, 1, 0.9, masks[1])])
+
+
+def test_nan_score_and_missing_key_are_errors():
+    gt, masks = two_video_gt()
+    with pytest.raises(ValueError, match="score is NaN"):
+        evaluate_ytvis(gt, [pred(10, 1, float("nan"), masks[1])])
+    bad = pred(10, 1, 0.9, masks[1])
+    del bad["segmentations"]
+    with pytest.raises(ValueError, match="video 10.*missing key 'segmentations'"):
+        evaluate_ytvis(gt, [bad])
+
+
+def test_unknown_category_is_dropped():
+    gt, masks = two_video_gt()
+    results = [pred(10, 1, 0.9, masks[1]), pred(10, 1, 0.8, masks[2]), pred(11, 3, 0.7, masks[3])]
+    base = evaluate_ytvis(gt, results)
+    # A high-scoring prediction of category 5 (not in the GT) would be an FP if it were kept.
+    extra = evaluate_ytvis(gt, [pred(10, 5, 0.99, masks[1])] + results)
+    assert extra.num_dropped_results == 1
+    assert extra.stats == base.stats
+
+
+def test_gt_without_annotations_gives_undefined_numbers():
+    gt, masks = two_video_gt()
+    gt["annotations"] = None
+    r = evaluate_ytvis(gt, [pred(10, 1, 0.9, masks[1])])
+    assert not r.has_annotations
+    assert all(v == -1 for v in r.stats.values())

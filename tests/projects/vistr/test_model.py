@@ -1,0 +1,187 @@
+"""VisTR model: parameter count, position encoding, mask-head pieces, training and inference paths."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from detectron2.modeling import build_model
+
+from vis_zoo_projects.vistr.mask_head import DeformConv3x3, MHAttentionMap
+from vis_zoo_projects.vistr.position_encoding import PositionEmbeddingSine3D
+
+
+def _official_r50_cfg(depth=50):
+    from vis_zoo.config import get_vis_cfg
+
+    cfg = get_vis_cfg()
+    cfg.merge_from_file("configs/vistr/ytvis19_R50.yaml")
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.RESNETS.DEPTH = depth
+    return cfg
+
+
+@pytest.mark.parametrize("depth,total,trainable", [(50, 57_116_129, 56_893_729), (101, 76_056_033, None)])
+def test_parameter_count_matches_spec(depth, total, trainable):
+    model = build_model(_official_r50_cfg(depth))
+    assert sum(p.numel() for p in model.parameters()) == total
+    if trainable is not None:  # conv1 + res2 frozen, as the official layer2-4-only training
+        assert sum(p.numel() for p in model.parameters() if p.requires_grad) == trainable
+    assert sum(p.numel() for p in model.transformer.parameters()) == 29_571_840
+    assert model.query_embed.weight.shape == (360, 384)
+    assert model.class_embed.weight.shape == (42, 384)
+
+
+def test_position_encoding_values_and_order():
+    pe = PositionEmbeddingSine3D(num_pos_feats=6)
+    mask = torch.zeros(1, 4, 3, 5, dtype=torch.bool)
+    pos = pe(mask)
+    assert pos.shape == (1, 18, 4, 3, 5)
+    two_pi = 2 * math.pi
+    t, y, x = 2, 1, 3
+    dims = [10000 ** (2 * (k // 2) / 6) for k in range(6)]
+    expect_t = [(math.sin if k % 2 == 0 else math.cos)((t + 1) / (4 + 1e-6) * two_pi / dims[k]) for k in range(6)]
+    expect_y = [(math.sin if k % 2 == 0 else math.cos)((y + 1) / (3 + 1e-6) * two_pi / dims[k]) for k in range(6)]
+    expect_x = [(math.sin if k % 2 == 0 else math.cos)((x + 1) / (5 + 1e-6) * two_pi / dims[k]) for k in range(6)]
+    torch.testing.assert_close(pos[0, :, t, y, x], torch.tensor(expect_t + expect_y + expect_x), atol=1e-5, rtol=0)
+    # padding: the normaliser counts only valid cells, so the last valid column reaches 2π
+    mask[..., 3:] = True
+    pos_padded = pe(mask)
+    torch.testing.assert_close(pos_padded[0, 13, 0, 0, 2], torch.tensor(math.cos(two_pi * 3 / (3 + 1e-6))), atol=1e-5, rtol=0)
+
+
+def test_attention_map_softmax_is_joint_over_heads_and_pixels():
+    torch.manual_seed(0)
+    attn = MHAttentionMap(16, 16, num_heads=4)
+    q, k = torch.randn(2, 3, 16), torch.randn(2, 16, 5, 6)
+    mask = torch.zeros(2, 5, 6, dtype=torch.bool)
+    mask[1, :, 4:] = True
+    w = attn(q, k, mask)
+    assert w.shape == (2, 3, 4, 5, 6)
+    torch.testing.assert_close(w.flatten(2).sum(-1), torch.ones(2, 3))
+    assert not torch.allclose(w.sum((-1, -2)), torch.full((2, 3, 4), 1.0))  # not one softmax per head
+    assert float(w[1, :, :, :, 4:].abs().sum()) == 0.0
+
+
+def test_deformable_conv_offsets_are_dy_dx_per_kernel_position():
+    torch.manual_seed(0)
+    dcn = DeformConv3x3(4, 3)
+    x = torch.randn(1, 4, 9, 11)
+    zero = torch.zeros(1, 18, 9, 11)
+    torch.testing.assert_close(dcn(x, zero), F.conv2d(x, dcn.weight, padding=1))
+    # Δy = +1 at every kernel position samples one row lower = a conv of the image shifted up
+    offset = zero.clone()
+    offset[:, 0::2] = 1.0
+    shifted = F.conv2d(x[:, :, 1:], dcn.weight, padding=1)
+    torch.testing.assert_close(dcn(x, offset)[:, :, 1:-2], shifted[:, :, 1:-1], atol=1e-5, rtol=1e-5)
+
+
+def test_training_forward_backward(tiny_model, make_video):
+    tiny_model.train()
+    batch = [make_video(3, seed=1), make_video(3, height=64, width=80, seed=2)]
+    losses = tiny_model(batch)
+    expected = {"loss_ce", "loss_bbox", "loss_giou", "loss_mask", "loss_dice", "loss_ce_0", "loss_bbox_0", "loss_giou_0"}
+    assert set(losses) == expected
+    assert all(torch.isfinite(v) and v > 0 for v in losses.values())
+    sum(losses.values()).backward()
+    named = dict(tiny_model.named_parameters())
+    for name in ("backbone.res3.0.conv1.weight", "input_proj.weight", "query_embed.weight",
+                 "mask_head.dcn.weight", "mask_head.conv_offset.weight", "insmask_head.9.weight",
+                 "bbox_attention.q_linear.weight", "transformer.encoder.layers.0.self_attn.in_proj_weight"):
+        assert named[name].grad is not None and named[name].grad.abs().sum() > 0, name
+    assert not named["backbone.stem.conv1.weight"].requires_grad
+
+
+def test_training_video_without_objects(tiny_model, make_video):
+    tiny_model.train()
+    losses = tiny_model([make_video(3, with_objects=False)])
+    assert float(losses["loss_mask"]) == 0.0 and float(losses["loss_bbox"]) == 0.0
+    assert float(losses["loss_ce"]) > 0
+    sum(losses.values()).backward()
+    assert tiny_model.class_embed.weight.grad.abs().sum() > 0
+
+
+def test_training_rejects_wrong_clip_length(tiny_model, make_video):
+    tiny_model.train()
+    with pytest.raises(ValueError, match="NUM_FRAMES"):
+        tiny_model([make_video(4)])
+
+
+def test_batched_clips_equal_one_by_one(tiny_model, make_video):
+    """The mask path (attention maps, FPN, 3-D conv) is batched over videos; it must not mix them."""
+    tiny_model.eval()
+    from vis_zoo.modeling.backbone import normalize_and_pad, video_frames
+
+    videos = [make_video(3, seed=3, labelled=False), make_video(3, seed=4, labelled=False)]
+
+    def run(batch):
+        frames, _ = video_frames(batch)
+        images = normalize_and_pad(frames, tiny_model.pixel_mean, tiny_model.pixel_std)
+        with torch.no_grad():
+            return tiny_model.clip_forward(tiny_model.frame_features(images), len(batch))
+
+    both = run(videos)
+    for b, video in enumerate(videos):
+        single = run([video])
+        for key in ("pred_logits", "pred_boxes", "pred_masks"):
+            torch.testing.assert_close(both[key][b], single[key][0], atol=1e-4, rtol=1e-4)
+    # chunked mask head (test time) gives the same masks as all frames at once
+    frames, _ = video_frames(videos[:1])
+    images = normalize_and_pad(frames, tiny_model.pixel_mean, tiny_model.pixel_std)
+    with torch.no_grad():
+        chunked = tiny_model.clip_forward(tiny_model.frame_features(images), 1, mask_head_chunk=1)
+    torch.testing.assert_close(chunked["pred_masks"][0], both["pred_masks"][0], atol=1e-4, rtol=1e-4)
+
+
+def _check_output(out, length, height, width, num_classes):
+    assert out["image_size"] == (height, width)
+    k = len(out["pred_scores"])
+    assert out["pred_scores"].dtype == torch.float32 and out["pred_labels"].dtype == torch.long
+    assert len(out["pred_labels"]) == k and len(out["pred_masks"]) == k
+    assert ((out["pred_scores"] >= 0) & (out["pred_scores"] <= 1)).all()
+    assert ((out["pred_labels"] >= 0) & (out["pred_labels"] < num_classes)).all()
+    for masks in out["pred_masks"]:
+        if isinstance(masks, torch.Tensor):
+            assert masks.dtype == torch.bool and masks.shape == (length, height, width)
+        else:
+            assert len(masks) == length
+            for rle in masks:
+                assert rle is None or (tuple(rle["size"]) == (height, width) and isinstance(rle["counts"], str))
+
+
+@pytest.mark.parametrize("length", [1, 3, 7])
+def test_inference_any_length(tiny_model, make_video, length):
+    """One frame (tiled to T), exactly T, and a long video (windows + association); the frames are
+    at a smaller size than the original, so masks must be upsampled to (height, width)."""
+    tiny_model.eval()
+    # bias the class head towards class 1 so that tracks are emitted (index 0 would be dropped)
+    with torch.no_grad():
+        tiny_model.class_embed.bias.zero_()
+        tiny_model.class_embed.bias[2] = 5.0
+    video = make_video(length, height=48, width=64, labelled=False, seed=5)
+    video["height"], video["width"] = 96, 128
+    out = tiny_model([video])[0]
+    _check_output(out, length, 96, 128, 3)
+    assert len(out["pred_scores"]) > 0
+    assert (out["pred_labels"] == 1).all()
+
+
+def test_inference_rle_output_and_track_cap(tiny_cfg, make_video):
+    cfg = tiny_cfg()
+    cfg.MODEL.VIS.OUTPUT_RLE = True
+    cfg.MODEL.VIS.MAX_NUM_TRACKS = 1
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        model.class_embed.bias.zero_()
+        model.class_embed.bias[2] = 5.0
+    for length in (2, 6):
+        out = model([make_video(length, labelled=False, seed=6)])[0]
+        _check_output(out, length, 64, 96, 3)
+        assert len(out["pred_scores"]) <= 1
+
+
+def test_window_size_must_equal_clip_length(tiny_cfg):
+    cfg = tiny_cfg()
+    cfg.MODEL.VIS.TEST_WINDOW_SIZE = 5
+    with pytest.raises(ValueError, match="TEST_WINDOW_SIZE"):
+        build_model(cfg)

@@ -1,0 +1,279 @@
+"""VITA: parameter counts, training forward/backward, targets, frozen detector, the VITA module's
+windowed encoder, token pruning, chunked long-video inference and the output contract."""
+import copy
+
+import pytest
+import torch
+from detectron2.modeling import build_model
+from detectron2.structures import BitMasks, Boxes, Instances
+
+from vis_zoo.engine.setup import build_config
+from vis_zoo_projects.vita.vita_module import VITAModule, shifted_window_mask
+
+TINY = [
+    "MODEL.DEVICE", "cpu",
+    "MODEL.SEM_SEG_HEAD.NUM_CLASSES", "4",
+    "MODEL.SEM_SEG_HEAD.CONVS_DIM", "32", "MODEL.SEM_SEG_HEAD.MASK_DIM", "32",
+    "MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS", "1",
+    "MODEL.MASK_FORMER.HIDDEN_DIM", "32", "MODEL.MASK_FORMER.NHEADS", "4",
+    "MODEL.MASK_FORMER.DIM_FEEDFORWARD", "64", "MODEL.MASK_FORMER.NUM_OBJECT_QUERIES", "8",
+    "MODEL.MASK_FORMER.DEC_LAYERS", "4", "MODEL.MASK_FORMER.TRAIN_NUM_POINTS", "256",
+    "MODEL.VITA.HIDDEN_DIM", "32", "MODEL.VITA.NHEADS", "4", "MODEL.VITA.DIM_FEEDFORWARD", "64",
+    "MODEL.VITA.NUM_OBJECT_QUERIES", "6", "MODEL.VITA.ENC_LAYERS", "2", "MODEL.VITA.DEC_LAYERS", "2",
+    "MODEL.VITA.LAST_LAYER_NUM", "2", "MODEL.VITA.ENC_WINDOW_SIZE", "2",
+    "TEST.DETECTIONS_PER_IMAGE", "5",
+]
+
+
+def tiny_model(extra=()):
+    cfg = build_config("configs/vita/synthetic_R18.yaml", TINY + list(extra))
+    torch.manual_seed(0)
+    return build_model(cfg)
+
+
+def make_clip(num_frames=3, h=64, w=96, num_objects=2, seed=0, absent=None):
+    """A clip with `num_objects` moving boxes; `absent` = (row, frame) where that track is missing."""
+    g = torch.Generator().manual_seed(seed)
+    images, instances = [], []
+    for t in range(num_frames):
+        images.append(torch.randint(0, 256, (3, h, w), generator=g, dtype=torch.uint8))
+        masks = torch.zeros(num_objects, h, w, dtype=torch.bool)
+        ids = torch.arange(num_objects) + 5  # ids need not start at 0
+        for i in range(num_objects):
+            masks[i, 6 + 14 * i + t: 20 + 14 * i + t, 10 + 20 * i: 30 + 20 * i] = True
+        if absent is not None and absent[1] == t:
+            masks[absent[0]] = False
+            ids[absent[0]] = -1
+        inst = Instances((h, w))
+        inst.gt_ids = ids
+        inst.gt_classes = torch.arange(num_objects) % 4
+        inst.gt_masks = BitMasks(masks)
+        inst.gt_boxes = Boxes(torch.zeros(num_objects, 4))
+        instances.append(inst)
+    return {"video_id": seed, "height": h, "width": w, "length": num_frames, "frame_idx": list(range(num_frames)),
+            "file_names": [f"{t}.jpg" for t in range(num_frames)], "image": images, "instances": instances}
+
+
+def test_official_parameter_counts():
+    for name, expected in (("ytvis19_R50", 57_135_058), ("ytvis19_R101", 76_074_962)):
+        cfg = build_config(f"configs/vita/{name}.yaml", ["MODEL.DEVICE", "cpu"])
+        model = build_model(cfg)
+        assert sum(p.numel() for p in model.parameters()) == expected, name
+        assert all(p.requires_grad for p in model.parameters())
+        if name == "ytvis19_R50":
+            assert len(model.state_dict()) == 706  # tensors of the official checkpoint
+            assert sum(p.numel() for p in model.vita_module.parameters()) == 13_175_081
+
+
+def test_training_forward_backward():
+    model = tiny_model()
+    model.train()
+    losses = model([make_clip(seed=1, absent=(1, 1)), make_clip(seed=2, num_objects=1)])
+    expected = {f"loss_{k}{s}" for k in ("ce", "mask", "dice") for s in ("", "_0", "_1", "_2")}
+    expected |= {f"loss_vita_{k}{s}" for k in ("ce", "mask", "dice") for s in ("", "_0")} | {"loss_vita_sim"}
+    assert set(losses) == expected
+    assert all(torch.isfinite(v) and v.dim() == 0 for v in losses.values())
+    # weights applied: CE weight 2, similarity 0.5 (ratio to an unweighted recomputation is not
+    # observable, but every weighted term is non-negative)
+    assert all(v >= 0 for v in losses.values())
+    sum(losses.values()).backward()
+    for name in ("backbone.stem.conv1.weight", "sem_seg_head.predictor.query_feat.weight",
+                 "vita_module.query_feat.weight", "vita_module.fq_pos.weight",
+                 "vita_module.sim_embed_frame.weight", "vita_module.sim_embed_clip.weight",
+                 "vita_module.vita_mask_features.weight"):
+        grad = dict(model.named_parameters())[name].grad
+        assert grad is not None and grad.abs().sum() > 0, name
+
+
+def test_training_clip_without_objects():
+    model = tiny_model()
+    model.train()
+    clip = make_clip(seed=3, num_objects=1, absent=(0, 0))
+    for inst in clip["instances"]:  # the object is absent in every frame
+        inst.gt_masks = BitMasks(torch.zeros_like(inst.gt_masks.tensor))
+    losses = model([clip])
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+
+
+def test_prepare_targets_absent_frames():
+    model = tiny_model()
+    clip = make_clip(num_frames=3, num_objects=3, seed=4, absent=(1, 2))
+    # track 2 is absent everywhere: dropped from the clip targets
+    for inst in clip["instances"]:
+        m = inst.gt_masks.tensor.clone()
+        m[2] = False
+        inst.gt_masks = BitMasks(m)
+    frame_t, clip_t = model.prepare_targets([clip], (64, 96), 3)
+    assert len(frame_t) == 3 and len(clip_t) == 1
+    c = clip_t[0]
+    assert c["labels"].tolist() == [0, 1]
+    assert c["ids"].tolist() == [[0, 0, 0], [1, 1, -1]]  # shifted so the smallest id is 0
+    assert c["masks"].shape == (2, 3, 64, 96) and c["masks"][1, 2].sum() == 0
+    assert [len(f["labels"]) for f in frame_t] == [2, 2, 1]
+    assert frame_t[2]["ids"].tolist() == [0]
+
+
+def test_frozen_detector_trains_only_vita():
+    model = tiny_model(["MODEL.VITA.FREEZE_DETECTOR", "True"])
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("vita_module.") for n in trainable)
+    assert trainable == {n for n, _ in model.vita_module.named_parameters(prefix="vita_module")}
+    model.train()
+    losses = model([make_clip(seed=5)])
+    sum(v for v in losses.values() if v.requires_grad).backward()
+    for name, p in model.named_parameters():
+        if name.startswith("vita_module."):
+            continue
+        assert p.grad is None, name
+    assert model.vita_module.query_feat.weight.grad.abs().sum() > 0
+
+
+def _module(window=2, enc_layers=2, **kw):
+    torch.manual_seed(0)
+    args = dict(in_channels=16, hidden_dim=16, num_classes=3, num_frame_queries=4, num_queries=5, nheads=2,
+                dim_feedforward=32, enc_layers=enc_layers, dec_layers=2, enc_window_size=window, mask_dim=16)
+    args.update(kw)
+    return VITAModule(**args)
+
+
+def test_single_window_equals_full_attention():
+    """With one unpadded window, windowed attention is plain self-attention over all tokens."""
+    fq = torch.randn(2, 2 * 4, 4, 16)  # L=2, B*T = 2 videos x 4 frames
+    windowed = _module(window=4).train()
+    full = _module(window=0).train()
+    full.load_state_dict(windowed.state_dict())
+    a, b = windowed(fq, num_frames=4), full(fq, num_frames=4)
+    torch.testing.assert_close(a["pred_logits"], b["pred_logits"])
+    torch.testing.assert_close(a["pred_fq_embed"], b["pred_fq_embed"])
+
+
+def test_padded_window_ignores_padding_and_windows_are_independent():
+    m = _module(window=3, enc_layers=1).eval()
+    fq = torch.randn(1, 5, 4, 16)  # T = 5 -> windows [0,1,2], [3,4,pad]
+    x = m.input_proj_dec(fq.reshape(1, 5, 4, 16).permute(1, 2, 0, 3))
+    enc = m.encode_frame_query(x)
+    # the second window alone (2 frames, one padded) gives the same tokens as in the whole video
+    enc_tail = m.encode_frame_query(x[3:])
+    torch.testing.assert_close(enc[3:], enc_tail)
+    # frames of the first window do not depend on frames of the second
+    x2 = x.clone()
+    x2[4] += 1.0
+    torch.testing.assert_close(m.encode_frame_query(x2)[:3], enc[:3])
+
+
+def test_shifted_window_mask_definition():
+    pad = torch.tensor([[False] * 5 + [True]])  # T = 5, W = 3 -> 2 windows, 1 padded frame
+    mask = shifted_window_mask(pad, window=3, num_queries=1, num_heads=1)
+    assert mask.shape == (2, 3, 3)
+    # roll by ceil(3/2) = 2: [4, pad, 0 | 1, 2, 3]; window 0 splits into {4, pad} and {0}, and the
+    # padded frame is blocked both ways
+    blocked0 = mask[0] < 0
+    assert blocked0.tolist() == [[False, True, True], [True, True, True], [True, True, False]]
+    assert not (mask[1] < 0).any()
+    # test-time encoder with shifted windows: window batching does not change the result
+    m = _module(window=3, enc_layers=2).eval()
+    fq = torch.randn(1, 7, 4, 16)
+    ref = m(fq, num_frames=7)
+    m.test_window_batch = 1
+    torch.testing.assert_close(m(fq, num_frames=7)["pred_logits"], ref["pred_logits"])
+
+
+def test_query_index_keeps_positions():
+    m = _module().eval()
+    fq = torch.randn(1, 3, 4, 16)
+    full = m(fq, num_frames=3)
+    all_index = torch.arange(4).repeat(3, 1)
+    torch.testing.assert_close(m(fq, num_frames=3, query_index=all_index)["pred_logits"], full["pred_logits"])
+    # a permutation of the tokens with their indices is the same set of object tokens
+    perm = torch.tensor([2, 0, 3, 1])
+    out = m(fq[:, :, perm], num_frames=3, query_index=perm.repeat(3, 1))
+    torch.testing.assert_close(out["pred_logits"], full["pred_logits"], atol=1e-5, rtol=1e-5)
+
+
+def _check_output(out, num_frames, h, w, k):
+    assert out["image_size"] == (h, w)
+    assert out["pred_scores"].shape == (k,) and out["pred_scores"].dtype == torch.float32
+    assert out["pred_labels"].shape == (k,) and out["pred_labels"].dtype == torch.long
+    assert ((out["pred_labels"] >= 0) & (out["pred_labels"] < 4)).all()
+    assert ((out["pred_scores"] >= 0) & (out["pred_scores"] <= 1)).all()
+    assert len(out["pred_masks"]) == k
+    for m in out["pred_masks"]:
+        assert m.dtype == torch.bool and m.shape == (num_frames, h, w)
+
+
+def _test_video(num_frames, seed=0, h=64, w=96, out_hw=(80, 120)):
+    clip = make_clip(num_frames=num_frames, h=h, w=w, seed=seed)
+    clip.pop("instances")
+    clip["height"], clip["width"] = out_hw
+    return clip
+
+
+def test_inference_contract_one_frame_and_chunking():
+    model = tiny_model().eval()
+    with torch.no_grad():
+        one = model([_test_video(1)])[0]
+    _check_output(one, 1, 80, 120, 5)
+    video = _test_video(7, seed=1)
+    with torch.no_grad():
+        ref = model([video])[0]
+        model.test_run_chunk_size, model.test_interpolate_chunk_size = 2, 3
+        chunked = model([video])[0]
+    _check_output(ref, 7, 80, 120, 5)
+    torch.testing.assert_close(chunked["pred_scores"], ref["pred_scores"], atol=1e-5, rtol=1e-4)
+    assert torch.equal(chunked["pred_labels"], ref["pred_labels"])
+    for a, b in zip(chunked["pred_masks"], ref["pred_masks"]):
+        assert (a != b).float().mean() < 1e-3
+
+
+def test_inference_matches_training_path_detector():
+    """The cheap inference path sees the same frame queries as the full Mask2Former forward."""
+    model = tiny_model().eval()
+    video = _test_video(3, seed=2)
+    with torch.no_grad():
+        fq, index, feats, padded, size = model.encode_frames(video["image"])
+        from vis_zoo.modeling.backbone import normalize_and_pad
+        images = normalize_and_pad(video["image"], model.pixel_mean, model.pixel_std, 32)
+        full = model.sem_seg_head(model.backbone(images.tensor), num_frame_query_layers=1)
+    assert index is None and padded == (64, 96) and size == (64, 96)
+    torch.testing.assert_close(fq, full["frame_queries"][-1], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(feats, model.vita_module.vita_mask_features(full["pixel_features"]))
+
+
+def test_token_pruning_keeps_most_foreground_queries():
+    model = tiny_model(["MODEL.VITA.TEST_KEEP_QUERY_RATIO", "0.5"]).eval()
+    video = _test_video(3, seed=3)
+    with torch.no_grad():
+        fq, index, _, _, _ = model.encode_frames(video["image"])
+        images = video["image"]
+        from vis_zoo.modeling.backbone import normalize_and_pad
+        im = normalize_and_pad(images, model.pixel_mean, model.pixel_std, 32)
+        out = model.sem_seg_head.forward_queries(model.backbone(im.tensor))
+        out_model = model([video])[0]
+    assert fq.shape == (3, 4, 32) and index.shape == (3, 4)
+    no_object = out["pred_logits"].softmax(-1)[..., -1]
+    for t in range(3):
+        kept = no_object[t, index[t]]
+        dropped = no_object[t, [i for i in range(8) if i not in index[t].tolist()]]
+        assert kept.max() <= dropped.min()
+        torch.testing.assert_close(fq[t], out["frame_queries"][-1, t, index[t]])
+    _check_output(out_model, 3, 80, 120, 5)
+
+
+def test_rle_output():
+    model = tiny_model(["MODEL.VIS.OUTPUT_RLE", "True"]).eval()
+    with torch.no_grad():
+        out = model([_test_video(2, seed=4)])[0]
+    assert len(out["pred_masks"]) == 5
+    for track in out["pred_masks"]:
+        assert len(track) == 2 and all(r["size"] == [80, 120] and isinstance(r["counts"], str) for r in track)
+
+
+def test_bad_input_is_reported():
+    model = tiny_model().eval()
+    with pytest.raises(ValueError, match="video 9"):
+        model([{"video_id": 9, "image": [], "height": 8, "width": 8}])
+    model.train()
+    a, b = make_clip(num_frames=2, seed=5), make_clip(num_frames=3, seed=6)
+    with pytest.raises(ValueError, match="equal length"):
+        model([a, b])
