@@ -44,9 +44,15 @@ def _run(extra_args, overrides, timeout=600):
     return proc.stdout + proc.stderr
 
 
-def _iterations(output_dir):
+def _final_iteration(output_dir):
+    import torch
+
+    return torch.load(os.path.join(output_dir, "model_final.pth"), map_location="cpu")["iteration"]
+
+
+def _metrics(output_dir):
     with open(os.path.join(output_dir, "metrics.json")) as f:
-        return [json.loads(line)["iteration"] for line in f if line.strip()]
+        return [json.loads(line) for line in f if line.strip()]
 
 
 def test_train_eval_and_resume(synthetic_root, tmp_path):
@@ -54,7 +60,9 @@ def test_train_eval_and_resume(synthetic_root, tmp_path):
     log = _run([], _overrides(out, 4, synthetic_root))
     assert os.path.isfile(os.path.join(out, "model_final.pth"))
     assert open(os.path.join(out, "last_checkpoint")).read() == "model_final.pth"
-    assert max(_iterations(out)) == 3
+    assert _final_iteration(out) == 3
+    assert any("total_loss" in m for m in _metrics(out))
+    assert any("segm/AP50" in m for m in _metrics(out))
     # The end-of-training evaluation wrote the submission and scored it (the val split has GT).
     results = os.path.join(out, "inference", "synthetic_vis_val", "results.json")
     assert os.path.isfile(results)
@@ -63,7 +71,7 @@ def test_train_eval_and_resume(synthetic_root, tmp_path):
 
     # --resume continues from the last checkpoint instead of starting over.
     _run(["--resume"], _overrides(out, 6, synthetic_root))
-    assert max(_iterations(out)) == 5
+    assert _final_iteration(out) == 5
     assert "Starting training from iteration 4" in open(os.path.join(out, "log.txt")).read()
 
     # --eval-only with the trained weights.

@@ -28,6 +28,17 @@ def _encode(mask: np.ndarray) -> dict:
     return rle_to_json(mask_util.encode(np.asfortranarray(mask)))
 
 
+def _encode_many(masks: List[Optional[np.ndarray]]) -> List[Optional[dict]]:
+    """Encode a track's frames in one pycocotools call; None stays None."""
+    present = [i for i, m in enumerate(masks) if m is not None]
+    out: List[Optional[dict]] = [None] * len(masks)
+    if present:
+        stack = np.asfortranarray(np.stack([masks[i] for i in present], axis=2))
+        for i, r in zip(present, mask_util.encode(stack)):
+            out[i] = rle_to_json(r)
+    return out
+
+
 def _uncompressed(mask: np.ndarray) -> dict:
     """Column-major run lengths starting with a run of zeros (the COCO uncompressed RLE)."""
     flat = mask.flatten(order="F").astype(np.int8)
@@ -120,20 +131,21 @@ def make_random_ytvis(
             if kind < 0.6 and gt_tracks:  # a noisy copy of a GT track
                 ann, masks = gt_tracks[int(rng.integers(0, len(gt_tracks)))]
                 category = ann["category_id"] if rng.random() < 0.7 else int(rng.choice(cat_ids))
-                segs = []
+                frames = []
                 for m in masks:
                     if m is None or rng.random() < 0.1:
-                        segs.append(None if rng.random() < 0.7 else _encode(np.zeros((h, w), np.uint8)))
+                        frames.append(None if rng.random() < 0.7 else np.zeros((h, w), np.uint8))
                         continue
                     dy, dx = rng.integers(-2, 3, size=2)
-                    segs.append(_encode(np.roll(np.roll(m, int(dy), axis=0), int(dx), axis=1)))
+                    frames.append(np.roll(np.roll(m, int(dy), axis=0), int(dx), axis=1))
             elif kind < 0.95:  # a background track
                 category = int(rng.choice(cat_ids))
                 boxes = _track_boxes(rng, h, w, length, scale=0.5)
-                segs = [_encode(_box_mask(h, w, *b)) if rng.random() > 0.1 else None for b in boxes]
+                frames = [_box_mask(h, w, *b) if rng.random() > 0.1 else None for b in boxes]
             else:  # empty track
                 category = int(rng.choice(cat_ids))
-                segs = [None] * length
+                frames = [None] * length
+            segs = _encode_many(frames)
             if rng.random() < 0.02:
                 category = 999  # not a GT category: dropped by the scorer
             # Quantised scores create ties, which exercise the stable sorts.

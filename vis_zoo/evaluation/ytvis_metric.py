@@ -272,7 +272,7 @@ def _pred_frames_to_rles(segms: Sequence, height: int, width: int, what: str) ->
             size, counts = segm["size"], segm["counts"]
             if isinstance(counts, list):  # uncompressed RLE: accept it, compress it
                 segm = mask_util.frPyObjects(segm, height, width)
-            ok = int(size[0]) == height and int(size[1]) == width
+            ok = size[0] == height and size[1] == width
         except (TypeError, KeyError, IndexError, ValueError):
             raise ValueError(
                 f"{what}, frame {t}: a prediction frame must be an RLE dict {{size, counts}} or null, "
@@ -337,15 +337,10 @@ def load_predictions(gt: GroundTruth, results: Sequence[dict]) -> Tuple[List[Pre
 def _frame_areas(tracks: Sequence[Sequence[Optional[dict]]], length: int) -> np.ndarray:
     """[N, T] pixel area of every track's mask in every frame (0 where absent), one pycocotools call."""
     areas = np.zeros((len(tracks), length), dtype=np.int64)
-    rows, cols, rles = [], [], []
-    for n, track in enumerate(tracks):
-        for t, rle in enumerate(track):
-            if rle:
-                rows.append(n)
-                cols.append(t)
-                rles.append(rle)
-    if rles:
-        areas[rows, cols] = mask_util.area(rles)
+    flat = [rle for track in tracks for rle in track]  # index n * length + t
+    present = [i for i, rle in enumerate(flat) if rle]
+    if present:
+        areas.reshape(-1)[present] = mask_util.area([flat[i] for i in present])
     return areas
 
 
