@@ -65,7 +65,8 @@ def main(argv=None) -> int:
     for name, sec, ratio in rows:
         print(f"| {name:<36} | {sec:8.2f} | {ratio:8.1f}x |")
     print()
-    print("AP/AP50/AP75/AR1/AR10 = " + "/".join(f"{100 * fast.stats[k]:.2f}" for k in ("AP", "AP50", "AP75", "AR1", "AR10")))
+    keys = ("AP", "AP50", "AP75", "AR1", "AR10")
+    print("/".join(keys) + " = " + "/".join(f"{100 * fast.stats[k]:.2f}" for k in keys))
     if agree is not None:
         print(f"implementations agree: {agree} (max |diff| = {diff:.3g})")
         return 0 if agree else 1

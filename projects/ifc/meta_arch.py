@@ -21,7 +21,7 @@ from detectron2.data import MetadataCatalog
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from torch import Tensor, nn
 
-from vis_zoo.modeling import (MLP, ClipMaskSetCriterion, ClipPrediction, FrameFeatureCache,
+from vis_zoo.modeling import (MLP, ClipMaskSetCriterion, ClipPrediction, FoldedBackboneCache, FrameFeatureCache,
                               MaskHungarianMatcher, PositionEmbeddingSine2D, VideoMaskWriter,
                               associate_clip_windows, backbone_with_masks, build_video_output,
                               clip_targets_from_batch, downsample_clip_masks, normalize_and_pad,
@@ -79,6 +79,7 @@ class IFC(nn.Module):
         window_stride: int = 18,
         chunk_size: int = 36,
         output_rle: bool = False,
+        fold_frozen_bn: bool = True,
     ):
         super().__init__()
         shapes = backbone.output_shape()
@@ -109,6 +110,8 @@ class IFC(nn.Module):
         self.window_stride = window_stride
         self.chunk_size = chunk_size
         self.output_rle = output_rle
+        self.fold_frozen_bn = fold_frozen_bn
+        self._folded_backbone = FoldedBackboneCache()
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(-1, 1, 1), False)
 
@@ -171,7 +174,10 @@ class IFC(nn.Module):
         "pos" [N, C, h32, w32], "lateral16" [N, C, h16, w16], "lateral8" [N, C, h8, w8].
         """
         images = normalize_and_pad(frames, self.pixel_mean, self.pixel_std)
-        feats, masks = backbone_with_masks(self.backbone, images)
+        # inference: FrozenBN folded into the convs (same function, faster); training: the backbone itself
+        backbone = self._folded_backbone.get(self.backbone) if not self.training and self.fold_frozen_bn \
+            else self.backbone
+        feats, masks = backbone_with_masks(backbone, images)
         src = self.input_proj(feats["res5"])
         pos = self.position_embedding(masks["res5"]).to(src.dtype)
         lateral16, lateral8 = self.mask_head.project_laterals(feats["res4"], feats["res3"])

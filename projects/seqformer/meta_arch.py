@@ -214,7 +214,8 @@ class SeqFormer(nn.Module):
         """memory [F, S, C] -> mask features [F, C/32, h_8, w_8] from the first three levels."""
         levels, start = [], 0
         for h, w in spatial_shapes.tolist()[:3]:
-            levels.append(memory[:, start:start + h * w].transpose(1, 2).unflatten(2, (h, w)))
+            # contiguous NCHW: a strided view would send the convs to PyTorch's slow fallback kernel
+            levels.append(memory[:, start:start + h * w].transpose(1, 2).unflatten(2, (h, w)).contiguous())
             start += h * w
         return self.mask_head(levels)
 

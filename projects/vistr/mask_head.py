@@ -5,6 +5,7 @@ Module and parameter names follow the official `VisTRsegm` (`bbox_attention.{q,k
 `mask_head.{lay1-4, gn1-5, adapter1-3, conv_offset, dcn}`, `insmask_head.{0..9}`) so checkpoints map
 by name.
 """
+import math
 from typing import List, Optional
 
 import torch
@@ -50,22 +51,69 @@ class MHAttentionMap(nn.Module):
         return F.softmax(weights.flatten(2), dim=-1).view_as(weights)
 
 
-class DeformConv3x3(nn.Module):
-    """3×3 deformable convolution (DCNv1, no bias, one offset group) on torchvision's kernel, which
-    runs on CPU and CUDA. The offset layout — (Δy, Δx) per kernel position, row-major — is the same
-    as the official CUDA op's, so its `weight` loads unchanged."""
+def deform_conv3x3_grid_sample(x: Tensor, offset: Tensor, weight: Tensor, sample_chunk: int = 0) -> Tensor:
+    """DCNv1 3×3 convolution (stride 1, padding 1, no bias) with bilinear sampling by `grid_sample`.
 
-    def __init__(self, in_channels: int, out_channels: int):
+    Same result as `torchvision.ops.deform_conv2d(x, offset, weight, padding=1)`: tap k = (ky, kx)
+    (row-major) of output pixel (i, j) reads x at (i + ky − 1 + Δy_k, j + kx − 1 + Δx_k), bilinearly,
+    with zeros outside the map. On CPU its backward is far faster than torchvision's kernel.
+
+    Args:
+        x: [B, C, H, W]; offset: [B, 18, H, W] as (Δy, Δx) pairs per tap; weight: [O, C, 3, 3].
+        sample_chunk: samples per pass (0 = all), bounds the [chunk, C, 9·H, W] temporary.
+    Returns:
+        [B, O, H, W]
+    """
+    b, c, h, w = x.shape
+    if sample_chunk and b > sample_chunk:
+        return torch.cat([
+            deform_conv3x3_grid_sample(x[s:s + sample_chunk], offset[s:s + sample_chunk], weight)
+            for s in range(0, b, sample_chunk)
+        ])
+    taps = torch.arange(-1, 2, device=x.device, dtype=x.dtype)
+    tap_y = taps.repeat_interleave(3).view(1, 9, 1, 1)  # row-major taps: (−1,−1), (−1,0), ...
+    tap_x = taps.repeat(3).view(1, 9, 1, 1)
+    rows = torch.arange(h, device=x.device, dtype=x.dtype).view(1, 1, h, 1)
+    cols = torch.arange(w, device=x.device, dtype=x.dtype).view(1, 1, 1, w)
+    off = offset.view(b, 9, 2, h, w)
+    sample_y = rows + tap_y + off[:, :, 0]  # [B, 9, H, W] pixel coordinates
+    sample_x = cols + tap_x + off[:, :, 1]
+    # pixel p -> grid (2p + 1) / size − 1 (align_corners=False), valid for any size >= 1
+    grid = torch.stack([(2 * sample_x + 1) / w - 1, (2 * sample_y + 1) / h - 1], dim=-1)
+    sampled = F.grid_sample(x, grid.view(b, 9 * h, w, 2), mode="bilinear", padding_mode="zeros", align_corners=False)
+    sampled = sampled.view(b, c, 9, h, w)
+    return torch.einsum("bckhw,ock->bohw", sampled, weight.flatten(2))
+
+
+class DeformConv3x3(nn.Module):
+    """3×3 deformable convolution (DCNv1, no bias, one offset group) that runs on CPU and CUDA.
+
+    The offset layout — (Δy, Δx) per kernel position, row-major — is the official CUDA op's, so its
+    `weight` loads unchanged. On CUDA torchvision's kernel is used; on CPU a `grid_sample`
+    formulation, whose backward is much faster than torchvision's CPU kernel.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, sample_chunk: int = 4):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, 3, 3))
         nn.init.kaiming_uniform_(self.weight, a=1)
+        self.sample_chunk = sample_chunk  # at inference only: bounds memory on large maps
 
     def forward(self, x: Tensor, offset: Tensor) -> Tensor:
-        return deform_conv2d(x, offset, self.weight, padding=(1, 1))
+        if x.is_cuda:
+            return deform_conv2d(x, offset, self.weight, padding=(1, 1))
+        chunk = 0 if torch.is_grad_enabled() else self.sample_chunk
+        return deform_conv3x3_grid_sample(x, offset, self.weight, chunk)
+
+
+def _group_norm(preferred_groups: int, channels: int) -> nn.GroupNorm:
+    """GroupNorm with the official group count where it divides the channels (always at the official
+    widths), else the largest common divisor — so narrower (e.g. synthetic) models still build."""
+    return nn.GroupNorm(math.gcd(preferred_groups, channels), channels)
 
 
 class MaskHeadSmallConv(nn.Module):
-    """FPN-style conv head: (memory ⊕ attention maps) at /32 -> 24 channels at /4.
+    """FPN-style conv head: (memory ⊕ attention maps) at /32 -> hidden/16 (24) channels at /4.
 
     Input x is the frame's encoder memory repeated for each query and concatenated with that query's
     attention maps (dim = hidden_dim + heads = 392). Lateral features come pre-projected by the
@@ -76,14 +124,14 @@ class MaskHeadSmallConv(nn.Module):
         super().__init__()
         inter_dims = [dim, context_dim // 2, context_dim // 4, context_dim // 8, context_dim // 16]
         self.lay1 = nn.Conv2d(dim, dim, 3, padding=1)
-        self.gn1 = nn.GroupNorm(8, dim)
+        self.gn1 = _group_norm(8, dim)
         self.lay2 = nn.Conv2d(dim, inter_dims[1], 3, padding=1)
-        self.gn2 = nn.GroupNorm(8, inter_dims[1])
+        self.gn2 = _group_norm(8, inter_dims[1])
         self.lay3 = nn.Conv2d(inter_dims[1], inter_dims[2], 3, padding=1)
-        self.gn3 = nn.GroupNorm(8, inter_dims[2])
+        self.gn3 = _group_norm(8, inter_dims[2])
         self.lay4 = nn.Conv2d(inter_dims[2], inter_dims[3], 3, padding=1)
-        self.gn4 = nn.GroupNorm(8, inter_dims[3])
-        self.gn5 = nn.GroupNorm(8, inter_dims[4])
+        self.gn4 = _group_norm(8, inter_dims[3])
+        self.gn5 = _group_norm(8, inter_dims[4])
         self.conv_offset = nn.Conv2d(inter_dims[3], 18, 1)
         self.dcn = DeformConv3x3(inter_dims[3], inter_dims[4])
         self.adapter1 = nn.Conv2d(fpn_dims[0], inter_dims[1], 1)
@@ -133,12 +181,37 @@ class MaskHeadSmallConv(nn.Module):
         return x.flatten(0, 1)
 
 
+class DilatedConv3d(nn.Conv3d):
+    """nn.Conv3d(k=3, padding=2, dilation=2) whose CPU training pass runs as 8 undilated convs.
+
+    A dilation-2 tap only reads inputs of the output's own (t, y, x) parity, so the map splits into
+    2×2×2 parity sub-grids, each convolved with the same kernel at dilation 1 / padding 1, and the
+    results are interleaved back — the same sums. PyTorch's CPU backward of dilated 3-D convs is a
+    slow reference kernel; this form trains several times faster. Inference and CUDA use nn.Conv3d.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(in_channels, out_channels, 3, padding=2, dilation=2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.is_cuda or not torch.is_grad_enabled():
+            return super().forward(x)
+        b, c, t, h, w = x.shape
+        x = F.pad(x, (0, w % 2, 0, h % 2, 0, t % 2))  # even sizes; the extra zeros act as padding
+        t2, h2, w2 = x.shape[2] // 2, x.shape[3] // 2, x.shape[4] // 2
+        x = x.view(b, c, t2, 2, h2, 2, w2, 2).permute(0, 3, 5, 7, 1, 2, 4, 6).reshape(b * 8, c, t2, h2, w2)
+        y = F.conv3d(x, self.weight, self.bias, padding=1)
+        o = y.shape[1]
+        y = y.view(b, 2, 2, 2, o, t2, h2, w2).permute(0, 4, 5, 1, 6, 2, 7, 3).reshape(b, o, 2 * t2, 2 * h2, 2 * w2)
+        return y[:, :, :t, :h, :w]
+
+
 def build_instance_fusion_head(in_channels: int = 24) -> nn.Sequential:
     """The 3-D conv (`insmask_head`) fusing one instance's per-frame mask features over time:
     [N, 24, T, h, w] -> [N, 1, T, h, w]. Dilated 3×3×3 convs (pad 2, dilation 2) with GN(4) + ReLU."""
     mid = in_channels // 2
     layers: List[nn.Module] = []
     for c_in in (in_channels, mid, mid):
-        layers += [nn.Conv3d(c_in, mid, 3, padding=2, dilation=2), nn.GroupNorm(4, mid), nn.ReLU()]
+        layers += [DilatedConv3d(c_in, mid), _group_norm(4, mid), nn.ReLU()]
     layers.append(nn.Conv3d(mid, 1, 1))
     return nn.Sequential(*layers)

@@ -14,7 +14,6 @@ Differences from the official code (which handles one 36-frame clip per GPU):
   * backbone, lateral adapters and input projection run per frame in chunks (a frame seen by two
     windows is computed once), and the mask head in chunks of frames, so memory is bounded.
 """
-import logging
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -36,8 +35,6 @@ from .mask_head import MaskHeadSmallConv, MHAttentionMap, build_instance_fusion_
 from .matcher import VisTRSequenceMatcher
 from .position_encoding import PositionEmbeddingSine3D
 from .transformer import VisTRTransformer
-
-logger = logging.getLogger(__name__)
 
 __all__ = ["VisTR"]
 
@@ -85,10 +82,10 @@ class VisTR(nn.Module):
         """
         super().__init__()
         hidden_dim, nheads = transformer.d_model, transformer.nhead
-        if hidden_dim % 384 != 0:
+        if hidden_dim % 48 != 0:
             raise ValueError(
-                f"VisTR: hidden_dim (MODEL.VISTR.HIDDEN_DIM) must be a multiple of 384 (3 position axes "
-                f"of sin/cos pairs, and the mask head's GroupNorm(8, hidden_dim/16)); got {hidden_dim}")
+                f"VisTR: MODEL.VISTR.HIDDEN_DIM must be a multiple of 48 (3 position axes of sin/cos pairs, "
+                f"and the mask head's widths hidden/2 ... hidden/16); got {hidden_dim}")
         if not 1 <= test_window_stride <= num_frames:
             raise ValueError(
                 f"VisTR: MODEL.VIS.TEST_WINDOW_STRIDE must be in [1, NUM_FRAMES={num_frames}], got {test_window_stride}")
@@ -237,21 +234,29 @@ class VisTR(nn.Module):
         hs_frames = hs[-1].reshape(b * t, n, c)
         memory_frames = memory.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
         attn_mask = mask if bool(mask.any()) else None
-        chunk = b * t if mask_head_chunk is None else mask_head_chunk
-        frame_masks = []
-        for s in range(0, b * t, chunk):
-            sl = slice(s, s + chunk)
-            attn = self.bbox_attention(hs_frames[sl], memory_frames[sl], None if attn_mask is None else attn_mask[sl])
-            frame_masks.append(
-                self.mask_head(memory_frames[sl], attn, [feats["fpn0"][sl], feats["fpn1"][sl], feats["fpn2"][sl]])
-            )
-        frame_masks = torch.cat(frame_masks)  # [B·T·N, 24, h4, w4]
-        h4, w4 = frame_masks.shape[-2:]
-        # each slot's T frames through the 3-D conv: [B·N, 24, T, h4, w4]
-        slot_clips = frame_masks.view(b, t, n, -1, h4, w4).permute(0, 2, 3, 1, 4, 5).reshape(b * n, -1, t, h4, w4)
-        if mask_head_chunk is None:
+        if mask_head_chunk is None:  # training: all frames at once
+            attn = self.bbox_attention(hs_frames, memory_frames, attn_mask)
+            frame_masks = self.mask_head(memory_frames, attn, [feats["fpn0"], feats["fpn1"], feats["fpn2"]])
+            h4, w4 = frame_masks.shape[-2:]
+            # each slot's T frames through the 3-D conv: [B·N, 24, T, h4, w4]
+            slot_clips = frame_masks.view(b, t, n, -1, h4, w4).permute(0, 2, 3, 1, 4, 5).reshape(b * n, -1, t, h4, w4)
             fused = self.insmask_head(slot_clips)
-        else:  # one slot at a time bounds the 3-D activations at test time
+        else:
+            # test time: chunks of frames through the mask head, written straight into the slot-major
+            # layout the 3-D head needs (no second copy), then the 3-D head one slot at a time
+            slot_clips = None
+            for s in range(0, b * t, mask_head_chunk):
+                sl = slice(s, s + mask_head_chunk)
+                attn = self.bbox_attention(hs_frames[sl], memory_frames[sl], None if attn_mask is None else attn_mask[sl])
+                chunk = self.mask_head(memory_frames[sl], attn, [feats["fpn0"][sl], feats["fpn1"][sl], feats["fpn2"][sl]])
+                chunk = chunk.view(-1, n, *chunk.shape[1:])  # [F, N, 24, h4, w4]
+                if slot_clips is None:
+                    slot_clips = chunk.new_empty((b, n, chunk.shape[2], t, *chunk.shape[-2:]))
+                for f in range(chunk.shape[0]):
+                    video, frame = divmod(s + f, t)
+                    slot_clips[video, :, :, frame] = chunk[f]
+            h4, w4 = slot_clips.shape[-2:]
+            slot_clips = slot_clips.flatten(0, 1)
             fused = torch.cat([self.insmask_head(slot_clips[i : i + 1]) for i in range(b * n)])
         out["pred_masks"] = fused.view(b, n, t, h4, w4).transpose(1, 2).reshape(b, t * n, h4, w4)
         return out
@@ -352,7 +357,7 @@ class VisTR(nn.Module):
         for f in range(length):
             writer(f, window["mask_logits"][f], all_slots)
         masks = writer.track_masks(self.num_slots)
-        keep, scores, labels, kept_masks = [], [], [], []
+        scores, labels, kept_masks = [], [], []
         for slot in range(self.num_slots):
             if not _any_pixel(masks[slot]):
                 continue

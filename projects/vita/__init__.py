@@ -1,8 +1,10 @@
 """VITA: Video Instance segmentation via object Token Association (Heo et al., NeurIPS 2022).
 
-Importing this package registers the `Vita` meta-architecture and `add_vita_config`."""
+Importing this package registers the `Vita` meta-architecture and `add_vita_config`;
+`convert_official_state_dict` is what tools/convert_checkpoint.py calls."""
 from .config import add_vita_config
+from .convert import convert_official_state_dict
 from .meta_arch import Vita
 from .vita_module import VITAModule
 
-__all__ = ["add_vita_config", "Vita", "VITAModule"]
+__all__ = ["add_vita_config", "convert_official_state_dict", "Vita", "VITAModule"]

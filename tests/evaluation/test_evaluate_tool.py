@@ -1,4 +1,5 @@
 """tools/evaluate.py: scores a results file without a model; clear errors for bad files."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -38,14 +39,33 @@ def test_evaluate_tool_prints_table_and_json_line(files):
     assert "AP50" in proc.stdout.split(lines[-1])[0]  # the table came first
 
 
-def test_evaluate_tool_errors_name_the_file(files, tmp_path):
-    gt_path, res_path = files
-    missing = str(tmp_path / "nope.json")
-    proc = _run(gt_path, missing)
+def test_evaluate_tool_missing_file_error_names_it(files, tmp_path):
+    gt_path, _ = files
+    proc = _run(gt_path, str(tmp_path / "nope.json"))
     assert proc.returncode == 2 and "nope.json" in proc.stderr and "does not exist" in proc.stderr
+
+
+def _tool_main():
+    """tools/evaluate.py's main(), loaded in-process (each subprocess pays the detectron2 import)."""
+    spec = importlib.util.spec_from_file_location("evaluate_tool", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def test_evaluate_tool_corrupt_or_unscorable_files(files, tmp_path, capsys):
+    gt_path, res_path = files
+    main = _tool_main()
     corrupt = tmp_path / "corrupt.json"
     corrupt.write_text("{not json")
-    proc = _run(str(corrupt), res_path)
-    assert proc.returncode == 2 and "corrupt.json" in proc.stderr and "not valid JSON" in proc.stderr
-    proc = _run(gt_path, str(corrupt))
-    assert proc.returncode == 2 and "corrupt.json" in proc.stderr
+    assert main([str(corrupt), res_path]) == 2
+    err = capsys.readouterr().err
+    assert "corrupt.json" in err and "not valid JSON" in err
+    assert main([gt_path, str(corrupt)]) == 2
+    assert "corrupt.json" in capsys.readouterr().err
+    no_ann = tmp_path / "valid_split.json"
+    no_ann.write_text(json.dumps(dict(json.loads(open(gt_path).read()), annotations=None)))
+    assert main([str(no_ann), res_path]) == 2
+    assert "valid_split.json" in capsys.readouterr().err
+    assert main([gt_path, res_path]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["AP"] == pytest.approx(50.0, abs=1e-4)

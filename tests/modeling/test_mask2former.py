@@ -181,6 +181,6 @@ def test_criterion_mask_loss_prefers_the_right_mask():
     losses, indices = crit(outputs, [{"labels": torch.tensor([0]), "masks": tgt}])
     assert indices[-1][0][0].tolist() == [0]
     assert losses["loss_dice"] < 0.2 and losses["loss_mask"] < 0.2
-    outputs["pred_masks"] = -outputs["pred_masks"]
+    outputs["pred_masks"] = (-good).expand(4, -1, -1)[None]  # every prediction is the complement
     bad, _ = crit(outputs, [{"labels": torch.tensor([0]), "masks": tgt}])
     assert bad["loss_dice"] > 0.5

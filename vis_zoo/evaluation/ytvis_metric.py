@@ -95,7 +95,8 @@ _EPS = np.spacing(1)  # float64 machine epsilon, as in the reference precision f
 # ----------------------------------------------------------------------------------------------
 @dataclass
 class GTTrack:
-    """One GT annotation (track). `rles[t]` is a compressed RLE dict or None (absent in frame t)."""
+    """One GT annotation (track). `rles[t]` is a compressed RLE dict or None (absent in frame t).
+    Tracks keep the JSON order, which decides ties in the matching."""
 
     ann_id: int
     video_index: int
@@ -104,18 +105,17 @@ class GTTrack:
     mean_area: float  # mean of the non-null, non-zero `areas` entries (0 if none)
     occlusion: float  # OVIS occlusion score in [0, 1]; nan when the track has no labels
     rles: List[Optional[dict]]
-    json_index: int  # position in the GT `annotations` list (the reference's tie-break order)
 
 
 @dataclass
 class PredTrack:
-    """One predicted track (results entry) whose category is in the GT."""
+    """One predicted track (results entry) whose category is in the GT; tracks keep the results
+    list's order, the tie-break order of the reference's stable sorts."""
 
     video_index: int
     category_index: int
     score: float
     rles: List[Optional[dict]]
-    result_index: int  # position in the results list (the reference's tie-break order)
 
 
 @dataclass
@@ -222,13 +222,13 @@ def load_ground_truth(gt_json: dict) -> GroundTruth:
     gt.video_index = {vid: i for i, vid in enumerate(video_ids)}
     gt.category_index = {cid: i for i, cid in enumerate(gt.category_ids)}
 
-    for json_index, ann in enumerate(gt_json.get("annotations") or []):
+    skipped = 0
+    for ann in gt_json.get("annotations") or []:
         ann_id = ann.get("id")
         vid = ann.get("video_id")
-        if vid not in gt.video_index:
-            raise ValueError(f"GT annotation {ann_id}: video_id {vid!r} is not among the GT videos")
-        if ann.get("category_id") not in gt.category_index:
-            # The reference only loads annotations of listed categories.
+        if vid not in gt.video_index or ann.get("category_id") not in gt.category_index:
+            # The reference only loads annotations of listed videos and categories.
+            skipped += 1
             continue
         vi = gt.video_index[vid]
         h, w, length = heights[vi], widths[vi], lengths[vi]
@@ -255,9 +255,10 @@ def load_ground_truth(gt_json: dict) -> GroundTruth:
                 mean_area=mean_area,
                 occlusion=track_occlusion_score(occ_labels, ann_id),
                 rles=rles,
-                json_index=json_index,
             )
         )
+    if skipped:
+        logger.warning("Skipped %d GT annotation(s) of a video or category not listed in the GT JSON.", skipped)
     return gt
 
 
@@ -325,7 +326,7 @@ def load_predictions(gt: GroundTruth, results: Sequence[dict]) -> Tuple[List[Pre
             continue
         what = f"result #{i} (video {vid})"
         rles = _pred_frames_to_rles(segms, h, w, what)
-        tracks.append(PredTrack(vi, gt.category_index[cat], score, rles, i))
+        tracks.append(PredTrack(vi, gt.category_index[cat], score, rles))
     if dropped:
         logger.info("Dropped %d result(s) whose category_id is not a GT category.", dropped)
     return tracks, dropped
@@ -762,7 +763,7 @@ def format_results_table(result: YTVISResult) -> str:
         main += [(k, pct[k]) for k in OCCLUSION_STAT_NAMES]
     lines = [
         tabulate([[f"{v:.3f}" for _, v in main]], headers=[k for k, _ in main], tablefmt="pipe",
-                 stralign="center", numalign="center")
+                 stralign="center", disable_numparse=True)
     ]
     cats = [(n, pct[f"AP-{n}"]) for n in result.category_names]
     if cats:
@@ -775,6 +776,6 @@ def format_results_table(result: YTVISResult) -> str:
             rows.append(row)
         lines.append(
             tabulate(rows, headers=["category", "AP"] * min(cols, len(cats)), tablefmt="pipe",
-                     numalign="left")
+                     disable_numparse=True)
         )
     return "\n\n".join(lines)

@@ -10,7 +10,8 @@
 - clip_association: window schedule + soft-IoU association of windows (long videos)
 - postprocessing: per-frame upsampling to the original size, bool or RLE output, output contract
 """
-from .backbone import FrameFeatureCache, backbone_with_masks, normalize_and_pad, padding_mask, video_frames
+from .backbone import (FoldedBackboneCache, FrameFeatureCache, backbone_with_masks, fold_frozen_batchnorm,
+                       normalize_and_pad, padding_mask, video_frames)
 from .clip_association import (ClipPrediction, SoftIoUTrackAssociator, associate_clip_windows,
                                window_spans)
 from .criterion import ClipMaskSetCriterion, num_masks_normalizer, src_permutation_idx

@@ -113,3 +113,56 @@ class FrameFeatureCache:
 
     def __len__(self) -> int:
         return len(self._store)
+
+
+def fold_frozen_batchnorm(backbone: torch.nn.Module) -> torch.nn.Module:
+    """An inference copy of a detectron2 backbone with every FrozenBatchNorm2d folded into its conv.
+
+    conv -> FrozenBN(x) = x * s + (b - mean * s), s = weight / sqrt(var + eps), becomes one conv with
+    weight * s and bias (conv_bias * s + b - mean * s): the same function up to float rounding, one
+    memory pass less per conv (FrozenBN is ~15% of a ResNet-50's CPU inference time). Parameters of
+    the copy do not require grad; the original is untouched.
+    """
+    import copy
+
+    from detectron2.layers import Conv2d, FrozenBatchNorm2d
+
+    fused = copy.deepcopy(backbone)
+    for module in fused.modules():
+        if isinstance(module, Conv2d) and isinstance(module.norm, FrozenBatchNorm2d):
+            bn = module.norm
+            scale = bn.weight * (bn.running_var + bn.eps).rsqrt()
+            bias = bn.bias - bn.running_mean * scale
+            if module.bias is not None:
+                bias = bias + module.bias * scale
+            module.weight = torch.nn.Parameter((module.weight * scale.view(-1, 1, 1, 1)).detach(), requires_grad=False)
+            module.bias = torch.nn.Parameter(bias.detach(), requires_grad=False)
+            module.norm = None
+    for p in fused.parameters():
+        p.requires_grad_(False)
+    return fused
+
+
+class FoldedBackboneCache:
+    """Keeps ``fold_frozen_batchnorm(backbone)`` for inference and rebuilds it whenever any parameter or
+    buffer of the backbone changed (loaded checkpoint, optimizer step, device move).
+
+    Not an nn.Module attribute of the model on purpose: the copy must not appear in state_dict,
+    parameters() or the optimizer.
+    """
+
+    def __init__(self):
+        self._key = None
+        self._folded = None
+
+    @staticmethod
+    def _state_key(backbone: torch.nn.Module):
+        tensors = list(backbone.parameters()) + list(backbone.buffers())
+        return tuple((t.data_ptr(), t._version, t.device.type) for t in tensors)
+
+    def get(self, backbone: torch.nn.Module) -> torch.nn.Module:
+        key = self._state_key(backbone)
+        if key != self._key:
+            self._folded = fold_frozen_batchnorm(backbone).eval()
+            self._key = key
+        return self._folded

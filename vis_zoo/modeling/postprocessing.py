@@ -52,6 +52,7 @@ class VideoMaskWriter:
         if not 0 <= frame < self.video_length:
             raise IndexError(f"VideoMaskWriter: frame {frame} outside [0, {self.video_length})")
         num_tracks = logits.shape[0]
+        valid = valid.cpu().tolist()  # one device sync per frame, not per track
         while len(self._frames) < num_tracks:
             self._frames.append({})
         for start in range(0, num_tracks, self.track_chunk):
@@ -60,9 +61,9 @@ class VideoMaskWriter:
             binary = (up > self.mask_threshold).cpu()
             for j in range(chunk.shape[0]):
                 track = start + j
-                if not bool(valid[track]):
+                if not valid[track]:
                     continue
-                self._frames[track][frame] = encode_rle(binary[j]) if self.output_rle else binary[j].clone()
+                self._frames[track][frame] = encode_rle(binary[j]) if self.output_rle else binary[j]
 
     def track_masks(self, num_tracks: int) -> List[object]:
         """Per track: bool [T, H, W] (cpu), or a list of T RLE dicts (None where not predicted)."""

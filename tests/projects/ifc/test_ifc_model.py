@@ -168,3 +168,30 @@ def test_memory_bus_is_the_only_inter_frame_path(model):
         layer.self_attn.out_proj.weight.data.zero_()
         layer.self_attn.out_proj.bias.data.zero_()
     assert torch.allclose(frame0_memory(video), frame0_memory(other), atol=1e-5)
+
+
+def test_pre_norm_without_deep_supervision_trains():
+    from detectron2.modeling import build_model
+
+    from ifc_helpers import tiny_cfg
+
+    cfg = tiny_cfg()
+    cfg.MODEL.IFC.PRE_NORM = True
+    cfg.MODEL.IFC.DEEP_SUPERVISION = False
+    torch.manual_seed(0)
+    model = build_model(cfg).train()
+    assert model.transformer.encoder.out_norm is not None
+    losses = model([make_video(num_frames=2)])
+    assert set(losses) == {"loss_ce", "loss_mask", "loss_dice"}
+    sum(losses.values()).backward()
+
+
+def test_missing_backbone_levels_are_named():
+    from detectron2.modeling import build_model
+
+    from ifc_helpers import tiny_cfg
+
+    cfg = tiny_cfg()
+    cfg.MODEL.RESNETS.OUT_FEATURES = ["res4", "res5"]
+    with pytest.raises(ValueError, match=r"missing \['res3'\]"):
+        build_model(cfg)

@@ -6,7 +6,9 @@ import torch
 import torch.nn.functional as F
 from detectron2.modeling import build_model
 
-from vis_zoo_projects.vistr.mask_head import DeformConv3x3, MHAttentionMap
+from torchvision.ops import deform_conv2d
+
+from vis_zoo_projects.vistr.mask_head import DeformConv3x3, DilatedConv3d, MHAttentionMap, deform_conv3x3_grid_sample
 from vis_zoo_projects.vistr.position_encoding import PositionEmbeddingSine3D
 
 
@@ -73,6 +75,35 @@ def test_deformable_conv_offsets_are_dy_dx_per_kernel_position():
     offset[:, 0::2] = 1.0
     shifted = F.conv2d(x[:, :, 1:], dcn.weight, padding=1)
     torch.testing.assert_close(dcn(x, offset)[:, :, 1:-2], shifted[:, :, 1:-1], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 7, 9), (3, 4, 1, 6)])
+def test_grid_sample_deform_conv_equals_torchvision(shape):
+    """Our CPU deformable conv (values and all three gradients) = torchvision's kernel."""
+    g = torch.Generator().manual_seed(0)
+    b, c, h, w = shape
+    x = torch.randn(b, c, h, w, generator=g, dtype=torch.float64, requires_grad=True)
+    offset = (torch.randn(b, 18, h, w, generator=g, dtype=torch.float64) * 2).requires_grad_(True)
+    weight = torch.randn(6, c, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    ref = deform_conv2d(x, offset, weight, padding=(1, 1))
+    ours = deform_conv3x3_grid_sample(x, offset, weight)
+    torch.testing.assert_close(ours, ref)
+    for a, r in zip(torch.autograd.grad(ours.square().sum(), [x, offset, weight]),
+                    torch.autograd.grad(ref.square().sum(), [x, offset, weight])):
+        torch.testing.assert_close(a, r)
+    with torch.no_grad():  # chunked over samples at inference
+        torch.testing.assert_close(deform_conv3x3_grid_sample(x, offset, weight, sample_chunk=1), ref)
+
+
+@pytest.mark.parametrize("shape", [(2, 4, 4, 6, 8), (1, 3, 5, 7, 3)])
+def test_phase_split_dilated_conv3d_equals_conv3d(shape):
+    torch.manual_seed(0)
+    conv = DilatedConv3d(shape[1], 5).double()
+    x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    ours = conv(x)  # grad enabled on CPU: the parity-split path
+    ref = F.conv3d(x, conv.weight, conv.bias, padding=2, dilation=2)
+    torch.testing.assert_close(ours, ref)
+    torch.testing.assert_close(torch.autograd.grad(ours.sum(), x)[0], torch.autograd.grad(ref.sum(), x)[0])
 
 
 def test_training_forward_backward(tiny_model, make_video):
@@ -185,3 +216,28 @@ def test_window_size_must_equal_clip_length(tiny_cfg):
     cfg.MODEL.VIS.TEST_WINDOW_SIZE = 5
     with pytest.raises(ValueError, match="TEST_WINDOW_SIZE"):
         build_model(cfg)
+
+
+def test_official_post_processing_rules(tiny_model):
+    """score = mean over frames of the max class prob (index 0 included), class = the most frequent
+    per-frame argmax, empty slots dropped, class index 0 dropped, frames scoring < 0.001 blanked."""
+    tiny_model.eval()
+    probs = torch.zeros(3, 2, 5)  # [T, N, K+2], K = 3
+    probs[0, 0] = torch.tensor([0.1, 0.0, 0.6, 0.1, 0.2])
+    probs[1, 0] = torch.tensor([0.0, 0.0, 0.5, 0.2, 0.3])
+    probs[2, 0] = torch.tensor([0.0001, 0.0001, 0.0002, 0.0005, 0.9991])
+    probs[:, 1] = torch.tensor([0.7, 0.1, 0.1, 0.0, 0.1])  # slot 1: mode is index 0
+    mask_logits = torch.full((3, 2, 4, 6), -5.0)
+    mask_logits[:, :, 1:3, 2:5] = 5.0
+    window = {"probs": probs, "mask_logits": mask_logits}
+    out = tiny_model._single_window_output(window, 3, (8, 12))
+    assert out["pred_labels"].tolist() == [1]  # index 2 -> contiguous class 1; slot 1 dropped
+    torch.testing.assert_close(out["pred_scores"], torch.tensor([(0.6 + 0.5 + 0.0005) / 3]))
+    masks = out["pred_masks"][0]
+    assert masks.shape == (3, 8, 12) and masks[0].any() and masks[1].any() and not masks[2].any()
+    # a shorter video (tiled to T by the caller) keeps only its own frames
+    out = tiny_model._single_window_output(window, 2, (8, 12))
+    torch.testing.assert_close(out["pred_scores"], torch.tensor([0.55]))
+    # no mask pixel anywhere: nothing is returned
+    window["mask_logits"] = torch.full((3, 2, 4, 6), -5.0)
+    assert len(tiny_model._single_window_output(window, 3, (8, 12))["pred_scores"]) == 0

@@ -260,13 +260,32 @@ def test_token_pruning_keeps_most_foreground_queries():
     _check_output(out_model, 3, 80, 120, 5)
 
 
-def test_rle_output():
+def test_rle_output_and_results_entries():
+    """Both output forms become valid YTVIS results entries with the same masks."""
+    from pycocotools import mask as mask_util
+
+    from vis_zoo.evaluation.results import video_output_to_results
+
     model = tiny_model(["MODEL.VIS.OUTPUT_RLE", "True"]).eval()
+    video = _test_video(2, seed=4)
     with torch.no_grad():
-        out = model([_test_video(2, seed=4)])[0]
-    assert len(out["pred_masks"]) == 5
-    for track in out["pred_masks"]:
+        rle_out = model([video])[0]
+        model.output_rle = False
+        dense_out = model([video])[0]
+    assert len(rle_out["pred_masks"]) == 5
+    for track in rle_out["pred_masks"]:
         assert len(track) == 2 and all(r["size"] == [80, 120] and isinstance(r["counts"], str) for r in track)
+    id_map = {i: i + 1 for i in range(4)}
+    kwargs = dict(length=2, height=80, width=120, contiguous_to_dataset_id=id_map)
+    from_rle = video_output_to_results(7, rle_out, **kwargs)
+    from_dense = video_output_to_results(7, dense_out, **kwargs)
+    assert len(from_rle) == len(from_dense) == 5
+    for a, b, dense in zip(from_rle, from_dense, dense_out["pred_masks"]):
+        assert a["category_id"] == b["category_id"] and 1 <= a["category_id"] <= 4
+        assert a["score"] == pytest.approx(b["score"])
+        for t in range(2):
+            decoded = mask_util.decode(a["segmentations"][t]).astype(bool)
+            assert (torch.from_numpy(decoded) == dense[t]).all()
 
 
 def test_bad_input_is_reported():

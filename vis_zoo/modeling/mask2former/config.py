@@ -12,15 +12,11 @@ def add_mask2former_config(cfg: CN) -> None:
     """Add Mask2Former's keys (idempotent: a second call leaves existing values alone)."""
     if "MASK_FORMER" in cfg.MODEL:
         return
+    # New SEM_SEG_HEAD keys only: detectron2's own SEM_SEG_HEAD defaults (NAME, NUM_CLASSES,
+    # IN_FEATURES, CONVS_DIM, NORM, COMMON_STRIDE) are left alone; Mask2Former configs set them.
     head = cfg.MODEL.SEM_SEG_HEAD
-    head.NAME = "Mask2FormerHead"
-    head.NUM_CLASSES = 40
-    head.IN_FEATURES = ["res2", "res3", "res4", "res5"]
     head.PIXEL_DECODER_NAME = "MSDeformAttnPixelDecoder"
-    head.CONVS_DIM = 256
     head.MASK_DIM = 256
-    head.NORM = "GN"
-    head.COMMON_STRIDE = 4
     head.TRANSFORMER_ENC_LAYERS = 6
     head.DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES = ["res3", "res4", "res5"]
 

@@ -41,6 +41,9 @@ class Mask2FormerHead(nn.Module):
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
         head = cfg.MODEL.SEM_SEG_HEAD
+        if head.NAME not in ("Mask2FormerHead", "MaskFormerHead"):
+            raise ValueError(f"MODEL.SEM_SEG_HEAD.NAME={head.NAME!r}: a Mask2Former-based model needs "
+                             "'Mask2FormerHead' (set by configs/vita/Base-VITA.yaml)")
         if head.PIXEL_DECODER_NAME not in _PIXEL_DECODERS:
             raise ValueError(f"MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME={head.PIXEL_DECODER_NAME!r}: "
                              f"choose one of {sorted(_PIXEL_DECODERS)}")

@@ -100,17 +100,49 @@ class PointHungarianMatcher(nn.Module):
     def forward(self, outputs: Dict[str, Tensor], targets: Sequence[dict],
                 point_coords: Optional[Sequence[Tensor]] = None) -> List[Tuple[Tensor, Tensor]]:
         logits, masks = outputs["pred_logits"], outputs["pred_masks"]
-        if len(targets) != logits.shape[0]:
-            raise ValueError(f"matcher: {logits.shape[0]} predictions but {len(targets)} targets")
-        indices = []
+        num = logits.shape[0]
+        if len(targets) != num:
+            raise ValueError(f"matcher: {num} predictions but {len(targets)} targets")
+        device = masks.device
+        with torch.autocast(device_type=device.type, enabled=False):  # costs in fp32, as the official
+            return self._match(logits, masks, targets, point_coords)
+
+    def _match(self, logits: Tensor, masks: Tensor, targets: Sequence[dict],
+               point_coords: Optional[Sequence[Tensor]]) -> List[Tuple[Tensor, Tensor]]:
+        num, device = logits.shape[0], masks.device
+        sizes = [len(t["labels"]) for t in targets]
+        if point_coords is None:
+            point_coords = [torch.rand(self.num_points, 2, device=device) for _ in range(num)]
+        coords = torch.stack([c.to(device, torch.float32) for c in point_coords])  # [N, P, 2]
+        # All images at once: one bilinear read of every prediction and of every target (same
+        # values as reading each image separately, without a python loop over point sampling).
+        pred_points = self._points(masks.float(), coords)  # [N, Q, F*P]
+        tgt_masks = [t["masks"] for t in targets if len(t["labels"])]
+        tgt_points = None
+        if tgt_masks:
+            tgt_all = torch.cat([m.to(device, torch.float32) for m in tgt_masks])
+            owner = torch.cat([torch.full((n,), i, dtype=torch.long) for i, n in enumerate(sizes) if n]).to(device)
+            tgt_points = self._points(tgt_all[:, None], coords[owner])[:, 0]  # [sum G, F*P]
+        prob = logits.float().softmax(-1)
+        indices, start = [], 0
         for i, target in enumerate(targets):
-            labels = target["labels"]
-            if len(labels) == 0:
+            n = sizes[i]
+            if n == 0:
                 empty = torch.empty(0, dtype=torch.int64)
                 indices.append((empty, empty.clone()))
                 continue
-            coords = None if point_coords is None else point_coords[i]
-            cost = self.cost_matrix(logits[i], masks[i], labels.to(logits.device), target["masks"], coords)
+            labels = target["labels"].to(device)
+            cost_bce, cost_dice = pairwise_point_costs(pred_points[i], tgt_points[start:start + n])
+            cost = self.cost_mask * cost_bce + self.cost_class * (-prob[i][:, labels]) + self.cost_dice * cost_dice
+            start += n
             rows, cols = linear_sum_assignment(cost.cpu().numpy())
             indices.append((torch.as_tensor(rows, dtype=torch.int64), torch.as_tensor(cols, dtype=torch.int64)))
         return indices
+
+    @staticmethod
+    def _points(masks: Tensor, coords: Tensor) -> Tensor:
+        """masks [N, M, *F, h, w], coords [N, P, 2] -> [N, M, prod(F) * P] (points of image n)."""
+        n, m = masks.shape[:2]
+        flat = masks.reshape(n, -1, *masks.shape[-2:])  # [N, M*F, h, w]
+        values = point_sample(flat, coords, align_corners=False)  # [N, M*F, P]
+        return values.reshape(n, m, -1)

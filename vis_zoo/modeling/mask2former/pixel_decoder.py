@@ -144,6 +144,12 @@ class MSDeformAttnPixelDecoder(nn.Module):
         }
 
     def forward(self, features: Dict[str, Tensor], compute_mask_features: bool = True) -> Dict[str, object]:
+        device_type = next(iter(features.values())).device.type
+        # The official pixel decoder runs in fp32 even under AMP (deformable sampling is fragile in fp16).
+        with torch.autocast(device_type=device_type, enabled=False):
+            return self._forward(features, compute_mask_features)
+
+    def _forward(self, features: Dict[str, Tensor], compute_mask_features: bool) -> Dict[str, object]:
         srcs, pos = [], []
         # coarsest first (res5, res4, res3)
         for idx, name in enumerate(self.transformer_in_features[::-1]):

@@ -1,0 +1,286 @@
+#!/usr/bin/env python
+"""Run a VIS Zoo model on your own video and write an annotated video.
+
+    python tools/demo.py --input my_video.mp4 --config-file configs/vita/ytvis19_R50.yaml \
+        --output demo_out --weights model_final.pth [--save-frames] [--save-masks] [--results-json] \
+        [--confidence-threshold 0.3] [--opts KEY VALUE ...]
+
+Input: a video file (anything OpenCV reads) or a folder of frame images (natural name order).
+Output, in --output (a folder):
+    <input name>.mp4       every frame with the predicted masks coloured per track id, each labelled
+                           "#<track> <class> <score>" (tracks whose score >= --confidence-threshold)
+    frames/00000.jpg ...   the annotated frames (--save-frames)
+    masks/track_XXX_<class>/00000.png ...   one binary PNG per track and frame (--save-masks)
+    results.json           every prediction in the YouTube-VIS submission format (--results-json;
+                           category ids of the config's DATASETS.TEST[0] metadata when it has them)
+
+Memory: frames are decoded lazily (never the whole video) and masks are kept as RLE
+(MODEL.VIS.OUTPUT_RLE is forced on), so memory is bounded by the model's own long-video path: backbone
+work in chunks of MODEL.VIS.TEST_CHUNK_SIZE frames and, for clip-based methods, windows of
+MODEL.VIS.TEST_WINDOW_SIZE frames. What every model still keeps for the whole video is small
+per-frame state (VITA: frame queries and 1/4-resolution mask features per frame, on the CPU for long
+videos; VisTR: the list of resized input frames, ~0.7 MB per 360x640 frame). The annotated video is
+rendered in a second lazy pass over the input.
+"""
+import argparse
+import colorsys
+import json
+import logging
+import os
+import sys
+from typing import Dict, List, Optional, Sequence
+
+import cv2
+import numpy as np
+import torch
+
+logger = logging.getLogger("vis_zoo.demo")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--input", required=True, help="video file or folder of frame images")
+    parser.add_argument("--config-file", required=True, help="method config, e.g. configs/vita/ytvis19_R50.yaml")
+    parser.add_argument("--output", required=True, help="output folder (created)")
+    parser.add_argument("--weights", default=None, help="checkpoint (same as --opts MODEL.WEIGHTS PATH)")
+    parser.add_argument("--confidence-threshold", type=float, default=0.5,
+                        help="draw tracks whose score is at least this (results.json keeps every prediction)")
+    parser.add_argument("--max-tracks", type=int, default=20, help="draw at most this many tracks (highest score)")
+    parser.add_argument("--save-frames", action="store_true", help="also write the annotated frames as JPEGs")
+    parser.add_argument("--save-masks", action="store_true", help="also write one binary PNG per track and frame")
+    parser.add_argument("--results-json", action="store_true", help="also write results.json (submission format)")
+    parser.add_argument("--max-frames", type=int, default=None, help="only the first N frames of the input")
+    parser.add_argument("--fps", type=float, default=None, help="output frame rate (default: the input's)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config overrides KEY VALUE ...")
+    return parser.parse_args(argv)
+
+
+# ----------------------------------------------------------------------------------------- drawing
+def track_color(track_id: int) -> np.ndarray:
+    """A bright BGR colour that depends only on the track id (the same in every frame)."""
+    # Golden-ratio hue steps keep consecutive ids far apart on the colour wheel.
+    hue = (int(track_id) * 0.618033988749895) % 1.0
+    r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 1.0)
+    return np.array([b, g, r], dtype=np.float32) * 255
+
+
+def draw_tracks(frame_bgr: np.ndarray, masks: Sequence[Optional[np.ndarray]], track_ids: Sequence[int],
+                labels: Sequence[str], alpha: float = 0.5) -> np.ndarray:
+    """Overlay one frame's masks.
+
+    Args:
+        frame_bgr: HxWx3 uint8.
+        masks: per track a bool HxW mask, or None when the track has no mask on this frame.
+        track_ids: per track, the id that picks its colour.
+        labels: per track, the text drawn at the top-left of its mask.
+    Returns:
+        HxWx3 uint8 BGR.
+    """
+    canvas = frame_bgr.astype(np.float32)
+    for mask, tid in zip(masks, track_ids):
+        if mask is None or not mask.any():
+            continue
+        canvas[mask] = (1 - alpha) * canvas[mask] + alpha * track_color(tid)
+    out = canvas.clip(0, 255).astype(np.uint8)
+    scale = max(0.35, min(out.shape[:2]) / 600.0)
+    for mask, tid, text in zip(masks, track_ids, labels):
+        if mask is None or not mask.any():
+            continue
+        color = tuple(int(c) for c in track_color(tid))
+        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(out, contours, -1, color, 1)
+        ys, xs = np.nonzero(mask)
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        x = int(min(xs.min(), max(0, out.shape[1] - tw)))
+        y = int(max(ys.min(), th + base))
+        cv2.rectangle(out, (x, y - th - base), (x + tw, y), color, -1)
+        cv2.putText(out, text, (x, y - base), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return out
+
+
+def frame_mask(track_masks, frame: int) -> Optional[np.ndarray]:
+    """One frame of one track: entries are a bool [T, H, W] tensor or a list of T RLE dicts / None."""
+    if isinstance(track_masks, torch.Tensor):
+        return track_masks[frame].cpu().numpy().astype(bool)
+    rle = track_masks[frame]
+    if rle is None:
+        return None
+    from pycocotools import mask as mask_util
+
+    rle = dict(rle)
+    if isinstance(rle["counts"], str):
+        rle["counts"] = rle["counts"].encode("ascii")
+    return mask_util.decode(rle).astype(bool)
+
+
+# ----------------------------------------------------------------------------------------- model
+def build_demo_model(cfg):
+    """The config's model in eval mode with MODEL.WEIGHTS loaded (random weights when empty)."""
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.modeling import build_model
+
+    model = build_model(cfg)
+    if cfg.MODEL.WEIGHTS:
+        DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    else:
+        logger.warning("MODEL.WEIGHTS is empty: the model has random weights (predictions are meaningless)")
+    return model.eval()
+
+
+def model_input_fn(cfg, height: int, width: int):
+    """BGR HxWx3 uint8 frame -> uint8 tensor [C, H', W'] in cfg.INPUT.FORMAT at the test size (the
+    test mapper's transform: ResizeShortestEdge(MIN_SIZE_TEST, MAX_SIZE_TEST))."""
+    from detectron2.data import transforms as T
+    from detectron2.data.detection_utils import convert_PIL_to_numpy
+    from PIL import Image
+
+    from vis_zoo.data.augmentation import build_clip_augmentation
+
+    aug_input = T.AugInput(np.zeros((height, width, 3), dtype=np.uint8))
+    transform = T.AugmentationList(build_clip_augmentation(cfg, is_train=False))(aug_input)
+    image_format = cfg.INPUT.FORMAT
+
+    def fn(frame_bgr: np.ndarray) -> torch.Tensor:
+        if image_format == "BGR":
+            image = frame_bgr
+        elif image_format == "RGB":
+            image = frame_bgr[:, :, ::-1]
+        else:  # any other detectron2 format (e.g. "L", "YUV-BT.601") through PIL, as read_image does
+            image = convert_PIL_to_numpy(Image.fromarray(frame_bgr[:, :, ::-1]), image_format)
+        image = transform.apply_image(np.ascontiguousarray(image))
+        if image.ndim == 2:
+            image = image[:, :, None]
+        return torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
+
+    return fn
+
+
+def dataset_info(cfg):
+    """(class names, contiguous id -> dataset id or None) from the metadata of DATASETS.TEST[0]."""
+    from detectron2.data import MetadataCatalog
+
+    from vis_zoo.evaluation import invert_id_map
+
+    if not cfg.DATASETS.TEST:
+        return None, None
+    meta = MetadataCatalog.get(cfg.DATASETS.TEST[0])
+    names = list(meta.get("thing_classes", []) or []) or None
+    id_map = meta.get("thing_dataset_id_to_contiguous_id", None)
+    return names, (invert_id_map(id_map) if id_map else None)
+
+
+def select_tracks(output: Dict, threshold: float, max_tracks: int) -> List[int]:
+    """Indices of the predictions to draw: score >= threshold, highest scores first, at most max_tracks."""
+    scores = output["pred_scores"].float().cpu()
+    order = torch.argsort(scores, descending=True).tolist()
+    return [i for i in order if float(scores[i]) >= threshold][:max_tracks]
+
+
+# ----------------------------------------------------------------------------------------- main
+def run_demo(args) -> Dict[str, object]:
+    """Run the demo; returns {"video": path, "num_frames": T, "num_predictions": K, "drawn": [ids], ...}."""
+    from tqdm import tqdm
+
+    from vis_zoo.engine.setup import build_config
+    from vis_zoo.evaluation import video_output_to_results
+    from vis_zoo.utils.io import atomic_open, atomic_write_json
+    from vis_zoo.utils.video_io import MappedFrames, open_frames
+
+    opts = list(args.opts or [])
+    if len(opts) % 2:
+        raise ValueError(f"--opts needs KEY VALUE pairs, got an odd number of items: {opts}")
+    if args.weights:
+        opts += ["MODEL.WEIGHTS", args.weights]
+    # RLE masks: the output of a long video stays small (a bool [T, H, W] per track would not).
+    cfg = build_config(args.config_file, opts + ["MODEL.VIS.OUTPUT_RLE", "True"])
+    cfg.freeze()
+
+    source = open_frames(args.input, max_frames=args.max_frames)
+    length, height, width = len(source), source.height, source.width
+    name = os.path.splitext(os.path.basename(os.path.normpath(args.input)))[0] or "video"
+    os.makedirs(args.output, exist_ok=True)
+    logger.info("input %s: %d frames of %dx%d", args.input, length, height, width)
+
+    model = build_demo_model(cfg)
+    class_names, to_dataset_id = dataset_info(cfg)
+
+    bar = tqdm(total=length, desc="inference (frames read)", unit="frame", disable=args.no_progress)
+    frames = MappedFrames(source, model_input_fn(cfg, height, width), on_first_read=lambda i: bar.update(1))
+    video = {"video_id": 0, "height": height, "width": width, "length": length, "image": frames}
+    with torch.no_grad():
+        output = model([video])[0]
+    bar.close()
+
+    drawn = select_tracks(output, args.confidence_threshold, args.max_tracks)
+    labels = []
+    for i in drawn:
+        label = int(output["pred_labels"][i])
+        cls = class_names[label] if class_names and 0 <= label < len(class_names) else f"class {label}"
+        labels.append(f"#{i} {cls} {float(output['pred_scores'][i]):.2f}")
+
+    video_path = os.path.join(args.output, f"{name}.mp4")
+    fps = args.fps or source.fps
+    # Written under a temporary name and renamed at the end, so a crash leaves no half video behind.
+    tmp_path = os.path.join(args.output, f".{name}.tmp.mp4")
+    writer = cv2.VideoWriter(tmp_path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    if not writer.isOpened():
+        raise RuntimeError(f"cannot open a video writer for {tmp_path!r} (OpenCV without an mp4v encoder?)")
+    frames_dir = os.path.join(args.output, "frames")
+    if args.save_frames:
+        os.makedirs(frames_dir, exist_ok=True)
+    mask_dirs = {}
+    if args.save_masks:
+        for i in drawn:
+            label = int(output["pred_labels"][i])
+            cls = class_names[label] if class_names and 0 <= label < len(class_names) else f"class{label}"
+            mask_dirs[i] = os.path.join(args.output, "masks", f"track_{i:03d}_{cls.replace(' ', '_')}")
+            os.makedirs(mask_dirs[i], exist_ok=True)
+    try:
+        for t in tqdm(range(length), desc="rendering", unit="frame", disable=args.no_progress):
+            frame = source[t]
+            masks = [frame_mask(output["pred_masks"][i], t) for i in drawn]
+            annotated = draw_tracks(frame, masks, drawn, labels)
+            writer.write(annotated)
+            if args.save_frames:
+                cv2.imwrite(os.path.join(frames_dir, f"{t:05d}.jpg"), annotated)
+            for i, mask in zip(drawn, masks):
+                if i in mask_dirs:
+                    png = np.zeros((height, width), np.uint8) if mask is None else mask.astype(np.uint8) * 255
+                    cv2.imwrite(os.path.join(mask_dirs[i], f"{t:05d}.png"), png)
+    finally:
+        writer.release()
+        source.close()
+    os.replace(tmp_path, video_path)
+
+    summary = {"video": video_path, "num_frames": length, "height": height, "width": width,
+               "num_predictions": int(len(output["pred_scores"])), "drawn": drawn, "labels": labels}
+    if args.results_json:
+        results = video_output_to_results(0, output, length=length, height=height, width=width,
+                                          contiguous_to_dataset_id=to_dataset_id)
+        summary["results_json"] = os.path.join(args.output, "results.json")
+        atomic_write_json(summary["results_json"], results)
+    with atomic_open(os.path.join(args.output, "demo_summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    return summary
+
+
+def main(argv=None) -> int:
+    from detectron2.utils.logger import setup_logger
+
+    from vis_zoo.utils.video_io import VideoReadError
+
+    setup_logger(name="vis_zoo")
+    args = parse_args(argv)
+    try:
+        summary = run_demo(args)
+    except VideoReadError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {summary['video']} ({summary['num_frames']} frames, {summary['num_predictions']} predictions, "
+          f"{len(summary['drawn'])} drawn)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

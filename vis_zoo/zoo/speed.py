@@ -1,0 +1,157 @@
+"""Inference speed and peak memory of any VIS Zoo model on a random video.
+
+Each (config, T) pair is measured in a fresh Python process (``python -m vis_zoo.zoo.speed``), so the
+peak resident memory (``ru_maxrss``) is that measurement's own. In the child: torch uses exactly
+``threads`` threads; the model is built from the config with random weights and put in eval mode;
+one warm-up call is excluded; then ``repeats`` timed calls of ``model([video])`` under
+``torch.no_grad()`` (each the whole pipeline: backbone, heads, association, masks at original size)
+give frames per second = T / median time. The video is T random uint8 frames of the given size,
+given at that size (``height``/``width`` equal to the frame size, i.e. no resizing after the model).
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import List, Optional, Sequence
+
+import torch
+
+
+@dataclass
+class SpeedResult:
+    config_file: str
+    frames: int
+    height: int
+    width: int
+    threads: int
+    fps: float
+    median_s: float
+    times_s: List[float]
+    peak_rss_gb: float  # peak resident memory of the measuring process (CPU)
+    peak_cuda_gb: Optional[float]  # peak CUDA memory allocated, when on CUDA
+    device: str
+    load_avg_1min: float  # system load when the measurement ended (other processes skew timings)
+    mode: str = "model"  # "model": the whole inference; "backbone": model.backbone alone on the frames
+
+
+def random_video(num_frames: int, height: int, width: int, seed: int = 0) -> dict:
+    """A test-mapper-like input: T uint8 RGB frames [3, H, W]."""
+    g = torch.Generator().manual_seed(seed)
+    frames = [torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=g) for _ in range(num_frames)]
+    return {"video_id": 0, "height": height, "width": width, "length": num_frames,
+            "frame_idx": list(range(num_frames)), "file_names": [""] * num_frames, "image": frames}
+
+
+def measure_speed(config_file: str, frames: int, height: int, width: int, *, threads: int = 2, repeats: int = 3,
+                  opts: Sequence[str] = (), seed: int = 0, mode: str = "model") -> SpeedResult:
+    """Measure in this process (use `measure_speed_in_subprocess` for a clean peak memory).
+
+    mode "backbone" times ``model.backbone`` alone on the normalised frames, MODEL.VIS.TEST_CHUNK_SIZE
+    frames per call: the reference cost that the rest of the pipeline adds to (a load-independent
+    way to compare implementations is total time / backbone time measured in the same run).
+    """
+    if mode not in ("model", "backbone"):
+        raise ValueError(f"mode must be 'model' or 'backbone', got {mode!r}")
+    from detectron2.modeling import build_model
+
+    from vis_zoo.engine.setup import build_config
+
+    torch.set_num_threads(threads)
+    cfg = build_config(config_file, list(opts))
+    torch.manual_seed(seed)
+    model = build_model(cfg).eval()
+    device = torch.device(cfg.MODEL.DEVICE)
+    video = random_video(frames, height, width, seed)
+
+    chunk = max(1, int(cfg.MODEL.VIS.TEST_CHUNK_SIZE))
+    pixel_mean = torch.tensor(cfg.MODEL.PIXEL_MEAN, device=device).view(-1, 1, 1)
+    pixel_std = torch.tensor(cfg.MODEL.PIXEL_STD, device=device).view(-1, 1, 1)
+
+    def run_backbone():
+        for start in range(0, frames, chunk):
+            x = torch.stack([f.to(device).float() for f in video["image"][start:start + chunk]])
+            model.backbone((x - pixel_mean) / pixel_std)
+
+    def run():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        with torch.no_grad():
+            if mode == "backbone":
+                run_backbone()
+            else:
+                model([video])
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    run()  # warm-up (allocator, oneDNN primitive caches), excluded
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times = [run() for _ in range(repeats)]
+    median = statistics.median(times)
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2  # kB -> GB
+    return SpeedResult(
+        config_file=config_file, frames=frames, height=height, width=width, threads=threads,
+        fps=frames / median, median_s=median, times_s=times, peak_rss_gb=peak_rss,
+        peak_cuda_gb=torch.cuda.max_memory_allocated() / 1024 ** 3 if device.type == "cuda" else None,
+        device=str(device), load_avg_1min=os.getloadavg()[0], mode=mode,
+    )
+
+
+def measure_speed_in_subprocess(config_file: str, frames: int, height: int, width: int, *, threads: int = 2,
+                                repeats: int = 3, opts: Sequence[str] = (), timeout: float = 3600,
+                                mode: str = "model") -> SpeedResult:
+    """Run `measure_speed` in a fresh interpreter; raises RuntimeError with its stderr on failure."""
+    cmd = [sys.executable, "-m", "vis_zoo.zoo.speed", "--config-file", config_file, "--frames", str(frames),
+           "--size", str(height), str(width), "--threads", str(threads), "--repeats", str(repeats),
+           "--mode", mode, *opts]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"speed measurement failed (T={frames}, {config_file}):\n{proc.stderr[-4000:]}")
+    return SpeedResult(**json.loads(lines[-1]))
+
+
+def format_speed_table(results: Sequence[SpeedResult], reference: Optional[dict] = None) -> str:
+    """Markdown table; `reference` maps T -> (fps, peak GB) of another implementation for ratios."""
+    head = "| T | frames/s | median s/video | peak RSS GB |"
+    sep = "|---|---|---|---|"
+    if reference:
+        head += " ref frames/s | ref peak GB | speed-up | memory ratio |"
+        sep += "---|---|---|---|"
+    rows = [head, sep]
+    for r in results:
+        row = f"| {r.frames} | {r.fps:.2f} | {r.median_s:.2f} | {r.peak_rss_gb:.2f} |"
+        if reference and r.frames in reference:
+            ref_fps, ref_gb = reference[r.frames]
+            row += f" {ref_fps:.2f} | {ref_gb:.1f} | {r.fps / ref_fps:.2f}x | {r.peak_rss_gb / ref_gb:.2f} |"
+        elif reference:
+            row += " | | | |"
+        rows.append(row)
+    return "\n".join(rows)
+
+
+def _child(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="one speed measurement (run by measure_speed_in_subprocess)")
+    parser.add_argument("--config-file", required=True)
+    parser.add_argument("--frames", type=int, required=True)
+    parser.add_argument("--size", type=int, nargs=2, required=True)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--mode", default="model", choices=["model", "backbone"])
+    parser.add_argument("opts", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    result = measure_speed(args.config_file, args.frames, args.size[0], args.size[1], threads=args.threads,
+                           repeats=args.repeats, opts=args.opts, mode=args.mode)
+    print(json.dumps(asdict(result)))
+
+
+if __name__ == "__main__":
+    _child()
