@@ -7,10 +7,10 @@
 Random weights, random T-frame video at the given size, warm-up excluded, median of --repeats calls.
 Prints a markdown table (frames/s, seconds per video, peak RSS). --reference T:FPS:GB ... adds ratios
 against another implementation's numbers; --json writes all results.
-Timings depend on machine load: the 1-minute load average at each measurement is printed too.
+Timings depend on machine load: the 1-minute load average at each measurement is printed too;
+--ratio-only gives whole-inference / backbone time, interleaved in one process (load-robust).
 """
 import argparse
-import json
 import os
 import sys
 from dataclasses import asdict
@@ -31,6 +31,10 @@ def main(argv=None) -> int:
     parser.add_argument("--with-backbone", action="store_true",
                         help="also time the backbone alone at each T (same process conditions), and print the "
                              "ratio model time / backbone time, which is less sensitive to machine load")
+    parser.add_argument("--ratio-only", action="store_true",
+                        help="instead of the table: whole-inference time / backbone time, interleaved in one "
+                             "process per T (robust to machine load; compare with another implementation's "
+                             "backbone-fps / fps)")
     parser.add_argument("--json", default="", help="write the results to this JSON file")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
     args = parser.parse_args(argv)
@@ -39,6 +43,20 @@ def main(argv=None) -> int:
     for item in args.reference:
         t, fps, gb = item.split(":")
         reference[int(t)] = (float(fps), float(gb))
+    if args.ratio_only:
+        from vis_zoo.zoo.speed import measure_model_vs_backbone
+
+        ratios = []
+        for t in args.frames:
+            r = measure_model_vs_backbone(args.config_file, t, args.size[0], args.size[1], threads=args.threads,
+                                          repeats=args.repeats, opts=args.opts)
+            print(f"T={t}: backbone {[round(x, 2) for x in r['backbone_s']]} s, model "
+                  f"{[round(x, 2) for x in r['model_s']]} s, model/backbone = {r['ratio']:.2f}", flush=True)
+            ratios.append(r)
+        if args.json:
+            atomic_write_json(args.json, ratios)
+        return 0
+
     results, backbone_results = [], []
     for t in args.frames:
         r = measure_speed_in_subprocess(args.config_file, t, args.size[0], args.size[1], threads=args.threads,

@@ -8,7 +8,7 @@ exactly once and, given the reference state_dict of our model, every one of ours
 same shape; otherwise a ValueError lists the offending keys.
 """
 from collections import OrderedDict
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Mapping, Optional, Tuple
 
 import torch
 

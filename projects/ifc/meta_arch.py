@@ -12,7 +12,7 @@ windows every MODEL.VIS.TEST_WINDOW_STRIDE frames joined by the shared soft-IoU 
 upsampled to the original size (bool, or RLE with MODEL.VIS.OUTPUT_RLE).
 """
 import logging
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import torch
 import torch.nn.functional as F

@@ -1,5 +1,5 @@
 """Set criterion for clip-level mask prediction (class + sigmoid focal + dice over the clip volume)."""
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F

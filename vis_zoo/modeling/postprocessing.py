@@ -6,7 +6,7 @@
 Masks are upsampled one frame at a time straight to the original resolution, so peak memory does
 not grow with the video length; with RLE output only compressed masks are kept.
 """
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch

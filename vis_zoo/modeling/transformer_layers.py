@@ -8,7 +8,6 @@ DETR-derived methods map onto them one to one.
 import copy
 from typing import Optional
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 

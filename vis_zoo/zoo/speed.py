@@ -104,6 +104,51 @@ def measure_speed(config_file: str, frames: int, height: int, width: int, *, thr
     )
 
 
+def measure_model_vs_backbone(config_file: str, frames: int, height: int, width: int, *, threads: int = 1,
+                              repeats: int = 3, opts: Sequence[str] = ()) -> dict:
+    """Whole-inference time over backbone-alone time, the two interleaved in this process so that both
+    see the same machine load. Returns {"backbone_s": [...], "model_s": [...], "ratio": median ratio}.
+    Comparing this ratio with another implementation's (its backbone time / its model time) gives a
+    speed-up that does not depend on how busy the machine is."""
+    from detectron2.modeling import build_model
+
+    from vis_zoo.engine.setup import build_config
+
+    torch.set_num_threads(threads)
+    cfg = build_config(config_file, list(opts))
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    device = torch.device(cfg.MODEL.DEVICE)
+    video = random_video(frames, height, width)
+    chunk = max(1, int(cfg.MODEL.VIS.TEST_CHUNK_SIZE))
+    mean = torch.tensor(cfg.MODEL.PIXEL_MEAN, device=device).view(-1, 1, 1)
+    std = torch.tensor(cfg.MODEL.PIXEL_STD, device=device).view(-1, 1, 1)
+
+    def backbone():
+        for start in range(0, frames, chunk):
+            x = torch.stack([f.to(device).float() for f in video["image"][start:start + chunk]])
+            model.backbone((x - mean) / std)
+
+    def timed(fn):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    with torch.no_grad():
+        backbone()
+        model([video])  # warm-up, excluded
+        backbone_s, model_s = [], []
+        for _ in range(repeats):
+            backbone_s.append(timed(backbone))
+            model_s.append(timed(lambda: model([video])))
+    return {"frames": frames, "backbone_s": backbone_s, "model_s": model_s,
+            "ratio": statistics.median(model_s) / statistics.median(backbone_s)}
+
+
 def measure_speed_in_subprocess(config_file: str, frames: int, height: int, width: int, *, threads: int = 2,
                                 repeats: int = 3, opts: Sequence[str] = (), timeout: float = 3600,
                                 mode: str = "model") -> SpeedResult:
