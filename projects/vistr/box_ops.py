@@ -6,10 +6,7 @@ one), boxes in normalised (cx, cy, w, h).
 import torch
 from torch import Tensor
 
-
-def box_cxcywh_to_xyxy(boxes: Tensor) -> Tensor:
-    cx, cy, w, h = boxes.unbind(-1)
-    return torch.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], dim=-1)
+from vis_zoo.modeling.box_matcher import box_cxcywh_to_xyxy  # noqa: F401  (the shared conversion)
 
 
 def paired_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
