@@ -84,3 +84,30 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     assert (tmp_path / "model_0000.pth").read_bytes() == good
     assert sorted(os.listdir(tmp_path)) == ["last_checkpoint", "model_0000.pth"]
     assert (tmp_path / "last_checkpoint").read_text() == "model_0000.pth"
+
+
+def test_name_lr_multipliers_stack_on_the_backbone_multiplier():
+    model = _Toy()
+    groups = _groups_by_name(build_param_groups(
+        model, base_lr=1.0, weight_decay=0, weight_decay_norm=0, weight_decay_embed=0,
+        backbone_multiplier=0.1, name_lr_multipliers=[("head", 0.5), ("backbone.bias", 0.2)],
+    ))
+    assert groups["head.weight"]["lr"] == pytest.approx(0.5)
+    assert groups["backbone.bias"]["lr"] == pytest.approx(0.02)
+    assert groups["backbone.weight"]["lr"] == pytest.approx(0.1)
+    assert groups["norm.weight"]["lr"] == pytest.approx(1.0)
+
+
+def test_seqformer_config_trains_sampling_offsets_at_a_tenth():
+    import os
+
+    from detectron2.modeling import build_model
+
+    cfg = build_config(os.path.join(os.path.dirname(__file__), "..", "..", "configs", "seqformer", "ytvis19_R50.yaml"),
+                       ["MODEL.DEVICE", "cpu"])
+    groups = build_param_groups(
+        build_model(cfg), base_lr=1.0, weight_decay=0, weight_decay_norm=0, weight_decay_embed=0,
+        backbone_multiplier=1.0, name_lr_multipliers=[(n, f) for n, f in cfg.SOLVER.LR_MULTIPLIERS])
+    offsets = [g["lr"] for g in groups if "sampling_offsets" in g["name"]]
+    assert offsets and all(lr == pytest.approx(0.1) for lr in offsets)
+    assert any(g["lr"] == pytest.approx(1.0) for g in groups if "class_embed" in g["name"])

@@ -46,6 +46,8 @@ def add_vis_config(cfg: CN) -> None:
     # --- optimizer ---
     cfg.SOLVER.OPTIMIZER = "ADAMW"
     cfg.SOLVER.BACKBONE_MULTIPLIER = 0.1
+    # Extra learning-rate factors by parameter-name substring: ((substring, factor), ...).
+    cfg.SOLVER.LR_MULTIPLIERS = ()
     # Weight decay of nn.Embedding parameters (Mask2Former/VITA use 0; IFC decays everything).
     cfg.SOLVER.WEIGHT_DECAY_EMBED = 0.0001
     # DDP's find_unused_parameters (needed when some heads are skipped in a step).

@@ -10,7 +10,7 @@ import itertools
 import logging
 import os
 import weakref
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence, Tuple
 
 import torch
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
@@ -38,12 +38,15 @@ def build_param_groups(
     weight_decay_norm: float,
     weight_decay_embed: float,
     backbone_multiplier: float,
+    name_lr_multipliers: Sequence[Tuple[str, float]] = (),
 ) -> List[Dict[str, Any]]:
     """One optimizer group per trainable parameter (so schedulers and overrides stay simple).
 
     A parameter whose name contains "backbone" gets lr × backbone_multiplier (the rule of the official
-    IFC/VITA/SeqFormer code). Parameters of normalisation layers use `weight_decay_norm`; those of
-    nn.Embedding use `weight_decay_embed`. Shared parameters are listed once.
+    IFC/VITA/SeqFormer code). `name_lr_multipliers` adds further (substring, factor) rules, applied
+    on top (e.g. Deformable-DETR/SeqFormer train `sampling_offsets` and `reference_points` at 0.1x).
+    Parameters of normalisation layers use `weight_decay_norm`; those of nn.Embedding use
+    `weight_decay_embed`. Shared parameters are listed once.
     """
     groups, seen = [], set()
     for module_name, module in model.named_modules():
@@ -53,6 +56,9 @@ def build_param_groups(
             seen.add(id(param))
             full_name = f"{module_name}.{param_name}" if module_name else param_name
             lr = base_lr * (backbone_multiplier if "backbone" in full_name else 1.0)
+            for substring, factor in name_lr_multipliers:
+                if substring in full_name:
+                    lr *= factor
             if isinstance(module, _NORM_TYPES):
                 decay = weight_decay_norm
             elif isinstance(module, torch.nn.Embedding):
@@ -88,6 +94,7 @@ def build_optimizer(cfg, model: torch.nn.Module) -> torch.optim.Optimizer:
         weight_decay_norm=cfg.SOLVER.WEIGHT_DECAY_NORM,
         weight_decay_embed=cfg.SOLVER.WEIGHT_DECAY_EMBED,
         backbone_multiplier=cfg.SOLVER.BACKBONE_MULTIPLIER,
+        name_lr_multipliers=[(str(n), float(f)) for n, f in cfg.SOLVER.LR_MULTIPLIERS],
     )
     name = cfg.SOLVER.OPTIMIZER.upper()
     if name == "ADAMW":
