@@ -12,6 +12,8 @@ from typing import Mapping, Optional, Tuple
 
 import torch
 
+from vis_zoo.modeling.checkpoint_conversion import convert_with_key_map
+
 # (official prefix, our prefix), first match wins
 KEY_RULES: Tuple[Tuple[str, str], ...] = (
     ("detr.backbone.0.backbone.", "backbone."),
@@ -46,36 +48,8 @@ def convert_official_state_dict(official: Mapping[str, torch.Tensor],
     Raises:
         ValueError listing unmapped official keys, our keys left missing, and shape mismatches.
     """
-    if "model" in official and isinstance(official["model"], Mapping):
-        official = official["model"]
-    converted: "OrderedDict[str, torch.Tensor]" = OrderedDict()
-    unused, mismatched, mismatched_ours = [], [], set()
-    for key, value in official.items():
-        if key.endswith("num_batches_tracked"):
-            unused.append(key)  # FrozenBN never has it; its presence means a different backbone
-            continue
-        ours = map_official_key(key)
-        if ours is None:
-            unused.append(key)
-            continue
-        value = torch.as_tensor(value)
-        if reference is not None:
-            if ours not in reference:
-                unused.append(f"{key} (-> {ours}, not in our model)")
-                continue
-            if tuple(reference[ours].shape) != tuple(value.shape):
-                mismatched.append(f"{key} -> {ours}: official {tuple(value.shape)}, ours {tuple(reference[ours].shape)}")
-                mismatched_ours.add(ours)
-                continue
-        converted[ours] = value
-    missing = sorted(set(reference) - set(converted) - mismatched_ours) if reference is not None else []
-    if unused or missing or mismatched:
-        lines = ["IFC checkpoint conversion failed:"]
-        if unused:
-            lines.append(f"  {len(unused)} official tensors not used: " + ", ".join(unused[:20]) + (" ..." if len(unused) > 20 else ""))
-        if missing:
-            lines.append(f"  {len(missing)} of our tensors missing: " + ", ".join(missing[:20]) + (" ..." if len(missing) > 20 else ""))
-        if mismatched:
-            lines.append(f"  {len(mismatched)} shape mismatches: " + "; ".join(mismatched[:20]) + (" ..." if len(mismatched) > 20 else ""))
-        raise ValueError("\n".join(lines))
-    return converted
+    # FrozenBN never has num_batches_tracked: its presence means a different backbone, so it is
+    # left unmapped (and reported).
+    return convert_with_key_map(
+        official, lambda key: None if key.endswith("num_batches_tracked") else map_official_key(key),
+        reference, "IFC")

@@ -12,9 +12,11 @@ the class-dependent tensors (class_embed, empty_weight) instead of failing, as t
 detectron2 loading does.
 """
 from collections import OrderedDict
-from typing import List, Mapping, Optional
+from typing import Mapping, Optional
 
 import torch
+
+from vis_zoo.modeling.checkpoint_conversion import convert_with_key_map
 
 __all__ = ["OFFICIAL_PREFIXES", "map_official_key", "convert_official_state_dict"]
 
@@ -39,10 +41,6 @@ def map_official_key(key: str) -> Optional[str]:
     return key
 
 
-def _listing(items: List[str], limit: int = 20) -> str:
-    return ", ".join(items[:limit]) + (" ..." if len(items) > limit else "")
-
-
 def convert_official_state_dict(official: Mapping[str, torch.Tensor],
                                 reference: Optional[Mapping[str, torch.Tensor]] = None,
                                 skip_class_heads: bool = False) -> "OrderedDict[str, torch.Tensor]":
@@ -56,41 +54,6 @@ def convert_official_state_dict(official: Mapping[str, torch.Tensor],
     Raises:
         ValueError listing unused official tensors, our tensors left missing, and shape mismatches.
     """
-    if "model" in official and isinstance(official["model"], Mapping):
-        official = official["model"]
-    converted: "OrderedDict[str, torch.Tensor]" = OrderedDict()
-    unused, mismatched, skipped = [], [], []
-    for key, value in official.items():
-        ours = map_official_key(key)
-        if ours is None:
-            unused.append(key)
-            continue
-        if ours in converted:
-            unused.append(f"{key} (duplicate of {ours})")
-            continue
-        value = torch.as_tensor(value)
-        if reference is not None:
-            if ours not in reference:
-                unused.append(f"{key} (-> {ours}, not in our model)")
-                continue
-            if tuple(reference[ours].shape) != tuple(value.shape):
-                if skip_class_heads and any(c in ours for c in CLASS_DEPENDENT):
-                    skipped.append(ours)
-                    continue
-                mismatched.append(f"{key} -> {ours}: official {tuple(value.shape)}, ours {tuple(reference[ours].shape)}")
-                continue
-        converted[ours] = value
-    missing = []
-    if reference is not None:
-        bad = {m.split(" -> ")[1].split(":")[0] for m in mismatched}
-        missing = sorted(k for k in reference if k not in converted and k not in bad and k not in skipped)
-    if unused or missing or mismatched:
-        lines = ["VITA checkpoint conversion failed:"]
-        if unused:
-            lines.append(f"  {len(unused)} official tensors not used: {_listing(unused)}")
-        if missing:
-            lines.append(f"  {len(missing)} of our tensors missing: {_listing(missing)}")
-        if mismatched:
-            lines.append(f"  {len(mismatched)} shape mismatches: " + "; ".join(mismatched[:20]))
-        raise ValueError("\n".join(lines))
-    return converted
+    return convert_with_key_map(
+        official, map_official_key, reference, "VITA",
+        may_skip_on_shape_mismatch=lambda ours: skip_class_heads and any(c in ours for c in CLASS_DEPENDENT))
