@@ -16,6 +16,8 @@ from typing import Mapping, Optional, Sequence
 
 import torch
 
+from vis_zoo.modeling.checkpoint_conversion import convert_with_key_map
+
 __all__ = ["map_official_key", "convert_official_state_dict"]
 
 _BACKBONE = "detr.backbone.0.body."
@@ -70,46 +72,29 @@ def convert_official_state_dict(official: Mapping[str, torch.Tensor],
     """
     if "model" in official and isinstance(official["model"], Mapping):
         official = official["model"]
-    converted: "OrderedDict[str, torch.Tensor]" = OrderedDict()
-    unused, mismatched, bad_dupes = [], [], []
+    # SeqFormer-specific preparation; the renaming and checks are the shared routine's.
+    prepared: "OrderedDict[str, torch.Tensor]" = OrderedDict()
+    bad_dupes = []
     for key, value in official.items():
         value = torch.as_tensor(value)
         if key.startswith("detr.bbox_embed."):
+            # The official model stores each box head twice; the copies must agree, one is kept.
             twin = "detr.transformer.decoder.bbox_embed." + key[len("detr.bbox_embed."):]
             if twin not in official or not torch.equal(torch.as_tensor(official[twin]), value):
                 bad_dupes.append(key)
             continue
         ours = map_official_key(key)
-        if ours is None:
-            unused.append(key)
-            continue
-        if ours.startswith("class_embed.") and reference is not None and ours in reference:
+        if ours is not None and ours.startswith("class_embed.") and reference is not None and ours in reference:
+            # Keep the official class-logit rows of our contiguous classes.
             num_ours = reference[ours].shape[0]
             rows = list(class_rows) if class_rows is not None else (
                 list(range(value.shape[0])) if num_ours == value.shape[0] else list(range(1, num_ours + 1)))
             if len(rows) != num_ours or max(rows) >= value.shape[0]:
-                mismatched.append(f"{key}: cannot take rows {rows[:3]}... of {tuple(value.shape)} for "
-                                  f"{num_ours} classes")
-                continue
+                raise ValueError(f"SeqFormer checkpoint conversion failed: {key}: cannot take rows "
+                                 f"{rows[:3]}... of {tuple(value.shape)} for {num_ours} classes")
             value = value[rows]
-        if reference is not None:
-            if ours not in reference:
-                unused.append(f"{key} (-> {ours}, not in our model)")
-                continue
-            if tuple(reference[ours].shape) != tuple(value.shape):
-                mismatched.append(f"{key} -> {ours}: {tuple(value.shape)} vs ours {tuple(reference[ours].shape)}")
-                continue
-        converted[ours] = value
-    missing = sorted(set(reference) - set(converted)) if reference is not None else []
-    problems = []
-    if unused:
-        problems.append(f"{len(unused)} official keys not mapped: {unused[:10]}")
+        prepared[key] = value
     if bad_dupes:
-        problems.append(f"detr.bbox_embed keys that do not equal the decoder's copy: {bad_dupes[:10]}")
-    if mismatched:
-        problems.append(f"{len(mismatched)} shape mismatches: {mismatched[:10]}")
-    if missing:
-        problems.append(f"{len(missing)} of our keys have no official tensor: {missing[:10]}")
-    if problems:
-        raise ValueError("SeqFormer checkpoint conversion failed: " + "; ".join(problems))
-    return converted
+        raise ValueError("SeqFormer checkpoint conversion failed: detr.bbox_embed keys that do not "
+                         f"equal the decoder's copy: {bad_dupes[:10]}")
+    return convert_with_key_map(prepared, map_official_key, reference, "SeqFormer")

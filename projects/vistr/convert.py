@@ -10,9 +10,11 @@ Every official tensor must be used, and (given the target model's state_dict) ev
 must be produced with the same shape; otherwise a ValueError lists what is wrong.
 """
 import re
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, Mapping, Optional
 
 import torch
+
+from vis_zoo.modeling.checkpoint_conversion import convert_with_key_map
 
 __all__ = ["convert_official_state_dict", "official_to_ours_key"]
 
@@ -81,40 +83,5 @@ def convert_official_state_dict(
         ValueError listing unknown official keys, duplicate targets, missing target keys or shape
         mismatches.
     """
-    if "model" in state_dict and isinstance(state_dict["model"], Mapping):
-        state_dict = state_dict["model"]
-    converted: Dict[str, torch.Tensor] = {}
-    unknown: List[str] = []
-    duplicates: List[str] = []
-    for key, value in state_dict.items():
-        if key.endswith("num_batches_tracked"):
-            continue
-        ours = official_to_ours_key(key)
-        if ours is None:
-            unknown.append(key)
-        elif ours in converted:
-            duplicates.append(f"{key} -> {ours}")
-        else:
-            converted[ours] = value
-    problems = []
-    if unknown:
-        problems.append(f"{len(unknown)} official tensors have no counterpart: {unknown[:10]}")
-    if duplicates:
-        problems.append(f"several official tensors map to one name: {duplicates[:10]}")
-    if target_state_dict is not None:
-        missing = [k for k in target_state_dict if k not in converted]
-        extra = [k for k in converted if k not in target_state_dict]
-        shapes = [
-            f"{k}: official {tuple(converted[k].shape)} vs ours {tuple(v.shape)}"
-            for k, v in target_state_dict.items()
-            if k in converted and tuple(converted[k].shape) != tuple(v.shape)
-        ]
-        if missing:
-            problems.append(f"{len(missing)} of our tensors are not in the checkpoint: {missing[:10]}")
-        if extra:
-            problems.append(f"{len(extra)} converted tensors are not in our model: {extra[:10]}")
-        if shapes:
-            problems.append(f"{len(shapes)} shape mismatches (check MODEL.VISTR.* / MODEL.RESNETS.*): {shapes[:10]}")
-    if problems:
-        raise ValueError("VisTR checkpoint conversion failed:\n  " + "\n  ".join(problems))
-    return converted
+    return convert_with_key_map(state_dict, official_to_ours_key, target_state_dict, "VisTR",
+                                ignore=lambda key: key.endswith("num_batches_tracked"))

@@ -21,6 +21,7 @@ def convert_with_key_map(
     method: str,
     *,
     may_skip_on_shape_mismatch: Callable[[str], bool] = lambda ours: False,
+    ignore: Callable[[str], bool] = lambda key: False,
 ) -> "OrderedDict[str, torch.Tensor]":
     """Rename `official` (a state_dict, or a checkpoint with a "model" key) to our names.
 
@@ -30,6 +31,8 @@ def convert_with_key_map(
         method: name used in the error message.
         may_skip_on_shape_mismatch: our names that may be dropped (left to the model's own init)
             when shapes differ, e.g. class heads when starting from COCO weights.
+        ignore: official names dropped silently (e.g. BatchNorm's num_batches_tracked counters for a
+            model whose backbone uses FrozenBN, which has none).
     Raises:
         ValueError listing unused official tensors, our tensors left missing, and shape mismatches.
     """
@@ -38,6 +41,8 @@ def convert_with_key_map(
     converted: "OrderedDict[str, torch.Tensor]" = OrderedDict()
     unused, mismatched, excused = [], [], set()
     for key, value in official.items():
+        if ignore(key):
+            continue
         ours = map_key(key)
         if ours is None:
             unused.append(key)
