@@ -1,7 +1,7 @@
 # The three commands of the README. VENV can be overridden: make VENV=/path/to/venv test
 VENV ?= .venv
 PY := $(VENV)/bin/python
-CONFIG ?= configs/ifc/synthetic_R18.yaml
+CONFIG ?= configs/vita/synthetic_R18.yaml
 
 .PHONY: setup test train
 setup:  ## create $(VENV) with Python 3.10, install the pinned stack and vis_zoo (editable)
