@@ -22,6 +22,10 @@ find_python310() {
   return 1
 }
 
+if [ -x "$VENV/bin/python" ] && ! "$VENV/bin/python" -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1; then
+  echo "ERROR: $VENV exists but its Python is not 3.10 ($("$VENV/bin/python" --version 2>&1)). Remove it and re-run." >&2
+  exit 1
+fi
 if [ ! -x "$VENV/bin/python" ]; then
   PY=$(find_python310) || {
     echo "ERROR: Python 3.10 not found. Looked for pyenv's versions/3.10.*/bin/python and a working" >&2
