@@ -6,12 +6,14 @@
     python tools/benchmark.py --stages speed max_frames --methods vita vistr
     python tools/benchmark.py --table-only          # redraw MODEL_ZOO.md and the plots from the results file
     python tools/benchmark.py --quick               # smoke run: tiny sizes, no accuracy training (writes to output/)
+    python tools/benchmark.py --table-only --accuracy-from ifc/synthetic_R18=output/ifc   # accuracy of a finished run
 
 Per config (one row): parameters, GFLOPs per frame (fvcore), inference ms/frame and FPS at T frames,
 peak memory, the largest T processed as one window within --budget-gb, training s/iter, and AP / AP50 /
 AP75 / AR1 / AR10 on the synthetic validation split after the config's own schedule (synthetic configs
-only) with the training wall time. Every measurement runs in a fresh process; a config that fails to
-build is an error row. How each number is measured: vis_zoo/zoo/benchmark.py.
+only) with the training wall time, or read from a finished training run with --accuracy-from. Every
+measurement runs in a fresh process; a config that fails to build is an error row. How each number is
+measured: vis_zoo/zoo/benchmark.py.
 
 Writes the results file (--results, JSON, one row per config, merged into what is there), the table
 between the generated-block markers of MODEL_ZOO.md, and two plots (--plots-dir): peak memory and time
@@ -64,6 +66,10 @@ def parse_args(argv=None):
     p.add_argument("--plots-dir", default=None, help="where the PNG plots go (default model_zoo/)")
     p.add_argument("--work-dir", default=None,
                    help="training outputs of the accuracy stage (default output/benchmark_runs)")
+    p.add_argument("--accuracy-from", action="append", default=[], metavar="KEY=RUN_DIR",
+                   help="fill row KEY's accuracy (e.g. ifc/synthetic_R18) from a finished tools/train_net.py "
+                        "run: AP... from RUN_DIR/metrics.json, training time from RUN_DIR/log.txt; that row is "
+                        "never retrained; repeatable; works with --table-only")
     p.add_argument("--table-only", action="store_true", help="only regenerate the table and plots")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config overrides for every config")
@@ -91,9 +97,31 @@ def build_settings(args):
     return BenchmarkSettings(**base)
 
 
+def parse_accuracy_from(items):
+    """["KEY=RUN_DIR", ...] -> {KEY: RUN_DIR} (ValueError on a malformed or repeated KEY)."""
+    out = {}
+    for item in items:
+        key, sep, run_dir = item.partition("=")
+        key, run_dir = key.strip(), run_dir.strip()
+        if not sep or not key or not run_dir:
+            raise ValueError(f"--accuracy-from {item!r}: expected KEY=RUN_DIR, e.g. ifc/synthetic_R18=output/ifc")
+        if key in out:
+            raise ValueError(f"--accuracy-from: row {key!r} given twice")
+        out[key] = run_dir
+    return out
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from vis_zoo.zoo.benchmark import STAGES, discover_configs, load_results, run_benchmark
+    from vis_zoo.zoo.benchmark import (
+        STAGES,
+        accuracy_from_runs,
+        apply_accuracy_from,
+        discover_configs,
+        load_results,
+        run_benchmark,
+        save_results,
+    )
     from vis_zoo.zoo.table import plot_ap_vs_train_time, plot_memory_time, update_model_zoo
 
     out_default = os.path.join(REPO_ROOT, "output", "benchmark_quick") if args.quick else None
@@ -109,6 +137,11 @@ def main(argv=None) -> int:
                              plot_ap_vs_train_time(data, os.path.join(plots_dir, "ap_vs_train_time.png"))) if p]
         update_model_zoo(md_path, data, REPO_ROOT, plots)
 
+    try:  # read the finished runs first: a bad KEY=RUN_DIR fails before hours of benchmarking
+        accuracy = accuracy_from_runs(parse_accuracy_from(args.accuracy_from))
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if not args.table_only:
         settings = build_settings(args)
         stages = args.stages or [s for s in STAGES if not (args.quick and s == "accuracy")]
@@ -116,12 +149,26 @@ def main(argv=None) -> int:
         if not entries:
             print(f"no configs named {args.config_names} under {args.config_root}", file=sys.stderr)
             return 2
+        known = set(load_results(results)["rows"]) | {e.key for e in entries}
+        missing = sorted(set(accuracy) - known)
+        if missing:
+            print(f"error: --accuracy-from {missing[0]}: no row {missing[0]!r} in {results} and not benchmarked "
+                  f"now (rows: {sorted(known)})", file=sys.stderr)
+            return 2
         print(f"benchmarking {len(entries)} config(s) [{', '.join(e.key for e in entries)}], stages {stages}, "
               f"device {settings.device}, {settings.threads} threads -> {results}", flush=True)
         data = run_benchmark(entries, settings, results_path=results, stages=stages, work_dir=work_dir,
-                             opts=args.opts, progress=not args.no_progress, on_row_done=regenerate)
+                             opts=args.opts, progress=not args.no_progress, on_row_done=regenerate,
+                             accuracy_from=accuracy)
     else:
         data = load_results(results)
+        if accuracy:
+            try:
+                apply_accuracy_from(data, accuracy)
+            except ValueError as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 2
+            save_results(results, data)
     regenerate(data)
     failed = [k for k, r in data["rows"].items() if r.get("build_error")]
     print(f"wrote {results} and {md_path}" + (f"; rows with build errors: {failed}" if failed else ""))

@@ -19,8 +19,7 @@ Memory: frames are decoded lazily (never the whole video) and masks are kept as 
 work in chunks of MODEL.VIS.TEST_CHUNK_SIZE frames and, for clip-based methods, windows of
 MODEL.VIS.TEST_WINDOW_SIZE frames. What every model still keeps for the whole video is small
 per-frame state (VITA: frame queries and 1/4-resolution mask features per frame, on the CPU for long
-videos; VisTR: the list of resized input frames, ~0.7 MB per 360x640 frame). The annotated video is
-rendered in a second lazy pass over the input.
+videos). The annotated video is rendered in a second lazy pass over the input.
 """
 import argparse
 import colorsys
@@ -221,11 +220,6 @@ def run_demo(args) -> Dict[str, object]:
 
     video_path = os.path.join(args.output, f"{name}.mp4")
     fps = args.fps or source.fps
-    # Written under a temporary name and renamed at the end, so a crash leaves no half video behind.
-    tmp_path = os.path.join(args.output, f".{name}.tmp.mp4")
-    writer = cv2.VideoWriter(tmp_path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-    if not writer.isOpened():
-        raise RuntimeError(f"cannot open a video writer for {tmp_path!r} (OpenCV without an mp4v encoder?)")
     frames_dir = os.path.join(args.output, "frames")
     if args.save_frames:
         os.makedirs(frames_dir, exist_ok=True)
@@ -236,6 +230,16 @@ def run_demo(args) -> Dict[str, object]:
             cls = class_names[label] if class_names and 0 <= label < len(class_names) else f"class{label}"
             mask_dirs[i] = os.path.join(args.output, "masks", f"track_{i:03d}_{cls.replace(' ', '_')}")
             os.makedirs(mask_dirs[i], exist_ok=True)
+    # Written under a temporary name, renamed at the end and removed on failure, so a crash leaves no
+    # half video behind.
+    tmp_path = os.path.join(args.output, f".{name}.tmp.mp4")
+    writer = cv2.VideoWriter(tmp_path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    if not writer.isOpened():
+        writer.release()
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise RuntimeError(f"cannot open a video writer for {tmp_path!r} (OpenCV without an mp4v encoder?)")
+    rendered = False
     try:
         for t in tqdm(range(length), desc="rendering", unit="frame", disable=args.no_progress):
             frame = source[t]
@@ -248,9 +252,12 @@ def run_demo(args) -> Dict[str, object]:
                 if i in mask_dirs:
                     png = np.zeros((height, width), np.uint8) if mask is None else mask.astype(np.uint8) * 255
                     cv2.imwrite(os.path.join(mask_dirs[i], f"{t:05d}.png"), png)
+        rendered = True
     finally:
         writer.release()
         source.close()
+        if not rendered and os.path.exists(tmp_path):
+            os.remove(tmp_path)  # a crash midway: the half-written video must not stay behind
     os.replace(tmp_path, video_path)
 
     summary = {"video": video_path, "num_frames": length, "height": height, "width": width,

@@ -331,11 +331,28 @@ class VisTR(nn.Module):
 
         return FrameFeatureCache(compute, self.test_chunk_size)
 
+    def processed_frames(self, num_frames: int) -> int:
+        """Frames the network runs on for a `num_frames`-frame video: a shorter video is tiled to the
+        clip length T (the whole clip is computed), a longer one is cut into T-frame windows over
+        its own frames. The benchmark divides a video's GFLOPs by this (see vis_zoo/zoo/benchmark.py)."""
+        return max(int(num_frames), self.num_frames)
+
     @torch.no_grad()
     def inference_video(self, video: Dict) -> Dict:
-        frames, _ = video_frames([video])
+        """One video of any length -> the output contract dict.
+
+        `video["image"]` may be a lazy sequence (the demo's frame reader): frames are indexed only
+        through the feature cache, a chunk at a time in ascending order, so the whole video is never
+        held in memory (and each frame is read once, since windows move left to right)."""
+        frames = video.get("image")
+        if frames is None or len(frames) == 0:
+            raise ValueError(f"video {video.get('video_id', '?')}: input has no 'image' frames")
         length = len(frames)
-        image_size = (int(video.get("height", frames[0].shape[-2])), int(video.get("width", frames[0].shape[-1])))
+        if "height" in video and "width" in video:
+            image_size = (int(video["height"]), int(video["width"]))
+        else:  # read frame 0 only when the original size is not given (a lazy reader decodes it)
+            shape = frames[0].shape
+            image_size = (int(video.get("height", shape[-2])), int(video.get("width", shape[-1])))
         cache = self._frame_cache(frames)
         if length <= self.num_frames:
             # tile cyclically to T frames (official), keep the first `length`; each distinct frame's

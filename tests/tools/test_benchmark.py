@@ -6,10 +6,13 @@ import os
 import textwrap
 
 import pytest
+import torch
 
 from vis_zoo.zoo.benchmark import (
+    count_gflops_per_frame,
     discover_configs,
     load_results,
+    parse_train_log,
     parse_train_metrics,
     random_training_batch,
     run_accuracy,
@@ -212,3 +215,178 @@ def test_measuring_child_is_stopped_at_the_memory_limit():
             "train_iters": 1, "train_batch": 1, "mem_limit_gb": 0.25}  # importing torch alone passes 0.25 GB
     res = run_child("train", spec, threads=1, timeout_s=300)
     assert "passed the limit of 0.25 GB" in res["error"] and res["over_budget"]
+
+
+# ------------------------------------------------------------------------ accuracy of a finished run
+_D2_LOG = """\
+[11/25 10:00:01 d2.engine.train_loop]: Starting training from iteration 0
+[11/25 10:05:00 d2.utils.events]:  eta: 0:00:00  iter: 39  total_loss: 1.2  time: 0.4900  data_time: 0.01
+[11/25 10:05:01 d2.engine.hooks]: Overall training speed: 35 iterations in 0:00:17 (0.4957 s / it)
+[11/25 10:05:01 d2.engine.hooks]: Total training time: {total} (0:00:03 on hooks)
+[11/25 10:05:09 d2.evaluation.testing]: copypaste: Task: segm
+"""
+
+
+def _fake_run(run_dir, *, total="0:04:10", metrics=True, log=True, arch="IFC", max_iter=40):
+    """What tools/train_net.py leaves in OUTPUT_DIR: metrics.json, log.txt (detectron2 0.7 lines), config.yaml."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if metrics:
+        lines = [{"iteration": 19, "time": 0.5},
+                 {"iteration": 39, "segm/AP": 11.0, "segm/AP50": 22.0, "segm/AP75": 6.0, "segm/AR1": 33.0,
+                  "segm/AR10": 44.0}]
+        (run_dir / "metrics.json").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    if log:
+        (run_dir / "log.txt").write_text(_D2_LOG.format(total=total))
+    (run_dir / "config.yaml").write_text(f"MODEL:\n  META_ARCHITECTURE: {arch}\nSOLVER:\n  MAX_ITER: {max_iter}\n"
+                                         "DATASETS:\n  TEST:\n  - synthetic_vis_val\n")
+    return str(run_dir)
+
+
+def test_parse_train_log_reads_detectron2_end_of_training_lines(tmp_path):
+    path = tmp_path / "log.txt"
+    # a resumed run appends: the last session's line counts; past 24 h timedelta prints days
+    path.write_text(_D2_LOG.format(total="0:01:00") + _D2_LOG.format(total="1 day, 2:03:04"))
+    res = parse_train_log(str(path))
+    assert res["train_s"] == 26 * 3600 + 3 * 60 + 4
+    assert res["log_timed_iters"] == 35 and res["log_s_per_iter"] == pytest.approx(0.4957)
+    path.write_text("[11/25 10:00:01 d2.engine.train_loop]: Starting training from iteration 0\n")
+    with pytest.raises(ValueError, match="log.txt: no 'Total training time'"):
+        parse_train_log(str(path))
+    with pytest.raises(ValueError, match="no training log"):
+        parse_train_log(str(tmp_path / "missing" / "log.txt"))
+
+
+def _zoo_paths(tmp_path):
+    return ["--results", str(tmp_path / "results.json"), "--model-zoo-md", str(tmp_path / "MODEL_ZOO.md"),
+            "--plots-dir", str(tmp_path / "plots"), "--no-progress"]
+
+
+def test_table_only_accuracy_from_fills_the_row_without_training(tmp_path, monkeypatch):
+    import vis_zoo.zoo.benchmark as bench
+
+    monkeypatch.setattr(bench, "run_accuracy", lambda *a, **k: pytest.fail("retrained"))
+    row = _row("ifc/synthetic_R18", "ifc", "configs/ifc/synthetic_R18.yaml", errors={"accuracy": "old failure"})
+    row["facts"].update(meta_architecture="IFC", test_datasets=["synthetic_vis_val"], synthetic_test=True,
+                        max_iter=1200)
+    other = _row("vita/synthetic_R18", "vita", "configs/vita/synthetic_R18.yaml")
+    (tmp_path / "results.json").write_text(json.dumps({"version": 1, "rows": {row["key"]: row, other["key"]: other}}))
+    run = _fake_run(tmp_path / "runs" / "ifc")
+    tool = _load_tool()
+    assert tool.main(["--table-only", "--accuracy-from", f"ifc/synthetic_R18={run}"] + _zoo_paths(tmp_path)) == 0
+
+    data = load_results(str(tmp_path / "results.json"))
+    acc = data["rows"]["ifc/synthetic_R18"]["accuracy"]
+    assert (acc["AP"], acc["AP50"], acc["AP75"], acc["AR1"], acc["AR10"]) == (11.0, 22.0, 6.0, 33.0, 44.0)
+    assert acc["wall_s"] == 250.0 and acc["wall_includes_final_eval"] is False
+    assert acc["source"] == run and acc["max_iter"] == 40  # the run's own schedule (config.yaml), not the row's
+    assert acc["dataset"] == "synthetic_vis_val" and acc["eval_iteration"] == 39
+    assert "accuracy" not in data["rows"]["ifc/synthetic_R18"]["errors"]
+    assert data["rows"]["vita/synthetic_R18"] == other  # other rows untouched
+    text = (tmp_path / "MODEL_ZOO.md").read_text()
+    line = next(x for x in text.splitlines() if x.startswith("| IFC"))
+    assert "| 11.0 | 22.0 | 6.0 | 33.0 | 44.0 | 4m10s ‡ |" in line
+    assert f"from the finished run `{run}`, 40 iterations" in text
+
+
+def test_accuracy_from_errors_name_the_key(tmp_path, capsys):
+    row = _row("ifc/synthetic_R18", "ifc", "configs/ifc/synthetic_R18.yaml")
+    row["facts"]["meta_architecture"] = "IFC"
+    (tmp_path / "results.json").write_text(json.dumps({"version": 1, "rows": {row["key"]: row}}))
+    before = (tmp_path / "results.json").read_text()
+    tool = _load_tool()
+    good = _fake_run(tmp_path / "good")
+    cases = [
+        (f"vistr/synthetic_R18={good}", ["vistr/synthetic_R18", "no row"]),  # no such row
+        (f"ifc/synthetic_R18={_fake_run(tmp_path / 'nometrics', metrics=False)}",
+         ["ifc/synthetic_R18", "metrics.json"]),
+        (f"ifc/synthetic_R18={_fake_run(tmp_path / 'unfinished', total='x')}", ["ifc/synthetic_R18", "log.txt"]),
+        (f"ifc/synthetic_R18={tmp_path / 'missing'}", ["ifc/synthetic_R18", "does not exist"]),
+        (f"ifc/synthetic_R18={_fake_run(tmp_path / 'vita', arch='VITA')}", ["ifc/synthetic_R18", "VITA"]),
+        ("ifc/synthetic_R18", ["KEY=RUN_DIR"]),
+    ]
+    for value, words in cases:
+        assert tool.main(["--table-only", "--accuracy-from", value] + _zoo_paths(tmp_path)) == 2, value
+        err = capsys.readouterr().err
+        assert all(w in err for w in words), (value, err)
+    assert (tmp_path / "results.json").read_text() == before  # nothing written on an error
+
+
+def test_accuracy_from_with_other_stages_never_retrains(tmp_path, monkeypatch):
+    """Benchmarked rows take the run's accuracy instead of the accuracy stage; a given row that is not
+    benchmarked now is filled into the results file too."""
+    import vis_zoo.zoo.benchmark as bench
+
+    monkeypatch.setattr(bench, "run_accuracy", lambda *a, **k: pytest.fail("retrained"))
+    facts = {"meta_architecture": "IFC", "backbone": "R-18", "test_datasets": ["synthetic_vis_val"],
+             "synthetic_test": True, "default_size": [64, 96], "max_iter": 1200}
+    monkeypatch.setattr(bench, "run_child", lambda kind, spec, **k: {
+        "facts": facts, "size": [64, 96], "params_m": 1.0, "trainable_params_m": 1.0, "errors": {}})
+    root = tmp_path / "configs"
+    for method in ("alpha", "beta"):
+        (root / method).mkdir(parents=True)
+        (root / method / "synthetic_R18.yaml").write_text(f"_BASE_: {_IFC_SYNTHETIC}\n")
+    kept = _row("gamma/synthetic_R18", "gamma", "configs/gamma/synthetic_R18.yaml")
+    (tmp_path / "results.json").write_text(json.dumps({"version": 1, "rows": {kept["key"]: kept}}))
+    runs = [_fake_run(tmp_path / "a", total="0:00:30"), _fake_run(tmp_path / "g", total="0:00:40", arch="GAMMA")]
+    tool = _load_tool()
+    argv = ["--config-root", str(root), "--methods", "alpha", "--stages", "model", "accuracy", "--threads", "1",
+            "--accuracy-from", f"alpha/synthetic_R18={runs[0]}", "--accuracy-from", f"gamma/synthetic_R18={runs[1]}"]
+    assert tool.main(argv + _zoo_paths(tmp_path)) == 0
+    rows = load_results(str(tmp_path / "results.json"))["rows"]
+    assert sorted(rows) == ["alpha/synthetic_R18", "gamma/synthetic_R18"]
+    assert rows["alpha/synthetic_R18"]["accuracy"]["wall_s"] == 30.0 and rows["alpha/synthetic_R18"]["params_m"] == 1.0
+    assert rows["gamma/synthetic_R18"]["accuracy"]["wall_s"] == 40.0
+    # a key neither in the results nor benchmarked now fails before any measurement
+    monkeypatch.setattr(bench, "run_child", lambda *a, **k: pytest.fail("measured"))
+    assert tool.main(argv[:-1] + [f"beta/synthetic_R18={runs[1]}"] + _zoo_paths(tmp_path)) == 2
+
+
+# ------------------------------------------------------------------------ GFLOPs per processed frame
+class _PerFrameConv(torch.nn.Module):
+    """A 1x1 conv over every frame it runs on: 3*4 multiply-adds per pixel and frame."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 1)
+
+    def frames_run(self, frames):
+        return frames
+
+    def forward(self, videos):
+        frames = self.frames_run(torch.stack(list(videos[0]["image"])).float())
+        y = self.conv(frames)
+        return [{"pred_scores": y.mean((0, 2, 3)), "pred_masks": [y[:, 0] > 0]}]
+
+
+class _FixedClipConv(_PerFrameConv):
+    """Tiles any shorter video to a 5-frame clip (as VisTR does) and says so through the hook."""
+
+    clip = 5
+
+    def frames_run(self, frames):
+        n = len(frames.unbind(0))  # a Python int while tracing (frames.shape[0] would be traced)
+        return torch.stack([frames[i % n] for i in range(max(self.clip, n))])
+
+    def processed_frames(self, num_frames):
+        return max(num_frames, self.clip)
+
+
+def test_gflops_per_frame_divides_by_the_frames_the_model_processed():
+    per_pixel = 3 * 4 / 1e9
+    plain = count_gflops_per_frame(_PerFrameConv(), 2, 8, 8)
+    clip = count_gflops_per_frame(_FixedClipConv(), 2, 8, 8)
+    assert plain["gflops_per_video"] == pytest.approx(2 * 64 * per_pixel) and plain["flops_processed_frames"] == 2
+    assert clip["gflops_per_video"] == pytest.approx(5 * 64 * per_pixel)  # the whole clip was computed
+    assert (clip["flops_frames"], clip["flops_processed_frames"]) == (2, 5)
+    # per frame of work, both models cost the same (before: the clip model showed 2.5x)
+    assert clip["gflops_per_frame"] == pytest.approx(plain["gflops_per_frame"]) == pytest.approx(64 * per_pixel)
+
+    # the table divides the per-video count by the processed frames; older rows keep their stored value
+    new = _row("vistr/ytvis19_R50", "vistr", "configs/vistr/ytvis19_R50.yaml", gflops_per_video=7.2,
+               flops_frames=2, flops_processed_frames=36, gflops_per_frame=3.6)
+    old = _row("ifc/ytvis19_R50", "ifc", "configs/ifc/ytvis19_R50.yaml", gflops_per_frame=1.25)
+    block = render_table({"rows": {new["key"]: new, old["key"]: old}}, ".", ".")
+    cells = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")]
+             for line in block.splitlines() if line.startswith("| VisTR") or line.startswith("| IFC")}
+    assert cells["VisTR"][6] == "0.20" and cells["IFC"][6] == "1.25"
+    assert "number of frames the model processed" in block

@@ -1,5 +1,6 @@
 """tools/demo.py and vis_zoo.utils.video_io: lazy frame reading, clear errors, a video in -> an annotated
 video out (with frames, per-track mask PNGs and a submission-format results.json)."""
+import glob
 import importlib.util
 import json
 import os
@@ -91,14 +92,20 @@ def test_mapped_frames_transforms_on_access_only():
     assert calls == [2, 3, 1, 2, 2] and seen == [2, 3, 1]  # each first read reported once
 
 
-def test_demo_turns_a_video_into_an_annotated_video(tmp_path):
+# every method's small CPU config (a method added later is covered with no change here)
+_SYNTHETIC_CONFIGS = sorted(glob.glob(os.path.join(_REPO, "configs", "*", "synthetic_R18.yaml")))
+
+
+@pytest.mark.parametrize("config", _SYNTHETIC_CONFIGS,
+                         ids=[os.path.basename(os.path.dirname(c)) for c in _SYNTHETIC_CONFIGS])
+def test_demo_turns_a_video_into_an_annotated_video(tmp_path, config):
     demo = _load_tool()
     video = str(tmp_path / "walk.mp4")
     _write_video(video, num_frames=6)
     out = str(tmp_path / "out")
     torch.manual_seed(0)  # random weights: a fixed model
     args = demo.parse_args([
-        "--input", video, "--config-file", os.path.join(_REPO, "configs", "ifc", "synthetic_R18.yaml"),
+        "--input", video, "--config-file", config,
         "--output", out, "--confidence-threshold", "0", "--max-tracks", "2", "--save-frames", "--save-masks",
         "--results-json", "--no-progress", "--opts", "MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "",
     ])
@@ -139,6 +146,30 @@ def test_demo_turns_a_video_into_an_annotated_video(tmp_path):
         assert set(r) == {"video_id", "category_id", "score", "segmentations"}
         assert len(r["segmentations"]) == 6 and 1 <= r["category_id"] <= 5  # synthetic dataset ids
         assert all(s is None or s["size"] == [64, 96] for s in r["segmentations"])
+
+
+def test_demo_removes_the_partial_video_when_rendering_crashes(tmp_path, monkeypatch):
+    demo = _load_tool()
+    video = str(tmp_path / "walk.mp4")
+    _write_video(video, num_frames=4)
+    out = tmp_path / "out"
+    real_draw = demo.draw_tracks
+    calls = []
+
+    def draw_then_crash(*args, **kwargs):  # the third frame fails, after two were written
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("renderer crashed")
+        return real_draw(*args, **kwargs)
+
+    monkeypatch.setattr(demo, "draw_tracks", draw_then_crash)
+    config = os.path.join(_REPO, "configs", "ifc", "synthetic_R18.yaml")
+    args = demo.parse_args(["--input", video, "--config-file", config, "--output", str(out), "--no-progress",
+                            "--opts", "MODEL.DEVICE", "cpu"])
+    with pytest.raises(RuntimeError, match="renderer crashed"):
+        demo.run_demo(args)
+    assert len(calls) == 3
+    assert not (out / ".walk.tmp.mp4").exists() and not (out / "walk.mp4").exists()
 
 
 def test_demo_reports_unreadable_input(tmp_path, capsys):

@@ -7,7 +7,10 @@ memory is that measurement's own:
 
 stage "model"      (child `--child model`): config facts (method, backbone, datasets, default input
                    size), parameters, GFLOPs per frame (fvcore's FlopCountAnalysis of one inference
-                   call on a `flops_frames`-frame video, divided by that; fvcore counts one fused
+                   call on a `flops_frames`-frame video, divided by the frames the model processed:
+                   `flops_frames`, or more for a model whose `processed_frames(T)` hook says so, e.g.
+                   VisTR's fixed clip of MODEL.VISTR.NUM_FRAMES; the row keeps the per-video count
+                   too; fvcore counts one fused
                    multiply-add as one flop; we add a handle for aten::scaled_dot_product_attention,
                    which fvcore skips; element-wise ops are not counted). The JIT tracer behind fvcore
                    keeps every intermediate tensor alive until the trace ends (an R-50 at 360x640 needs
@@ -27,13 +30,17 @@ stage "train_speed" (child `--child train`): training seconds per iteration (for
 stage "accuracy"   `tools/train_net.py` on the config (its own schedule, in a subprocess), then AP, AP50,
                    AP75, AR1, AR10 from its metrics.json, and the wall time; only for configs whose test
                    datasets are synthetic (metadata key `synthetic_split`), since nothing else is
-                   available offline.
+                   available offline. Or, for a row given a finished run (`accuracy_from_run`, the
+                   tool's --accuracy-from KEY=RUN_DIR), the same numbers read from RUN_DIR without
+                   training, the wall time from its log.txt ("Total training time", which leaves out
+                   the final evaluation).
 """
 import argparse
 import datetime
 import json
 import os
 import platform
+import re
 import resource
 import statistics
 import subprocess
@@ -53,10 +60,15 @@ _MARKER = "@@VIS_ZOO_BENCHMARK@@ "
 __all__ = [
     "BenchmarkEntry",
     "BenchmarkSettings",
+    "accuracy_from_run",
+    "accuracy_from_runs",
+    "apply_accuracy_from",
     "discover_configs",
     "machine_info",
     "load_results",
+    "parse_train_log",
     "parse_train_metrics",
+    "processed_frames",
     "random_training_batch",
     "run_benchmark",
     "search_max_frames",
@@ -290,8 +302,25 @@ def _sdpa_flop_jit(inputs, outputs) -> int:
     return batch * q[-2] * k[-2] * (q[-1] + v[-1])
 
 
+def processed_frames(model, num_frames: int) -> int:
+    """Frames a model actually runs on for a `num_frames`-frame video: `model.processed_frames(T)` when
+    the model defines that hook (a fixed-clip model such as VisTR tiles a shorter video to its whole
+    clip), else T. GFLOPs per frame divide by this, so that a 2-frame count of a 36-frame-clip model is
+    not the cost of 36 frames spread over 2."""
+    hook = getattr(model, "processed_frames", None)
+    if hook is None:
+        return int(num_frames)
+    n = int(hook(int(num_frames)))
+    if n < 1:
+        raise ValueError(f"{type(model).__name__}.processed_frames({num_frames}) returned {n}, expected >= 1")
+    return n
+
+
 def count_gflops_per_frame(model, num_frames: int, height: int, width: int) -> Dict[str, object]:
-    """fvcore FlopCountAnalysis of one inference call on a random T-frame video, divided by T."""
+    """fvcore FlopCountAnalysis of one inference call on a random T-frame video.
+
+    Returns "gflops_per_video" (the whole call), "flops_frames" (T), "flops_processed_frames" (P, see
+    `processed_frames`) and "gflops_per_frame" = gflops_per_video / P."""
     import torch
     from fvcore.nn import FlopCountAnalysis
 
@@ -323,7 +352,9 @@ def count_gflops_per_frame(model, num_frames: int, height: int, width: int) -> D
     with torch.no_grad():
         total = analysis.total()
     unsupported = sorted(analysis.unsupported_ops().items(), key=lambda kv: -kv[1])
-    return {"gflops_per_frame": total / 1e9 / num_frames, "flops_frames": num_frames,
+    processed = processed_frames(model, num_frames)
+    return {"gflops_per_frame": total / 1e9 / processed, "gflops_per_video": total / 1e9,
+            "flops_frames": num_frames, "flops_processed_frames": processed,
             "flops_counter": "fvcore FlopCountAnalysis (1 fused multiply-add = 1 flop) + SDPA handle",
             "flops_uncounted_ops": [k for k, _ in unsupported[:12]]}
 
@@ -542,6 +573,115 @@ def parse_train_metrics(metrics_path: str) -> Dict[str, object]:
     return out
 
 
+# detectron2's hooks.IterationTimer.after_train writes these two lines at the end of training (log.txt):
+#   "Overall training speed: 1195 iterations in 0:09:58 (0.5004 s / it)"   (iterations after 5 warm-up ones)
+#   "Total training time: 0:10:40 (0:00:42 on hooks)"                       (hooks = checkpoints, periodic evals)
+# Durations are str(datetime.timedelta), so "1 day, 2:03:04" past 24 h.
+_DURATION = r"(?:(\d+) days?, )?(\d+):(\d{2}):(\d{2})"
+_TOTAL_TIME_RE = re.compile(r"Total training time: " + _DURATION)
+_SPEED_RE = re.compile(r"Overall training speed: (\d+) iterations in .*?\(([0-9.]+) s / it\)")
+
+
+def parse_train_log(log_path: str) -> Dict[str, object]:
+    """Training wall time from a detectron2 log.txt: "train_s" (seconds, from the last "Total training
+    time" line: the last training session when a resumed run appended to the log; it excludes the
+    final evaluation, which EvalHook runs after IterationTimer has logged), and "log_s_per_iter" /
+    "log_timed_iters" from the "Overall training speed" line when present. Raises ValueError naming
+    the file when it is missing or has no "Total training time" line (training did not finish)."""
+    if not os.path.isfile(log_path):
+        raise ValueError(f"no training log {log_path!r}")
+    total, speed = None, None
+    with open(log_path, errors="replace") as f:
+        for line in f:
+            m = _TOTAL_TIME_RE.search(line)
+            if m:
+                days, h, mi, sec = (int(g or 0) for g in m.groups())
+                total = float(((days * 24 + h) * 60 + mi) * 60 + sec)
+            m = _SPEED_RE.search(line)
+            if m:
+                speed = (int(m.group(1)), float(m.group(2)))
+    if total is None:
+        raise ValueError(f"{log_path}: no 'Total training time' line (detectron2 writes it when training "
+                         "finishes; was the run stopped early?)")
+    out: Dict[str, object] = {"train_s": total}
+    if speed is not None:
+        out["log_timed_iters"], out["log_s_per_iter"] = speed
+    return out
+
+
+def accuracy_from_run(run_dir: str) -> Dict[str, object]:
+    """The accuracy entry of a row, read from a finished `tools/train_net.py` run (nothing is trained).
+
+    AP/AP50/AP75/AR1/AR10 from RUN_DIR/metrics.json (`parse_train_metrics`), "wall_s" = the log's
+    training time (`parse_train_log` on RUN_DIR/log.txt; without the final evaluation, so
+    "wall_includes_final_eval" is False), "source" = the run dir (relative to the repository when
+    inside it), and from RUN_DIR/config.yaml (written by detectron2's default_setup) when present:
+    "max_iter" (SOLVER.MAX_ITER of the run), "meta_architecture" and "dataset" (DATASETS.TEST[0]).
+    Raises ValueError naming the missing or unreadable file."""
+    if not os.path.isdir(run_dir):
+        raise ValueError(f"run directory {run_dir!r} does not exist")
+    out = parse_train_metrics(os.path.join(run_dir, "metrics.json"))
+    log = parse_train_log(os.path.join(run_dir, "log.txt"))
+    out.update(wall_s=log.pop("train_s"), wall_includes_final_eval=False, **log)
+    cfg_path = os.path.join(run_dir, "config.yaml")
+    if os.path.isfile(cfg_path):
+        import yaml
+
+        try:
+            with open(cfg_path) as f:
+                cfg = yaml.safe_load(f) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"{cfg_path}: not readable YAML ({str(e)[:200]})") from None
+        solver, model, datasets = (cfg.get(k) or {} for k in ("SOLVER", "MODEL", "DATASETS"))
+        if "MAX_ITER" in solver:
+            out["max_iter"] = int(solver["MAX_ITER"])
+        if model.get("META_ARCHITECTURE"):
+            out["meta_architecture"] = model["META_ARCHITECTURE"]
+        if datasets.get("TEST"):
+            out["dataset"] = list(datasets["TEST"])[0]
+    path = os.path.abspath(run_dir)
+    out["source"] = os.path.relpath(path, REPO_ROOT) if path.startswith(REPO_ROOT + os.sep) else path
+    return out
+
+
+def accuracy_from_runs(sources: Dict[str, str]) -> Dict[str, Dict[str, object]]:
+    """`accuracy_from_run` for each {row key: run dir}; a failure is a ValueError naming the key."""
+    out = {}
+    for key, run_dir in sources.items():
+        try:
+            out[key] = accuracy_from_run(run_dir)
+        except ValueError as e:
+            raise ValueError(f"--accuracy-from {key}={run_dir}: {e}") from None
+    return out
+
+
+def apply_accuracy_from(data: Dict[str, object], accuracy: Dict[str, Dict[str, object]]) -> Dict[str, object]:
+    """Put each `accuracy_from_runs` entry into its row of the results `data` (in place; returned).
+
+    The row must exist (a ValueError names the key and lists the rows), and when both are known the
+    run's MODEL.META_ARCHITECTURE must be the row's (a run of another method is a ValueError)."""
+    rows = data["rows"]
+    for key, acc in accuracy.items():
+        row = rows.get(key)
+        if row is None:
+            raise ValueError(f"--accuracy-from {key}: no row {key!r} in the results (rows: {sorted(rows)}); "
+                             "benchmark the config first (e.g. --stages model) or fix the key")
+        facts = row.get("facts", {})
+        arch, run_arch = facts.get("meta_architecture"), acc.get("meta_architecture")
+        if arch and run_arch and arch != run_arch:
+            raise ValueError(f"--accuracy-from {key}: the run {acc.get('source')} trained {run_arch}, "
+                             f"but row {key!r} is {arch}")
+        acc = dict(acc)
+        if "max_iter" not in acc and "max_iter" in facts:
+            acc["max_iter"] = facts["max_iter"]  # no config.yaml in the run: the row config's schedule
+        if "dataset" not in acc and facts.get("test_datasets"):
+            acc["dataset"] = facts["test_datasets"][0]
+        row["accuracy"] = acc
+        row.setdefault("errors", {}).pop("accuracy", None)
+        row["updated"] = _now()
+    return data
+
+
 def run_accuracy(config_file: str, output_dir: str, *, device: str, threads: int, opts: Sequence[str] = (),
                  timeout_s: float = 24 * 3600, train_script: Optional[str] = None) -> Dict[str, object]:
     """Train + evaluate one config with tools/train_net.py in a subprocess; metrics and wall time."""
@@ -601,8 +741,12 @@ def _now() -> str:
 
 
 def benchmark_entry(entry: BenchmarkEntry, settings: BenchmarkSettings, stages: Sequence[str], row: dict,
-                    work_dir: str, step: Callable[[str], None], opts: Sequence[str] = ()) -> dict:
-    """Run the requested stages of one row, updating `row` (a previous result, possibly empty)."""
+                    work_dir: str, step: Callable[[str], None], opts: Sequence[str] = (),
+                    accuracy_from: Optional[Dict[str, dict]] = None) -> dict:
+    """Run the requested stages of one row, updating `row` (a previous result, possibly empty).
+
+    A row in `accuracy_from` (`accuracy_from_runs` output) takes its accuracy from that finished run
+    instead of the accuracy stage's training."""
     row.update({"key": entry.key, "method": entry.method, "config": os.path.relpath(entry.config_file, REPO_ROOT),
                 "machine": machine_info(settings.device, settings.threads),
                 "settings": {k: v for k, v in asdict(settings).items() if k != "accuracy_opts"},
@@ -679,7 +823,9 @@ def benchmark_entry(entry: BenchmarkEntry, settings: BenchmarkSettings, stages: 
         else:
             row.update(res)
 
-    if "accuracy" in stages:
+    if accuracy_from and entry.key in accuracy_from:
+        apply_accuracy_from({"rows": {entry.key: row}}, {entry.key: accuracy_from[entry.key]})
+    elif "accuracy" in stages:
         if not row["facts"].get("synthetic_test"):
             row["accuracy"] = {"skipped": "test set is not synthetic (needs its dataset; see the README)"}
         else:
@@ -713,9 +859,12 @@ def count_steps(settings: BenchmarkSettings, stages: Sequence[str]) -> int:
 
 def run_benchmark(entries: Sequence[BenchmarkEntry], settings: BenchmarkSettings, *, results_path: str,
                   stages: Sequence[str] = STAGES, work_dir: Optional[str] = None, opts: Sequence[str] = (),
-                  progress: bool = True, on_row_done: Optional[Callable[[dict], None]] = None) -> Dict[str, object]:
+                  progress: bool = True, on_row_done: Optional[Callable[[dict], None]] = None,
+                  accuracy_from: Optional[Dict[str, dict]] = None) -> Dict[str, object]:
     """Benchmark every entry; each row is merged into the results file as soon as it is done (rows not
-    benchmarked now are kept), so a partial rerun (a subset of methods or stages) updates only those."""
+    benchmarked now are kept), so a partial rerun (a subset of methods or stages) updates only those.
+    `accuracy_from` ({row key: `accuracy_from_run` output}): those rows' accuracy comes from a finished
+    run (never retrained); keys that are not benchmarked now are filled into their existing rows."""
     from tqdm import tqdm
 
     unknown = sorted(set(stages) - set(STAGES))
@@ -732,12 +881,16 @@ def run_benchmark(entries: Sequence[BenchmarkEntry], settings: BenchmarkSettings
 
     for entry in entries:
         previous = dict(data["rows"].get(entry.key, {}))
-        row = benchmark_entry(entry, settings, stages, previous, work_dir, step, opts)
+        row = benchmark_entry(entry, settings, stages, previous, work_dir, step, opts, accuracy_from)
         data = load_results(results_path)  # re-read: another run may have saved rows meanwhile
         data["rows"][entry.key] = row
         save_results(results_path, data)
         if on_row_done is not None:
             on_row_done(data)
+    rest = {k: v for k, v in (accuracy_from or {}).items() if k not in {e.key for e in entries}}
+    if rest:
+        data = apply_accuracy_from(load_results(results_path), rest)
+        save_results(results_path, data)
     bar.n = bar.total
     bar.close()
     return data

@@ -24,7 +24,7 @@ PAPER_YTVIS19_AP: Dict[str, Dict[str, Tuple[float, str]]] = {
 }
 DISPLAY_NAMES = {"vistr": "VisTR", "ifc": "IFC", "seqformer": "SeqFormer", "vita": "VITA"}
 
-__all__ = ["BEGIN_MARKER", "END_MARKER", "PAPER_YTVIS19_AP", "render_table", "update_model_zoo",
+__all__ = ["BEGIN_MARKER", "END_MARKER", "PAPER_YTVIS19_AP", "gflops_per_frame", "render_table", "update_model_zoo",
            "plot_memory_time", "plot_ap_vs_train_time", "sorted_rows"]
 
 
@@ -66,6 +66,15 @@ def paper_ap(row: dict) -> str:
         return "—"
     ref = PAPER_YTVIS19_AP.get(row.get("method", ""), {}).get(facts.get("backbone", ""))
     return _fmt(ref[0]) if ref else "—"
+
+
+def gflops_per_frame(row: dict) -> Optional[float]:
+    """GFLOPs of one video / the frames the model processed for it (a fixed-clip model pads a short
+    video to its clip); rows measured before the per-video count was kept show their stored value."""
+    total, processed = row.get("gflops_per_video"), row.get("flops_processed_frames")
+    if total is not None and processed:
+        return total / processed
+    return row.get("gflops_per_frame")
 
 
 def _settings_key(row: dict) -> str:
@@ -114,15 +123,18 @@ def render_table(results: dict, md_dir: str, repo_root: str, plot_files: Sequenc
     lines += [
         "",
         "GFLOPs per frame: fvcore's `FlopCountAnalysis` (one fused multiply-add counted as one flop) of one "
-        "inference call on a short video divided by its number of frames, plus `scaled_dot_product_attention` "
-        "(counted as its two matrix products); element-wise ops, softmax and the ops listed in the results "
-        "file are not counted. A model with a fixed clip length processes a whole clip even for a shorter "
-        "video, and that cost is included. Peak memory: peak resident memory of the measuring process on CPU "
+        "inference call on a short video, plus `scaled_dot_product_attention` (counted as its two matrix "
+        "products), divided by the number of frames the model processed: the video's own frames, or for a "
+        "model with a fixed clip length (VisTR pads any video to MODEL.VISTR.NUM_FRAMES) its whole clip, so "
+        "that the numbers compare per frame of work (the results file keeps the count per video and both frame "
+        "numbers); element-wise ops, softmax and the ops listed in the results file are not counted. "
+        "Peak memory: peak resident memory of the measuring process on CPU "
         "(model, input frames and Python included), `torch.cuda.max_memory_allocated` on CUDA. Max T: the "
         "longest video that one model call processes as a single window within the budget (one fresh process "
         "per probe). Accuracy: "
         "`tools/train_net.py` with the config's own synthetic schedule from random initialisation, evaluated "
-        "on the synthetic validation split (percent); training wall time includes the final evaluation. "
+        "on the synthetic validation split (percent); training wall time includes the final evaluation "
+        "(‡: read from a finished run's log, without it). "
         "Paper AP: the official READMEs' YouTube-VIS 2019 val AP of the same backbone, for reference.",
         "",
     ]
@@ -162,10 +174,12 @@ def render_table(results: dict, md_dir: str, repo_root: str, plot_files: Sequenc
             acc_cells = ["error"] + ["—"] * 4 + [_duration(acc.get("wall_s"))]
         elif "AP" in acc:
             acc_cells = [_fmt(acc.get(k)) for k in ("AP", "AP50", "AP75", "AR1", "AR10")]
-            acc_cells.append(_duration(acc.get("wall_s")))
+            # ‡: wall time from a finished run's log, which leaves out the final evaluation
+            excl = acc.get("wall_includes_final_eval") is False and acc.get("wall_s") is not None
+            acc_cells.append(_duration(acc.get("wall_s")) + (" ‡" if excl else ""))
         else:
             acc_cells = ["—"] * 6
-        cells += [_fmt(r.get("params_m"), 2), _fmt(r.get("gflops_per_frame"), 2),
+        cells += [_fmt(r.get("params_m"), 2), _fmt(gflops_per_frame(r), 2),
                   _fmt(speed.get("ms_per_frame"), 0) if "error" not in speed else "error",
                   _fmt(speed.get("fps"), 2) if "error" not in speed else "error",
                   _fmt(speed.get("peak_gb"), 2) if "error" not in speed else "error",
@@ -175,6 +189,11 @@ def render_table(results: dict, md_dir: str, repo_root: str, plot_files: Sequenc
             notes.append(f"- {r.get('key')}, {stage}: {_cell(err)[:300]}")
         if mf.get("note"):
             notes.append(f"- {r.get('key')}, max T †: {_cell(mf['note'])[:200]}")
+        if acc.get("source"):
+            iters = f", {acc['max_iter']} iterations" if acc.get("max_iter") else ""
+            notes.append(f"- {r.get('key')}, accuracy: from the finished run `{_cell(acc['source'])}`{iters} "
+                         "(not retrained here); train wall ‡ = its log's \"Total training time\", without the "
+                         "final evaluation")
         if acc.get("skipped"):
             pass  # the R-50 rows: no accuracy offline, said once below
     lines.append("")

@@ -241,3 +241,55 @@ def test_official_post_processing_rules(tiny_model):
     # no mask pixel anywhere: nothing is returned
     window["mask_logits"] = torch.full((3, 2, 4, 6), -5.0)
     assert len(tiny_model._single_window_output(window, 3, (8, 12))["pred_scores"]) == 0
+
+
+class _OnceInOrderFrames:
+    """A lazy frame sequence (like the demo's reader) that fails if a frame is read twice or before a
+    frame it follows, and records the reads."""
+
+    def __init__(self, frames):
+        self.frames = frames
+        self.reads = []
+
+    def __len__(self):
+        return len(self.frames)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice) or index < 0:
+            raise AssertionError(f"unexpected index {index!r}")
+        assert index not in self.reads, f"frame {index} read twice (reads so far: {self.reads})"
+        assert not self.reads or index > self.reads[-1], f"frame {index} read after {self.reads[-1]}"
+        self.reads.append(index)
+        return self.frames[index]
+
+    def __iter__(self):  # materialising the whole video is what the lazy path must not do
+        raise AssertionError("the whole video was iterated")
+
+
+@pytest.mark.parametrize("length", [2, 7])
+def test_inference_reads_a_lazy_video_once_in_order(tiny_model, make_video, length):
+    """Short (tiled) and long (windowed) videos: every frame indexed once, ascending, same outputs as a list."""
+    tiny_model.eval()
+    with torch.no_grad():
+        tiny_model.class_embed.bias.zero_()
+        tiny_model.class_embed.bias[2] = 5.0
+    video = make_video(length, labelled=False, seed=8)
+    expected = tiny_model([video])[0]
+    lazy = _OnceInOrderFrames(video["image"])
+    out = tiny_model([dict(video, image=lazy)])[0]
+    assert lazy.reads == list(range(length))
+    assert len(out["pred_scores"]) == len(expected["pred_scores"]) > 0
+    torch.testing.assert_close(out["pred_scores"], expected["pred_scores"])
+    assert torch.equal(out["pred_labels"], expected["pred_labels"])
+    for a, b in zip(out["pred_masks"], expected["pred_masks"]):
+        assert torch.equal(a, b)
+    assert tiny_model.processed_frames(length) == max(length, tiny_model.num_frames)
+
+
+def test_benchmark_counts_gflops_per_frame_of_the_whole_clip(tiny_model):
+    """A 2-frame video is tiled to the T = 3 clip: the benchmark's GFLOPs/frame divides by 3, not 2."""
+    from vis_zoo.zoo.benchmark import count_gflops_per_frame
+
+    res = count_gflops_per_frame(tiny_model.eval(), 2, 64, 96)
+    assert (res["flops_frames"], res["flops_processed_frames"]) == (2, 3)
+    assert res["gflops_per_frame"] == pytest.approx(res["gflops_per_video"] / 3) and res["gflops_per_video"] > 0
