@@ -1,7 +1,7 @@
 """The synthetic dataset: determinism, content, registration, lazy atomic caching, the CLI tool."""
+import json
 import os
 import threading
-import time
 
 import cv2
 import numpy as np
@@ -9,6 +9,7 @@ import pycocotools.mask as mask_util
 import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
+from vis_zoo.data.datasets.synthetic import ANNOTATION_FILE
 from vis_zoo.data.datasets import (
     OCCLUSION_LEVELS,
     SYNTHETIC_CATEGORIES,
@@ -150,12 +151,20 @@ def test_image_split_is_coco_style(synthetic_root):
     assert {o["category_id"] for o in objs} == set(range(5))
 
 
-def test_generation_is_fast(tmp_path):
-    start = time.perf_counter()
+def test_generation_writes_one_jpeg_per_frame(tmp_path):
+    # How fast generation is (about 2 s for train + val) is measured by tools/make_synthetic_dataset.py,
+    # which prints the time per split, not asserted here: wall time on a shared CI machine is noise.
     for split in ("train", "val"):
-        generate_synthetic_vis(str(tmp_path / split), **SYNTHETIC_SPLITS[split])
-    elapsed = time.perf_counter() - start
-    assert elapsed < 8.0, f"train+val generation took {elapsed:.1f}s"
+        out = str(tmp_path / split)
+        generate_synthetic_vis(out, **SYNTHETIC_SPLITS[split])
+        with open(os.path.join(out, ANNOTATION_FILE)) as f:
+            data = json.load(f)
+        expected = sorted(os.path.normpath(os.path.join(out, "JPEGImages", name))
+                          for v in data["videos"] for name in v["file_names"])
+        written = sorted(os.path.normpath(os.path.join(root, n))
+                         for root, _, names in os.walk(os.path.join(out, "JPEGImages")) for n in names)
+        assert written == expected
+        assert len(data["videos"]) == SYNTHETIC_SPLITS[split]["num_videos"]
 
 
 def test_cache_root_resolution_and_racing_generation(tmp_path, monkeypatch):
