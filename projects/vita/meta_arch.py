@@ -240,7 +240,10 @@ class Vita(nn.Module):
         """Detector over all frames, in chunks. Returns (frame_queries [T, fQ', C], query_index [T, fQ']
         or None, mask_features [T, C, h4, w4] (on the store device), padded size, unpadded size)."""
         store = self._store_device(len(frames))
-        queries, indices, mask_features = [], [], []
+        queries, indices = [], []
+        # One [T, C, h4, w4] buffer filled chunk by chunk: collecting the chunks in a list and
+        # concatenating them at the end held every frame's mask features twice at the peak.
+        mask_features: Optional[Tensor] = None
         padded_hw = image_hw = None
         for start in range(0, len(frames), self.test_run_chunk_size):
             chunk = frames[start:start + self.test_run_chunk_size]
@@ -254,11 +257,18 @@ class Vita(nn.Module):
             queries.append(fq)
             if index is not None:
                 indices.append(index)
-            mask_features.append(self.vita_module.vita_mask_features(out["pixel_features"]).to(store))
+            chunk_features = self.vita_module.vita_mask_features(out["pixel_features"])
+            if mask_features is None:
+                mask_features = chunk_features.new_empty((len(frames), *chunk_features.shape[1:]), device=store)
+            elif chunk_features.shape[1:] != mask_features.shape[1:]:
+                raise ValueError(f"video frames must share one size: frames {start}..{start + len(chunk) - 1} give "
+                                 f"mask features {tuple(chunk_features.shape[1:])}, earlier frames "
+                                 f"{tuple(mask_features.shape[1:])}")
+            mask_features[start:start + len(chunk)] = chunk_features
             padded_hw, image_hw = tuple(images.tensor.shape[-2:]), tuple(images.image_sizes[0])
-            del out, images
+            del out, images, chunk_features
         query_index = torch.cat(indices) if indices else None
-        return torch.cat(queries), query_index, torch.cat(mask_features), padded_hw, image_hw
+        return torch.cat(queries), query_index, mask_features, padded_hw, image_hw
 
     @torch.no_grad()
     def inference_video(self, video: dict) -> dict:
