@@ -36,6 +36,10 @@ def add_vistr_config(cfg: CN) -> None:
     cfg.MODEL.VISTR.NO_OBJECT_WEIGHT = 0.1  # official eos_coef
     cfg.MODEL.VISTR.FOCAL_ALPHA = 0.25
     cfg.MODEL.VISTR.FOCAL_GAMMA = 2.0
+    # Initial foreground probability of the mask logits (bias of the last 3-D conv). 0 = PyTorch's
+    # default init, as the official model; from random init a small prior (e.g. 0.05) lets the mask
+    # losses work on the objects from the start instead of first lowering every pixel from p = 0.5.
+    cfg.MODEL.VISTR.MASK_PRIOR_PROB = 0.0
     # Inference
     cfg.MODEL.VISTR.MASK_THRESHOLD = 0.5
     cfg.MODEL.VISTR.FRAME_SCORE_THRESHOLD = 0.001  # a track's frame with a lower score has no mask

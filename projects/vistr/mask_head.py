@@ -206,12 +206,24 @@ class DilatedConv3d(nn.Conv3d):
         return y[:, :, :t, :h, :w]
 
 
-def build_instance_fusion_head(in_channels: int = 24) -> nn.Sequential:
+def build_instance_fusion_head(in_channels: int = 24, prior_prob: float = 0.0) -> nn.Sequential:
     """The 3-D conv (`insmask_head`) fusing one instance's per-frame mask features over time:
-    [N, 24, T, h, w] -> [N, 1, T, h, w]. Dilated 3×3×3 convs (pad 2, dilation 2) with GN(4) + ReLU."""
+    [N, 24, T, h, w] -> [N, 1, T, h, w]. Dilated 3×3×3 convs (pad 2, dilation 2) with GN(4) + ReLU.
+
+    prior_prob: 0 keeps PyTorch's default init of the last conv (the official model). In (0, 1), its
+    bias starts at logit(prior_prob), so every pixel starts at that foreground probability (the focal-
+    loss prior of Lin et al. 2017). From random init this matters: the official init starts every pixel
+    at p ≈ 0.5, and the small last layer (12 inputs after GroupNorm) moves its output only about lr per
+    Adam step, so the mask losses spend thousands of steps just lowering the background.
+    """
+    if not 0.0 <= prior_prob < 1.0:
+        raise ValueError(f"VisTR: MODEL.VISTR.MASK_PRIOR_PROB must be in [0, 1), got {prior_prob}")
     mid = in_channels // 2
     layers: List[nn.Module] = []
     for c_in in (in_channels, mid, mid):
         layers += [DilatedConv3d(c_in, mid), _group_norm(4, mid), nn.ReLU()]
-    layers.append(nn.Conv3d(mid, 1, 1))
+    last = nn.Conv3d(mid, 1, 1)
+    if prior_prob > 0:
+        nn.init.constant_(last.bias, -math.log((1 - prior_prob) / prior_prob))
+    layers.append(last)
     return nn.Sequential(*layers)

@@ -62,6 +62,7 @@ class VisTR(nn.Module):
         output_rle: bool = False,
         max_num_tracks: int = 100,
         in_features: Sequence[str] = ("res2", "res3", "res4", "res5"),
+        mask_prior_prob: float = 0.0,
     ):
         """
         Args:
@@ -79,6 +80,8 @@ class VisTR(nn.Module):
             test_mask_head_chunk: frames per mask-head pass at test time.
             output_rle: return per-frame RLE instead of bool tensors.
             max_num_tracks: cap on tracks returned per video.
+            mask_prior_prob: initial foreground probability of the mask logits (0 = the official
+                default init); see `build_instance_fusion_head`.
         """
         super().__init__()
         hidden_dim, nheads = transformer.d_model, transformer.nhead
@@ -110,7 +113,7 @@ class VisTR(nn.Module):
         self.query_embed = nn.Embedding(num_frames * num_slots, hidden_dim)
         self.bbox_attention = MHAttentionMap(hidden_dim, hidden_dim, nheads)
         self.mask_head = MaskHeadSmallConv(hidden_dim + nheads, [c4, c3, c2], hidden_dim)
-        self.insmask_head = build_instance_fusion_head(self.mask_head.out_channels)
+        self.insmask_head = build_instance_fusion_head(self.mask_head.out_channels, mask_prior_prob)
         self.criterion = criterion
 
         self.mask_threshold = mask_threshold
@@ -178,6 +181,7 @@ class VisTR(nn.Module):
             "test_mask_head_chunk": vcfg.TEST_MASK_HEAD_CHUNK,
             "output_rle": cfg.MODEL.VIS.OUTPUT_RLE,
             "max_num_tracks": cfg.MODEL.VIS.MAX_NUM_TRACKS,
+            "mask_prior_prob": vcfg.MASK_PRIOR_PROB,
         }
 
     @property

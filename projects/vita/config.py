@@ -29,7 +29,13 @@ def add_vita_config(cfg: CN) -> None:
     v.MULTI_CLS_ON = True  # kept for config compatibility (unused by the official inference)
     v.APPLY_CLS_THRES = 0.01  # kept for config compatibility (unused by the official inference)
     v.FREEZE_DETECTOR = False  # train only the VITA module on a fixed frame-level detector
-    v.TEST_RUN_CHUNK_SIZE = 18  # frames per detector pass at test time
+    v.TEST_RUN_CHUNK_SIZE = 18  # frames per detector pass at test time on CUDA (official 18)
+    # Frames per detector pass at test time on CPU. Smaller passes are faster there: an 18-frame pass
+    # at 360x640 makes temporaries of 100-350 MB (the pixel decoder's FFN hidden, the /4 maps), which
+    # glibc maps fresh for every allocation (page faults on first touch), while one or two frames'
+    # temporaries stay under its 32 MB mmap threshold and are reused. The outputs do not depend on it
+    # (measured: projects/vita/README.md).
+    v.TEST_RUN_CHUNK_SIZE_CPU = 2
     v.TEST_INTERPOLATE_CHUNK_SIZE = 5  # frames per mask-upsampling step at test time
     # Token pruning at test time: keep this fraction of each frame's frame queries, ranked by
     # foreground probability (1 - p(no object)). 1.0 = keep all (official behaviour).

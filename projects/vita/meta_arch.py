@@ -5,7 +5,7 @@ every prediction set, the last LAST_LAYER_NUM sets' frame queries feed VITA, who
 mask embeddings dotted with `vita_mask_features(F4)` of every frame.
 
 Inference (one video at a time, any length): frames go through the detector TEST_RUN_CHUNK_SIZE at a
-time; only the last layer's frame queries [T, fQ, C] and the VITA mask features [T, C, H/4, W/4] are
+time (TEST_RUN_CHUNK_SIZE_CPU on CPU); only the last layer's frame queries [T, fQ, C] and the VITA mask features [T, C, H/4, W/4] are
 kept (the frame-level /4 mask predictions are never computed). One offline VITA pass over all object
 tokens then gives the video queries; masks are produced TEST_INTERPOLATE_CHUNK_SIZE frames at a time.
 """
@@ -40,7 +40,8 @@ class Vita(nn.Module):
                  vita_module: VITAModule, vita_criterion: VitaCriterion, num_classes: int, num_queries: int,
                  size_divisibility: int, pixel_mean: Sequence[float], pixel_std: Sequence[float],
                  last_layer_num: int = 3, test_topk_per_video: int = 10, freeze_detector: bool = False,
-                 test_run_chunk_size: int = 18, test_interpolate_chunk_size: int = 5,
+                 test_run_chunk_size: int = 18, test_run_chunk_size_cpu: int = 2,
+                 test_interpolate_chunk_size: int = 5,
                  test_keep_query_ratio: float = 1.0, test_feature_store: str = "auto",
                  output_rle: bool = False):
         super().__init__()
@@ -64,7 +65,11 @@ class Vita(nn.Module):
         if test_feature_store not in ("auto", "device", "cpu"):
             raise ValueError(f"MODEL.VITA.TEST_FEATURE_STORE must be auto/device/cpu, got {test_feature_store!r}")
         self.test_feature_store = test_feature_store
-        self.test_run_chunk_size = max(1, test_run_chunk_size)
+        if test_run_chunk_size < 1 or test_run_chunk_size_cpu < 1:
+            raise ValueError("MODEL.VITA.TEST_RUN_CHUNK_SIZE and TEST_RUN_CHUNK_SIZE_CPU must be >= 1, got "
+                             f"{test_run_chunk_size} and {test_run_chunk_size_cpu}")
+        self.test_run_chunk_size = test_run_chunk_size
+        self.test_run_chunk_size_cpu = test_run_chunk_size_cpu
         self.test_interpolate_chunk_size = max(1, test_interpolate_chunk_size)
         self.output_rle = output_rle
         self.freeze_detector = freeze_detector
@@ -124,6 +129,7 @@ class Vita(nn.Module):
             "test_topk_per_video": min(cfg.TEST.DETECTIONS_PER_IMAGE, cfg.MODEL.VIS.MAX_NUM_TRACKS),
             "freeze_detector": v.FREEZE_DETECTOR,
             "test_run_chunk_size": v.TEST_RUN_CHUNK_SIZE,
+            "test_run_chunk_size_cpu": v.TEST_RUN_CHUNK_SIZE_CPU,
             "test_interpolate_chunk_size": v.TEST_INTERPOLATE_CHUNK_SIZE,
             "test_keep_query_ratio": v.TEST_KEEP_QUERY_RATIO,
             "test_feature_store": v.TEST_FEATURE_STORE,
@@ -245,8 +251,9 @@ class Vita(nn.Module):
         # concatenating them at the end held every frame's mask features twice at the peak.
         mask_features: Optional[Tensor] = None
         padded_hw = image_hw = None
-        for start in range(0, len(frames), self.test_run_chunk_size):
-            chunk = frames[start:start + self.test_run_chunk_size]
+        run_chunk = self.test_run_chunk_size_cpu if self.device.type == "cpu" else self.test_run_chunk_size
+        for start in range(0, len(frames), run_chunk):
+            chunk = frames[start:start + run_chunk]
             images = normalize_and_pad(chunk, self.pixel_mean, self.pixel_std, self.size_divisibility)
             # channels-last frames: the same convolutions, ~1.3x faster on CPU (oneDNN) and on
             # tensor-core GPUs; only float rounding changes.

@@ -187,3 +187,23 @@ def test_benchmark_stacked_formulation_matches_core():
     value, loc, weights = _inputs(seed=7)
     torch.testing.assert_close(bench.stacked_core(value, SHAPES, loc, weights),
                                ms_deform_attn_core(value, SHAPES, loc, weights))
+
+
+def test_encoder_layer_ffn_row_chunks_match_one_pass(monkeypatch):
+    """At inference the encoder FFN runs in blocks of tokens; the result equals the one-pass FFN."""
+    from vis_zoo.modeling.deformable_transformer import DeformableEncoderLayer, encoder_reference_points
+
+    torch.manual_seed(0)
+    layer = DeformableEncoderLayer(d_model=32, d_ffn=64, dropout=0.0, n_levels=2, n_heads=4, n_points=2).eval()
+    shapes = [(6, 8), (3, 4)]
+    src = torch.randn(2, 60, 32)
+    pos = torch.randn(2, 60, 32)
+    ref_points = encoder_reference_points(torch.tensor(shapes), torch.ones(2, 2, 2))
+    with torch.no_grad():
+        one_pass = layer(src, pos, ref_points, shapes)
+        monkeypatch.setattr(DeformableEncoderLayer, "FFN_ROWS_PER_PASS", 7)  # 120 rows -> 18 blocks
+        chunked = layer(src, pos, ref_points, shapes)
+    torch.testing.assert_close(chunked, one_pass)
+    expected_ffn = layer.linear2(torch.relu(layer.linear1(src)))
+    with torch.no_grad():
+        torch.testing.assert_close(layer._ffn_in_row_chunks(src), expected_ffn)

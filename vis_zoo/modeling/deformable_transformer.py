@@ -121,8 +121,28 @@ class DeformableEncoderLayer(nn.Module):
         src2 = self.self_attn(query, reference_points, src, spatial_shapes, level_start_index,
                               padding_mask)
         src = self.norm1(src + self.dropout1(src2))
-        src2 = self.linear2(self.dropout2(self.activation(self.linear1(src))))
+        if torch.is_grad_enabled() or self.training:
+            src2 = self.linear2(self.dropout2(self.activation(self.linear1(src))))
+        else:
+            src2 = self._ffn_in_row_chunks(src)
         return self.norm2(src + self.dropout3(src2))
+
+    # Tokens per FFN pass at inference: the [rows, d_ffn] hidden stays a few MB (reused by the
+    # allocator and cache-resident) instead of one [N*S, d_ffn] buffer of hundreds of MB at high
+    # resolution, which is mapped fresh (page faults) on every call. Rows are independent, so the
+    # result is the same.
+    FFN_ROWS_PER_PASS = 4096
+
+    def _ffn_in_row_chunks(self, src: Tensor) -> Tensor:
+        """linear2(act(linear1(src))) over [N, S, C] in blocks of FFN_ROWS_PER_PASS tokens (no grad)."""
+        flat = src.reshape(-1, src.shape[-1])
+        rows = self.FFN_ROWS_PER_PASS
+        if flat.shape[0] <= rows:
+            return self.linear2(self.activation(self.linear1(src)))
+        out = torch.empty((flat.shape[0], self.linear2.out_features), dtype=src.dtype, device=src.device)
+        for start in range(0, flat.shape[0], rows):
+            out[start:start + rows] = self.linear2(self.activation(self.linear1(flat[start:start + rows])))
+        return out.view(*src.shape[:-1], -1)
 
 
 class DeformableEncoder(nn.Module):

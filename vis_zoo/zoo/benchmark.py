@@ -461,7 +461,9 @@ def child_probe(spec: dict) -> dict:
         note = f"the method keeps its own test window ({_short_error(e)[:160]})"
     height, width = spec["size"]
     try:
-        r = measure_speed(spec["config_file"], frames, height, width, threads=spec["threads"], repeats=1, opts=opts)
+        # one call, no warm-up: the peak memory of processing the video once is what is probed
+        r = measure_speed(spec["config_file"], frames, height, width, threads=spec["threads"], repeats=1, opts=opts,
+                          warmup=False)
     except RuntimeError as e:  # torch.cuda.OutOfMemoryError is a RuntimeError
         if "out of memory" not in str(e).lower():
             raise

@@ -48,7 +48,7 @@ def random_video(num_frames: int, height: int, width: int, seed: int = 0) -> dic
 
 
 def measure_speed(config_file: str, frames: int, height: int, width: int, *, threads: int = 2, repeats: int = 3,
-                  opts: Sequence[str] = (), seed: int = 0, mode: str = "model") -> SpeedResult:
+                  opts: Sequence[str] = (), seed: int = 0, mode: str = "model", warmup: bool = True) -> SpeedResult:
     """Measure in this process (use `measure_speed_in_subprocess` for a clean peak memory).
 
     mode "backbone" times ``model.backbone`` alone on the normalised frames, MODEL.VIS.TEST_CHUNK_SIZE
@@ -90,7 +90,8 @@ def measure_speed(config_file: str, frames: int, height: int, width: int, *, thr
             torch.cuda.synchronize()
         return time.perf_counter() - start
 
-    run()  # warm-up (allocator, oneDNN primitive caches), excluded
+    if warmup:  # allocator, oneDNN primitive caches; excluded. A memory probe needs no warm-up.
+        run()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     times = [run() for _ in range(repeats)]

@@ -8,7 +8,8 @@ from detectron2.modeling import build_model
 
 from torchvision.ops import deform_conv2d
 
-from vis_zoo_projects.vistr.mask_head import DeformConv3x3, DilatedConv3d, MHAttentionMap, deform_conv3x3_grid_sample
+from vis_zoo_projects.vistr.mask_head import (DeformConv3x3, DilatedConv3d, MHAttentionMap, build_instance_fusion_head,
+                                              deform_conv3x3_grid_sample)
 from vis_zoo_projects.vistr.position_encoding import PositionEmbeddingSine3D
 
 
@@ -104,6 +105,19 @@ def test_phase_split_dilated_conv3d_equals_conv3d(shape):
     ref = F.conv3d(x, conv.weight, conv.bias, padding=2, dilation=2)
     torch.testing.assert_close(ours, ref)
     torch.testing.assert_close(torch.autograd.grad(ours.sum(), x)[0], torch.autograd.grad(ref.sum(), x)[0])
+
+
+def test_mask_prior_sets_the_initial_foreground_probability():
+    torch.manual_seed(0)
+    official = build_instance_fusion_head(24)  # PyTorch default init: a random bias near 0
+    assert abs(float(official[-1].bias)) < 0.5
+    head = build_instance_fusion_head(24, prior_prob=0.05)
+    torch.testing.assert_close(head[-1].bias.sigmoid(), torch.tensor([0.05]))
+    with torch.no_grad():  # the output starts near the prior, not at p = 0.5
+        prob = head(torch.randn(2, 24, 3, 8, 8)).sigmoid()
+    assert 0.005 < float(prob.mean()) < 0.3
+    with pytest.raises(ValueError, match="MASK_PRIOR_PROB"):
+        build_instance_fusion_head(24, prior_prob=1.0)
 
 
 def test_training_forward_backward(tiny_model, make_video):
