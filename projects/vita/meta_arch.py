@@ -305,7 +305,10 @@ class Vita(nn.Module):
         track_masks: List[list] = [[] for _ in range(k)]
         for start in range(0, num_frames, self.test_interpolate_chunk_size):
             feats = mask_features[start:start + self.test_interpolate_chunk_size].to(self.device)
-            logits = torch.einsum("qc,tchw->qthw", embed, feats)
+            # [k, C] @ [t, C, h·w] -> [t, k, h·w]: a batched matmul over the features as they are
+            # stored (an einsum to "qthw" first copies all t·C·h·w features into a permuted layout)
+            t_chunk, _, h4, w4 = feats.shape
+            logits = torch.matmul(embed, feats.flatten(2)).view(t_chunk, -1, h4, w4).transpose(0, 1)
             logits = F.interpolate(logits, size=padded_hw, mode="bilinear", align_corners=False)
             logits = logits[:, :, : image_hw[0], : image_hw[1]]
             soft = logits.sigmoid()

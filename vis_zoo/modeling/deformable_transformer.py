@@ -9,6 +9,7 @@ Parameter names follow Deformable DETR / Mask2Former (`self_attn`, `norm1`, `lin
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .ms_deform_attn import MSDeformAttn
@@ -134,14 +135,24 @@ class DeformableEncoderLayer(nn.Module):
     FFN_ROWS_PER_PASS = 4096
 
     def _ffn_in_row_chunks(self, src: Tensor) -> Tensor:
-        """linear2(act(linear1(src))) over [N, S, C] in blocks of FFN_ROWS_PER_PASS tokens (no grad)."""
+        """linear2(act(linear1(src))) over [N, S, C] in blocks of FFN_ROWS_PER_PASS tokens (no grad).
+
+        One hidden buffer serves every block and the second matmul writes straight into the output,
+        so the loop allocates nothing large (same `addmm` calls as nn.Linear, same values)."""
         flat = src.reshape(-1, src.shape[-1])
         rows = self.FFN_ROWS_PER_PASS
-        if flat.shape[0] <= rows:
+        autocast = torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()  # out= needs one dtype
+        if flat.shape[0] <= rows or autocast or self.linear1.bias is None or self.linear2.bias is None:
             return self.linear2(self.activation(self.linear1(src)))
-        out = torch.empty((flat.shape[0], self.linear2.out_features), dtype=src.dtype, device=src.device)
+        out = flat.new_empty((flat.shape[0], self.linear2.out_features))
+        hidden = flat.new_empty((rows, self.linear1.out_features))
+        w1, w2 = self.linear1.weight.t(), self.linear2.weight.t()
         for start in range(0, flat.shape[0], rows):
-            out[start:start + rows] = self.linear2(self.activation(self.linear1(flat[start:start + rows])))
+            block = flat[start:start + rows]
+            h = hidden[: block.shape[0]]
+            torch.addmm(self.linear1.bias, block, w1, out=h)
+            h = h.relu_() if self.activation is F.relu else self.activation(h)
+            torch.addmm(self.linear2.bias, h, w2, out=out[start:start + block.shape[0]])
         return out.view(*src.shape[:-1], -1)
 
 
