@@ -5,8 +5,8 @@ every prediction set, the last LAST_LAYER_NUM sets' frame queries feed VITA, who
 mask embeddings dotted with `vita_mask_features(F4)` of every frame.
 
 Inference (one video at a time, any length): frames go through the detector TEST_RUN_CHUNK_SIZE at a
-time (TEST_RUN_CHUNK_SIZE_CPU on CPU); only the last layer's frame queries [T, fQ, C] and the VITA mask features [T, C, H/4, W/4] are
-kept (the frame-level /4 mask predictions are never computed). One offline VITA pass over all object
+time (TEST_RUN_CHUNK_SIZE_CPU on CPU); only the last layer's frame queries [T, fQ, C] and the VITA mask
+features [T, C, H/4, W/4] are kept (the frame-level /4 mask predictions are never computed). One offline VITA pass over all object
 tokens then gives the video queries; masks are produced TEST_INTERPOLATE_CHUNK_SIZE frames at a time.
 """
 import math

@@ -3,7 +3,8 @@
 Each (config, T) pair is measured in a fresh Python process (``python -m vis_zoo.zoo.speed``), so the
 peak resident memory (``ru_maxrss``) is that measurement's own. In the child: torch uses exactly
 ``threads`` threads; the model is built from the config with random weights and put in eval mode;
-one warm-up call is excluded; then ``repeats`` timed calls of ``model([video])`` under
+one warm-up call is excluded (`measure_speed(..., warmup=False)` skips it: the benchmark's memory probes
+need the peak of one call only); then ``repeats`` timed calls of ``model([video])`` under
 ``torch.no_grad()`` (each the whole pipeline: backbone, heads, association, masks at original size)
 give frames per second = T / median time. The video is T random uint8 frames of the given size,
 given at that size (``height``/``width`` equal to the frame size, i.e. no resizing after the model).
