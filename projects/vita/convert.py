@@ -17,28 +17,18 @@ from typing import Mapping, Optional
 import torch
 
 from vis_zoo.modeling.checkpoint_conversion import convert_with_key_map
+from vis_zoo.modeling.mask2former.checkpoint import CLASS_DEPENDENT, DETECTOR_PREFIXES, map_detector_key
 
 __all__ = ["OFFICIAL_PREFIXES", "map_official_key", "convert_official_state_dict"]
 
-OFFICIAL_PREFIXES = (
-    "backbone.",
-    "sem_seg_head.pixel_decoder.",
-    "sem_seg_head.predictor.",
-    "vita_module.",
-    "criterion.empty_weight",
-    "vita_criterion.empty_weight",
-)
-# tensors whose shape depends on the number of classes
-CLASS_DEPENDENT = ("class_embed.", "empty_weight")
+OFFICIAL_PREFIXES = DETECTOR_PREFIXES + ("vita_module.", "vita_criterion.empty_weight")
 
 
 def map_official_key(key: str) -> Optional[str]:
     """Our name for an official key, or None when it is not part of the VITA model."""
-    if not key.startswith(OFFICIAL_PREFIXES):
-        return None
-    if key.startswith("sem_seg_head.predictor.static_query."):
-        return key.replace("static_query", "query_feat", 1)
-    return key
+    if key.startswith(("vita_module.", "vita_criterion.empty_weight")):
+        return key
+    return map_detector_key(key)
 
 
 def convert_official_state_dict(official: Mapping[str, torch.Tensor],

@@ -13,15 +13,16 @@ import math
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
-from detectron2.structures import BitMasks, ImageList
 from torch import Tensor, nn
 
 from vis_zoo.modeling.backbone import normalize_and_pad, video_frames
-from vis_zoo.modeling.mask2former import Mask2FormerCriterion, Mask2FormerHead, PointHungarianMatcher
-from vis_zoo.modeling.postprocessing import build_video_output, encode_rle
+from vis_zoo.modeling.mask2former import (Mask2FormerCriterion, Mask2FormerHead, PointHungarianMatcher,
+                                          build_mask2former_criterion, video_targets)
+from vis_zoo.modeling.mask2former.video_inference import (feature_store_device, render_video_masks,
+                                                          run_frame_detector)
+from vis_zoo.modeling.postprocessing import build_video_output
 
 from .criterion import VitaCriterion
 from .vita_module import VITAModule
@@ -85,18 +86,7 @@ class Vita(nn.Module):
         sem_seg_head = Mask2FormerHead(cfg, backbone.output_shape())
         mf, v = cfg.MODEL.MASK_FORMER, cfg.MODEL.VITA
         num_classes = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
-        matcher = PointHungarianMatcher(cost_class=mf.CLASS_WEIGHT, cost_mask=mf.MASK_WEIGHT,
-                                        cost_dice=mf.DICE_WEIGHT, num_points=mf.TRAIN_NUM_POINTS)
-        base = {"loss_ce": mf.CLASS_WEIGHT, "loss_mask": mf.MASK_WEIGHT, "loss_dice": mf.DICE_WEIGHT}
-        weight_dict = dict(base)
-        if mf.DEEP_SUPERVISION:
-            for i in range(mf.DEC_LAYERS - 1):
-                weight_dict.update({f"{k}_{i}": w for k, w in base.items()})
-        criterion = Mask2FormerCriterion(
-            num_classes=num_classes, matcher=matcher, weight_dict=weight_dict, eos_coef=mf.NO_OBJECT_WEIGHT,
-            num_points=mf.TRAIN_NUM_POINTS, oversample_ratio=mf.OVERSAMPLE_RATIO,
-            importance_sample_ratio=mf.IMPORTANCE_SAMPLE_RATIO, num_indices_to_return=v.LAST_LAYER_NUM,
-        )
+        criterion = build_mask2former_criterion(cfg, num_indices_to_return=v.LAST_LAYER_NUM)
         vita_module = VITAModule(cfg)
         vita_matcher = PointHungarianMatcher(cost_class=mf.CLASS_WEIGHT, cost_mask=mf.MASK_WEIGHT,
                                              cost_dice=mf.DICE_WEIGHT, num_points=mf.TRAIN_NUM_POINTS)
@@ -175,60 +165,11 @@ class Vita(nn.Module):
         return losses
 
     def prepare_targets(self, batched_inputs: Sequence[dict], padded_hw: Tuple[int, int], num_frames: int):
-        """Mapper instances -> (frame targets: B*T dicts, clip targets: B dicts), as the official code.
-
-        Clip GT = tracks present (non-empty mask) in >= 1 sampled frame; ids become -1 where the mask
-        is empty, then are shifted so the smallest valid id is 0. Masks are placed in the padded
-        canvas [G, T, H_pad, W_pad] (zeros where absent).
-        """
-        h_pad, w_pad = padded_hw
-        frame_targets, clip_targets = [], []
-        for video in batched_inputs:
-            if "instances" not in video:
-                raise ValueError(f"video {video.get('video_id', '?')}: training input has no 'instances'")
-            per_frame = video["instances"]
-            if len(per_frame) != num_frames:
-                raise ValueError(f"video {video.get('video_id', '?')}: {len(per_frame)} instance sets for "
-                                 f"{num_frames} frames")
-            num_inst = len(per_frame[0])
-            masks = torch.zeros((num_inst, num_frames, h_pad, w_pad), dtype=torch.bool, device=self.device)
-            classes = torch.full((num_inst,), -1, dtype=torch.long, device=self.device)
-            ids = []
-            for f, inst in enumerate(per_frame):
-                if len(inst) != num_inst:
-                    raise ValueError(f"video {video.get('video_id', '?')}: frame {f} has {len(inst)} rows, "
-                                     f"frame 0 has {num_inst} (rows must be the same tracks in every frame)")
-                inst = inst.to(self.device)
-                h, w = inst.image_size
-                fill = classes == -1
-                classes[fill] = inst.gt_classes[fill].long()
-                ids.append(inst.gt_ids.long())
-                gt = inst.gt_masks.tensor if isinstance(inst.gt_masks, BitMasks) else inst.gt_masks
-                masks[:, f, :h, :w] = gt.bool()
-            ids = torch.stack(ids, dim=1) if num_inst else torch.zeros((0, num_frames), dtype=torch.long,
-                                                                        device=self.device)
-            ids[masks.flatten(2).sum(-1) == 0] = -1
-            valid_frame = ids != -1
-            valid_clip = valid_frame.any(dim=-1)
-            classes, ids, masks = classes[valid_clip], ids[valid_clip], masks[valid_clip].float()
-            valid_frame = valid_frame[valid_clip]
-            if len(ids) > 0:
-                min_id = max(int(ids[valid_frame].min()), 0)
-                ids[valid_frame] -= min_id
-            clip_targets.append({"labels": classes, "ids": ids, "masks": masks})
-            for f in range(num_frames):
-                keep = ids[:, f] != -1
-                frame_targets.append({"labels": classes[keep], "ids": ids[keep, f], "masks": masks[keep, f]})
-        return frame_targets, clip_targets
+        """Mapper instances -> (frame targets: B*T dicts, clip targets: B dicts); see
+        `vis_zoo.modeling.mask2former.video_targets`."""
+        return video_targets(batched_inputs, padded_hw, num_frames, self.device)
 
     # ================================================================== inference
-    def _store_device(self, num_frames: int) -> torch.device:
-        if self.test_feature_store == "cpu":
-            return torch.device("cpu")
-        if self.test_feature_store == "device":
-            return self.device
-        return self.device if num_frames <= 36 else torch.device("cpu")
-
     def _keep_queries(self, frame_queries: Tensor, logits: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
         """Token pruning: the top ratio of each frame's queries by foreground probability.
 
@@ -244,38 +185,24 @@ class Vita(nn.Module):
     @torch.no_grad()
     def encode_frames(self, frames: Sequence[Tensor]):
         """Detector over all frames, in chunks. Returns (frame_queries [T, fQ', C], query_index [T, fQ']
-        or None, mask_features [T, C, h4, w4] (on the store device), padded size, unpadded size)."""
-        store = self._store_device(len(frames))
+        or None, DetectedFrames: mask features [T, C, h4, w4] on the store device, padded and
+        unpadded size)."""
         queries, indices = [], []
-        # One [T, C, h4, w4] buffer filled chunk by chunk: collecting the chunks in a list and
-        # concatenating them at the end held every frame's mask features twice at the peak.
-        mask_features: Optional[Tensor] = None
-        padded_hw = image_hw = None
-        run_chunk = self.test_run_chunk_size_cpu if self.device.type == "cpu" else self.test_run_chunk_size
-        for start in range(0, len(frames), run_chunk):
-            chunk = frames[start:start + run_chunk]
-            images = normalize_and_pad(chunk, self.pixel_mean, self.pixel_std, self.size_divisibility)
-            # channels-last frames: the same convolutions, ~1.3x faster on CPU (oneDNN) and on
-            # tensor-core GPUs; only float rounding changes.
-            features = self.backbone(images.tensor.contiguous(memory_format=torch.channels_last))
-            out = self.sem_seg_head.forward_queries(features, num_frame_query_layers=1)
-            del features
+
+        def keep_last_layer_queries(_start: int, out: Dict[str, Tensor]) -> None:
             fq, index = self._keep_queries(out["frame_queries"][-1], out["pred_logits"])
             queries.append(fq)
             if index is not None:
                 indices.append(index)
-            chunk_features = self.vita_module.vita_mask_features(out["pixel_features"])
-            if mask_features is None:
-                mask_features = chunk_features.new_empty((len(frames), *chunk_features.shape[1:]), device=store)
-            elif chunk_features.shape[1:] != mask_features.shape[1:]:
-                raise ValueError(f"video frames must share one size: frames {start}..{start + len(chunk) - 1} give "
-                                 f"mask features {tuple(chunk_features.shape[1:])}, earlier frames "
-                                 f"{tuple(mask_features.shape[1:])}")
-            mask_features[start:start + len(chunk)] = chunk_features
-            padded_hw, image_hw = tuple(images.tensor.shape[-2:]), tuple(images.image_sizes[0])
-            del out, images, chunk_features
+
+        run_chunk = self.test_run_chunk_size_cpu if self.device.type == "cpu" else self.test_run_chunk_size
+        detected = run_frame_detector(
+            frames, backbone=self.backbone, head=self.sem_seg_head, pixel_mean=self.pixel_mean,
+            pixel_std=self.pixel_std, size_divisibility=self.size_divisibility, chunk_size=run_chunk,
+            store_device=feature_store_device(self.test_feature_store, self.device, len(frames)),
+            project_mask_features=self.vita_module.vita_mask_features, on_chunk=keep_last_layer_queries)
         query_index = torch.cat(indices) if indices else None
-        return torch.cat(queries), query_index, mask_features, padded_hw, image_hw
+        return torch.cat(queries), query_index, detected
 
     @torch.no_grad()
     def inference_video(self, video: dict) -> dict:
@@ -283,9 +210,9 @@ class Vita(nn.Module):
         if frames is None or len(frames) == 0:
             raise ValueError(f"video {video.get('video_id', '?')}: input has no 'image' frames")
         num_frames = len(frames)
-        frame_queries, query_index, mask_features, padded_hw, image_hw = self.encode_frames(frames)
-        out_h = int(video.get("height", image_hw[0]))
-        out_w = int(video.get("width", image_hw[1]))
+        frame_queries, query_index, detected = self.encode_frames(frames)
+        out_h = int(video.get("height", detected.image_hw[0]))
+        out_w = int(video.get("width", detected.image_hw[1]))
 
         vita_out = self.vita_module(frame_queries[None], num_frames=num_frames, query_index=query_index)
         mask_cls = vita_out["pred_logits"][-1, 0]  # [cQ, K+1]
@@ -298,31 +225,9 @@ class Vita(nn.Module):
         top_scores, top_idx = scores.flatten().topk(k, sorted=True)
         labels = top_idx % self.num_classes
         query_idx = torch.div(top_idx, self.num_classes, rounding_mode="floor")
-        embed = mask_embed[query_idx]
-
-        numerator = torch.zeros(k, dtype=torch.float32, device=self.device)
-        denominator = torch.zeros(k, dtype=torch.float32, device=self.device)
-        track_masks: List[list] = [[] for _ in range(k)]
-        for start in range(0, num_frames, self.test_interpolate_chunk_size):
-            feats = mask_features[start:start + self.test_interpolate_chunk_size].to(self.device)
-            # [k, C] @ [t, C, h·w] -> [t, k, h·w]: a batched matmul over the features as they are
-            # stored (an einsum to "qthw" first copies all t·C·h·w features into a permuted layout)
-            t_chunk, _, h4, w4 = feats.shape
-            logits = torch.matmul(embed, feats.flatten(2)).view(t_chunk, -1, h4, w4).transpose(0, 1)
-            logits = F.interpolate(logits, size=padded_hw, mode="bilinear", align_corners=False)
-            logits = logits[:, :, : image_hw[0], : image_hw[1]]
-            soft = logits.sigmoid()
-            hard = soft > 0.5
-            numerator += (soft.flatten(1) * hard.flatten(1)).sum(1)
-            denominator += hard.flatten(1).sum(1)
-            binary = F.interpolate(logits, size=(out_h, out_w), mode="bilinear", align_corners=False) > 0.0
-            binary = binary.cpu()
-            for q in range(k):
-                if self.output_rle:
-                    track_masks[q].extend(encode_rle(m) for m in binary[q])
-                else:
-                    track_masks[q].append(binary[q])
-            del logits, soft, hard, binary
-        final_scores = top_scores * (numerator / (denominator + 1e-6))
-        masks = track_masks if self.output_rle else [torch.cat(m) for m in track_masks]
+        masks, mask_scores = render_video_masks(
+            mask_embed[query_idx], detected.mask_features, padded_hw=detected.padded_hw,
+            image_hw=detected.image_hw, output_hw=(out_h, out_w), frames_per_step=self.test_interpolate_chunk_size,
+            output_rle=self.output_rle, device=self.device)
+        final_scores = top_scores * mask_scores
         return build_video_output((out_h, out_w), final_scores, labels, masks)

@@ -233,20 +233,20 @@ def test_inference_matches_training_path_detector():
     model = tiny_model().eval()
     video = _test_video(3, seed=2)
     with torch.no_grad():
-        fq, index, feats, padded, size = model.encode_frames(video["image"])
+        fq, index, detected = model.encode_frames(video["image"])
         from vis_zoo.modeling.backbone import normalize_and_pad
         images = normalize_and_pad(video["image"], model.pixel_mean, model.pixel_std, 32)
         full = model.sem_seg_head(model.backbone(images.tensor), num_frame_query_layers=1)
-    assert index is None and padded == (64, 96) and size == (64, 96)
+    assert index is None and detected.padded_hw == (64, 96) and detected.image_hw == (64, 96)
     torch.testing.assert_close(fq, full["frame_queries"][-1], atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(feats, model.vita_module.vita_mask_features(full["pixel_features"]))
+    torch.testing.assert_close(detected.mask_features, model.vita_module.vita_mask_features(full["pixel_features"]))
 
 
 def test_token_pruning_keeps_most_foreground_queries():
     model = tiny_model(["MODEL.VITA.TEST_KEEP_QUERY_RATIO", "0.5"]).eval()
     video = _test_video(3, seed=3)
     with torch.no_grad():
-        fq, index, _, _, _ = model.encode_frames(video["image"])
+        fq, index, _ = model.encode_frames(video["image"])
         images = video["image"]
         from vis_zoo.modeling.backbone import normalize_and_pad
         im = normalize_and_pad(images, model.pixel_mean, model.pixel_std, 32)

@@ -21,7 +21,9 @@ from torch import Tensor, nn
 from vis_zoo.modeling.criterion import num_masks_normalizer, src_permutation_idx
 from vis_zoo.modeling.losses import dice_loss, sigmoid_ce_loss
 
-__all__ = ["point_sampled_mask_losses", "Mask2FormerCriterion", "calculate_uncertainty"]
+from .matcher import PointHungarianMatcher
+
+__all__ = ["point_sampled_mask_losses", "Mask2FormerCriterion", "calculate_uncertainty", "build_mask2former_criterion"]
 
 
 def calculate_uncertainty(logits: Tensor) -> Tensor:
@@ -129,3 +131,21 @@ class Mask2FormerCriterion(nn.Module):
         all_indices.append(final_indices)
         keep = max(self.num_indices_to_return, 0)
         return losses, (all_indices[len(all_indices) - keep:] if keep else [])
+
+
+def build_mask2former_criterion(cfg, num_indices_to_return: int = 1) -> Mask2FormerCriterion:
+    """The frame-level criterion from MODEL.MASK_FORMER.* (matcher costs = loss weights, deep
+    supervision over DEC_LAYERS - 1 aux sets), as VITA and MinVIS build it."""
+    mf = cfg.MODEL.MASK_FORMER
+    matcher = PointHungarianMatcher(cost_class=mf.CLASS_WEIGHT, cost_mask=mf.MASK_WEIGHT,
+                                    cost_dice=mf.DICE_WEIGHT, num_points=mf.TRAIN_NUM_POINTS)
+    base = {"loss_ce": mf.CLASS_WEIGHT, "loss_mask": mf.MASK_WEIGHT, "loss_dice": mf.DICE_WEIGHT}
+    weight_dict = dict(base)
+    if mf.DEEP_SUPERVISION:
+        for i in range(mf.DEC_LAYERS - 1):
+            weight_dict.update({f"{k}_{i}": w for k, w in base.items()})
+    return Mask2FormerCriterion(
+        num_classes=cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, matcher=matcher, weight_dict=weight_dict,
+        eos_coef=mf.NO_OBJECT_WEIGHT, num_points=mf.TRAIN_NUM_POINTS, oversample_ratio=mf.OVERSAMPLE_RATIO,
+        importance_sample_ratio=mf.IMPORTANCE_SAMPLE_RATIO, num_indices_to_return=num_indices_to_return,
+    )

@@ -1,0 +1,35 @@
+"""Official MinVIS checkpoint (NVlabs/MinVIS, ``checkpoint["model"]``) -> VIS Zoo MinVIS state_dict.
+
+MinVIS's model is the Mask2Former detector alone (``backbone.``, ``sem_seg_head.pixel_decoder.``,
+``sem_seg_head.predictor.``, ``criterion.empty_weight``), named as ours; the same converter loads a
+Mask2Former image checkpoint (e.g. the COCO initialisation, with ``skip_class_heads=True``). Every
+official tensor must be used exactly once and every one of ours filled with the same shape;
+otherwise a ValueError lists the offending keys.
+"""
+from collections import OrderedDict
+from typing import Mapping, Optional
+
+import torch
+
+from vis_zoo.modeling.checkpoint_conversion import convert_with_key_map
+from vis_zoo.modeling.mask2former.checkpoint import CLASS_DEPENDENT, map_detector_key
+
+__all__ = ["convert_official_state_dict"]
+
+
+def convert_official_state_dict(official: Mapping[str, torch.Tensor],
+                                reference: Optional[Mapping[str, torch.Tensor]] = None,
+                                skip_class_heads: bool = False) -> "OrderedDict[str, torch.Tensor]":
+    """Rename an official MinVIS (or Mask2Former) state_dict to ours and check it.
+
+    Args:
+        official: the official ``checkpoint["model"]`` (a whole checkpoint with "model" is accepted).
+        reference: our model's state_dict (names and shapes to check against); None checks only
+            that every official key is mapped.
+        skip_class_heads: drop class-dependent tensors whose shape differs from ours (COCO init).
+    Raises:
+        ValueError listing unused official tensors, our tensors left missing, and shape mismatches.
+    """
+    return convert_with_key_map(
+        official, map_detector_key, reference, "MinVIS",
+        may_skip_on_shape_mismatch=lambda ours: skip_class_heads and any(c in ours for c in CLASS_DEPENDENT))
