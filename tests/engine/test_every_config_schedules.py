@@ -16,7 +16,7 @@ CONFIGS = sorted(glob.glob(os.path.join(CONFIG_ROOT, "*", "*.yaml")))
 
 def test_configs_are_found():
     methods = {os.path.basename(os.path.dirname(p)) for p in CONFIGS}
-    assert {"ifc", "vistr", "seqformer", "vita"} <= methods
+    assert {"ifc", "vistr", "seqformer", "vita", "minvis"} <= methods
 
 
 @pytest.mark.parametrize("config_file", CONFIGS, ids=lambda p: os.path.relpath(p, CONFIG_ROOT))

@@ -45,7 +45,7 @@ def test_discover_configs_finds_every_method_folder(tmp_path):
         discover_configs(str(tmp_path), methods=["gamma"])
     # the repository's own methods are all found
     methods = {e.method for e in discover_configs(os.path.join(_REPO, "configs"))}
-    assert {"ifc", "vistr", "seqformer", "vita"} <= methods
+    assert {"ifc", "vistr", "seqformer", "vita", "minvis"} <= methods
 
 
 def test_search_max_frames_doubles_then_bisects():

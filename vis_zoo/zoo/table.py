@@ -21,8 +21,9 @@ PAPER_YTVIS19_AP: Dict[str, Dict[str, Tuple[float, str]]] = {
     "seqformer": {"R-50": (45.1, "SeqFormer README, YTVIS-only training"),
                   "R-101": (49.0, "SeqFormer README, joint with COCO")},
     "vita": {"R-50": (49.8, "VITA README")},
+    "minvis": {"R-50": (47.3, "MinVIS MODEL_ZOO.md checkpoint")},
 }
-DISPLAY_NAMES = {"vistr": "VisTR", "ifc": "IFC", "seqformer": "SeqFormer", "vita": "VITA"}
+DISPLAY_NAMES = {"vistr": "VisTR", "ifc": "IFC", "seqformer": "SeqFormer", "vita": "VITA", "minvis": "MinVIS"}
 
 __all__ = ["BEGIN_MARKER", "END_MARKER", "PAPER_YTVIS19_AP", "gflops_per_frame", "render_table", "update_model_zoo",
            "plot_memory_time", "plot_ap_vs_train_time", "sorted_rows"]
