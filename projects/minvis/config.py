@@ -13,9 +13,10 @@ def add_minvis_config(cfg: CN) -> None:
     m = cfg.MODEL.MINVIS
     # Frames per detector pass at test time on CUDA (official WINDOW_INFERENCE: 30-frame windows)
     m.TEST_RUN_CHUNK_SIZE = 30
-    # Frames per detector pass on CPU: small passes keep the temporaries under glibc's mmap
-    # threshold (see MODEL.VITA.TEST_RUN_CHUNK_SIZE_CPU); the outputs do not depend on it.
-    m.TEST_RUN_CHUNK_SIZE_CPU = 2
+    # Pixels per detector pass on CPU (frames per pass = this // (H * W)): 2 frames at 360x640 keep
+    # the temporaries under glibc's mmap threshold (see MODEL.VITA.TEST_RUN_PIXELS_CPU); the outputs
+    # do not depend on it.
+    m.TEST_RUN_PIXELS_CPU = 2 * 360 * 640
     m.TEST_INTERPOLATE_CHUNK_SIZE = 5  # frames per mask-upsampling step at test time
     # Where per-frame mask features are kept at test time: "auto" (the model's device up to 36
     # frames, else CPU), "device" or "cpu".

@@ -5,7 +5,8 @@ Training: every sampled frame is an independent image for the Mask2Former detect
 video, SAMPLING_FRAME_NUM 1).
 
 Inference (one video at a time, any length): frames go through the detector TEST_RUN_CHUNK_SIZE at a
-time (TEST_RUN_CHUNK_SIZE_CPU on CPU). Frame t's queries are aligned to frame t-1's aligned queries by
+time (on CPU as many as fit in TEST_RUN_PIXELS_CPU pixels). Frame t's queries are aligned to frame
+t-1's aligned queries by
 Hungarian matching on cosine distance of their (decoder-normed) embeddings, so query slot q is one
 track through the video. Class logits are averaged over frames, the top-k (slot, class) pairs are kept
 with their softmax probability as score, and each kept slot's per-frame mask embedding is dotted with
@@ -22,8 +23,8 @@ from torch import Tensor, nn
 from vis_zoo.modeling.backbone import normalize_and_pad, video_frames
 from vis_zoo.modeling.mask2former import (Mask2FormerCriterion, Mask2FormerHead, build_mask2former_criterion,
                                           video_targets)
-from vis_zoo.modeling.mask2former.video_inference import (feature_store_device, render_video_masks,
-                                                          run_frame_detector)
+from vis_zoo.modeling.mask2former.video_inference import (feature_store_device, frames_per_detector_pass,
+                                                          render_video_masks, run_frame_detector)
 from vis_zoo.modeling.postprocessing import build_video_output
 
 __all__ = ["MinVIS", "match_queries_to_previous_frame"]
@@ -44,7 +45,10 @@ def match_queries_to_previous_frame(previous: Tensor, current: Tensor) -> Tensor
                          f"and {tuple(current.shape)}")
     prev = torch.nn.functional.normalize(previous.float(), dim=-1)
     cur = torch.nn.functional.normalize(current.float(), dim=-1)
-    cost = (1.0 - prev @ cur.T).cpu().numpy()  # [previous q, current q']
+    cost = 1.0 - prev @ cur.T  # [previous q, current q'], in [0, 2]
+    # Non-finite embeddings (a diverged or random-weight model) match as far apart as possible
+    # instead of stopping the Hungarian solver.
+    cost = torch.nan_to_num(cost, nan=4.0, posinf=4.0, neginf=4.0).cpu().numpy()
     rows, cols = linear_sum_assignment(cost)
     perm = torch.empty(len(rows), dtype=torch.long)
     perm[torch.as_tensor(rows, dtype=torch.long)] = torch.as_tensor(cols, dtype=torch.long)
@@ -60,8 +64,8 @@ class MinVIS(nn.Module):
     @configurable
     def __init__(self, *, backbone: nn.Module, sem_seg_head: Mask2FormerHead, criterion: Mask2FormerCriterion,
                  num_classes: int, size_divisibility: int, pixel_mean: Sequence[float], pixel_std: Sequence[float],
-                 test_topk_per_video: int = 10, test_run_chunk_size: int = 30, test_run_chunk_size_cpu: int = 2,
-                 test_interpolate_chunk_size: int = 5, test_feature_store: str = "auto", output_rle: bool = False):
+                 test_topk_per_video: int = 10, test_run_chunk_size: int = 30,
+                 test_run_pixels_cpu: int = 2 * 360 * 640, test_interpolate_chunk_size: int = 5, test_feature_store: str = "auto", output_rle: bool = False):
         super().__init__()
         self.backbone = backbone
         self.sem_seg_head = sem_seg_head
@@ -73,11 +77,10 @@ class MinVIS(nn.Module):
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(-1, 1, 1), False)
         self.test_topk_per_video = test_topk_per_video
-        if test_run_chunk_size < 1 or test_run_chunk_size_cpu < 1:
-            raise ValueError("MODEL.MINVIS.TEST_RUN_CHUNK_SIZE and TEST_RUN_CHUNK_SIZE_CPU must be >= 1, got "
-                             f"{test_run_chunk_size} and {test_run_chunk_size_cpu}")
+        # raises a ValueError for sizes < 1
+        frames_per_detector_pass((1, 1), torch.device("cpu"), test_run_chunk_size, test_run_pixels_cpu)
         self.test_run_chunk_size = test_run_chunk_size
-        self.test_run_chunk_size_cpu = test_run_chunk_size_cpu
+        self.test_run_pixels_cpu = test_run_pixels_cpu
         self.test_interpolate_chunk_size = max(1, test_interpolate_chunk_size)
         feature_store_device(test_feature_store, torch.device("cpu"), 1)  # validates the key
         self.test_feature_store = test_feature_store
@@ -97,7 +100,7 @@ class MinVIS(nn.Module):
             "pixel_std": cfg.MODEL.PIXEL_STD,
             "test_topk_per_video": min(cfg.TEST.DETECTIONS_PER_IMAGE, cfg.MODEL.VIS.MAX_NUM_TRACKS),
             "test_run_chunk_size": m.TEST_RUN_CHUNK_SIZE,
-            "test_run_chunk_size_cpu": m.TEST_RUN_CHUNK_SIZE_CPU,
+            "test_run_pixels_cpu": m.TEST_RUN_PIXELS_CPU,
             "test_interpolate_chunk_size": m.TEST_INTERPOLATE_CHUNK_SIZE,
             "test_feature_store": m.TEST_FEATURE_STORE,
             "output_rle": cfg.MODEL.VIS.OUTPUT_RLE,
@@ -152,7 +155,8 @@ class MinVIS(nn.Module):
                     logit_sum.append(cur_logits.clone())
                 mask_embeds.append(predictor.mask_embed(cur_q))
 
-        run_chunk = self.test_run_chunk_size_cpu if self.device.type == "cpu" else self.test_run_chunk_size
+        run_chunk = frames_per_detector_pass(tuple(frames[0].shape[-2:]), self.device, self.test_run_chunk_size,
+                                             self.test_run_pixels_cpu)
         detected = run_frame_detector(
             frames, backbone=self.backbone, head=self.sem_seg_head, pixel_mean=self.pixel_mean,
             pixel_std=self.pixel_std, size_divisibility=self.size_divisibility, chunk_size=run_chunk,

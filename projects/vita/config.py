@@ -30,12 +30,13 @@ def add_vita_config(cfg: CN) -> None:
     v.APPLY_CLS_THRES = 0.01  # kept for config compatibility (unused by the official inference)
     v.FREEZE_DETECTOR = False  # train only the VITA module on a fixed frame-level detector
     v.TEST_RUN_CHUNK_SIZE = 18  # frames per detector pass at test time on CUDA (official 18)
-    # Frames per detector pass at test time on CPU. Smaller passes are faster there: an 18-frame pass
-    # at 360x640 makes temporaries of 100-350 MB (the pixel decoder's FFN hidden, the /4 maps), which
-    # glibc maps fresh for every allocation (page faults on first touch), while one or two frames'
-    # temporaries stay under its 32 MB mmap threshold and are reused. The outputs do not depend on it
-    # (measured: projects/vita/README.md).
-    v.TEST_RUN_CHUNK_SIZE_CPU = 2
+    # Pixels per detector pass at test time on CPU (frames per pass = this // (H * W), 1 to
+    # TEST_RUN_CHUNK_SIZE): 2 frames at 360x640. An 18-frame pass at 360x640 makes temporaries of
+    # 100-350 MB (the pixel decoder's FFN hidden, the /4 maps), which glibc maps fresh for every
+    # allocation (page faults on first touch), while two frames' temporaries stay under its 32 MB mmap
+    # threshold and are reused; small frames run fastest in large passes. The outputs do not depend
+    # on it (measured: projects/vita/README.md).
+    v.TEST_RUN_PIXELS_CPU = 2 * 360 * 640
     v.TEST_INTERPOLATE_CHUNK_SIZE = 5  # frames per mask-upsampling step at test time
     # Token pruning at test time: keep this fraction of each frame's frame queries, ranked by
     # foreground probability (1 - p(no object)). 1.0 = keep all (official behaviour).

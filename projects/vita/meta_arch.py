@@ -5,7 +5,8 @@ every prediction set, the last LAST_LAYER_NUM sets' frame queries feed VITA, who
 mask embeddings dotted with `vita_mask_features(F4)` of every frame.
 
 Inference (one video at a time, any length): frames go through the detector TEST_RUN_CHUNK_SIZE at a
-time (TEST_RUN_CHUNK_SIZE_CPU on CPU); only the last layer's frame queries [T, fQ, C] and the VITA mask
+time (on CPU as many as fit in TEST_RUN_PIXELS_CPU pixels); only the last layer's frame queries
+[T, fQ, C] and the VITA mask
 features [T, C, H/4, W/4] are kept (the frame-level /4 mask predictions are never computed). One offline VITA pass over all object
 tokens then gives the video queries; masks are produced TEST_INTERPOLATE_CHUNK_SIZE frames at a time.
 """
@@ -20,8 +21,8 @@ from torch import Tensor, nn
 from vis_zoo.modeling.backbone import normalize_and_pad, video_frames
 from vis_zoo.modeling.mask2former import (Mask2FormerCriterion, Mask2FormerHead, PointHungarianMatcher,
                                           build_mask2former_criterion, video_targets)
-from vis_zoo.modeling.mask2former.video_inference import (feature_store_device, render_video_masks,
-                                                          run_frame_detector)
+from vis_zoo.modeling.mask2former.video_inference import (feature_store_device, frames_per_detector_pass,
+                                                          render_video_masks, run_frame_detector)
 from vis_zoo.modeling.postprocessing import build_video_output
 
 from .criterion import VitaCriterion
@@ -41,7 +42,7 @@ class Vita(nn.Module):
                  vita_module: VITAModule, vita_criterion: VitaCriterion, num_classes: int, num_queries: int,
                  size_divisibility: int, pixel_mean: Sequence[float], pixel_std: Sequence[float],
                  last_layer_num: int = 3, test_topk_per_video: int = 10, freeze_detector: bool = False,
-                 test_run_chunk_size: int = 18, test_run_chunk_size_cpu: int = 2,
+                 test_run_chunk_size: int = 18, test_run_pixels_cpu: int = 2 * 360 * 640,
                  test_interpolate_chunk_size: int = 5,
                  test_keep_query_ratio: float = 1.0, test_feature_store: str = "auto",
                  output_rle: bool = False):
@@ -66,11 +67,10 @@ class Vita(nn.Module):
         if test_feature_store not in ("auto", "device", "cpu"):
             raise ValueError(f"MODEL.VITA.TEST_FEATURE_STORE must be auto/device/cpu, got {test_feature_store!r}")
         self.test_feature_store = test_feature_store
-        if test_run_chunk_size < 1 or test_run_chunk_size_cpu < 1:
-            raise ValueError("MODEL.VITA.TEST_RUN_CHUNK_SIZE and TEST_RUN_CHUNK_SIZE_CPU must be >= 1, got "
-                             f"{test_run_chunk_size} and {test_run_chunk_size_cpu}")
+        # raises a ValueError for sizes < 1
+        frames_per_detector_pass((1, 1), torch.device("cpu"), test_run_chunk_size, test_run_pixels_cpu)
         self.test_run_chunk_size = test_run_chunk_size
-        self.test_run_chunk_size_cpu = test_run_chunk_size_cpu
+        self.test_run_pixels_cpu = test_run_pixels_cpu
         self.test_interpolate_chunk_size = max(1, test_interpolate_chunk_size)
         self.output_rle = output_rle
         self.freeze_detector = freeze_detector
@@ -119,7 +119,7 @@ class Vita(nn.Module):
             "test_topk_per_video": min(cfg.TEST.DETECTIONS_PER_IMAGE, cfg.MODEL.VIS.MAX_NUM_TRACKS),
             "freeze_detector": v.FREEZE_DETECTOR,
             "test_run_chunk_size": v.TEST_RUN_CHUNK_SIZE,
-            "test_run_chunk_size_cpu": v.TEST_RUN_CHUNK_SIZE_CPU,
+            "test_run_pixels_cpu": v.TEST_RUN_PIXELS_CPU,
             "test_interpolate_chunk_size": v.TEST_INTERPOLATE_CHUNK_SIZE,
             "test_keep_query_ratio": v.TEST_KEEP_QUERY_RATIO,
             "test_feature_store": v.TEST_FEATURE_STORE,
@@ -195,7 +195,8 @@ class Vita(nn.Module):
             if index is not None:
                 indices.append(index)
 
-        run_chunk = self.test_run_chunk_size_cpu if self.device.type == "cpu" else self.test_run_chunk_size
+        run_chunk = frames_per_detector_pass(tuple(frames[0].shape[-2:]), self.device, self.test_run_chunk_size,
+                                             self.test_run_pixels_cpu)
         detected = run_frame_detector(
             frames, backbone=self.backbone, head=self.sem_seg_head, pixel_mean=self.pixel_mean,
             pixel_std=self.pixel_std, size_divisibility=self.size_divisibility, chunk_size=run_chunk,

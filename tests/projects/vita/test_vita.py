@@ -216,10 +216,10 @@ def test_inference_contract_one_frame_and_chunking():
     _check_output(one, 1, 80, 120, 5)
     video = _test_video(7, seed=1)
     with torch.no_grad():
-        model.test_run_chunk_size_cpu = 18  # the whole video in one detector pass
+        model.test_run_pixels_cpu = 10 ** 9  # the whole video in one detector pass
         ref = model([video])[0]
-        # on CPU the detector pass takes TEST_RUN_CHUNK_SIZE_CPU frames (TEST_RUN_CHUNK_SIZE on CUDA)
-        model.test_run_chunk_size, model.test_run_chunk_size_cpu, model.test_interpolate_chunk_size = 18, 2, 3
+        # on CPU a detector pass takes TEST_RUN_PIXELS_CPU pixels: here 2 frames of 64x96
+        model.test_run_pixels_cpu, model.test_interpolate_chunk_size = 2 * 64 * 96 + 5, 3
         chunked = model([video])[0]
     _check_output(ref, 7, 80, 120, 5)
     torch.testing.assert_close(chunked["pred_scores"], ref["pred_scores"], atol=1e-5, rtol=1e-4)

@@ -21,7 +21,8 @@ from torch import Tensor, nn
 from vis_zoo.modeling.backbone import normalize_and_pad
 from vis_zoo.modeling.postprocessing import encode_rle
 
-__all__ = ["feature_store_device", "DetectedFrames", "run_frame_detector", "render_video_masks"]
+__all__ = ["feature_store_device", "frames_per_detector_pass", "DetectedFrames", "run_frame_detector",
+           "render_video_masks"]
 
 # Up to this many frames the mask features stay on the model's device with the "auto" store (as the
 # official VITA and MinVIS keep a whole 36-frame window there); longer videos keep them on the CPU.
@@ -37,6 +38,25 @@ def feature_store_device(mode: str, device: torch.device, num_frames: int) -> to
     if mode == "auto":
         return device if num_frames <= AUTO_STORE_MAX_FRAMES_ON_DEVICE else torch.device("cpu")
     raise ValueError(f"feature store must be auto/device/cpu, got {mode!r}")
+
+
+def frames_per_detector_pass(frame_hw: Tuple[int, int], device: torch.device, chunk_size: int,
+                             cpu_pixels_per_pass: int) -> int:
+    """Frames per detector pass: `chunk_size` on CUDA; on CPU as many frames of `frame_hw` as fit in
+    `cpu_pixels_per_pass` (at least 1, at most `chunk_size`).
+
+    Why a pixel budget on CPU: a pass over many 360x640 frames makes temporaries of 100-350 MB (the
+    pixel decoder's FFN hidden, the /4 maps) that glibc maps fresh for every allocation (page faults
+    on first touch), while temporaries under its 32 MB mmap threshold are reused; small frames, on the
+    other hand, run fastest in large passes (per-pass overhead). Outputs do not depend on it.
+    """
+    if chunk_size < 1 or cpu_pixels_per_pass < 1:
+        raise ValueError(f"detector pass sizes must be >= 1, got {chunk_size} frames and "
+                         f"{cpu_pixels_per_pass} pixels")
+    if device.type != "cpu":
+        return chunk_size
+    pixels = max(1, int(frame_hw[0]) * int(frame_hw[1]))
+    return max(1, min(chunk_size, cpu_pixels_per_pass // pixels))
 
 
 @dataclass
@@ -132,18 +152,20 @@ def render_video_masks(mask_embed: Tensor, mask_features: Tensor, *, padded_hw: 
         logits = torch.matmul(embed, feats.flatten(2)).view(t_chunk, k, h4, w4).transpose(0, 1)
         logits = F.interpolate(logits, size=padded_hw, mode="bilinear", align_corners=False)
         logits = logits[:, :, : image_hw[0], : image_hw[1]]
-        soft = logits.sigmoid()
-        hard = soft > 0.5
-        numerator += (soft.flatten(1) * hard.flatten(1)).sum(1)
+        hard = logits > 0.0  # = sigmoid > 0.5
+        numerator += (logits.sigmoid().flatten(1) * hard.flatten(1)).sum(1)
         denominator += hard.flatten(1).sum(1)
-        binary = F.interpolate(logits, size=tuple(output_hw), mode="bilinear", align_corners=False) > 0.0
-        binary = binary.cpu()
+        if tuple(output_hw) == tuple(image_hw):
+            # a bilinear resize to the same size (align_corners=False) is the identity: skip it
+            binary = hard.cpu()
+        else:
+            binary = (F.interpolate(logits, size=tuple(output_hw), mode="bilinear", align_corners=False) > 0.0).cpu()
         for q in range(k):
             if output_rle:
                 track_masks[q].extend(encode_rle(m) for m in binary[q])
             else:
                 track_masks[q].append(binary[q])
-        del logits, soft, hard, binary
+        del logits, hard, binary
     masks = track_masks if output_rle else [
         torch.cat(m) if m else torch.zeros((0, *output_hw), dtype=torch.bool) for m in track_masks]
     return masks, numerator / (denominator + 1e-6)

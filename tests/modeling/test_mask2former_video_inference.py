@@ -1,0 +1,44 @@
+"""Shared Mask2Former video inference: detector pass sizes and mask rendering."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vis_zoo.modeling.mask2former.video_inference import frames_per_detector_pass, render_video_masks
+
+
+def test_frames_per_detector_pass():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    budget = 2 * 360 * 640
+    assert frames_per_detector_pass((360, 640), cpu, 18, budget) == 2
+    assert frames_per_detector_pass((720, 1280), cpu, 18, budget) == 1  # never fewer than one frame
+    assert frames_per_detector_pass((96, 128), cpu, 18, budget) == 18  # never more than the chunk
+    assert frames_per_detector_pass((360, 640), cuda, 18, budget) == 18  # the pixel budget is CPU-only
+    with pytest.raises(ValueError, match=">= 1"):
+        frames_per_detector_pass((360, 640), cpu, 0, budget)
+
+
+def test_render_masks_per_frame_or_shared_embeddings_and_steps():
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(5, 8, 6, 10, generator=g)  # [T, C, h4, w4]
+    shared = torch.randn(3, 8, generator=g)
+    kwargs = dict(padded_hw=(24, 40), image_hw=(22, 37), output_hw=(22, 37), output_rle=False,
+                  device=torch.device("cpu"))
+    masks_1, scores_1 = render_video_masks(shared, feats, frames_per_step=1, **kwargs)
+    masks_5, scores_5 = render_video_masks(shared.expand(5, 3, 8), feats, frames_per_step=5, **kwargs)
+    torch.testing.assert_close(scores_1, scores_5)
+    for a, b in zip(masks_1, masks_5):
+        assert a.shape == (5, 22, 37) and torch.equal(a, b)
+    # reference: logits at /4 -> padded size -> crop; same output size, so no further resize
+    logits = torch.einsum("kc,tchw->kthw", shared, feats)
+    up = F.interpolate(logits, size=(24, 40), mode="bilinear", align_corners=False)[..., :22, :37]
+    for q in range(3):
+        assert torch.equal(masks_1[q], up[q] > 0)
+        hard = up[q] > 0
+        expected = (up[q].sigmoid() * hard).sum() / (hard.sum() + 1e-6)
+        torch.testing.assert_close(scores_1[q], expected)
+    # another output size: resized from the cropped logits
+    other, _ = render_video_masks(shared, feats, frames_per_step=2, **{**kwargs, "output_hw": (44, 74)})
+    ref = F.interpolate(up, size=(44, 74), mode="bilinear", align_corners=False) > 0
+    assert all(torch.equal(m, r) for m, r in zip(other, ref))
+    with pytest.raises(ValueError, match="frames of embeddings"):
+        render_video_masks(torch.randn(4, 3, 8), feats, frames_per_step=2, **kwargs)
