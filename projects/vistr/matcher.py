@@ -7,8 +7,9 @@ track j is present. Queries at the other frames stay unmatched (trained as no-ob
 from typing import Dict, List, Tuple
 
 import torch
-from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
+
+from vis_zoo.modeling.matcher import solve_assignment
 
 from .box_ops import box_cxcywh_to_xyxy, paired_iou
 
@@ -81,7 +82,7 @@ class VisTRSequenceMatcher(nn.Module):
             if cost.shape[1] == 0:
                 indices.append((empty, empty, empty))
                 continue
-            slot_ids, track_ids = linear_sum_assignment(cost.cpu().numpy())
+            slot_ids, track_ids = (ids.numpy() for ids in solve_assignment(cost, type(self).__name__))
             q, j, f = [], [], []
             for i, tr in zip(slot_ids.tolist(), track_ids.tolist()):
                 frames = tgt["valid"][tr].nonzero().flatten().to(device)

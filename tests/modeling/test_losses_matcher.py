@@ -121,3 +121,12 @@ def test_criterion_unknown_loss_name():
     outputs, targets = _outputs_and_targets(classes=2)
     with pytest.raises(KeyError, match="boxes"):
         criterion(outputs, targets)
+
+
+def test_non_finite_matching_cost_is_a_clear_error():
+    from vis_zoo.modeling.matcher import solve_assignment
+
+    rows, cols = solve_assignment(torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.5, 0.5]]), "TestMatcher")
+    assert rows.tolist() == [0, 1] and cols.tolist() == [0, 1] and rows.dtype == torch.int64
+    with pytest.raises(ValueError, match="TestMatcher: 1 of 4 matching costs are NaN/inf"):
+        solve_assignment(torch.tensor([[0.0, float("nan")], [1.0, 0.0]]), "TestMatcher")

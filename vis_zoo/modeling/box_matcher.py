@@ -8,9 +8,10 @@ Costs for prediction n and GT track j over T frames (SeqFormer; Deformable-DETR'
 from typing import Dict, List, Tuple
 
 import torch
-from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 from torchvision.ops import box_convert, generalized_box_iou
+
+from .matcher import solve_assignment
 
 __all__ = ["box_cxcywh_to_xyxy", "focal_class_cost", "VideoBoxHungarianMatcher"]
 
@@ -72,7 +73,5 @@ class VideoBoxHungarianMatcher(nn.Module):
                 continue
             c = self.cost_matrix(logits[b].float(), boxes[b].transpose(0, 1).float(),
                                  tgt["labels"], tgt["boxes"].float())
-            rows, cols = linear_sum_assignment(c.cpu().numpy())
-            indices.append((torch.as_tensor(rows, dtype=torch.int64),
-                            torch.as_tensor(cols, dtype=torch.int64)))
+            indices.append(solve_assignment(c, type(self).__name__))
         return indices

@@ -9,6 +9,22 @@ from torch import Tensor, nn
 from .losses import pairwise_dice_coefficient, pairwise_sigmoid_focal_cost
 
 
+def solve_assignment(cost: Tensor, matcher: str) -> Tuple[Tensor, Tensor]:
+    """Minimum-cost one-to-one assignment of a [rows, cols] cost matrix (scipy's Hungarian solver).
+
+    Returns (row indices, column indices) as int64 tensors. Raises a ValueError naming `matcher` when
+    the cost has NaN/inf entries (predictions that are not finite: a diverged model, or random
+    weights that overflow) instead of scipy's bare "matrix contains invalid numeric entries".
+    """
+    cost = cost.detach().float().cpu()
+    if not torch.isfinite(cost).all():
+        bad = int((~torch.isfinite(cost)).sum())
+        raise ValueError(f"{matcher}: {bad} of {cost.numel()} matching costs are NaN/inf: the predictions are "
+                         "not finite (a diverged model, or random weights whose activations overflow)")
+    rows, cols = linear_sum_assignment(cost.numpy())
+    return torch.as_tensor(rows, dtype=torch.int64), torch.as_tensor(cols, dtype=torch.int64)
+
+
 class MaskHungarianMatcher(nn.Module):
     """One-to-one assignment of Q predictions to the G ground-truth instances of each video.
 
@@ -72,6 +88,5 @@ class MaskHungarianMatcher(nn.Module):
     def forward(self, outputs: Dict[str, Tensor], targets: Sequence[dict]) -> List[Tuple[Tensor, Tensor]]:
         indices = []
         for cost in self.cost_matrices(outputs, targets):
-            rows, cols = linear_sum_assignment(cost.float().cpu().numpy())
-            indices.append((torch.as_tensor(rows, dtype=torch.int64), torch.as_tensor(cols, dtype=torch.int64)))
+            indices.append(solve_assignment(cost, type(self).__name__))
         return indices

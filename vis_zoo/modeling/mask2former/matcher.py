@@ -19,8 +19,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from detectron2.projects.point_rend.point_features import point_sample
-from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
+
+from vis_zoo.modeling.matcher import solve_assignment
 
 __all__ = ["PointHungarianMatcher", "sample_mask_points", "pairwise_point_costs"]
 
@@ -135,8 +136,7 @@ class PointHungarianMatcher(nn.Module):
             cost_bce, cost_dice = pairwise_point_costs(pred_points[i], tgt_points[start:start + n])
             cost = self.cost_mask * cost_bce + self.cost_class * (-prob[i][:, labels]) + self.cost_dice * cost_dice
             start += n
-            rows, cols = linear_sum_assignment(cost.cpu().numpy())
-            indices.append((torch.as_tensor(rows, dtype=torch.int64), torch.as_tensor(cols, dtype=torch.int64)))
+            indices.append(solve_assignment(cost, type(self).__name__))
         return indices
 
     @staticmethod
