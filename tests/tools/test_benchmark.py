@@ -390,3 +390,17 @@ def test_gflops_per_frame_divides_by_the_frames_the_model_processed():
              for line in block.splitlines() if line.startswith("| VisTR") or line.startswith("| IFC")}
     assert cells["VisTR"][6] == "0.20" and cells["IFC"][6] == "1.25"
     assert "number of frames the model processed" in block
+
+
+def test_official_vita_timer_checks_its_root(tmp_path, capsys):
+    """The official-code timer refuses a folder without the official `vita` package (before importing)."""
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "tools", "benchmark_official_vita.py")
+    spec = importlib.util.spec_from_file_location("benchmark_official_vita", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(SystemExit):
+        module.main(["--official-root", str(tmp_path), "--frames", "2"])
+    assert "no `vita` package there" in capsys.readouterr().err
