@@ -23,8 +23,8 @@ from torch import Tensor, nn
 from vis_zoo.modeling.backbone import normalize_and_pad, video_frames
 from vis_zoo.modeling.mask2former import (Mask2FormerCriterion, Mask2FormerHead, build_mask2former_criterion,
                                           video_targets)
-from vis_zoo.modeling.mask2former.video_inference import (feature_store_device, frames_per_detector_pass,
-                                                          render_video_masks, run_frame_detector)
+from vis_zoo.modeling.mask2former.video_inference import (check_detector_pass_settings, render_video_masks,
+                                                          run_frame_detector, top_query_class_pairs)
 from vis_zoo.modeling.postprocessing import build_video_output
 
 __all__ = ["MinVIS", "match_queries_to_previous_frame"]
@@ -65,7 +65,8 @@ class MinVIS(nn.Module):
     def __init__(self, *, backbone: nn.Module, sem_seg_head: Mask2FormerHead, criterion: Mask2FormerCriterion,
                  num_classes: int, size_divisibility: int, pixel_mean: Sequence[float], pixel_std: Sequence[float],
                  test_topk_per_video: int = 10, test_run_chunk_size: int = 30,
-                 test_run_pixels_cpu: int = 2 * 360 * 640, test_interpolate_chunk_size: int = 5, test_feature_store: str = "auto", output_rle: bool = False):
+                 test_run_pixels_cpu: int = 2 * 360 * 640, test_interpolate_chunk_size: int = 5,
+                 test_feature_store: str = "auto", output_rle: bool = False):
         super().__init__()
         self.backbone = backbone
         self.sem_seg_head = sem_seg_head
@@ -77,12 +78,10 @@ class MinVIS(nn.Module):
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(-1, 1, 1), False)
         self.test_topk_per_video = test_topk_per_video
-        # raises a ValueError for sizes < 1
-        frames_per_detector_pass((1, 1), torch.device("cpu"), test_run_chunk_size, test_run_pixels_cpu)
+        check_detector_pass_settings(test_run_chunk_size, test_run_pixels_cpu, test_feature_store, "MODEL.MINVIS")
         self.test_run_chunk_size = test_run_chunk_size
         self.test_run_pixels_cpu = test_run_pixels_cpu
         self.test_interpolate_chunk_size = max(1, test_interpolate_chunk_size)
-        feature_store_device(test_feature_store, torch.device("cpu"), 1)  # validates the key
         self.test_feature_store = test_feature_store
         self.output_rle = output_rle
 
@@ -155,12 +154,11 @@ class MinVIS(nn.Module):
                     logit_sum.append(cur_logits.clone())
                 mask_embeds.append(predictor.mask_embed(cur_q))
 
-        run_chunk = frames_per_detector_pass(tuple(frames[0].shape[-2:]), self.device, self.test_run_chunk_size,
-                                             self.test_run_pixels_cpu)
         detected = run_frame_detector(
             frames, backbone=self.backbone, head=self.sem_seg_head, pixel_mean=self.pixel_mean,
-            pixel_std=self.pixel_std, size_divisibility=self.size_divisibility, chunk_size=run_chunk,
-            store_device=feature_store_device(self.test_feature_store, self.device, len(frames)),
+            pixel_std=self.pixel_std, size_divisibility=self.size_divisibility,
+            chunk_size=self.test_run_chunk_size, cpu_pixels_per_pass=self.test_run_pixels_cpu,
+            feature_store=self.test_feature_store,
             project_mask_features=self.sem_seg_head.pixel_decoder.mask_features, on_chunk=align_chunk)
         return logit_sum[0] / len(frames), torch.stack(mask_embeds), detected
 
@@ -172,12 +170,7 @@ class MinVIS(nn.Module):
         mean_logits, mask_embeds, detected = self.track_queries(frames)
         out_h = int(video.get("height", detected.image_hw[0]))
         out_w = int(video.get("width", detected.image_hw[1]))
-        # top-k over the flattened (slot, class) pairs: a slot may be kept with several classes
-        scores = mean_logits.softmax(-1)[:, :-1]
-        k = min(self.test_topk_per_video, scores.numel())
-        top_scores, top_idx = scores.flatten().topk(k, sorted=True)
-        labels = top_idx % self.num_classes
-        slot = torch.div(top_idx, self.num_classes, rounding_mode="floor")
+        top_scores, labels, slot = top_query_class_pairs(mean_logits, self.test_topk_per_video)
         masks, _ = render_video_masks(
             mask_embeds[:, slot], detected.mask_features, padded_hw=detected.padded_hw,
             image_hw=detected.image_hw, output_hw=(out_h, out_w), frames_per_step=self.test_interpolate_chunk_size,

@@ -6,9 +6,9 @@ mask embeddings dotted with `vita_mask_features(F4)` of every frame.
 
 Inference (one video at a time, any length): frames go through the detector TEST_RUN_CHUNK_SIZE at a
 time (on CPU as many as fit in TEST_RUN_PIXELS_CPU pixels); only the last layer's frame queries
-[T, fQ, C] and the VITA mask
-features [T, C, H/4, W/4] are kept (the frame-level /4 mask predictions are never computed). One offline VITA pass over all object
-tokens then gives the video queries; masks are produced TEST_INTERPOLATE_CHUNK_SIZE frames at a time.
+[T, fQ, C] and the VITA mask features [T, C, H/4, W/4] are kept (the frame-level /4 mask predictions
+are never computed). One offline VITA pass over all object tokens then gives the video queries; masks
+are produced TEST_INTERPOLATE_CHUNK_SIZE frames at a time.
 """
 import math
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -21,8 +21,8 @@ from torch import Tensor, nn
 from vis_zoo.modeling.backbone import normalize_and_pad, video_frames
 from vis_zoo.modeling.mask2former import (Mask2FormerCriterion, Mask2FormerHead, PointHungarianMatcher,
                                           build_mask2former_criterion, video_targets)
-from vis_zoo.modeling.mask2former.video_inference import (feature_store_device, frames_per_detector_pass,
-                                                          render_video_masks, run_frame_detector)
+from vis_zoo.modeling.mask2former.video_inference import (check_detector_pass_settings, render_video_masks,
+                                                          run_frame_detector, top_query_class_pairs)
 from vis_zoo.modeling.postprocessing import build_video_output
 
 from .criterion import VitaCriterion
@@ -64,11 +64,8 @@ class Vita(nn.Module):
         if not 0.0 < test_keep_query_ratio <= 1.0:
             raise ValueError(f"MODEL.VITA.TEST_KEEP_QUERY_RATIO must be in (0, 1], got {test_keep_query_ratio}")
         self.test_keep_query_ratio = test_keep_query_ratio
-        if test_feature_store not in ("auto", "device", "cpu"):
-            raise ValueError(f"MODEL.VITA.TEST_FEATURE_STORE must be auto/device/cpu, got {test_feature_store!r}")
+        check_detector_pass_settings(test_run_chunk_size, test_run_pixels_cpu, test_feature_store, "MODEL.VITA")
         self.test_feature_store = test_feature_store
-        # raises a ValueError for sizes < 1
-        frames_per_detector_pass((1, 1), torch.device("cpu"), test_run_chunk_size, test_run_pixels_cpu)
         self.test_run_chunk_size = test_run_chunk_size
         self.test_run_pixels_cpu = test_run_pixels_cpu
         self.test_interpolate_chunk_size = max(1, test_interpolate_chunk_size)
@@ -195,12 +192,11 @@ class Vita(nn.Module):
             if index is not None:
                 indices.append(index)
 
-        run_chunk = frames_per_detector_pass(tuple(frames[0].shape[-2:]), self.device, self.test_run_chunk_size,
-                                             self.test_run_pixels_cpu)
         detected = run_frame_detector(
             frames, backbone=self.backbone, head=self.sem_seg_head, pixel_mean=self.pixel_mean,
-            pixel_std=self.pixel_std, size_divisibility=self.size_divisibility, chunk_size=run_chunk,
-            store_device=feature_store_device(self.test_feature_store, self.device, len(frames)),
+            pixel_std=self.pixel_std, size_divisibility=self.size_divisibility,
+            chunk_size=self.test_run_chunk_size, cpu_pixels_per_pass=self.test_run_pixels_cpu,
+            feature_store=self.test_feature_store,
             project_mask_features=self.vita_module.vita_mask_features, on_chunk=keep_last_layer_queries)
         query_index = torch.cat(indices) if indices else None
         return torch.cat(queries), query_index, detected
@@ -220,12 +216,7 @@ class Vita(nn.Module):
         mask_embed = vita_out["pred_mask_embed"][-1, 0]  # [cQ, C]
         del vita_out, frame_queries
 
-        # top-k over the flattened (query, class) pairs: a query may be kept with several classes
-        scores = mask_cls.softmax(-1)[:, :-1]
-        k = min(self.test_topk_per_video, scores.numel())
-        top_scores, top_idx = scores.flatten().topk(k, sorted=True)
-        labels = top_idx % self.num_classes
-        query_idx = torch.div(top_idx, self.num_classes, rounding_mode="floor")
+        top_scores, labels, query_idx = top_query_class_pairs(mask_cls, self.test_topk_per_video)
         masks, mask_scores = render_video_masks(
             mask_embed[query_idx], detected.mask_features, padded_hw=detected.padded_hw,
             image_hw=detected.image_hw, output_hw=(out_h, out_w), frames_per_step=self.test_interpolate_chunk_size,

@@ -42,3 +42,18 @@ def test_render_masks_per_frame_or_shared_embeddings_and_steps():
     assert all(torch.equal(m, r) for m, r in zip(other, ref))
     with pytest.raises(ValueError, match="frames of embeddings"):
         render_video_masks(torch.randn(4, 3, 8), feats, frames_per_step=2, **kwargs)
+
+
+def test_top_query_class_pairs_and_pass_settings():
+    from vis_zoo.modeling.mask2former.video_inference import check_detector_pass_settings, top_query_class_pairs
+
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.6, 0.3]]))  # 2 queries, 2 classes + no object
+    scores, labels, queries = top_query_class_pairs(logits, 3)
+    torch.testing.assert_close(scores, torch.tensor([0.6, 0.5, 0.3]))
+    assert labels.tolist() == [1, 0, 1] and queries.tolist() == [1, 0, 0]
+    assert len(top_query_class_pairs(logits, 10)[0]) == 4  # at most Q * K pairs
+    check_detector_pass_settings(18, 460800, "auto", "MODEL.VITA")
+    with pytest.raises(ValueError, match="MODEL.VITA.TEST_FEATURE_STORE must be auto/device/cpu"):
+        check_detector_pass_settings(18, 460800, "disk", "MODEL.VITA")
+    with pytest.raises(ValueError, match="MODEL.MINVIS.TEST_RUN_CHUNK_SIZE and TEST_RUN_PIXELS_CPU"):
+        check_detector_pass_settings(0, 460800, "auto", "MODEL.MINVIS")

@@ -6,10 +6,11 @@ mask logits of every query (Q·H/4·W/4 floats per frame) are never materialised
 known, `render_video_masks` dots each track's mask embedding with the stored features a few frames
 at a time and writes binary masks at the output size.
 
-    store = feature_store_device(mode, model_device, T)
-    frames_out = run_frame_detector(frames, detector=..., chunk_size=2, store_device=store,
-                                    project_mask_features=..., on_chunk=collect)
-    masks, mask_scores = render_video_masks(embed, frames_out.mask_features, ...)
+    check_detector_pass_settings(chunk_size, cpu_pixels_per_pass, feature_store, "MODEL.VITA")  # at build
+    detected = run_frame_detector(frames, backbone=..., head=..., chunk_size=18, cpu_pixels_per_pass=...,
+                                  feature_store="auto", project_mask_features=..., on_chunk=collect)
+    scores, labels, query_idx = top_query_class_pairs(class_logits, k)
+    masks, mask_scores = render_video_masks(embed[query_idx], detected.mask_features, ...)
 """
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Sequence, Tuple
@@ -21,8 +22,8 @@ from torch import Tensor, nn
 from vis_zoo.modeling.backbone import normalize_and_pad
 from vis_zoo.modeling.postprocessing import encode_rle
 
-__all__ = ["feature_store_device", "frames_per_detector_pass", "DetectedFrames", "run_frame_detector",
-           "render_video_masks"]
+__all__ = ["feature_store_device", "frames_per_detector_pass", "check_detector_pass_settings", "DetectedFrames",
+           "run_frame_detector", "top_query_class_pairs", "render_video_masks"]
 
 # Up to this many frames the mask features stay on the model's device with the "auto" store (as the
 # official VITA and MinVIS keep a whole 36-frame window there); longer videos keep them on the CPU.
@@ -59,6 +60,17 @@ def frames_per_detector_pass(frame_hw: Tuple[int, int], device: torch.device, ch
     return max(1, min(chunk_size, cpu_pixels_per_pass // pixels))
 
 
+def check_detector_pass_settings(chunk_size: int, cpu_pixels_per_pass: int, feature_store: str,
+                                 key_prefix: str) -> None:
+    """Raise a ValueError naming the config key (`<key_prefix>.TEST_RUN_CHUNK_SIZE`,
+    `TEST_RUN_PIXELS_CPU`, `TEST_FEATURE_STORE`) when a test-time detector setting is invalid."""
+    if chunk_size < 1 or cpu_pixels_per_pass < 1:
+        raise ValueError(f"{key_prefix}.TEST_RUN_CHUNK_SIZE and TEST_RUN_PIXELS_CPU must be >= 1, got "
+                         f"{chunk_size} and {cpu_pixels_per_pass}")
+    if feature_store not in ("auto", "device", "cpu"):
+        raise ValueError(f"{key_prefix}.TEST_FEATURE_STORE must be auto/device/cpu, got {feature_store!r}")
+
+
 @dataclass
 class DetectedFrames:
     """What `run_frame_detector` keeps of a video.
@@ -73,11 +85,15 @@ class DetectedFrames:
 
 @torch.no_grad()
 def run_frame_detector(frames: Sequence[Tensor], *, backbone: nn.Module, head: nn.Module, pixel_mean: Tensor,
-                       pixel_std: Tensor, size_divisibility: int, chunk_size: int, store_device: torch.device,
-                       project_mask_features: Callable[[Tensor], Tensor],
+                       pixel_std: Tensor, size_divisibility: int, chunk_size: int, cpu_pixels_per_pass: int,
+                       feature_store: str, project_mask_features: Callable[[Tensor], Tensor],
                        on_chunk: Callable[[int, Dict[str, Tensor]], None],
                        num_frame_query_layers: int = 1) -> DetectedFrames:
-    """Backbone + Mask2Former head (`head.forward_queries`) over the frames, `chunk_size` at a time.
+    """Backbone + Mask2Former head (`head.forward_queries`) over the frames, a few at a time.
+
+    The model's device is `pixel_mean`'s; frames per pass come from `frames_per_detector_pass`
+    (`chunk_size` on CUDA, the `cpu_pixels_per_pass` budget on CPU) and the mask features are kept
+    where `feature_store_device(feature_store, ...)` says.
 
     Args:
         frames: T tensors [3, H, W] (one size for the whole video).
@@ -87,8 +103,9 @@ def run_frame_detector(frames: Sequence[Tensor], *, backbone: nn.Module, head: n
     Raises:
         ValueError when frames do not share one size (naming the frames).
     """
-    if chunk_size < 1:
-        raise ValueError(f"run_frame_detector: chunk_size must be >= 1, got {chunk_size}")
+    device = pixel_mean.device
+    chunk_size = frames_per_detector_pass(tuple(frames[0].shape[-2:]), device, chunk_size, cpu_pixels_per_pass)
+    store_device = feature_store_device(feature_store, device, len(frames))
     mask_features = None
     padded_hw = image_hw = None
     for start in range(0, len(frames), chunk_size):
@@ -113,6 +130,21 @@ def run_frame_detector(frames: Sequence[Tensor], *, backbone: nn.Module, head: n
         padded_hw, image_hw = tuple(images.tensor.shape[-2:]), tuple(images.image_sizes[0])
         del out, images, chunk_features
     return DetectedFrames(mask_features, padded_hw, image_hw)
+
+
+def top_query_class_pairs(class_logits: Tensor, k: int) -> Tuple[Tensor, Tensor, Tensor]:
+    """The k best (query, class) pairs by softmax probability over the flattened Q x K foreground
+    classes: a query may be kept with several classes (VITA's and MinVIS's test-time selection).
+
+    Args:
+        class_logits: [Q, K+1] (last = no object).
+    Returns:
+        (scores [k'] sorted descending, labels long [k'], query indices long [k']), k' = min(k, Q*K).
+    """
+    scores = class_logits.softmax(-1)[:, :-1]
+    num_classes = scores.shape[1]
+    top_scores, top_idx = scores.flatten().topk(min(k, scores.numel()), sorted=True)
+    return top_scores, top_idx % num_classes, torch.div(top_idx, num_classes, rounding_mode="floor")
 
 
 @torch.no_grad()
