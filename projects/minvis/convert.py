@@ -11,8 +11,7 @@ from typing import Mapping, Optional
 
 import torch
 
-from vis_zoo.modeling.checkpoint_conversion import convert_with_key_map
-from vis_zoo.modeling.mask2former.checkpoint import CLASS_DEPENDENT, map_detector_key
+from vis_zoo.modeling.mask2former.checkpoint import convert_detector_checkpoint, map_detector_key
 
 __all__ = ["convert_official_state_dict"]
 
@@ -30,6 +29,4 @@ def convert_official_state_dict(official: Mapping[str, torch.Tensor],
     Raises:
         ValueError listing unused official tensors, our tensors left missing, and shape mismatches.
     """
-    return convert_with_key_map(
-        official, map_detector_key, reference, "MinVIS",
-        may_skip_on_shape_mismatch=lambda ours: skip_class_heads and any(c in ours for c in CLASS_DEPENDENT))
+    return convert_detector_checkpoint(official, map_detector_key, reference, "MinVIS", skip_class_heads)

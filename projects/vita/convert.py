@@ -16,17 +16,17 @@ from typing import Mapping, Optional
 
 import torch
 
-from vis_zoo.modeling.checkpoint_conversion import convert_with_key_map
-from vis_zoo.modeling.mask2former.checkpoint import CLASS_DEPENDENT, DETECTOR_PREFIXES, map_detector_key
+from vis_zoo.modeling.mask2former.checkpoint import DETECTOR_PREFIXES, convert_detector_checkpoint, map_detector_key
 
 __all__ = ["OFFICIAL_PREFIXES", "map_official_key", "convert_official_state_dict"]
 
-OFFICIAL_PREFIXES = DETECTOR_PREFIXES + ("vita_module.", "vita_criterion.empty_weight")
+VITA_PREFIXES = ("vita_module.", "vita_criterion.empty_weight")  # named as ours, beside the detector
+OFFICIAL_PREFIXES = DETECTOR_PREFIXES + VITA_PREFIXES
 
 
 def map_official_key(key: str) -> Optional[str]:
     """Our name for an official key, or None when it is not part of the VITA model."""
-    if key.startswith(("vita_module.", "vita_criterion.empty_weight")):
+    if key.startswith(VITA_PREFIXES):
         return key
     return map_detector_key(key)
 
@@ -44,6 +44,4 @@ def convert_official_state_dict(official: Mapping[str, torch.Tensor],
     Raises:
         ValueError listing unused official tensors, our tensors left missing, and shape mismatches.
     """
-    return convert_with_key_map(
-        official, map_official_key, reference, "VITA",
-        may_skip_on_shape_mismatch=lambda ours: skip_class_heads and any(c in ours for c in CLASS_DEPENDENT))
+    return convert_detector_checkpoint(official, map_official_key, reference, "VITA", skip_class_heads)
