@@ -3,68 +3,20 @@ query-embedding tracking, chunked inference, the output contract and the checkpo
 import pytest
 import torch
 from detectron2.modeling import build_model
-from detectron2.structures import BitMasks, Boxes, Instances
 
 from vis_zoo.engine.setup import build_config
 from vis_zoo.modeling.backbone import normalize_and_pad
 from vis_zoo_projects.minvis import convert_official_state_dict, match_queries_to_previous_frame
 
-TINY = [
-    "MODEL.DEVICE", "cpu",
-    "MODEL.SEM_SEG_HEAD.NUM_CLASSES", "4",
-    "MODEL.SEM_SEG_HEAD.CONVS_DIM", "32", "MODEL.SEM_SEG_HEAD.MASK_DIM", "32",
-    "MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS", "1",
-    "MODEL.MASK_FORMER.HIDDEN_DIM", "32", "MODEL.MASK_FORMER.NHEADS", "4",
-    "MODEL.MASK_FORMER.DIM_FEEDFORWARD", "64", "MODEL.MASK_FORMER.NUM_OBJECT_QUERIES", "8",
-    "MODEL.MASK_FORMER.DEC_LAYERS", "3", "MODEL.MASK_FORMER.TRAIN_NUM_POINTS", "256",
-    "TEST.DETECTIONS_PER_IMAGE", "5",
-]
+from mask2former_clips import TINY_DETECTOR, check_output, make_clip, make_test_video
+
+TINY = TINY_DETECTOR + ["MODEL.MASK_FORMER.DEC_LAYERS", "3"]
 
 
 def tiny_model(extra=()):
     cfg = build_config("configs/minvis/synthetic_R18.yaml", TINY + list(extra))
     torch.manual_seed(0)
     return build_model(cfg)
-
-
-def make_clip(num_frames=2, h=64, w=96, num_objects=2, seed=0, absent=None):
-    """A clip with `num_objects` moving boxes; `absent` = (row, frame) where that track is missing."""
-    g = torch.Generator().manual_seed(seed)
-    images, instances = [], []
-    for t in range(num_frames):
-        images.append(torch.randint(0, 256, (3, h, w), generator=g, dtype=torch.uint8))
-        masks = torch.zeros(num_objects, h, w, dtype=torch.bool)
-        ids = torch.arange(num_objects) + 3
-        for i in range(num_objects):
-            masks[i, 6 + 14 * i + t: 20 + 14 * i + t, 10 + 20 * i: 30 + 20 * i] = True
-        if absent is not None and absent[1] == t:
-            masks[absent[0]] = False
-            ids[absent[0]] = -1
-        inst = Instances((h, w))
-        inst.gt_ids = ids
-        inst.gt_classes = torch.arange(num_objects) % 4
-        inst.gt_masks = BitMasks(masks)
-        inst.gt_boxes = Boxes(torch.zeros(num_objects, 4))
-        instances.append(inst)
-    return {"video_id": seed, "height": h, "width": w, "length": num_frames, "frame_idx": list(range(num_frames)),
-            "file_names": [f"{t}.jpg" for t in range(num_frames)], "image": images, "instances": instances}
-
-
-def inference_video_input(num_frames, seed=0, out_hw=(80, 120)):
-    clip = make_clip(num_frames=num_frames, seed=seed)
-    clip.pop("instances")
-    clip["height"], clip["width"] = out_hw
-    return clip
-
-
-def check_output(out, num_frames, h, w, k):
-    assert out["image_size"] == (h, w)
-    assert out["pred_scores"].shape == (k,) and out["pred_labels"].shape == (k,)
-    assert ((out["pred_labels"] >= 0) & (out["pred_labels"] < 4)).all()
-    assert ((out["pred_scores"] >= 0) & (out["pred_scores"] <= 1)).all()
-    assert len(out["pred_masks"]) == k
-    for m in out["pred_masks"]:
-        assert m.dtype == torch.bool and m.shape == (num_frames, h, w)
 
 
 def test_official_parameter_count_is_the_vita_detector():
@@ -142,7 +94,7 @@ def test_tracking_follows_shuffled_queries():
     shuffled.next_frame = 0
     model.sem_seg_head.forward_queries = shuffled
     with torch.no_grad():
-        mean_logits, mask_embeds, detected = model.track_queries(inference_video_input(4)["image"])
+        mean_logits, mask_embeds, detected = model.track_queries(make_test_video(4)["image"])
     first = orders[0]
     torch.testing.assert_close(mean_logits, base_logits[first])
     for t in range(4):
@@ -153,7 +105,7 @@ def test_tracking_follows_shuffled_queries():
 def test_one_frame_masks_equal_the_image_model():
     """With T = 1 the output is Mask2Former's own top-k prediction: same classes, masks from its /4 logits."""
     model = tiny_model().eval()
-    video = inference_video_input(1, seed=2, out_hw=(64, 96))
+    video = make_test_video(1, seed=2, out_hw=(64, 96))
     with torch.no_grad():
         out = model([video])[0]
         images = normalize_and_pad(video["image"], model.pixel_mean, model.pixel_std, 32)
@@ -172,8 +124,8 @@ def test_one_frame_masks_equal_the_image_model():
 def test_inference_contract_and_chunking():
     model = tiny_model().eval()
     with torch.no_grad():
-        check_output(model([inference_video_input(1)])[0], 1, 80, 120, 5)
-        video = inference_video_input(7, seed=1)
+        check_output(model([make_test_video(1)])[0], 1, 80, 120, 5)
+        video = make_test_video(7, seed=1)
         model.test_run_pixels_cpu = 10 ** 9  # the whole video in one detector pass
         ref = model([video])[0]
         model.test_run_pixels_cpu, model.test_interpolate_chunk_size = 2 * 64 * 96, 3  # 2-frame passes
@@ -188,7 +140,7 @@ def test_inference_contract_and_chunking():
 def test_rle_output_and_bad_input():
     model = tiny_model(["MODEL.VIS.OUTPUT_RLE", "True"]).eval()
     with torch.no_grad():
-        out = model([inference_video_input(2, seed=4)])[0]
+        out = model([make_test_video(2, seed=4)])[0]
     assert len(out["pred_masks"]) == 5
     assert all(len(track) == 2 and track[0]["size"] == [80, 120] for track in out["pred_masks"])
     with pytest.raises(ValueError, match="video 9"):

@@ -5,23 +5,18 @@ import copy
 import pytest
 import torch
 from detectron2.modeling import build_model
-from detectron2.structures import BitMasks, Boxes, Instances
+from detectron2.structures import BitMasks
 
 from vis_zoo.engine.setup import build_config
 from vis_zoo_projects.vita.vita_module import VITAModule, shifted_window_mask
 
-TINY = [
-    "MODEL.DEVICE", "cpu",
-    "MODEL.SEM_SEG_HEAD.NUM_CLASSES", "4",
-    "MODEL.SEM_SEG_HEAD.CONVS_DIM", "32", "MODEL.SEM_SEG_HEAD.MASK_DIM", "32",
-    "MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS", "1",
-    "MODEL.MASK_FORMER.HIDDEN_DIM", "32", "MODEL.MASK_FORMER.NHEADS", "4",
-    "MODEL.MASK_FORMER.DIM_FEEDFORWARD", "64", "MODEL.MASK_FORMER.NUM_OBJECT_QUERIES", "8",
-    "MODEL.MASK_FORMER.DEC_LAYERS", "4", "MODEL.MASK_FORMER.TRAIN_NUM_POINTS", "256",
+from mask2former_clips import TINY_DETECTOR, check_output, make_clip, make_test_video
+
+TINY = TINY_DETECTOR + [
+    "MODEL.MASK_FORMER.DEC_LAYERS", "4",
     "MODEL.VITA.HIDDEN_DIM", "32", "MODEL.VITA.NHEADS", "4", "MODEL.VITA.DIM_FEEDFORWARD", "64",
     "MODEL.VITA.NUM_OBJECT_QUERIES", "6", "MODEL.VITA.ENC_LAYERS", "2", "MODEL.VITA.DEC_LAYERS", "2",
     "MODEL.VITA.LAST_LAYER_NUM", "2", "MODEL.VITA.ENC_WINDOW_SIZE", "2",
-    "TEST.DETECTIONS_PER_IMAGE", "5",
 ]
 
 
@@ -29,29 +24,6 @@ def tiny_model(extra=()):
     cfg = build_config("configs/vita/synthetic_R18.yaml", TINY + list(extra))
     torch.manual_seed(0)
     return build_model(cfg)
-
-
-def make_clip(num_frames=3, h=64, w=96, num_objects=2, seed=0, absent=None):
-    """A clip with `num_objects` moving boxes; `absent` = (row, frame) where that track is missing."""
-    g = torch.Generator().manual_seed(seed)
-    images, instances = [], []
-    for t in range(num_frames):
-        images.append(torch.randint(0, 256, (3, h, w), generator=g, dtype=torch.uint8))
-        masks = torch.zeros(num_objects, h, w, dtype=torch.bool)
-        ids = torch.arange(num_objects) + 5  # ids need not start at 0
-        for i in range(num_objects):
-            masks[i, 6 + 14 * i + t: 20 + 14 * i + t, 10 + 20 * i: 30 + 20 * i] = True
-        if absent is not None and absent[1] == t:
-            masks[absent[0]] = False
-            ids[absent[0]] = -1
-        inst = Instances((h, w))
-        inst.gt_ids = ids
-        inst.gt_classes = torch.arange(num_objects) % 4
-        inst.gt_masks = BitMasks(masks)
-        inst.gt_boxes = Boxes(torch.zeros(num_objects, 4))
-        instances.append(inst)
-    return {"video_id": seed, "height": h, "width": w, "length": num_frames, "frame_idx": list(range(num_frames)),
-            "file_names": [f"{t}.jpg" for t in range(num_frames)], "image": images, "instances": instances}
 
 
 def test_official_parameter_counts():
@@ -191,37 +163,19 @@ def test_query_index_keeps_positions():
     torch.testing.assert_close(out["pred_logits"], full["pred_logits"], atol=1e-5, rtol=1e-5)
 
 
-def _check_output(out, num_frames, h, w, k):
-    assert out["image_size"] == (h, w)
-    assert out["pred_scores"].shape == (k,) and out["pred_scores"].dtype == torch.float32
-    assert out["pred_labels"].shape == (k,) and out["pred_labels"].dtype == torch.long
-    assert ((out["pred_labels"] >= 0) & (out["pred_labels"] < 4)).all()
-    assert ((out["pred_scores"] >= 0) & (out["pred_scores"] <= 1)).all()
-    assert len(out["pred_masks"]) == k
-    for m in out["pred_masks"]:
-        assert m.dtype == torch.bool and m.shape == (num_frames, h, w)
-
-
-def _test_video(num_frames, seed=0, h=64, w=96, out_hw=(80, 120)):
-    clip = make_clip(num_frames=num_frames, h=h, w=w, seed=seed)
-    clip.pop("instances")
-    clip["height"], clip["width"] = out_hw
-    return clip
-
-
 def test_inference_contract_one_frame_and_chunking():
     model = tiny_model().eval()
     with torch.no_grad():
-        one = model([_test_video(1)])[0]
-    _check_output(one, 1, 80, 120, 5)
-    video = _test_video(7, seed=1)
+        one = model([make_test_video(1)])[0]
+    check_output(one, 1, 80, 120, 5)
+    video = make_test_video(7, seed=1)
     with torch.no_grad():
         model.test_run_pixels_cpu = 10 ** 9  # the whole video in one detector pass
         ref = model([video])[0]
         # on CPU a detector pass takes TEST_RUN_PIXELS_CPU pixels: here 2 frames of 64x96
         model.test_run_pixels_cpu, model.test_interpolate_chunk_size = 2 * 64 * 96 + 5, 3
         chunked = model([video])[0]
-    _check_output(ref, 7, 80, 120, 5)
+    check_output(ref, 7, 80, 120, 5)
     torch.testing.assert_close(chunked["pred_scores"], ref["pred_scores"], atol=1e-5, rtol=1e-4)
     assert torch.equal(chunked["pred_labels"], ref["pred_labels"])
     for a, b in zip(chunked["pred_masks"], ref["pred_masks"]):
@@ -231,7 +185,7 @@ def test_inference_contract_one_frame_and_chunking():
 def test_inference_matches_training_path_detector():
     """The cheap inference path sees the same frame queries as the full Mask2Former forward."""
     model = tiny_model().eval()
-    video = _test_video(3, seed=2)
+    video = make_test_video(3, seed=2)
     with torch.no_grad():
         fq, index, detected = model.encode_frames(video["image"])
         from vis_zoo.modeling.backbone import normalize_and_pad
@@ -244,7 +198,7 @@ def test_inference_matches_training_path_detector():
 
 def test_token_pruning_keeps_most_foreground_queries():
     model = tiny_model(["MODEL.VITA.TEST_KEEP_QUERY_RATIO", "0.5"]).eval()
-    video = _test_video(3, seed=3)
+    video = make_test_video(3, seed=3)
     with torch.no_grad():
         fq, index, _ = model.encode_frames(video["image"])
         images = video["image"]
@@ -259,7 +213,7 @@ def test_token_pruning_keeps_most_foreground_queries():
         dropped = no_object[t, [i for i in range(8) if i not in index[t].tolist()]]
         assert kept.max() <= dropped.min()
         torch.testing.assert_close(fq[t], out["frame_queries"][-1, t, index[t]])
-    _check_output(out_model, 3, 80, 120, 5)
+    check_output(out_model, 3, 80, 120, 5)
 
 
 def test_rle_output_and_results_entries():
@@ -269,7 +223,7 @@ def test_rle_output_and_results_entries():
     from vis_zoo.evaluation.results import video_output_to_results
 
     model = tiny_model(["MODEL.VIS.OUTPUT_RLE", "True"]).eval()
-    video = _test_video(2, seed=4)
+    video = make_test_video(2, seed=4)
     with torch.no_grad():
         rle_out = model([video])[0]
         model.output_rle = False

@@ -1,0 +1,59 @@
+"""Test inputs shared by the Mask2Former-based methods (VITA, MinVIS): a tiny detector config, moving-box
+clips with per-frame instances, test videos and the output-contract check."""
+import torch
+from detectron2.structures import BitMasks, Boxes, Instances
+
+# A tiny Mask2Former detector (4 classes, 32 channels, 8 queries); each test adds its DEC_LAYERS.
+TINY_DETECTOR = [
+    "MODEL.DEVICE", "cpu",
+    "MODEL.SEM_SEG_HEAD.NUM_CLASSES", "4",
+    "MODEL.SEM_SEG_HEAD.CONVS_DIM", "32", "MODEL.SEM_SEG_HEAD.MASK_DIM", "32",
+    "MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS", "1",
+    "MODEL.MASK_FORMER.HIDDEN_DIM", "32", "MODEL.MASK_FORMER.NHEADS", "4",
+    "MODEL.MASK_FORMER.DIM_FEEDFORWARD", "64", "MODEL.MASK_FORMER.NUM_OBJECT_QUERIES", "8",
+    "MODEL.MASK_FORMER.TRAIN_NUM_POINTS", "256",
+    "TEST.DETECTIONS_PER_IMAGE", "5",
+]
+
+
+def make_clip(num_frames=3, h=64, w=96, num_objects=2, seed=0, absent=None):
+    """A clip with `num_objects` moving boxes; `absent` = (row, frame) where that track is missing."""
+    g = torch.Generator().manual_seed(seed)
+    images, instances = [], []
+    for t in range(num_frames):
+        images.append(torch.randint(0, 256, (3, h, w), generator=g, dtype=torch.uint8))
+        masks = torch.zeros(num_objects, h, w, dtype=torch.bool)
+        ids = torch.arange(num_objects) + 5  # ids need not start at 0
+        for i in range(num_objects):
+            masks[i, 6 + 14 * i + t: 20 + 14 * i + t, 10 + 20 * i: 30 + 20 * i] = True
+        if absent is not None and absent[1] == t:
+            masks[absent[0]] = False
+            ids[absent[0]] = -1
+        inst = Instances((h, w))
+        inst.gt_ids = ids
+        inst.gt_classes = torch.arange(num_objects) % 4
+        inst.gt_masks = BitMasks(masks)
+        inst.gt_boxes = Boxes(torch.zeros(num_objects, 4))
+        instances.append(inst)
+    return {"video_id": seed, "height": h, "width": w, "length": num_frames, "frame_idx": list(range(num_frames)),
+            "file_names": [f"{t}.jpg" for t in range(num_frames)], "image": images, "instances": instances}
+
+
+def make_test_video(num_frames, seed=0, h=64, w=96, out_hw=(80, 120)):
+    """A test-mapper-like input (no instances) whose output size differs from the frame size."""
+    clip = make_clip(num_frames=num_frames, h=h, w=w, seed=seed)
+    clip.pop("instances")
+    clip["height"], clip["width"] = out_hw
+    return clip
+
+
+def check_output(out, num_frames, h, w, k):
+    """The model-output contract for k predictions over num_frames frames at (h, w)."""
+    assert out["image_size"] == (h, w)
+    assert out["pred_scores"].shape == (k,) and out["pred_scores"].dtype == torch.float32
+    assert out["pred_labels"].shape == (k,) and out["pred_labels"].dtype == torch.long
+    assert ((out["pred_labels"] >= 0) & (out["pred_labels"] < 4)).all()
+    assert ((out["pred_scores"] >= 0) & (out["pred_scores"] <= 1)).all()
+    assert len(out["pred_masks"]) == k
+    for m in out["pred_masks"]:
+        assert m.dtype == torch.bool and m.shape == (num_frames, h, w)
