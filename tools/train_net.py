@@ -7,14 +7,17 @@
     python tools/train_net.py --config-file CFG --resume            # continue from last_checkpoint
 
 Trailing `KEY VALUE` pairs override the config. The method is chosen by MODEL.META_ARCHITECTURE.
+A config with MODEL.INIT_STAGE_CONFIG first trains that config (vis_zoo/engine/init_stage.py).
 """
 import logging
+import os
 
 from detectron2.engine import launch
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 
 from vis_zoo.engine import AtomicDetectionCheckpointer, VISTrainer, build_argument_parser, setup
+from vis_zoo.engine.init_stage import run_init_stage
 
 logger = logging.getLogger("vis_zoo")
 
@@ -30,6 +33,14 @@ def main(args):
         if comm.is_main_process():
             verify_results(cfg, results)
         return results
+
+    if cfg.MODEL.INIT_STAGE_CONFIG and not cfg.MODEL.WEIGHTS:
+        # train the initialisation stage (unless a resumed run has its own checkpoint to continue from)
+        if not (args.resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint"))):
+            weights = run_init_stage(cfg, args.config_file, VISTrainer)
+            cfg.defrost()
+            cfg.MODEL.WEIGHTS = weights
+            cfg.freeze()
 
     trainer = VISTrainer(cfg)
     trainer.resume_or_load(resume=args.resume)

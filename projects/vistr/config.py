@@ -40,6 +40,13 @@ def add_vistr_config(cfg: CN) -> None:
     # default init, as the official model; from random init a small prior (e.g. 0.05) lets the mask
     # losses work on the objects from the start instead of first lowering every pixel from p = 0.5.
     cfg.MODEL.VISTR.MASK_PRIOR_PROB = 0.0
+    # Init scale of the mask head's first conv (lay1) on its `NHEADS` attention-map input channels.
+    # 1 = PyTorch's default init, as the official model. The maps come from one softmax over
+    # heads × pixels, so at init each value is ~1/(heads·h·w) (0.005 for 8 heads on a 4×6 grid)
+    # next to encoder-memory channels of unit scale: from random init the only slot-specific input
+    # of the mask head is then ~100× weaker than the rest, every slot predicts the same mask, and
+    # the attention maps get almost no gradient. A gain of ~100 (synthetic recipe) fixes both.
+    cfg.MODEL.VISTR.ATTENTION_MAP_INIT_GAIN = 1.0
     # Inference
     cfg.MODEL.VISTR.MASK_THRESHOLD = 0.5
     cfg.MODEL.VISTR.FRAME_SCORE_THRESHOLD = 0.001  # a track's frame with a lower score has no mask

@@ -14,7 +14,8 @@ Differences from the official code (which handles one 36-frame clip per GPU):
   * backbone, lateral adapters and input projection run per frame in chunks (a frame seen by two
     windows is computed once), and the mask head in chunks of frames, so memory is bounded.
 """
-from typing import Dict, List, Optional, Sequence
+import logging
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -35,6 +36,8 @@ from .mask_head import MaskHeadSmallConv, MHAttentionMap, build_instance_fusion_
 from .matcher import VisTRSequenceMatcher
 from .position_encoding import PositionEmbeddingSine3D
 from .transformer import VisTRTransformer
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["VisTR"]
 
@@ -63,6 +66,7 @@ class VisTR(nn.Module):
         max_num_tracks: int = 100,
         in_features: Sequence[str] = ("res2", "res3", "res4", "res5"),
         mask_prior_prob: float = 0.0,
+        attention_map_init_gain: float = 1.0,
     ):
         """
         Args:
@@ -82,6 +86,8 @@ class VisTR(nn.Module):
             max_num_tracks: cap on tracks returned per video.
             mask_prior_prob: initial foreground probability of the mask logits (0 = the official
                 default init); see `build_instance_fusion_head`.
+            attention_map_init_gain: factor on the initial `mask_head.lay1` weights that read the
+                attention maps (1 = the official default init); see config.py.
         """
         super().__init__()
         hidden_dim, nheads = transformer.d_model, transformer.nhead
@@ -113,6 +119,10 @@ class VisTR(nn.Module):
         self.query_embed = nn.Embedding(num_frames * num_slots, hidden_dim)
         self.bbox_attention = MHAttentionMap(hidden_dim, hidden_dim, nheads)
         self.mask_head = MaskHeadSmallConv(hidden_dim + nheads, [c4, c3, c2], hidden_dim)
+        if attention_map_init_gain != 1.0:
+            # input channels [hidden_dim:] of lay1 are the `nheads` attention maps (see MaskHeadSmallConv)
+            with torch.no_grad():
+                self.mask_head.lay1.weight[:, hidden_dim:] *= attention_map_init_gain
         self.insmask_head = build_instance_fusion_head(self.mask_head.out_channels, mask_prior_prob)
         self.criterion = criterion
 
@@ -182,7 +192,30 @@ class VisTR(nn.Module):
             "output_rle": cfg.MODEL.VIS.OUTPUT_RLE,
             "max_num_tracks": cfg.MODEL.VIS.MAX_NUM_TRACKS,
             "mask_prior_prob": vcfg.MASK_PRIOR_PROB,
+            "attention_map_init_gain": vcfg.ATTENTION_MAP_INIT_GAIN,
         }
+
+    def adapt_checkpoint_state_dict(self, state_dict: Dict[str, Any]) -> Dict[str, Any]:
+        """Inflate a one-frame (T = 1) checkpoint's queries to this model's T frames.
+
+        A T = 1 VisTR is DETR with VisTR's mask head; trained on single frames it initialises a
+        T-frame model (the synthetic recipe's stage 1, as the official model starts from image DETR).
+        Its `query_embed.weight` [N, C] becomes [T·N, C] with slot i's query copied to every frame
+        (frame-major rows t·N + i). Every other tensor, and a checkpoint already of T·N rows, is
+        returned unchanged. Called by `AtomicDetectionCheckpointer` before loading.
+        """
+        key = "query_embed.weight"
+        queries = state_dict.get(key)
+        expected = self.query_embed.weight.shape
+        if queries is None or tuple(queries.shape) == tuple(expected):
+            return state_dict
+        queries = torch.as_tensor(queries)
+        if self.num_frames > 1 and tuple(queries.shape) == (self.num_slots, expected[1]):
+            logger.info(f"VisTR: inflating the one-frame checkpoint's {self.num_slots} slot queries "
+                        f"to {self.num_frames} frames")
+            state_dict = dict(state_dict)
+            state_dict[key] = queries.repeat(self.num_frames, 1)
+        return state_dict
 
     @property
     def device(self) -> torch.device:

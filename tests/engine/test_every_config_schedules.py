@@ -30,3 +30,8 @@ def test_config_resolves_and_its_lr_schedule_builds(config_file):
     assert scheduler is not None
     if cfg.DATASETS.DATASET_RATIO:
         assert len(cfg.DATASETS.DATASET_RATIO) == len(cfg.DATASETS.TRAIN), config_file
+    if cfg.MODEL.INIT_STAGE_CONFIG:  # the stage config exists, resolves and trains the same model kind
+        from vis_zoo.engine.init_stage import build_init_stage_config
+
+        stage = build_init_stage_config(cfg, config_file)
+        assert stage.OUTPUT_DIR == os.path.join(cfg.OUTPUT_DIR, "init_stage")

@@ -86,6 +86,31 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     assert (tmp_path / "last_checkpoint").read_text() == "model_0000.pth"
 
 
+class _Widened(nn.Module):
+    """A model whose checkpoints may come from a narrower version: it widens `weight` [2] to [4]."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(4))
+
+    def adapt_checkpoint_state_dict(self, state_dict):
+        if state_dict["weight"].shape == (2,):
+            state_dict = dict(state_dict, weight=torch.as_tensor(state_dict["weight"]).repeat(2))
+        return state_dict
+
+
+def test_checkpoint_load_lets_the_model_adapt_the_state_dict(tmp_path):
+    torch.save({"model": {"weight": torch.tensor([1.0, 2.0])}}, tmp_path / "narrow.pth")
+    model = _Widened()
+    AtomicDetectionCheckpointer(model).load(str(tmp_path / "narrow.pth"))
+    assert model.weight.tolist() == [1.0, 2.0, 1.0, 2.0]
+    # without the hook detectron2 drops the tensor as a shape mismatch and keeps the init
+    toy = nn.Module()
+    toy.weight = nn.Parameter(torch.zeros(4))
+    AtomicDetectionCheckpointer(toy).load(str(tmp_path / "narrow.pth"))
+    assert toy.weight.tolist() == [0.0] * 4
+
+
 def test_name_lr_multipliers_stack_on_the_backbone_multiplier():
     model = _Toy()
     groups = _groups_by_name(build_param_groups(

@@ -87,3 +87,47 @@ def test_two_process_training_on_cpu(synthetic_root, tmp_path):
     log = _run(["--num-gpus", "2"], _overrides(out, 2, synthetic_root) + ["TEST.EVAL_PERIOD", "0"])
     assert os.path.isfile(os.path.join(out, "model_final.pth"))
     assert "world size: 2" in log.lower() or "rank 1" in log.lower()
+
+
+def test_init_stage_trains_first_and_initialises_the_run(synthetic_root, tmp_path):
+    from vis_zoo.engine.setup import build_config
+    from vis_zoo.zoo.benchmark import parse_train_log
+
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    stage = build_config(BASE_CONFIG, _overrides("unused", 2, synthetic_root) + ["DATASETS.TEST", "()"])
+    (configs / "stage.yaml").write_text(stage.dump())
+    run = build_config(BASE_CONFIG, _overrides("unused", 2, synthetic_root) + ["MODEL.INIT_STAGE_CONFIG", "stage.yaml"])
+    (configs / "run.yaml").write_text(run.dump())
+    out = str(tmp_path / "run")
+    cmd = [sys.executable, DRIVER, "--config-file", str(configs / "run.yaml"), "OUTPUT_DIR", out]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    stage_weights = os.path.join(out, "init_stage", "model_final.pth")
+    assert _final_iteration(os.path.join(out, "init_stage")) == 1
+    assert _final_iteration(out) == 1
+    log = open(os.path.join(out, "log.txt")).read()
+    assert "Init stage: training stage.yaml" in log
+    assert f"Loading from {stage_weights}" in log  # the run started from the stage's weights
+    # the run's training time counts both stages
+    totals = [line for line in log.splitlines() if "Total training time" in line]
+    assert len(totals) == 2 and parse_train_log(os.path.join(out, "log.txt"))["train_s"] >= 0
+
+    # a second run into the same folder reuses the finished stage instead of training it again
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert f"Init stage: reusing {stage_weights}" in proc.stdout + proc.stderr
+
+
+def test_init_stage_config_errors_name_the_key(tmp_path):
+    from vis_zoo.engine.init_stage import resolve_init_stage_config
+
+    run = tmp_path / "run.yaml"
+    run.write_text("MODEL:\n  INIT_STAGE_CONFIG: missing.yaml\n")
+    with pytest.raises(FileNotFoundError, match="MODEL.INIT_STAGE_CONFIG 'missing.yaml'.*run.yaml"):
+        resolve_init_stage_config("missing.yaml", str(run))
+    with pytest.raises(ValueError, match="names the config itself"):
+        resolve_init_stage_config("run.yaml", str(run))
+    (tmp_path / "stage.yaml").write_text("{}\n")
+    assert resolve_init_stage_config("stage.yaml", str(run)) == str(tmp_path / "stage.yaml")

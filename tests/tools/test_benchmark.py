@@ -218,7 +218,8 @@ def test_measuring_child_is_stopped_at_the_memory_limit():
 
 
 # ------------------------------------------------------------------------ accuracy of a finished run
-_D2_LOG = """\
+_D2_SESSION = "[11/25 09:59:58 detectron2]: Command line arguments: Namespace(config_file='x.yaml')\n"
+_D2_LOG = _D2_SESSION + """\
 [11/25 10:00:01 d2.engine.train_loop]: Starting training from iteration 0
 [11/25 10:05:00 d2.utils.events]:  eta: 0:00:00  iter: 39  total_loss: 1.2  time: 0.4900  data_time: 0.01
 [11/25 10:05:01 d2.engine.hooks]: Overall training speed: 35 iterations in 0:00:17 (0.4957 s / it)
@@ -249,6 +250,10 @@ def test_parse_train_log_reads_detectron2_end_of_training_lines(tmp_path):
     res = parse_train_log(str(path))
     assert res["train_s"] == 26 * 3600 + 3 * 60 + 4
     assert res["log_timed_iters"] == 35 and res["log_s_per_iter"] == pytest.approx(0.4957)
+    # an initialisation stage (MODEL.INIT_STAGE_CONFIG) trains in the same process: both stages count
+    stage = _D2_LOG.format(total="0:10:00").replace(_D2_SESSION, "")
+    path.write_text(_D2_LOG.format(total="0:01:00") + _D2_LOG.format(total="0:02:00") + stage)
+    assert parse_train_log(str(path))["train_s"] == 120 + 600
     path.write_text("[11/25 10:00:01 d2.engine.train_loop]: Starting training from iteration 0\n")
     with pytest.raises(ValueError, match="log.txt: no 'Total training time'"):
         parse_train_log(str(path))

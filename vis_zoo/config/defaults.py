@@ -53,6 +53,10 @@ def add_vis_config(cfg: CN) -> None:
     # DDP's find_unused_parameters (needed when some heads are skipped in a step).
     cfg.MODEL.FIND_UNUSED_PARAMETERS = False
 
+    # A config trained first (into OUTPUT_DIR/init_stage) whose final weights initialise this run when
+    # MODEL.WEIGHTS is empty; relative to the folder of the --config-file. See vis_zoo/engine/init_stage.py.
+    cfg.MODEL.INIT_STAGE_CONFIG = ""
+
     # --- inference on long videos (shared by every method) ---
     cfg.MODEL.VIS = CN()
     # Backbone/frame-level work is run in chunks of this many frames (bounded memory).

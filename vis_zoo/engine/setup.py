@@ -3,6 +3,8 @@ import argparse
 
 import torch
 from detectron2.engine import default_argument_parser, default_setup
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 from vis_zoo.config import get_vis_cfg
 
@@ -52,4 +54,7 @@ def setup(args):
     cfg = build_config(args.config_file, args.opts)
     cfg.freeze()
     default_setup(cfg, args)
+    # default_setup sends only detectron2's and fvcore's loggers to OUTPUT_DIR/log.txt; add ours
+    for name in ("vis_zoo", "vis_zoo_projects"):
+        setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name=name, abbrev_name=name)
     return cfg

@@ -581,24 +581,29 @@ def parse_train_metrics(metrics_path: str) -> Dict[str, object]:
 # Durations are str(datetime.timedelta), so "1 day, 2:03:04" past 24 h.
 _DURATION = r"(?:(\d+) days?, )?(\d+):(\d{2}):(\d{2})"
 _TOTAL_TIME_RE = re.compile(r"Total training time: " + _DURATION)
+_SESSION_START = "Command line arguments: "  # detectron2's default_setup logs it once per process
 _SPEED_RE = re.compile(r"Overall training speed: (\d+) iterations in .*?\(([0-9.]+) s / it\)")
 
 
 def parse_train_log(log_path: str) -> Dict[str, object]:
-    """Training wall time from a detectron2 log.txt: "train_s" (seconds, from the last "Total training
-    time" line: the last training session when a resumed run appended to the log; it excludes the
-    final evaluation, which EvalHook runs after IterationTimer has logged), and "log_s_per_iter" /
-    "log_timed_iters" from the "Overall training speed" line when present. Raises ValueError naming
+    """Training wall time from a detectron2 log.txt: "train_s" (seconds, the sum of the "Total training
+    time" lines of the last process, i.e. after the last "Command line arguments" line: a resumed run
+    that appended to the log counts its last session, a run with an initialisation stage
+    (MODEL.INIT_STAGE_CONFIG) both stages; it excludes the final evaluation, which EvalHook runs after
+    IterationTimer has logged), and "log_s_per_iter" / "log_timed_iters" from the last "Overall
+    training speed" line when present. Raises ValueError naming
     the file when it is missing or has no "Total training time" line (training did not finish)."""
     if not os.path.isfile(log_path):
         raise ValueError(f"no training log {log_path!r}")
     total, speed = None, None
     with open(log_path, errors="replace") as f:
         for line in f:
+            if _SESSION_START in line:  # a new process (e.g. a resumed run): count only the last one
+                total, speed = None, None
             m = _TOTAL_TIME_RE.search(line)
             if m:
                 days, h, mi, sec = (int(g or 0) for g in m.groups())
-                total = float(((days * 24 + h) * 60 + mi) * 60 + sec)
+                total = (total or 0.0) + float(((days * 24 + h) * 60 + mi) * 60 + sec)
             m = _SPEED_RE.search(line)
             if m:
                 speed = (int(m.group(1)), float(m.group(2)))

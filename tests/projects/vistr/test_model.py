@@ -120,6 +120,77 @@ def test_mask_prior_sets_the_initial_foreground_probability():
         build_instance_fusion_head(24, prior_prob=1.0)
 
 
+def _slot_share_of_lay1_output(model):
+    """Spread of the mask head's lay1 output across the slots of a frame, over its total spread.
+
+    Random unit-scale encoder memory and queries; the attention maps are the only slot-specific input.
+    """
+    gen = torch.Generator().manual_seed(1)
+    c, frames, slots, h, w = model.transformer.d_model, 2, 4, 4, 6
+    memory = torch.randn(frames, c, h, w, generator=gen)
+    queries = torch.randn(frames, slots, c, generator=gen)
+    with torch.no_grad():
+        attn = model.bbox_attention(queries, memory)
+        x = torch.cat([memory.unsqueeze(1).expand(-1, slots, -1, -1, -1).flatten(0, 1), attn.flatten(0, 1)], 1)
+        y = model.mask_head.lay1(x).view(frames, slots, -1, h, w)
+    return float(y.std(1).mean() / y.std())
+
+
+def test_attention_map_init_gain_scales_only_the_attention_channels(tiny_cfg):
+    models = {}
+    for gain in (1.0, 100.0):
+        cfg = tiny_cfg()
+        cfg.MODEL.VISTR.ATTENTION_MAP_INIT_GAIN = gain
+        torch.manual_seed(0)
+        models[gain] = build_model(cfg)
+    official, scaled = models[1.0], models[100.0]
+    hidden = official.transformer.d_model
+    lay1 = official.mask_head.lay1.weight
+    torch.testing.assert_close(scaled.mask_head.lay1.weight[:, :hidden], lay1[:, :hidden])
+    torch.testing.assert_close(scaled.mask_head.lay1.weight[:, hidden:], 100 * lay1[:, hidden:])
+    others = {k: v for k, v in scaled.state_dict().items() if k != "mask_head.lay1.weight"}
+    for name, value in official.state_dict().items():
+        if name in others:
+            torch.testing.assert_close(others[name], value, msg=name)
+    # at the official init the slots barely differ after lay1 (every slot gets the same mask);
+    # with the gain the attention maps are a visible part of the signal
+    assert _slot_share_of_lay1_output(official) < 0.01
+    assert _slot_share_of_lay1_output(scaled) > 0.05
+
+
+def test_one_frame_checkpoint_inflates_to_the_clip(tiny_cfg, tmp_path):
+    from vis_zoo.engine import AtomicDetectionCheckpointer
+
+    cfg1 = tiny_cfg()
+    cfg1.MODEL.VISTR.NUM_FRAMES = 1
+    cfg1.MODEL.VIS.TEST_WINDOW_SIZE = 1
+    cfg1.MODEL.VIS.TEST_WINDOW_STRIDE = 1
+    torch.manual_seed(0)
+    image_model = build_model(cfg1)
+    AtomicDetectionCheckpointer(image_model, save_dir=str(tmp_path)).save("stage1")
+
+    torch.manual_seed(1)
+    clip_model = build_model(tiny_cfg())
+    AtomicDetectionCheckpointer(clip_model).load(str(tmp_path / "stage1.pth"))
+    slots = image_model.query_embed.weight
+    queries = clip_model.query_embed.weight.view(clip_model.num_frames, clip_model.num_slots, -1)
+    for t in range(clip_model.num_frames):  # frame-major: row t·N + i is slot i at frame t
+        torch.testing.assert_close(queries[t], slots)
+    image_state = image_model.state_dict()
+    for name, value in clip_model.state_dict().items():
+        if name != "query_embed.weight":
+            torch.testing.assert_close(value, image_state[name], msg=name)
+
+    # a checkpoint of another slot count is not inflated: detectron2 skips it as a shape mismatch
+    cfg_other = tiny_cfg()
+    cfg_other.MODEL.VISTR.NUM_SLOTS = 5
+    torch.manual_seed(2)
+    other = build_model(cfg_other)
+    before = other.query_embed.weight.detach().clone()
+    AtomicDetectionCheckpointer(other).load(str(tmp_path / "stage1.pth"))
+    torch.testing.assert_close(other.query_embed.weight, before)
+
+
 def test_training_forward_backward(tiny_model, make_video):
     tiny_model.train()
     batch = [make_video(3, seed=1), make_video(3, height=64, width=80, seed=2)]
