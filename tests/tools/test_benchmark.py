@@ -293,6 +293,22 @@ def test_table_only_accuracy_from_fills_the_row_without_training(tmp_path, monke
     assert f"from the finished run `{run}`, 40 iterations" in text
 
 
+def test_accuracy_from_a_run_with_an_init_stage_reports_both_schedules(tmp_path):
+    from vis_zoo.zoo.benchmark import accuracy_from_run
+
+    run = _fake_run(tmp_path / "runs" / "vistr")
+    assert "init_stage_max_iter" not in accuracy_from_run(run)
+    os.makedirs(os.path.join(run, "init_stage"))
+    with open(os.path.join(run, "init_stage", "config.yaml"), "w") as f:
+        f.write("SOLVER:\n  MAX_ITER: 600\n")
+    acc = accuracy_from_run(run)
+    assert acc["init_stage_max_iter"] == 600 and acc["max_iter"] == 40
+    with open(os.path.join(run, "init_stage", "config.yaml"), "w") as f:
+        f.write("SOLVER: [unclosed\n")
+    with pytest.raises(ValueError, match="init_stage.config.yaml: not readable YAML"):
+        accuracy_from_run(run)
+
+
 def test_accuracy_from_errors_name_the_key(tmp_path, capsys):
     row = _row("ifc/synthetic_R18", "ifc", "configs/ifc/synthetic_R18.yaml")
     row["facts"]["meta_architecture"] = "IFC"

@@ -623,7 +623,8 @@ def accuracy_from_run(run_dir: str) -> Dict[str, object]:
     training time (`parse_train_log` on RUN_DIR/log.txt; without the final evaluation, so
     "wall_includes_final_eval" is False), "source" = the run dir (relative to the repository when
     inside it), and from RUN_DIR/config.yaml (written by detectron2's default_setup) when present:
-    "max_iter" (SOLVER.MAX_ITER of the run), "meta_architecture" and "dataset" (DATASETS.TEST[0]).
+    "max_iter" (SOLVER.MAX_ITER of the run), "meta_architecture" and "dataset" (DATASETS.TEST[0]);
+    "init_stage_max_iter" from RUN_DIR/init_stage/config.yaml when the run had an init stage.
     Raises ValueError naming the missing or unreadable file."""
     if not os.path.isdir(run_dir):
         raise ValueError(f"run directory {run_dir!r} does not exist")
@@ -646,6 +647,16 @@ def accuracy_from_run(run_dir: str) -> Dict[str, object]:
             out["meta_architecture"] = model["META_ARCHITECTURE"]
         if datasets.get("TEST"):
             out["dataset"] = list(datasets["TEST"])[0]
+    stage_cfg_path = os.path.join(run_dir, "init_stage", "config.yaml")  # MODEL.INIT_STAGE_CONFIG's run
+    if os.path.isfile(stage_cfg_path):
+        import yaml
+        try:
+            with open(stage_cfg_path) as f:
+                stage_solver = (yaml.safe_load(f) or {}).get("SOLVER") or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"{stage_cfg_path}: not readable YAML ({str(e)[:200]})") from None
+        if "MAX_ITER" in stage_solver:
+            out["init_stage_max_iter"] = int(stage_solver["MAX_ITER"])
     path = os.path.abspath(run_dir)
     out["source"] = os.path.relpath(path, REPO_ROOT) if path.startswith(REPO_ROOT + os.sep) else path
     return out

@@ -192,6 +192,9 @@ def render_table(results: dict, md_dir: str, repo_root: str, plot_files: Sequenc
             notes.append(f"- {r.get('key')}, max T †: {_cell(mf['note'])[:200]}")
         if acc.get("source"):
             iters = f", {acc['max_iter']} iterations" if acc.get("max_iter") else ""
+            if acc.get("init_stage_max_iter") and acc.get("max_iter"):
+                iters = (f", {acc['init_stage_max_iter']} init-stage + {acc['max_iter']} iterations "
+                         "(MODEL.INIT_STAGE_CONFIG)")
             notes.append(f"- {r.get('key')}, accuracy: from the finished run `{_cell(acc['source'])}`{iters} "
                          "(not retrained here); train wall ‡ = its log's \"Total training time\", without the "
                          "final evaluation")
