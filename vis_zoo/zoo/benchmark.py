@@ -616,6 +616,19 @@ def parse_train_log(log_path: str) -> Dict[str, object]:
     return out
 
 
+def _read_run_config(cfg_path: str) -> Dict[str, object]:
+    """A run's config.yaml as a dict ({} when the file is absent); ValueError naming it when unreadable."""
+    if not os.path.isfile(cfg_path):
+        return {}
+    import yaml
+
+    try:
+        with open(cfg_path) as f:
+            return yaml.safe_load(f) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{cfg_path}: not readable YAML ({str(e)[:200]})") from None
+
+
 def accuracy_from_run(run_dir: str) -> Dict[str, object]:
     """The accuracy entry of a row, read from a finished `tools/train_net.py` run (nothing is trained).
 
@@ -631,32 +644,19 @@ def accuracy_from_run(run_dir: str) -> Dict[str, object]:
     out = parse_train_metrics(os.path.join(run_dir, "metrics.json"))
     log = parse_train_log(os.path.join(run_dir, "log.txt"))
     out.update(wall_s=log.pop("train_s"), wall_includes_final_eval=False, **log)
-    cfg_path = os.path.join(run_dir, "config.yaml")
-    if os.path.isfile(cfg_path):
-        import yaml
+    cfg = _read_run_config(os.path.join(run_dir, "config.yaml"))
+    solver, model, datasets = (cfg.get(k) or {} for k in ("SOLVER", "MODEL", "DATASETS"))
+    if "MAX_ITER" in solver:
+        out["max_iter"] = int(solver["MAX_ITER"])
+    if model.get("META_ARCHITECTURE"):
+        out["meta_architecture"] = model["META_ARCHITECTURE"]
+    if datasets.get("TEST"):
+        out["dataset"] = list(datasets["TEST"])[0]
+    from vis_zoo.engine.init_stage import INIT_STAGE_DIR  # where MODEL.INIT_STAGE_CONFIG's stage ran
 
-        try:
-            with open(cfg_path) as f:
-                cfg = yaml.safe_load(f) or {}
-        except yaml.YAMLError as e:
-            raise ValueError(f"{cfg_path}: not readable YAML ({str(e)[:200]})") from None
-        solver, model, datasets = (cfg.get(k) or {} for k in ("SOLVER", "MODEL", "DATASETS"))
-        if "MAX_ITER" in solver:
-            out["max_iter"] = int(solver["MAX_ITER"])
-        if model.get("META_ARCHITECTURE"):
-            out["meta_architecture"] = model["META_ARCHITECTURE"]
-        if datasets.get("TEST"):
-            out["dataset"] = list(datasets["TEST"])[0]
-    stage_cfg_path = os.path.join(run_dir, "init_stage", "config.yaml")  # MODEL.INIT_STAGE_CONFIG's run
-    if os.path.isfile(stage_cfg_path):
-        import yaml
-        try:
-            with open(stage_cfg_path) as f:
-                stage_solver = (yaml.safe_load(f) or {}).get("SOLVER") or {}
-        except yaml.YAMLError as e:
-            raise ValueError(f"{stage_cfg_path}: not readable YAML ({str(e)[:200]})") from None
-        if "MAX_ITER" in stage_solver:
-            out["init_stage_max_iter"] = int(stage_solver["MAX_ITER"])
+    stage_solver = _read_run_config(os.path.join(run_dir, INIT_STAGE_DIR, "config.yaml")).get("SOLVER") or {}
+    if "MAX_ITER" in stage_solver:
+        out["init_stage_max_iter"] = int(stage_solver["MAX_ITER"])
     path = os.path.abspath(run_dir)
     out["source"] = os.path.relpath(path, REPO_ROOT) if path.startswith(REPO_ROOT + os.sep) else path
     return out
