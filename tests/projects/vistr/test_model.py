@@ -78,14 +78,15 @@ def test_deformable_conv_offsets_are_dy_dx_per_kernel_position():
     torch.testing.assert_close(dcn(x, offset)[:, :, 1:-2], shifted[:, :, 1:-1], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("out_channels", [6, 2])  # sample-then-weigh (O >= C) and weigh-then-sample (O < C)
 @pytest.mark.parametrize("shape", [(2, 5, 7, 9), (3, 4, 1, 6)])
-def test_grid_sample_deform_conv_equals_torchvision(shape):
+def test_grid_sample_deform_conv_equals_torchvision(shape, out_channels):
     """Our CPU deformable conv (values and all three gradients) = torchvision's kernel."""
     g = torch.Generator().manual_seed(0)
     b, c, h, w = shape
     x = torch.randn(b, c, h, w, generator=g, dtype=torch.float64, requires_grad=True)
     offset = (torch.randn(b, 18, h, w, generator=g, dtype=torch.float64) * 2).requires_grad_(True)
-    weight = torch.randn(6, c, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(out_channels, c, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
     ref = deform_conv2d(x, offset, weight, padding=(1, 1))
     ours = deform_conv3x3_grid_sample(x, offset, weight)
     torch.testing.assert_close(ours, ref)
