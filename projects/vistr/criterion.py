@@ -68,14 +68,16 @@ class VisTRCriterion(nn.Module):
         giou = paired_generalized_iou(box_cxcywh_to_xyxy(src), box_cxcywh_to_xyxy(tgt))
         return {"loss_bbox": loss_bbox, "loss_giou": (1 - giou).sum() / normalizer}
 
-    def loss_masks(self, outputs, targets, indices, normalizer: float) -> Dict[str, Tensor]:
-        pred_masks = outputs["pred_masks"]  # [B, Q, h4, w4]
+    def loss_masks(self, outputs, targets, indices, normalizer: float, mask_fn=None) -> Dict[str, Tensor]:
         batch, query = self._flat_src_index(indices)
-        tgt = torch.cat([t["masks"][j, f] for t, (_, j, f) in zip(targets, indices)]).to(pred_masks.dtype)
-        src = pred_masks[batch, query]
+        if mask_fn is not None:
+            src = mask_fn(batch, query)  # [P, h4, w4]
+        else:
+            src = outputs["pred_masks"][batch, query]  # from [B, Q, h4, w4]
         if src.shape[0] == 0:
-            zero = pred_masks.sum() * 0.0  # keeps the graph connected (DDP needs every parameter used)
+            zero = src.sum() * 0.0  # keeps the mask head in the graph (DDP needs every parameter used)
             return {"loss_mask": zero, "loss_dice": zero}
+        tgt = torch.cat([t["masks"][j, f] for t, (_, j, f) in zip(targets, indices)]).to(src.dtype)
         src = F.interpolate(src[:, None], size=tgt.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
         src, tgt = src.flatten(1), tgt.flatten(1)
         return {
@@ -83,13 +85,16 @@ class VisTRCriterion(nn.Module):
             "loss_dice": dice_loss(src, tgt, normalizer),
         }
 
-    def forward(self, outputs: Dict, targets: List[Dict[str, Tensor]]) -> Dict[str, Tensor]:
+    def forward(self, outputs: Dict, targets: List[Dict[str, Tensor]], mask_fn=None) -> Dict[str, Tensor]:
         """
         Args:
             outputs: "pred_logits" [B, Q, K+2], "pred_boxes" [B, Q, 4], "pred_masks" [B, Q, h4, w4],
                 "aux_outputs" (list of dicts with logits/boxes of decoder layers 0..L-2).
             targets: per video "labels" [M, T], "boxes" [M, T, 4], "valid" [M, T], "masks" [M, T, H, W]
                 (padded to the batch's input size).
+            mask_fn: instead of "pred_masks": `mask_fn(batch [P], query [P]) -> [P, h4, w4]`, the mask
+                logits of the matched entries only. Matching reads no masks, so the model can compute
+                the masks after it (VisTR's `matched_slot_masks`) and skip the unmatched slots.
         Returns:
             weighted losses.
         """
@@ -104,8 +109,8 @@ class VisTRCriterion(nn.Module):
         losses = {}
         losses.update(self.loss_labels(outputs, targets, indices))
         losses.update(self.loss_boxes(outputs, targets, indices, normalizer))
-        if "pred_masks" in outputs:
-            losses.update(self.loss_masks(outputs, targets, indices, normalizer))
+        if mask_fn is not None or "pred_masks" in outputs:
+            losses.update(self.loss_masks(outputs, targets, indices, normalizer, mask_fn))
         for i, aux in enumerate(outputs.get("aux_outputs", [])):
             aux_indices = self.matcher(aux, targets)
             aux_losses = self.loss_labels(aux, targets, aux_indices)

@@ -15,7 +15,7 @@ Differences from the official code (which handles one 36-frame clip per GPU):
     windows is computed once), and the mask head in chunks of frames, so memory is bounded.
 """
 import logging
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -242,15 +242,17 @@ class VisTR(nn.Module):
             "fpn2": fpn[2],
         }
 
-    def clip_forward(self, feats: Dict[str, Tensor], num_videos: int, mask_head_chunk: Optional[int] = None) -> Dict:
-        """Transformer, heads and mask head on B clips of T frames.
+    def decode(self, feats: Dict[str, Tensor], num_videos: int) -> Tuple[Dict, Dict[str, Tensor]]:
+        """Transformer and class/box heads on B clips of T frames.
 
         Args:
             feats: `frame_features` output for B·T frames, video-major.
-            mask_head_chunk: frames per mask-head pass (None = all at once).
         Returns:
-            "pred_logits" [B, T·N, K+2], "pred_boxes" [B, T·N, 4] (normalised cxcywh),
-            "pred_masks" [B, T·N, h4, w4] (logits at stride 4), "aux_outputs" (layers 0..L-2).
+            outputs: "pred_logits" [B, T·N, K+2], "pred_boxes" [B, T·N, 4] (normalised cxcywh),
+                "aux_outputs" (layers 0..L-2);
+            mask_inputs: what `slot_masks` needs: "hs" [B·T, N, C] last-layer slot embeddings per frame,
+                "memory" [B·T, C, h, w] encoder memory per frame, "mask" [B·T, h, w] padding (or None),
+                "fpn0/1/2" the frames' lateral features.
         """
         b, t, n = num_videos, self.num_frames, self.num_slots
         src, mask = feats["src"], feats["mask"]
@@ -266,26 +268,90 @@ class VisTR(nn.Module):
             out["aux_outputs"] = [
                 {"pred_logits": lg, "pred_boxes": bx} for lg, bx in zip(outputs_class[:-1], outputs_coord[:-1])
             ]
+        mask_inputs = {
+            # slot queries of frame t attend to frame t's memory
+            "hs": hs[-1].reshape(b * t, n, c),
+            "memory": memory.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w),
+            "mask": mask if bool(mask.any()) else None,
+            "fpn0": feats["fpn0"], "fpn1": feats["fpn1"], "fpn2": feats["fpn2"],
+        }
+        return out, mask_inputs
 
-        # per-frame masks: slot queries of frame t attend to frame t's memory
-        hs_frames = hs[-1].reshape(b * t, n, c)
-        memory_frames = memory.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
-        attn_mask = mask if bool(mask.any()) else None
-        if mask_head_chunk is None:  # training: all frames at once
-            attn = self.bbox_attention(hs_frames, memory_frames, attn_mask)
-            frame_masks = self.mask_head(memory_frames, attn, [feats["fpn0"], feats["fpn1"], feats["fpn2"]])
-            h4, w4 = frame_masks.shape[-2:]
-            # each slot's T frames through the 3-D conv: [B·N, 24, T, h4, w4]
-            slot_clips = frame_masks.view(b, t, n, -1, h4, w4).permute(0, 2, 3, 1, 4, 5).reshape(b * n, -1, t, h4, w4)
-            fused = self.insmask_head(slot_clips)
+    def slot_masks(self, mask_inputs: Dict[str, Tensor], slots: Tensor) -> Tensor:
+        """Mask head and 3-D fusion head for chosen slots of each video, all frames at once.
+
+        Every slot's masks depend only on its own embeddings (per-query attention maps, GroupNorm per
+        sample, the 3-D head per slot), so a subset gives the same values as the full set.
+        Args:
+            mask_inputs: from `decode`.
+            slots: long [B, k] slot indices (0..N-1) per video.
+        Returns:
+            [B, k, T, h4, w4] mask logits at stride 4.
+        """
+        b, k = slots.shape
+        t = self.num_frames
+        hs = mask_inputs["hs"]
+        c = hs.shape[-1]
+        index = slots.to(hs.device).repeat_interleave(t, dim=0)  # [B·T, k], video-major like hs
+        chosen = hs.gather(1, index[:, :, None].expand(-1, -1, c))
+        attn = self.bbox_attention(chosen, mask_inputs["memory"], mask_inputs["mask"])
+        fpns = [mask_inputs["fpn0"], mask_inputs["fpn1"], mask_inputs["fpn2"]]
+        frame_masks = self.mask_head(mask_inputs["memory"], attn, fpns)  # [B·T·k, 24, h4, w4]
+        h4, w4 = frame_masks.shape[-2:]
+        # each slot's T frames through the 3-D conv: [B·k, 24, T, h4, w4]
+        slot_clips = frame_masks.view(b, t, k, -1, h4, w4).permute(0, 2, 3, 1, 4, 5).reshape(b * k, -1, t, h4, w4)
+        return self.insmask_head(slot_clips).view(b, k, t, h4, w4)
+
+    def matched_slot_masks(self, mask_inputs: Dict[str, Tensor], batch: Tensor, query: Tensor) -> Tensor:
+        """Mask logits of the given (video, query) entries only: the mask head runs on the slots that
+        have an entry (padded to the same count per video), not on all N — the mask losses read
+        nothing else, so losses and gradients are those of the full head at a fraction of its cost.
+
+        Args:
+            batch, query: long [P] video index and query index (t·N + slot) of each entry.
+        Returns:
+            [P, h4, w4]; with P = 0 an empty slice that still reaches the mask head's parameters.
+        """
+        n = self.num_slots
+        num_videos = mask_inputs["hs"].shape[0] // self.num_frames
+        slot, frame = query % n, query // n
+        chosen = [torch.unique(slot[batch == v]) for v in range(num_videos)]
+        k = max(1, max(len(c) for c in chosen))
+        # pad each video's list with its first slot (or slot 0): the padded rows are computed, unused
+        slots = torch.stack([
+            torch.cat([c, (c[:1] if len(c) else slot.new_zeros(1)).expand(k - len(c))]) for c in chosen])
+        masks = self.slot_masks(mask_inputs, slots)  # [B, k, T, h4, w4]
+        position = torch.empty_like(slot)
+        for v, c in enumerate(chosen):
+            in_video = batch == v
+            position[in_video] = torch.searchsorted(c, slot[in_video])  # unique() sorts
+        return masks[batch.to(masks.device), position.to(masks.device), frame.to(masks.device)]
+
+    def clip_forward(self, feats: Dict[str, Tensor], num_videos: int, mask_head_chunk: Optional[int] = None) -> Dict:
+        """`decode` plus the masks of every slot on every frame.
+
+        Args:
+            feats: `frame_features` output for B·T frames, video-major.
+            mask_head_chunk: frames per mask-head pass (None = all at once).
+        Returns:
+            `decode`'s outputs and "pred_masks" [B, T·N, h4, w4] (logits at stride 4).
+        """
+        b, t, n = num_videos, self.num_frames, self.num_slots
+        out, mask_inputs = self.decode(feats, num_videos)
+        if mask_head_chunk is None:
+            all_slots = torch.arange(n, device=mask_inputs["hs"].device).expand(b, n)
+            fused = self.slot_masks(mask_inputs, all_slots)  # [B, N, T, h4, w4]
+            h4, w4 = fused.shape[-2:]
         else:
             # test time: chunks of frames through the mask head, written straight into the slot-major
             # layout the 3-D head needs (no second copy), then the 3-D head one slot at a time
+            hs_frames, memory_frames, attn_mask = mask_inputs["hs"], mask_inputs["memory"], mask_inputs["mask"]
             slot_clips = None
             for s in range(0, b * t, mask_head_chunk):
                 sl = slice(s, s + mask_head_chunk)
                 attn = self.bbox_attention(hs_frames[sl], memory_frames[sl], None if attn_mask is None else attn_mask[sl])
-                chunk = self.mask_head(memory_frames[sl], attn, [feats["fpn0"][sl], feats["fpn1"][sl], feats["fpn2"][sl]])
+                fpns = [mask_inputs["fpn0"][sl], mask_inputs["fpn1"][sl], mask_inputs["fpn2"][sl]]
+                chunk = self.mask_head(memory_frames[sl], attn, fpns)
                 chunk = chunk.view(-1, n, *chunk.shape[1:])  # [F, N, 24, h4, w4]
                 if slot_clips is None:
                     slot_clips = chunk.new_empty((b, n, chunk.shape[2], t, *chunk.shape[-2:]))
@@ -315,9 +381,10 @@ class VisTR(nn.Module):
                     f"VisTR: video {video.get('video_id', '?')} has {length} training frames but the model's clip "
                     f"length MODEL.VISTR.NUM_FRAMES is {self.num_frames}; set INPUT.SAMPLING_FRAME_NUM to it")
         images = normalize_and_pad(frames, self.pixel_mean, self.pixel_std, self.backbone.size_divisibility)
-        outputs = self.clip_forward(self.frame_features(images), len(batched_inputs))
+        outputs, mask_inputs = self.decode(self.frame_features(images), len(batched_inputs))
         targets = self.prepare_targets(batched_inputs, images.tensor.shape[-2:])
-        return self.criterion(outputs, targets)
+        # masks only for the slots the criterion matched (see `matched_slot_masks`)
+        return self.criterion(outputs, targets, mask_fn=lambda b, q: self.matched_slot_masks(mask_inputs, b, q))
 
     def prepare_targets(self, batched_inputs: List[Dict], padded_size) -> List[Dict[str, Tensor]]:
         """Per video: "labels" long [M, T] (class index + 1, 0 where absent — the official layout),

@@ -215,6 +215,46 @@ def test_training_video_without_objects(tiny_model, make_video):
     assert float(losses["loss_ce"]) > 0
     sum(losses.values()).backward()
     assert tiny_model.class_embed.weight.grad.abs().sum() > 0
+    # no matched slot: the mask head still runs (on one slot) so that every parameter gets a gradient
+    assert tiny_model.mask_head.dcn.weight.grad is not None and tiny_model.insmask_head[9].weight.grad is not None
+
+
+def test_training_masks_only_matched_slots_same_losses_and_gradients(tiny_cfg, make_video):
+    """Training runs the mask head on the matched slots only; losses and gradients must be those of
+    the full head (every slot's masks, then the criterion picks the matched entries)."""
+    from vis_zoo.modeling.backbone import normalize_and_pad, video_frames
+
+    cfg = tiny_cfg()
+    cfg.MODEL.VISTR.NUM_SLOTS = 5
+    cfg.MODEL.VISTR.DROPOUT = 0.0
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    model.train()
+    batch = [make_video(3, seed=1), make_video(3, seed=2, with_objects=False)]
+    head_batch = []
+    model.mask_head.register_forward_hook(lambda m, inputs, out: head_batch.append(out.shape[0]))
+
+    def losses_and_grads(losses):
+        model.zero_grad()
+        sum(losses.values()).backward()
+        return {k: float(v) for k, v in losses.items()}, {
+            n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    fast, fast_grads = losses_and_grads(model(batch))
+    # video 0 has 2 tracks -> 2 slots per video (video 1's list is padded) × 2 videos × 3 frames
+    assert head_batch == [2 * 2 * 3]
+    frames, _ = video_frames(batch)
+    images = normalize_and_pad(frames, model.pixel_mean, model.pixel_std, model.backbone.size_divisibility)
+    outputs = model.clip_forward(model.frame_features(images), len(batch))
+    assert head_batch[-1] == 2 * 3 * 5
+    full, full_grads = losses_and_grads(model.criterion(outputs, model.prepare_targets(batch, images.tensor.shape[-2:])))
+    assert full.keys() == fast.keys()
+    for key in full:
+        assert fast[key] == pytest.approx(full[key], rel=1e-5, abs=1e-6), key
+    assert fast_grads.keys() == full_grads.keys()
+    for name, grad in full_grads.items():
+        torch.testing.assert_close(fast_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+    assert fast_grads["mask_head.dcn.weight"].abs().sum() > 0
 
 
 def test_training_rejects_wrong_clip_length(tiny_model, make_video):
