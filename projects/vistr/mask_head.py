@@ -83,10 +83,10 @@ def deform_conv3x3_grid_sample(x: Tensor, offset: Tensor, weight: Tensor, sample
     out_channels = weight.shape[0]
     if out_channels < c:
         # Bilinear sampling (zeros outside) is linear in x, so the taps' weights can be applied first:
-        # project x to 9 tap maps of O channels with a 1×1 conv, then sample tap k's map at tap k's
-        # positions and sum. Same result; O/C of the sampling work (VisTR's DCN halves its channels,
-        # and sampling is most of the mask head's CPU training time).
-        # (einsum, not a 1×1 conv2d: on CPU the conv with these odd widths is ~2× slower, both ways)
+        # project x to 9 tap maps of O channels (a 1×1 projection, as an einsum: a 1×1 conv2d with
+        # these odd widths is ~2× slower on CPU), then sample tap k's map at tap k's positions and
+        # sum. Same result; O/C of the sampling work (VisTR's DCN halves its channels, and sampling
+        # is most of the mask head's CPU training time).
         taps_first = torch.einsum("kc,bchw->bkhw", weight.permute(2, 3, 0, 1).reshape(9 * out_channels, c), x)
         sampled = F.grid_sample(
             taps_first.reshape(b * 9, out_channels, h, w), grid.view(b * 9, h, w, 2),

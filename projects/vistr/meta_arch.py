@@ -8,6 +8,8 @@ attention maps -> small FPN with a deformable conv -> 3-D conv over each slot's 
 
 Differences from the official code (which handles one 36-frame clip per GPU):
   * any batch size and a single process (the mask path is batched over videos and frames);
+  * in training the mask head runs only on the matched slots (the only masks the losses read; the
+    same losses and gradients as the official all-slot head, at a fraction of the cost);
   * videos of any length at test time: shorter ones are tiled cyclically to T frames (as the
     official script does) and cut back; longer ones are cut into windows of T frames with overlap
     (stride MODEL.VIS.TEST_WINDOW_STRIDE) whose tracks are joined by the shared association;
