@@ -12,12 +12,12 @@ A config with MODEL.INIT_STAGE_CONFIG first trains that config (vis_zoo/engine/i
 import logging
 import os
 
-from detectron2.engine import launch
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 
 from vis_zoo.engine import AtomicDetectionCheckpointer, VISTrainer, build_argument_parser, setup
 from vis_zoo.engine.init_stage import run_init_stage
+from vis_zoo.engine.launch import launch
 
 logger = logging.getLogger("vis_zoo")
 

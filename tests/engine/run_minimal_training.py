@@ -21,7 +21,7 @@ def main(args):
 
 
 if __name__ == "__main__":
-    from detectron2.engine import launch
+    from vis_zoo.engine.launch import launch
 
     args = train_net.build_argument_parser().parse_args()
     launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,

@@ -40,7 +40,7 @@ def _worker(gt_path: str, out_dir: str, result_path: str) -> None:
 
 
 def test_predictions_from_both_ranks_are_gathered_and_scored(tmp_path):
-    from detectron2.engine import launch
+    from vis_zoo.engine.launch import launch
 
     sys.path.insert(0, HERE)
     from ytvis_test_utils import two_video_gt
