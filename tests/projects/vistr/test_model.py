@@ -108,6 +108,23 @@ def test_phase_split_dilated_conv3d_equals_conv3d(shape):
     torch.testing.assert_close(torch.autograd.grad(ours.sum(), x)[0], torch.autograd.grad(ref.sum(), x)[0])
 
 
+def test_dilated_conv3d_inference_avoids_the_reference_kernel_and_matches_conv3d():
+    """A batch-1 clip small enough that PyTorch's own choice is the slow `slow_conv_dilated3d`."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.manual_seed(0)
+    conv = DilatedConv3d(6, 4)
+    x = torch.randn(1, 6, 3, 10, 12)
+    with torch.no_grad():
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            ours = conv(x)
+        ref = F.conv3d(x, conv.weight, conv.bias, padding=2, dilation=2)
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
+    ops = {e.key for e in prof.key_averages()}
+    if torch.backends.mkldnn.is_available():
+        assert "aten::slow_conv_dilated3d" not in ops, sorted(ops)
+
+
 def test_mask_prior_sets_the_initial_foreground_probability():
     torch.manual_seed(0)
     official = build_instance_fusion_head(24)  # PyTorch default init: a random bias near 0
