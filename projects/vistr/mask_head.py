@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import deform_conv2d
 
+from vis_zoo.modeling.pointwise_conv import PointwiseConv2d, PointwiseConv3d
+
 
 class MHAttentionMap(nn.Module):
     """Attention logits of queries over a feature map, softmaxed over heads × pixels *together*.
@@ -83,11 +85,11 @@ def deform_conv3x3_grid_sample(x: Tensor, offset: Tensor, weight: Tensor, sample
     out_channels = weight.shape[0]
     if out_channels < c:
         # Bilinear sampling (zeros outside) is linear in x, so the taps' weights can be applied first:
-        # project x to 9 tap maps of O channels (a 1×1 projection, as an einsum: a 1×1 conv2d with
-        # these odd widths is ~2× slower on CPU), then sample tap k's map at tap k's positions and
-        # sum. Same result; O/C of the sampling work (VisTR's DCN halves its channels, and sampling
-        # is most of the mask head's CPU training time).
-        taps_first = torch.einsum("kc,bchw->bkhw", weight.permute(2, 3, 0, 1).reshape(9 * out_channels, c), x)
+        # project x to 9 tap maps of O channels (a 1×1 projection, as a matmul: [9·O, C] @ [B, C, H·W]
+        # comes out contiguous in the [B·9, O, H, W] layout grid_sample reads, with no copy), then
+        # sample tap k's map at tap k's positions and sum. Same result; O/C of the sampling work
+        # (VisTR's DCN halves its channels, and sampling is most of the mask head's CPU time).
+        taps_first = torch.matmul(weight.permute(2, 3, 0, 1).reshape(9 * out_channels, c), x.reshape(b, c, h * w))
         sampled = F.grid_sample(
             taps_first.reshape(b * 9, out_channels, h, w), grid.view(b * 9, h, w, 2),
             mode="bilinear", padding_mode="zeros", align_corners=False,
@@ -145,11 +147,11 @@ class MaskHeadSmallConv(nn.Module):
         self.lay4 = nn.Conv2d(inter_dims[2], inter_dims[3], 3, padding=1)
         self.gn4 = _group_norm(8, inter_dims[3])
         self.gn5 = _group_norm(8, inter_dims[4])
-        self.conv_offset = nn.Conv2d(inter_dims[3], 18, 1)
+        self.conv_offset = PointwiseConv2d(inter_dims[3], 18)
         self.dcn = DeformConv3x3(inter_dims[3], inter_dims[4])
-        self.adapter1 = nn.Conv2d(fpn_dims[0], inter_dims[1], 1)
-        self.adapter2 = nn.Conv2d(fpn_dims[1], inter_dims[2], 1)
-        self.adapter3 = nn.Conv2d(fpn_dims[2], inter_dims[3], 1)
+        self.adapter1 = PointwiseConv2d(fpn_dims[0], inter_dims[1])
+        self.adapter2 = PointwiseConv2d(fpn_dims[1], inter_dims[2])
+        self.adapter3 = PointwiseConv2d(fpn_dims[2], inter_dims[3])
         self.out_channels = inter_dims[4]
         for name, m in self.named_modules():
             if name == "conv_offset":
@@ -245,7 +247,7 @@ def build_instance_fusion_head(in_channels: int = 24, prior_prob: float = 0.0) -
     layers: List[nn.Module] = []
     for c_in in (in_channels, mid, mid):
         layers += [DilatedConv3d(c_in, mid), _group_norm(4, mid), nn.ReLU()]
-    last = nn.Conv3d(mid, 1, 1)
+    last = PointwiseConv3d(mid, 1)
     if prior_prob > 0:
         nn.init.constant_(last.bias, -math.log((1 - prior_prob) / prior_prob))
     layers.append(last)

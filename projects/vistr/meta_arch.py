@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from vis_zoo.modeling.backbone import FrameFeatureCache, backbone_with_masks, normalize_and_pad, video_frames
 from vis_zoo.modeling.clip_association import ClipPrediction, associate_clip_windows
+from vis_zoo.modeling.pointwise_conv import PointwiseConv2d
 from vis_zoo.modeling.postprocessing import VideoMaskWriter, build_video_output, empty_video_output
 from vis_zoo.modeling.targets import clip_targets_from_batch
 from vis_zoo.modeling.transformer_layers import MLP
@@ -113,7 +114,7 @@ class VisTR(nn.Module):
         self.num_slots = num_slots
         self.aux_loss = aux_loss
 
-        self.input_proj = nn.Conv2d(c5, hidden_dim, kernel_size=1)
+        self.input_proj = PointwiseConv2d(c5, hidden_dim)
         self.position_encoding = PositionEmbeddingSine3D(hidden_dim // 3)
         self.transformer = transformer
         self.class_embed = nn.Linear(hidden_dim, num_classes + 2)
