@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import deform_conv2d
 
-from vis_zoo.modeling.pointwise_conv import PointwiseConv2d, PointwiseConv3d
+from vis_zoo.modeling.pointwise import PointwiseConv2d, PointwiseConv3d
 
 
 class MHAttentionMap(nn.Module):

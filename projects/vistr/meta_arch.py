@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from vis_zoo.modeling.backbone import FrameFeatureCache, backbone_with_masks, normalize_and_pad, video_frames
 from vis_zoo.modeling.clip_association import ClipPrediction, associate_clip_windows
-from vis_zoo.modeling.pointwise_conv import PointwiseConv2d
+from vis_zoo.modeling.pointwise import PointwiseConv2d
 from vis_zoo.modeling.postprocessing import VideoMaskWriter, build_video_output, empty_video_output
 from vis_zoo.modeling.targets import clip_targets_from_batch
 from vis_zoo.modeling.transformer_layers import MLP

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vis_zoo.modeling.pointwise_conv import PointwiseConv2d, PointwiseConv3d, pointwise_conv
+from vis_zoo.modeling.pointwise import PointwiseConv2d, PointwiseConv3d, pointwise_conv
 
 
 @pytest.mark.parametrize("cls, shape, conv", [

@@ -8,7 +8,7 @@
 - criterion: clip-level mask set criterion with auxiliary losses
 - targets: clip-level ground truth from the training mapper's Instances
 - clip_association: window schedule + soft-IoU association of windows (long videos)
-- pointwise_conv: 1×1 convolutions as one batched matmul on CPU (oneDNN is slow at odd widths)
+- pointwise: 1×1 convolutions as one batched matmul on CPU (oneDNN is slow at odd widths)
 - postprocessing: per-frame upsampling to the original size, bool or RLE output, output contract
 """
 from .backbone import (FoldedBackboneCache, FrameFeatureCache, backbone_with_masks, fold_frozen_batchnorm,
@@ -19,7 +19,7 @@ from .criterion import ClipMaskSetCriterion, num_masks_normalizer, src_permutati
 from .losses import (dice_loss, pairwise_dice_coefficient, pairwise_sigmoid_focal_cost, sigmoid_ce_loss,
                      sigmoid_focal_loss)
 from .matcher import MaskHungarianMatcher
-from .pointwise_conv import PointwiseConv2d, PointwiseConv3d, pointwise_conv
+from .pointwise import PointwiseConv2d, PointwiseConv3d, pointwise_conv
 from .position_encoding import PositionEmbeddingSine2D
 from .postprocessing import (VideoMaskWriter, build_video_output, empty_video_output, encode_rle,
                              select_track_classes)
