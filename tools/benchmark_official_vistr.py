@@ -57,7 +57,6 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 import types
@@ -246,17 +245,18 @@ def main(argv=None) -> int:
         _child(args)
         return 0
     results = []
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    sys.path.insert(0, _REPO)
+    from vis_zoo.zoo.speed import run_measurement_child
+
     for frames in args.frames:
         cmd = [sys.executable, os.path.abspath(__file__), "--child", "--official-root", args.official_root,
                "--frames", str(frames), "--size", *map(str, args.size), "--threads", str(args.threads),
                "--repeats", str(args.repeats), "--backbone", args.backbone]
-        out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout)
-        lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
-        if out.returncode != 0 or not lines:
-            print(f"T={frames}: failed (exit {out.returncode}):\n{out.stderr[-4000:]}", file=sys.stderr)
+        try:
+            r = run_measurement_child(cmd, args.threads, timeout=args.timeout, what=f"official VisTR, T={frames}")
+        except RuntimeError as e:
+            print(e, file=sys.stderr)
             return 1
-        r = json.loads(lines[-1])
         print(f"official T={frames}: {r['fps']:.2f} frames/s, {r['median_s']:.2f} s/video (times "
               f"{[round(x, 2) for x in r['times_s']]}; model() alone {r['model_call_median_s']:.2f} s), peak "
               f"{r['peak_rss_gb']:.2f} GB, load avg {r['load_avg_1min']:.2f}", flush=True)
@@ -264,7 +264,6 @@ def main(argv=None) -> int:
     print(f"\nofficial VisTR {args.backbone}, {args.size[0]}x{args.size[1]}, {args.threads} threads, device cpu\n")
     print(format_table(results))
     if args.json:
-        sys.path.insert(0, _REPO)
         from vis_zoo.utils.io import atomic_write_json
 
         atomic_write_json(args.json, results)

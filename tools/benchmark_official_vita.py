@@ -23,7 +23,6 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 
@@ -84,16 +83,18 @@ def main(argv=None) -> int:
     if args.child:
         _child(args)
         return 0
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from vis_zoo.zoo.speed import run_measurement_child
+
     for frames in args.frames:
         cmd = [sys.executable, os.path.abspath(__file__), "--child", "--official-root", args.official_root,
                "--frames", str(frames), "--size", *map(str, args.size), "--threads", str(args.threads),
                "--repeats", str(args.repeats)] + (["--config-file", args.config_file] if args.config_file else [])
-        out = subprocess.run(cmd + list(args.opts), capture_output=True, text=True)
-        lines = [l for l in out.stdout.splitlines() if l.startswith("{")]
-        if out.returncode != 0 or not lines:
-            print(f"T={frames}: failed (exit {out.returncode}):\n{out.stderr[-2000:]}", file=sys.stderr)
+        try:
+            r = run_measurement_child(cmd + list(args.opts), args.threads, what=f"official VITA, T={frames}")
+        except RuntimeError as e:
+            print(e, file=sys.stderr)
             return 1
-        r = json.loads(lines[-1])
         print(f"official T={frames}: {r['fps']:.3f} frames/s, {r['median_s']:.2f} s/video, peak "
               f"{r['peak_rss_gb']:.2f} GB, top-{r['detections_per_image']}, load avg {r['load_avg_1min']:.2f}")
     return 0

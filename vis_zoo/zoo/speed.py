@@ -151,6 +151,19 @@ def measure_model_vs_backbone(config_file: str, frames: int, height: int, width:
             "ratio": statistics.median(model_s) / statistics.median(backbone_s)}
 
 
+def run_measurement_child(cmd: Sequence[str], threads: int, *, timeout: float = 3600,
+                          what: str = "speed measurement") -> dict:
+    """Run one measurement `cmd` in a fresh interpreter (OMP/MKL_NUM_THREADS = threads, so the peak memory
+    and thread pool are its own) and return the JSON object on the last `{`-line of its stdout.
+    Raises RuntimeError naming `what`, with the child's stderr, when it fails or prints no result."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    proc = subprocess.run(list(cmd), capture_output=True, text=True, env=env, timeout=timeout)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"{what} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+    return json.loads(lines[-1])
+
+
 def measure_speed_in_subprocess(config_file: str, frames: int, height: int, width: int, *, threads: int = 2,
                                 repeats: int = 3, opts: Sequence[str] = (), timeout: float = 3600,
                                 mode: str = "model") -> SpeedResult:
@@ -158,12 +171,8 @@ def measure_speed_in_subprocess(config_file: str, frames: int, height: int, widt
     cmd = [sys.executable, "-m", "vis_zoo.zoo.speed", "--config-file", config_file, "--frames", str(frames),
            "--size", str(height), str(width), "--threads", str(threads), "--repeats", str(repeats),
            "--mode", mode, *opts]
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"speed measurement failed (T={frames}, {config_file}):\n{proc.stderr[-4000:]}")
-    return SpeedResult(**json.loads(lines[-1]))
+    return SpeedResult(**run_measurement_child(cmd, threads, timeout=timeout,
+                                               what=f"speed measurement (T={frames}, {config_file})"))
 
 
 def format_speed_table(results: Sequence[SpeedResult], reference: Optional[dict] = None) -> str:
