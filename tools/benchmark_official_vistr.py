@@ -182,8 +182,7 @@ def _child(args) -> None:
         model_start = time.perf_counter()
         outputs = model(img)
         model_s = time.perf_counter() - model_start
-        logits, boxes, masks = outputs["pred_logits"].softmax(-1)[0, :, :-1], outputs["pred_boxes"][0], \
-            outputs["pred_masks"][0]
+        logits, masks = outputs["pred_logits"].softmax(-1)[0, :, :-1], outputs["pred_masks"][0]  # boxes unused
         pred_masks = F.interpolate(masks.reshape(frames, NUM_INS, masks.shape[-2], masks.shape[-1]), (height, width),
                                    mode="bilinear").sigmoid().cpu().detach().numpy() > 0.5
         pred_logits = logits.reshape(frames, NUM_INS, logits.shape[-1]).cpu().detach().numpy()

@@ -1,6 +1,5 @@
 """tools/benchmark.py and vis_zoo.zoo.{benchmark,table}: discovery of methods, the max-T search, the
 accuracy subprocess, the table, and a --quick end-to-end run with a working and a broken method."""
-import importlib.util
 import json
 import os
 import textwrap
@@ -19,17 +18,14 @@ from vis_zoo.zoo.benchmark import (
     search_max_frames,
 )
 from vis_zoo.zoo.table import BEGIN_MARKER, END_MARKER, plot_ap_vs_train_time, render_table, update_model_zoo
+from tool_loading import load_tool
 
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _IFC_SYNTHETIC = os.path.join(_REPO, "configs", "ifc", "synthetic_R18.yaml")
 
 
 def _load_tool():
-    path = os.path.join(_REPO, "tools", "benchmark.py")
-    spec = importlib.util.spec_from_file_location("vis_zoo_benchmark_tool", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("benchmark.py")
 
 
 def test_discover_configs_finds_every_method_folder(tmp_path):
@@ -415,13 +411,7 @@ def test_gflops_per_frame_divides_by_the_frames_the_model_processed():
 
 def test_official_vita_timer_checks_its_root(tmp_path, capsys):
     """The official-code timer refuses a folder without the official `vita` package (before importing)."""
-    import importlib.util
-    import os
-
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "tools", "benchmark_official_vita.py")
-    spec = importlib.util.spec_from_file_location("benchmark_official_vita", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_tool("benchmark_official_vita.py")
     with pytest.raises(SystemExit):
         module.main(["--official-root", str(tmp_path), "--frames", "2"])
     assert "no `vita` package there" in capsys.readouterr().err

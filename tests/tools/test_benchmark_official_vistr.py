@@ -1,23 +1,17 @@
 """tools/benchmark_official_vistr.py without the official code: the CPU deformable-convolution op that
 stands in for the official CUDA one (offset layout (dy, dx) per tap, row-major taps), the import shim on
 a fabricated stand-in package, the official argument defaults, and the argument checks."""
-import importlib.util
-import os
 import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
+from tool_loading import load_tool
 
-_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-_TOOL = os.path.join(_REPO, "tools", "benchmark_official_vistr.py")
 
 
 def _load_tool():
-    spec = importlib.util.spec_from_file_location("vis_zoo_benchmark_official_vistr_tool", _TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("benchmark_official_vistr.py")
 
 
 @pytest.mark.parametrize("stride,padding,dilation", [(1, 1, 1), (2, 1, 1), (1, 2, 2), ((1, 2), (1, 0), 1)])

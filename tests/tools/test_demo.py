@@ -1,7 +1,6 @@
 """tools/demo.py and vis_zoo.utils.video_io: lazy frame reading, clear errors, a video in -> an annotated
 video out (with frames, per-track mask PNGs and a submission-format results.json)."""
 import glob
-import importlib.util
 import json
 import os
 
@@ -11,16 +10,13 @@ import pytest
 import torch
 
 from vis_zoo.utils.video_io import FrameFolderFrames, MappedFrames, VideoReadError, open_frames
+from tool_loading import load_tool
 
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-_TOOL = os.path.join(_REPO, "tools", "demo.py")
 
 
 def _load_tool():
-    spec = importlib.util.spec_from_file_location("vis_zoo_demo_tool", _TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("demo.py")
 
 
 def _write_video(path, num_frames=7, height=64, width=96):

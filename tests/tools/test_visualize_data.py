@@ -1,20 +1,16 @@
 """tools/visualize_data.py writes one image per sampled clip, frames side by side, tracks drawn."""
-import importlib.util
 import os
 
 import numpy as np
 import torch
 from detectron2.structures import BitMasks, Instances
 from PIL import Image
+from tool_loading import load_tool
 
-_TOOL = os.path.join(os.path.dirname(__file__), "..", "..", "tools", "visualize_data.py")
 
 
 def _load_tool():
-    spec = importlib.util.spec_from_file_location("visualize_data", _TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("visualize_data.py")
 
 
 def test_draw_clip_colours_tracks_consistently():
