@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vis_zoo.modeling.attention import MaskedMultiheadAttention
 from vis_zoo.modeling.deformable_transformer import DeformableEncoder, DeformableEncoderLayer
 from vis_zoo.modeling.ms_deform_attn import MSDeformAttn, ms_deform_attn_core, spatial_shapes_to_list
 from vis_zoo.modeling.transformer_layers import MLP, clone_modules, get_activation_fn
@@ -51,10 +52,10 @@ class SeqFormerDecoderLayer(nn.Module):
         self.norm1 = nn.LayerNorm(d_model)
         self.dropout1_box = nn.Dropout(dropout)
         self.norm1_box = nn.LayerNorm(d_model)
-        self.self_attn = nn.MultiheadAttention(d_model, n_heads, dropout=dropout)
+        self.self_attn = MaskedMultiheadAttention(d_model, n_heads, dropout=dropout)
         self.dropout2 = nn.Dropout(dropout)
         self.norm2 = nn.LayerNorm(d_model)
-        self.self_attn_box = nn.MultiheadAttention(d_model, n_heads, dropout=dropout)
+        self.self_attn_box = MaskedMultiheadAttention(d_model, n_heads, dropout=dropout)
         self.dropout2_box = nn.Dropout(dropout)
         self.norm2_box = nn.LayerNorm(d_model)
         self.linear1 = nn.Linear(d_model, d_ffn)
@@ -72,7 +73,7 @@ class SeqFormerDecoderLayer(nn.Module):
         self.time_attention_weights = nn.Linear(d_model, 1)
 
     @staticmethod
-    def _self_attention(attn: nn.MultiheadAttention, x: Tensor, pos: Tensor) -> Tensor:
+    def _self_attention(attn: MaskedMultiheadAttention, x: Tensor, pos: Tensor) -> Tensor:
         """MHA(q = k = x + pos, v = x) over the queries; x, pos [N, Q, C] -> [N, Q, C]."""
         q = (x + pos).transpose(0, 1)
         return attn(q, q, x.transpose(0, 1), need_weights=False)[0].transpose(0, 1)

@@ -1,5 +1,6 @@
 """Shared modeling pieces used by every VIS Zoo method.
 
+- attention: multi-head attention whose masks cannot give NaN in PyTorch's blocked kernels
 - backbone: frame normalisation/padding, per-level padding masks, chunked per-frame feature cache
 - position_encoding: 2-D sine encoding (DETR; Deformable-DETR via ``offset=-0.5``)
 - transformer_layers: DETR post-/pre-norm encoder and decoder layers, MLP
@@ -11,6 +12,7 @@
 - pointwise: 1×1 convolutions as one batched matmul on CPU (oneDNN is slow at odd widths)
 - postprocessing: per-frame upsampling to the original size, bool or RLE output, output contract
 """
+from .attention import MASKED_SCORE, MaskedMultiheadAttention, additive_attention_mask
 from .backbone import (FoldedBackboneCache, FrameFeatureCache, backbone_with_masks, fold_frozen_batchnorm,
                        normalize_and_pad, padding_mask, video_frames)
 from .clip_association import (ClipPrediction, SoftIoUTrackAssociator, associate_clip_windows,

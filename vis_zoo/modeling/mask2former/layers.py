@@ -10,6 +10,7 @@ from typing import Optional
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vis_zoo.modeling.attention import MaskedMultiheadAttention
 from vis_zoo.modeling.transformer_layers import get_activation_fn, with_pos
 
 __all__ = ["SelfAttentionLayer", "CrossAttentionLayer", "FFNLayer"]
@@ -31,7 +32,7 @@ class SelfAttentionLayer(nn.Module):
 
     def __init__(self, d_model: int, nhead: int, dropout: float = 0.0, normalize_before: bool = False):
         super().__init__()
-        self.self_attn = nn.MultiheadAttention(d_model, nhead, dropout=dropout)
+        self.self_attn = MaskedMultiheadAttention(d_model, nhead, dropout=dropout)
         self.norm = nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
         self.normalize_before = normalize_before
@@ -60,7 +61,7 @@ class CrossAttentionLayer(nn.Module):
 
     def __init__(self, d_model: int, nhead: int, dropout: float = 0.0, normalize_before: bool = False):
         super().__init__()
-        self.multihead_attn = nn.MultiheadAttention(d_model, nhead, dropout=dropout)
+        self.multihead_attn = MaskedMultiheadAttention(d_model, nhead, dropout=dropout)
         self.norm = nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
         self.normalize_before = normalize_before
