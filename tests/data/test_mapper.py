@@ -144,7 +144,8 @@ def test_build_clip_augmentation_from_cfg():
     with pytest.raises(ValueError, match="RANDOM_FLIP"):
         build_clip_augmentation(cfg, is_train=True)
     test_augs = build_clip_augmentation(cfg, is_train=False)
-    assert len(test_augs) == 1 and test_augs[0].short_edge_length == (cfg.INPUT.MIN_SIZE_TEST,) * 2
+    assert len(test_augs) == 1 and test_augs[0].short_edge == cfg.INPUT.MIN_SIZE_TEST
+    assert test_augs[0].max_size == cfg.INPUT.MAX_SIZE_TEST and test_augs[0].rounding == "round"
 
 
 def test_identical_frames_get_identical_augmentation(tmp_path):

@@ -33,6 +33,11 @@ def add_vis_config(cfg: CN) -> None:
     cfg.INPUT.SAMPLING_FRAME_REPLACE = True  # draw the T-1 other frames with replacement (IFC/VITA)
     # "flip_by_clip": one flip decision per clip; "none": never flip
     cfg.INPUT.RANDOM_FLIP = "flip_by_clip"
+    # Test resize: short side INPUT.MIN_SIZE_TEST, long side at most INPUT.MAX_SIZE_TEST, and the long
+    # side rounded as the method's official inference does: "round" (detectron2's ResizeShortestEdge,
+    # int(x + 0.5)) or "floor" (torchvision's Resize(int): int(size * long / short)); 480x854 at 300
+    # is 300x534 with "round" and 300x533 with "floor". See vis_zoo/data/augmentation.py.
+    cfg.INPUT.TEST_RESIZE_ROUNDING = "round"
     # COCO images as pseudo-videos: each image yields T random crops+resizes of itself
     cfg.INPUT.PSEUDO = CN()
     cfg.INPUT.PSEUDO.CROP_SIZE = (0.6, 1.0)  # relative crop side range

@@ -5,14 +5,19 @@ move with the object, not with a per-frame random flip), so an augmentation is *
 first frame and the resulting `TransformList` is then applied to every frame and its annotations.
 """
 import copy
+import sys
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import pycocotools.mask as mask_util
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
+from PIL import Image
 
 __all__ = [
+    "TEST_RESIZE_ROUNDINGS",
+    "shortest_edge_output_shape",
+    "ShortestEdgeResize",
     "build_clip_augmentation",
     "apply_clip_augmentations",
     "transform_clip_annotations",
@@ -23,18 +28,78 @@ _SAMPLE_STYLES = {"choice": "choice", "range": "range", "choice_by_clip": "choic
                   "range_by_clip": "range"}
 
 
+# How the long side of a shortest-edge resize is turned into pixels (INPUT.TEST_RESIZE_ROUNDING):
+#   "round": detectron2's ResizeShortestEdge (IFC, VITA, MinVIS): scale both sides as floats, shrink
+#            to max_size if the long side exceeds it, then int(x + 0.5) on each side.
+#   "floor": torchvision's Resize(int) on a PIL image, as the DETR-family inference scripts call it
+#            (VisTR, SeqFormer): the short side is exactly `size`, the long side int(size * long / short);
+#            a max_size first lowers `size` to int(round(max_size * short / long)) (DETR's transforms).
+TEST_RESIZE_ROUNDINGS = ("round", "floor")
+
+
+def shortest_edge_output_shape(
+    height: int, width: int, short_edge: int, max_size: int = sys.maxsize, rounding: str = "round"
+) -> Tuple[int, int]:
+    """(new_h, new_w) of a shortest-edge resize of a height x width image (rules above)."""
+    if rounding == "round":
+        return T.ResizeShortestEdge.get_output_shape(height, width, short_edge, max_size)
+    if rounding != "floor":
+        raise ValueError(f"rounding must be one of {TEST_RESIZE_ROUNDINGS}, got {rounding!r}")
+    short, long = min(height, width), max(height, width)
+    if long / short * short_edge > max_size:  # the long side would pass max_size (DETR's test)
+        short_edge = int(round(max_size * short / long))
+    # Integer floor division is int(short_edge * long / short) without a float in between.
+    new_short, new_long = short_edge, short_edge * long // short
+    return (new_short, new_long) if height <= width else (new_long, new_short)
+
+
+class ShortestEdgeResize(T.Augmentation):
+    """Resize to a fixed short side with `rounding` ("round" or "floor", see above).
+
+    The pixels are resampled by detectron2's ResizeTransform: PIL bilinear on uint8 frames, the
+    same resampling that torchvision's Resize applies to the PIL images of the official VisTR and
+    SeqFormer scripts, so only the output size depends on the rule.
+    """
+
+    def __init__(self, short_edge: int, max_size: int = sys.maxsize, rounding: str = "round",
+                 interp=Image.BILINEAR):
+        super().__init__()
+        if rounding not in TEST_RESIZE_ROUNDINGS:
+            raise ValueError(f"rounding must be one of {TEST_RESIZE_ROUNDINGS}, got {rounding!r}")
+        if short_edge <= 0:
+            raise ValueError(f"short_edge must be positive, got {short_edge}")
+        self._init(locals())
+
+    def get_transform(self, image):
+        h, w = image.shape[:2]
+        new_h, new_w = shortest_edge_output_shape(h, w, self.short_edge, self.max_size, self.rounding)
+        return T.ResizeTransform(h, w, new_h, new_w, self.interp)
+
+
+def _test_short_edge(cfg) -> int:
+    """INPUT.MIN_SIZE_TEST as one int (detectron2 configs may hold a one-element list)."""
+    size = cfg.INPUT.MIN_SIZE_TEST
+    if isinstance(size, (list, tuple)):
+        if len(size) != 1:
+            raise ValueError(f"INPUT.MIN_SIZE_TEST must be one size, got {size}")
+        size = size[0]
+    return int(size)
+
+
 def build_clip_augmentation(cfg, is_train: bool) -> List[T.Augmentation]:
     """The clip augmentations described by cfg.
 
     Training: optional crop (INPUT.CROP.*), ResizeShortestEdge (INPUT.MIN_SIZE_TRAIN with
     INPUT.MIN_SIZE_TRAIN_SAMPLING "choice"/"range", INPUT.MAX_SIZE_TRAIN), horizontal flip when
     INPUT.RANDOM_FLIP == "flip_by_clip" ("none" disables it).
-    Test: ResizeShortestEdge(INPUT.MIN_SIZE_TEST, INPUT.MAX_SIZE_TEST).
+    Test: ShortestEdgeResize(INPUT.MIN_SIZE_TEST, INPUT.MAX_SIZE_TEST, INPUT.TEST_RESIZE_ROUNDING),
+    with the rounding of the method's official inference ("round" = detectron2's ResizeShortestEdge).
 
     Every augmentation is sampled once per clip by `apply_clip_augmentations`.
     """
     if not is_train:
-        return [T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST, "choice")]
+        return [ShortestEdgeResize(_test_short_edge(cfg), cfg.INPUT.MAX_SIZE_TEST,
+                           cfg.INPUT.TEST_RESIZE_ROUNDING)]
 
     sampling = cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING
     if sampling not in _SAMPLE_STYLES:
