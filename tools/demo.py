@@ -116,12 +116,14 @@ def frame_mask(track_masks, frame: int) -> Optional[np.ndarray]:
 # ----------------------------------------------------------------------------------------- model
 def build_demo_model(cfg):
     """The config's model in eval mode with MODEL.WEIGHTS loaded (random weights when empty)."""
-    from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.modeling import build_model
+
+    from vis_zoo.engine import AtomicDetectionCheckpointer
 
     model = build_model(cfg)
     if cfg.MODEL.WEIGHTS:
-        DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+        # the training tools' checkpointer: a damaged file is named in the error, models adapt old weights
+        AtomicDetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
     else:
         logger.warning("MODEL.WEIGHTS is empty: the model has random weights (predictions are meaningless)")
     return model.eval()
