@@ -114,6 +114,10 @@ def test_floor_rule_with_max_size_follows_detr():
         shortest_edge_output_shape(480, 854, 300, 1333, "ceil")
     with pytest.raises(ValueError, match="rounding"):
         ShortestEdgeResize(300, rounding="truncate")
+    # INPUT.MIN_SIZE_TEST = 0 keeps the frame size, as in detectron2.
+    frames, _ = apply_clip_augmentations([ShortestEdgeResize(0, rounding="floor")],
+                                         [np.zeros((48, 86, 3), dtype=np.uint8)])
+    assert frames[0].shape[:2] == (48, 86)
 
 
 @pytest.mark.parametrize("height,width,size", [(480, 854, 300), (48, 86, 30), (406, 720, 360)])

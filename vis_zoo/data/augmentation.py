@@ -46,7 +46,7 @@ def shortest_edge_output_shape(
     if rounding != "floor":
         raise ValueError(f"rounding must be one of {TEST_RESIZE_ROUNDINGS}, got {rounding!r}")
     short, long = min(height, width), max(height, width)
-    if long / short * short_edge > max_size:  # the long side would pass max_size (DETR's test)
+    if long / short * short_edge > max_size:  # the long side would pass max_size (DETR's check)
         short_edge = int(round(max_size * short / long))
     # Integer floor division is int(short_edge * long / short) without a float in between.
     new_short, new_long = short_edge, short_edge * long // short
@@ -54,7 +54,8 @@ def shortest_edge_output_shape(
 
 
 class ShortestEdgeResize(T.Augmentation):
-    """Resize to a fixed short side with `rounding` ("round" or "floor", see above).
+    """Resize to a fixed short side with `rounding` ("round" or "floor", see above); a short side of
+    0 keeps the frames as they are (detectron2's meaning of INPUT.MIN_SIZE_TEST = 0).
 
     The pixels are resampled by detectron2's ResizeTransform: PIL bilinear on uint8 frames, the
     same resampling that torchvision's Resize applies to the PIL images of the official VisTR and
@@ -66,11 +67,13 @@ class ShortestEdgeResize(T.Augmentation):
         super().__init__()
         if rounding not in TEST_RESIZE_ROUNDINGS:
             raise ValueError(f"rounding must be one of {TEST_RESIZE_ROUNDINGS}, got {rounding!r}")
-        if short_edge <= 0:
-            raise ValueError(f"short_edge must be positive, got {short_edge}")
+        if short_edge < 0:
+            raise ValueError(f"short_edge must be >= 0, got {short_edge}")
         self._init(locals())
 
     def get_transform(self, image):
+        if self.short_edge == 0:
+            return T.NoOpTransform()
         h, w = image.shape[:2]
         new_h, new_w = shortest_edge_output_shape(h, w, self.short_edge, self.max_size, self.rounding)
         return T.ResizeTransform(h, w, new_h, new_w, self.interp)
