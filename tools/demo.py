@@ -131,7 +131,8 @@ def build_demo_model(cfg):
 
 def model_input_fn(cfg, height: int, width: int):
     """BGR HxWx3 uint8 frame -> uint8 tensor [C, H', W'] in cfg.INPUT.FORMAT at the test size (the
-    test mapper's transform: ResizeShortestEdge(MIN_SIZE_TEST, MAX_SIZE_TEST))."""
+    test mapper's transform: short side MIN_SIZE_TEST, long side at most MAX_SIZE_TEST, rounded as
+    INPUT.TEST_RESIZE_ROUNDING says)."""
     from detectron2.data import transforms as T
     from detectron2.data.detection_utils import convert_PIL_to_numpy
     from PIL import Image
