@@ -14,7 +14,7 @@ from torch import nn
 
 from vis_zoo.engine import AtomicDetectionCheckpointer
 from vis_zoo.engine.checkpoint import DamagedCheckpointError
-from vis_zoo.utils.io import atomic_open, remove_stale_temporary_files
+from vis_zoo.utils.io import remove_stale_temporary_files
 
 IO_MODULE = os.path.join(os.path.dirname(__file__), "..", "..", "vis_zoo", "utils", "io.py")
 
@@ -214,10 +214,3 @@ def test_atomic_files_get_the_umask_permissions(tmp_path, umask):
         assert _mode(path) == expected, f"{path}: {oct(_mode(path))} != {oct(expected)}"
     assert json.load(open(json_path)) == []
 
-
-def test_atomic_open_leaves_nothing_when_the_write_fails(tmp_path):
-    with pytest.raises(ZeroDivisionError):
-        with atomic_open(str(tmp_path / "results.json")) as f:
-            f.write("[1, ")
-            1 / 0
-    assert os.listdir(tmp_path) == []

@@ -1,8 +1,11 @@
 """tools/train_net.py end to end on the synthetic dataset with the test-only minimal model."""
 import json
 import os
+import random
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -131,3 +134,124 @@ def test_init_stage_config_errors_name_the_key(tmp_path):
         resolve_init_stage_config("run.yaml", str(run))
     (tmp_path / "stage.yaml").write_text("{}\n")
     assert resolve_init_stage_config("stage.yaml", str(run)) == str(tmp_path / "stage.yaml")
+
+
+# ------------------------------------------------------------------------------- fault injection
+def _start(extra_args, overrides, log_path, env=None):
+    """Start a training run in its own process group, its output going to `log_path`."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))
+    with open(log_path, "w") as log:
+        return subprocess.Popen([sys.executable, DRIVER, "--config-file", BASE_CONFIG, *extra_args, *overrides],
+                                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+def _wait_for(proc, log_path, text, timeout=300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(log_path) as f:
+            if text in f.read():
+                return
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    with open(log_path) as f:
+        tail = f.read()[-3000:]
+    os.killpg(proc.pid, signal.SIGKILL)
+    pytest.fail(f"run ended (exit {proc.poll()}) or timed out before printing {text!r}:\n{tail}")
+
+
+def _kill(proc):
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)  # the process and anything it started
+    proc.wait()
+
+
+def _temporary_files(output_dir):
+    return [n for n in os.listdir(output_dir) if n.endswith(".tmp")]
+
+
+def _checkpoint_iterations(output_dir):
+    import torch
+
+    return {n: torch.load(os.path.join(output_dir, n), map_location="cpu")["iteration"]
+            for n in os.listdir(output_dir) if n.startswith("model_") and n.endswith(".pth")}
+
+
+def test_killed_runs_resume_from_the_newest_complete_checkpoint(synthetic_root, tmp_path):
+    """kill -9 during a checkpoint write, then at a random moment, then damage the newest checkpoint:
+    each --resume continues from the newest checkpoint that loads, and no temporary file is left."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    out = str(tmp_path / "run")
+    overrides = _overrides(out, 120, synthetic_root) + ["DATASETS.TEST", "()"]
+
+    # 1. killed while writing model_0000005.pth (iteration 5): half of it is in a temporary file
+    log1 = str(tmp_path / "run1.log")
+    proc = _start([], overrides, log1, env={"VIS_ZOO_TEST_PAUSE_WRITING": "model_0000005"})
+    _wait_for(proc, log1, "PAUSED WRITING model_0000005")
+    _kill(proc)
+    [partial] = _temporary_files(out)
+    assert partial.startswith(".model_0000005.pth.")
+    assert open(os.path.join(out, "last_checkpoint")).read() == "model_0000003.pth"
+
+    # 2. resumed from iteration 3 (the write of iteration 5 never completed), then killed at a random
+    # moment; the start-up removed the killed write's temporary file
+    log2 = str(tmp_path / "run2.log")
+    proc = _start(["--resume"], overrides, log2)
+    _wait_for(proc, log2, "Starting training from iteration 4")
+    assert partial not in os.listdir(out)
+    delay = random.Random(20240).uniform(0.2, 1.5)
+    time.sleep(delay)
+    _kill(proc)
+    iterations = _checkpoint_iterations(out)  # every checkpoint on disk is complete
+    assert all(it == int(n[len("model_"):-len(".pth")]) for n, it in iterations.items()), iterations
+    last = open(os.path.join(out, "last_checkpoint")).read()
+    assert iterations[last] == max(iterations.values()), (delay, last, iterations)
+
+    # 3. the newest checkpoint damaged (as by an interrupted copy): two processes resume from the one
+    # before it, and finish the schedule
+    with open(os.path.join(out, last), "r+b") as f:
+        f.truncate(os.path.getsize(os.path.join(out, last)) // 2)
+    del iterations[last]
+    previous = max(iterations, key=iterations.get)
+    port = 20000 + (os.getpid() + 11) % 20000
+    log3 = _run(["--resume", "--num-gpus", "2", "--dist-url", f"tcp://127.0.0.1:{port}"], overrides)
+    assert f"Starting training from iteration {iterations[previous] + 1}" in log3, (delay, last, previous)
+    resumed = [line for line in log3.splitlines() if "Resumed from" in line]
+    assert resumed and os.path.join(out, previous) in resumed[0] and os.path.join(out, last) in resumed[0]
+    assert _final_iteration(out) == 119
+    assert _temporary_files(out) == []
+    metrics = _metrics(out)  # every line parses: kills never cut a line
+    assert metrics[-1]["iteration"] == 119
+    loss_steps = set()
+    for name in os.listdir(out):  # one event file per run that got to log; each reads to its end
+        if name.startswith("events.out.tfevents"):
+            events = list(EventFileLoader(os.path.join(out, name)).Load())
+            assert events, name
+            loss_steps |= {e.step for e in events for v in e.summary.value if v.tag == "total_loss"}
+    assert 119 in loss_steps
+
+
+def _truncated_copy(source, target):
+    with open(source, "rb") as f:
+        data = f.read()
+    with open(target, "wb") as f:
+        f.write(data[: len(data) // 3])
+    return len(data) // 3
+
+
+def test_truncated_model_weights_name_the_file(synthetic_root, tmp_path):
+    import torch
+
+    import run_minimal_training
+    from vis_zoo.engine.checkpoint import DamagedCheckpointError
+
+    weights = str(tmp_path / "weights.pth")
+    torch.save({"model": {"head.weight": torch.zeros(2, 16, 1, 1)}, "iteration": 3}, str(tmp_path / "full.pth"))
+    size = _truncated_copy(str(tmp_path / "full.pth"), weights)
+    for mode in (["--eval-only"], []):
+        args = run_minimal_training.train_net.build_argument_parser().parse_args(
+            ["--config-file", BASE_CONFIG, *mode, *_overrides(str(tmp_path / "out"), 2, synthetic_root),
+             "MODEL.WEIGHTS", weights])
+        with pytest.raises(DamagedCheckpointError, match=f"{weights} \\({size:,} bytes\\).*damaged or incomplete"):
+            run_minimal_training.train_net.main(args)
