@@ -46,10 +46,14 @@ def match_queries_to_previous_frame(previous: Tensor, current: Tensor) -> Tensor
     prev = torch.nn.functional.normalize(previous.float(), dim=-1)
     cur = torch.nn.functional.normalize(current.float(), dim=-1)
     cost = 1.0 - prev @ cur.T  # [previous q, current q'], in [0, 2]
-    # Non-finite embeddings (a diverged or random-weight model) match as far apart as possible
-    # instead of stopping the Hungarian solver.
-    cost = torch.nan_to_num(cost, nan=4.0, posinf=4.0, neginf=4.0).cpu().numpy()
-    rows, cols = linear_sum_assignment(cost)
+    if not bool(torch.isfinite(cost).all()):
+        # A finite model gives finite embeddings at every resolution; NaN/inf here means diverged
+        # training or corrupt weights, and any matching of such queries would be meaningless.
+        bad = (~torch.isfinite(previous).all(-1)).sum().item(), (~torch.isfinite(current).all(-1)).sum().item()
+        raise FloatingPointError(
+            f"non-finite query embeddings ({bad[0]} of {len(previous)} queries of the previous frame, "
+            f"{bad[1]} of {len(current)} of this frame): the model diverged or its weights are corrupt")
+    rows, cols = linear_sum_assignment(cost.cpu().numpy())
     perm = torch.empty(len(rows), dtype=torch.long)
     perm[torch.as_tensor(rows, dtype=torch.long)] = torch.as_tensor(cols, dtype=torch.long)
     return perm.to(current.device)
@@ -129,7 +133,7 @@ class MinVIS(nn.Module):
 
     # ================================================================== inference
     @torch.no_grad()
-    def track_queries(self, frames: Sequence[Tensor]):
+    def track_queries(self, frames: Sequence[Tensor], video_id="?"):
         """Detector over the frames with online query alignment.
 
         Returns (mean class logits [Q, K+1] of each aligned slot, mask embeddings [T, Q, C] of each
@@ -139,11 +143,14 @@ class MinVIS(nn.Module):
         mask_embeds: List[Tensor] = []
         previous: List[Tensor] = []  # the last aligned embeddings [Q, C]
 
-        def align_chunk(_start: int, out: Dict[str, Tensor]) -> None:
+        def align_chunk(start: int, out: Dict[str, Tensor]) -> None:
             queries, logits = out["frame_queries"][-1], out["pred_logits"]  # [t, Q, C], [t, Q, K+1]
             for t in range(queries.shape[0]):
                 if previous:
-                    perm = match_queries_to_previous_frame(previous[0], queries[t])
+                    try:
+                        perm = match_queries_to_previous_frame(previous[0], queries[t])
+                    except FloatingPointError as error:
+                        raise FloatingPointError(f"MinVIS, video {video_id}, frame {start + t}: {error}") from None
                     cur_q, cur_logits = queries[t][perm], logits[t][perm]
                 else:
                     cur_q, cur_logits = queries[t], logits[t]
@@ -167,7 +174,7 @@ class MinVIS(nn.Module):
         frames = video.get("image")
         if frames is None or len(frames) == 0:
             raise ValueError(f"video {video.get('video_id', '?')}: input has no 'image' frames")
-        mean_logits, mask_embeds, detected = self.track_queries(frames)
+        mean_logits, mask_embeds, detected = self.track_queries(frames, video.get("video_id", "?"))
         out_h = int(video.get("height", detected.image_hw[0]))
         out_w = int(video.get("width", detected.image_hw[1]))
         top_scores, labels, slot = top_query_class_pairs(mean_logits, self.test_topk_per_video)

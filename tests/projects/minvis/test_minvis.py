@@ -63,13 +63,12 @@ def test_match_queries_recovers_a_permutation():
                        (previous * 3.0).argmax(-1))
     with pytest.raises(ValueError, match="shape"):
         match_queries_to_previous_frame(previous, current[:5])
-    # non-finite rows (a diverged model) still give a permutation; the finite rows keep their match
+    # non-finite rows (a diverged model) are an error that says so, not a silent matching
     broken = current.clone()
     broken[perm[0]] = float("nan")
     broken[perm[1]] = float("inf")
-    matched = match_queries_to_previous_frame(previous, broken)
-    assert sorted(matched.tolist()) == list(range(7))
-    assert torch.equal(matched[2:], perm[2:])
+    with pytest.raises(FloatingPointError, match="2 of 7 of this frame.*diverged"):
+        match_queries_to_previous_frame(previous, broken)
 
 
 def test_tracking_follows_shuffled_queries():
