@@ -1,74 +1,378 @@
 #!/usr/bin/env python
-"""Time the vectorised YouTube-VIS metric against the straightforward per-pair loop version.
+"""Time `tools/evaluate.py` against the reference YouTube-VIS scorer on real-sized synthetic files.
 
-    python tools/benchmark_evaluator.py [--videos 300 --tracks 100 --frames 40 --size 64] [--skip-loop]
+    python tools/benchmark_evaluator.py --reference-root /path/to/youtubevos-cocoapi [--repeats 3]
 
-Builds a synthetic GT (up to --gt-per-video tracks per video) and results (--tracks predicted tracks
-per video, --frames frames, --size x --size pixels), scores it with both implementations in the same
-run, checks that they agree (max |difference| over the 12 numbers and the precision/recall arrays),
-and prints a table of wall-clock times.
+Generates (by seed) two cases the size of the public validation sets and writes their GT JSON and
+results JSON to --workdir:
+
+* ``ytvis``: YouTube-VIS 2019 valid-sized: 302 videos of 20-40 frames (30 on average) at 360x640,
+  761 GT tracks, 10 predicted tracks per video, 40 categories;
+* ``ovis``: OVIS valid-sized: 140 videos of 30-90 frames (60 on average) at 720x1280, 788 GT tracks
+  with per-frame occlusion labels, 1,400 predicted tracks, 25 categories.
+
+Masks are moving ellipses with ragged edges (about as many runs per frame as real object masks);
+predictions are noisy copies of GT tracks (some with the wrong category) and background tracks.
+
+Each scorer runs as a fresh process (`--repeats` times; the fastest run is reported): our command
+``python tools/evaluate.py GT results`` and the reference (``ytvos.py`` + ``ytvoseval.py`` from the
+YouTube-VIS fork of the COCO API, https://github.com/youtubevos/cocoapi, taken from
+``--reference-root``, a local checkout: never part of this repository). Reported per run: the wall
+time from process start to the printed table, the time spent after both JSON files are parsed (each
+scorer reports it), and the peak resident memory (``ru_maxrss`` of the process and any process it
+started, summed). The 12 numbers of both scorers must agree to 1e-6 (exit status 1 otherwise).
+
+The reference predates NumPy 1.18 and Python 3: it is run with ``np.float = float`` and
+``unicode = str`` defined and ``np.linspace`` accepting its float count, its ``pycocotools/_mask``
+extension is taken from the installed pycocotools, and nothing else is changed.
 """
 import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass, replace
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
+import pycocotools.mask as mask_util
 
-from vis_zoo.evaluation import evaluate_ytvis, evaluate_ytvis_loop
-from vis_zoo.evaluation.synthetic import make_random_ytvis
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EVALUATE = os.path.join(REPO, "tools", "evaluate.py")
+STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+OCCLUSION_LABELS = ("no_occlusion", "slight_occlusion", "severe_occlusion")
+
+
+@dataclass(frozen=True)
+class CaseSpec:
+    """Size of a generated case. frames: inclusive range of video lengths; size: (H, W)."""
+
+    name: str
+    videos: int
+    frames: Tuple[int, int]
+    size: Tuple[int, int]
+    gt_tracks: int
+    preds_per_video: int
+    categories: int
+    occlusion: bool
+
+
+CASES = {
+    "ytvis": CaseSpec("ytvis", 302, (20, 40), (360, 640), 761, 10, 40, False),
+    "ovis": CaseSpec("ovis", 140, (30, 90), (720, 1280), 788, 10, 25, True),
+}
+
+
+def scaled(spec: CaseSpec, scale: float) -> CaseSpec:
+    """The same case with `scale` times the videos and GT tracks (at least one of each per video)."""
+    videos = max(1, int(round(spec.videos * scale)))
+    return replace(spec, videos=videos, gt_tracks=max(videos, int(round(spec.gt_tracks * scale))))
+
+
+# ----------------------------------------------------------------------------------------------
+# Case generation: RLEs are built from the geometry (no full-frame masks), so a 100k-frame case
+# takes seconds.
+# ----------------------------------------------------------------------------------------------
+def _ellipse_runs(rng, height: int, width: int, cy: float, cx: float, ry: float, rx: float) -> List[int]:
+    """Uncompressed column-major RLE counts of a filled ellipse with ±1 px ragged edges."""
+    x0, x1 = max(0, int(np.ceil(cx - rx))), min(width - 1, int(np.floor(cx + rx)))
+    if x1 < x0:
+        return [height * width]
+    xs = np.arange(x0, x1 + 1)
+    half = ry * np.sqrt(np.clip(1.0 - ((xs - cx) / max(rx, 1e-6)) ** 2, 0.0, None))
+    jitter = rng.integers(-1, 2, size=(2, len(xs)))
+    y0 = np.clip(np.ceil(cy - half).astype(np.int64) + jitter[0], 0, height)
+    y1 = np.clip(np.floor(cy + half).astype(np.int64) + 1 + jitter[1], 0, height)
+    keep = y1 > y0
+    if not keep.any():
+        return [height * width]
+    starts, ends = (xs * height + y0)[keep], (xs * height + y1)[keep]
+    # Runs of adjacent columns that touch (object spans the full height) are one run.
+    touching = np.flatnonzero(ends[:-1] == starts[1:])
+    starts, ends = np.delete(starts, touching + 1), np.delete(ends, touching)
+    bounds = np.empty(2 * len(starts) + 2, dtype=np.int64)
+    bounds[0], bounds[-1] = 0, height * width
+    bounds[1:-1:2], bounds[2:-1:2] = starts, ends
+    return np.diff(bounds).tolist()
+
+
+def _track(rng, length: int, height: int, width: int, present_prob: float, like=None):
+    """One track's per-frame ellipses [(cy, cx, ry, rx) or None]; `like` = a track to copy noisily."""
+    if like is None:
+        ry = rng.uniform(0.05, 0.35) * height
+        rx = rng.uniform(0.05, 0.3) * width
+        cy, cx = rng.uniform(0, height), rng.uniform(0, width)
+        vy, vx = rng.normal(0, height / 200), rng.normal(0, width / 200)
+        grow = rng.uniform(0.99, 1.01)
+        frames = [(cy + vy * t, cx + vx * t, ry * grow**t, rx * grow**t) for t in range(length)]
+    else:
+        dy, dx = rng.normal(0, 0.05, size=2)
+        sy, sx = rng.uniform(0.8, 1.2, size=2)
+        frames = [None if f is None else (f[0] + dy * f[2], f[1] + dx * f[3], f[2] * sy, f[3] * sx)
+                  for f in like]
+    return [f if rng.random() < present_prob else None for f in frames]
+
+
+def _encode_track(rng, frames, height: int, width: int):
+    """Per-frame ellipses -> (compressed RLE dicts or None, areas or None), one pycocotools call."""
+    runs = [None if f is None else _ellipse_runs(rng, height, width, *f) for f in frames]
+    present = [t for t, r in enumerate(runs) if r is not None and len(r) > 1]
+    segs: List[Optional[dict]] = [None] * len(frames)
+    areas: List[Optional[int]] = [None] * len(frames)
+    if present:
+        rles = mask_util.frPyObjects([{"counts": runs[t], "size": [height, width]} for t in present],
+                                     height, width)
+        for t, r, a in zip(present, rles, mask_util.area(rles)):
+            segs[t] = {"size": [height, width], "counts": r["counts"].decode("ascii")}
+            areas[t] = int(a)
+    return segs, areas
+
+
+def make_case(spec: CaseSpec, seed: int = 0) -> Tuple[dict, List[dict]]:
+    """(GT JSON dict, results list) of the given size, deterministic for a seed."""
+    rng = np.random.default_rng(seed)
+    height, width = spec.size
+    cat_ids = [k + 1 for k in range(spec.categories)]
+    categories = [{"id": c, "name": f"class{c}", "supercategory": "object"} for c in cat_ids]
+    gt_per_video = 1 + rng.multinomial(spec.gt_tracks - spec.videos, np.ones(spec.videos) / spec.videos)
+    videos, annotations, results = [], [], []
+    for v in range(spec.videos):
+        vid = v + 1
+        length = int(rng.integers(spec.frames[0], spec.frames[1] + 1))
+        videos.append({"id": vid, "height": height, "width": width, "length": length,
+                       "file_names": [f"{vid:05d}/{t:05d}.jpg" for t in range(length)]})
+        gts = []
+        for _ in range(int(gt_per_video[v])):
+            frames = _track(rng, length, height, width, present_prob=0.95)
+            segs, areas = _encode_track(rng, frames, height, width)
+            category = int(rng.choice(cat_ids))
+            ann = {"id": len(annotations) + 1, "video_id": vid, "category_id": category, "iscrowd": 0,
+                   "segmentations": segs, "areas": areas, "bboxes": [None] * length,
+                   "height": height, "width": width, "length": length}
+            if spec.occlusion:
+                ann["occlusion"] = [None if s is None else str(rng.choice(OCCLUSION_LABELS, p=[0.4, 0.35, 0.25]))
+                                    for s in segs]
+            annotations.append(ann)
+            gts.append((frames, category))
+        for p in range(spec.preds_per_video):
+            if p < 2 * len(gts) and rng.random() < 0.8:  # a noisy copy of a GT track
+                like, category = gts[p % len(gts)]
+                if rng.random() < 0.25:
+                    category = int(rng.choice(cat_ids))
+                frames = _track(rng, length, height, width, present_prob=0.97, like=like)
+            else:
+                category = int(rng.choice(cat_ids))
+                frames = _track(rng, length, height, width, present_prob=0.9)
+            segs, _ = _encode_track(rng, frames, height, width)
+            results.append({"video_id": vid, "category_id": category, "score": float(rng.random()),
+                            "segmentations": segs})
+    return {"videos": videos, "categories": categories, "annotations": annotations}, results
+
+
+def write_case(spec: CaseSpec, seed: int, workdir: str) -> Tuple[str, str]:
+    """Generate a case and write `<name>_gt.json` / `<name>_results.json` into workdir."""
+    gt, results = make_case(spec, seed)
+    paths = os.path.join(workdir, f"{spec.name}_gt.json"), os.path.join(workdir, f"{spec.name}_results.json")
+    for path, data in zip(paths, (gt, results)):
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(data, f)
+    return paths
+
+
+# ----------------------------------------------------------------------------------------------
+# Running the scorers
+# ----------------------------------------------------------------------------------------------
+# The reference, run in a fresh interpreter: argv = reference root, GT path, results path. It prints
+# one JSON line {"stats": [12 numbers], "after_parse_s": seconds} after the reference's own output.
+REFERENCE_RUNNER = r"""
+import builtins, json, os, sys, time
+import numpy as np
+np.float = float  # removed in NumPy 1.24; the reference still uses it
+builtins.unicode = str  # Python 2 name tested by the reference's loadRes
+_linspace = np.linspace  # NumPy >= 1.18 wants an integer count; the reference passes a float
+np.linspace = lambda start, stop, num=50, **kw: _linspace(start, stop, int(num), **kw)
+import pycocotools
+# The reference's modules, with the compiled _mask of the installed pycocotools.
+pycocotools.__path__.insert(0, os.path.join(sys.argv[1], "PythonAPI", "pycocotools"))
+from pycocotools.ytvos import YTVOS
+from pycocotools.ytvoseval import YTVOSeval
+with open(sys.argv[2]) as f:
+    gt_data = json.load(f)
+with open(sys.argv[3]) as f:
+    results = json.load(f)
+t0 = time.perf_counter()
+gt = YTVOS()
+gt.dataset = gt_data
+gt.createIndex()
+dt = gt.loadRes(results)
+ev = YTVOSeval(gt, dt, "segm")
+ev.evaluate()
+ev.accumulate()
+ev.summarize()
+sys.stdout.flush()
+print(json.dumps({"stats": [float(x) for x in ev.stats], "after_parse_s": time.perf_counter() - t0}))
+"""
+
+
+@dataclass
+class Run:
+    wall_s: float  # process start to exit (the table is printed last)
+    after_parse_s: float  # the scorer's own time after both JSON files are parsed
+    peak_rss_mb: float
+    stats: List[float]  # the 12 numbers as fractions
+
+
+def run_process(cmd: List[str], env: Optional[Dict[str, str]] = None) -> Tuple[float, float, str, str]:
+    """Run a command as a fresh process: (wall seconds, peak RSS in MB, stdout, stderr).
+
+    Peak RSS: ru_maxrss from os.wait4 (the process's own peak, or that of its largest child if
+    larger) plus the peak of the processes it started, which a scorer reports on stderr as
+    `children_peak_rss_kb=N`: a scorer working in two processes is charged for both."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=REPO)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if proc.returncode != 0:
+        shown = " ".join(c if len(c) < 200 else "<script>" for c in cmd)
+        raise RuntimeError(f"{shown} failed with status {proc.returncode}:\n{stderr[-3000:]}")
+    children_kb = 0
+    for line in stderr.splitlines():
+        if line.startswith("children_peak_rss_kb="):
+            children_kb = int(line.split("=", 1)[1])
+    return wall, (usage.ru_maxrss + children_kb) / 1024.0, stdout, stderr
+
+
+def _last_json_line(text: str, what: str) -> dict:
+    for line in reversed(text.strip().splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    raise RuntimeError(f"{what} printed no JSON line:\n{text[-2000:]}")
+
+
+def run_ours(gt_path: str, results_path: str, env: Dict[str, str]) -> Run:
+    """`python tools/evaluate.py GT results --timings` as a fresh process."""
+    wall, rss, out, err = run_process([sys.executable, EVALUATE, gt_path, results_path, "--timings"], env)
+    numbers = _last_json_line(out, "tools/evaluate.py")
+    timings = _last_json_line(err, "tools/evaluate.py --timings")
+    stats = [float("nan") if numbers[k] is None else numbers[k] / 100.0 for k in STAT_NAMES]
+    return Run(wall, timings["after_parse_s"], rss, stats)
+
+
+def run_reference(reference_root: str, gt_path: str, results_path: str, env: Dict[str, str]) -> Run:
+    """The reference scorer (ytvos.py + ytvoseval.py under reference_root) as a fresh process."""
+    wall, rss, out, _ = run_process([sys.executable, "-c", REFERENCE_RUNNER, reference_root, gt_path,
+                                     results_path], env)
+    line = _last_json_line(out, "the reference scorer")
+    stats = [float("nan") if x == -1 else float(x) for x in line["stats"][:12]]
+    return Run(wall, line["after_parse_s"], rss, stats)
+
+
+def max_stat_difference(a: List[float], b: List[float]) -> float:
+    """Largest |a - b| over the 12 numbers; undefined (nan) must be undefined in both (else inf)."""
+    worst = 0.0
+    for x, y in zip(a, b):
+        if np.isnan(x) or np.isnan(y):
+            if np.isnan(x) != np.isnan(y):
+                return float("inf")
+            continue
+        worst = max(worst, abs(x - y))
+    return worst
+
+
+def format_table(rows: List[dict]) -> str:
+    """Markdown table of the benchmark rows (one per case and scorer)."""
+    head = ("| case | scorer | wall s | after parsing s | peak RSS MB | faster (wall) | faster (after parsing) |",
+            "|---|---|---:|---:|---:|---:|---:|")
+    lines = list(head)
+    for r in rows:
+        lines.append(f"| {r['case']} | {r['scorer']} | {r['wall_s']:.2f} | {r['after_parse_s']:.3f} | "
+                     f"{r['peak_rss_mb']:.0f} | {r.get('speedup_wall', '')} | {r.get('speedup_after_parse', '')} |")
+    return "\n".join(lines)
+
+
+def benchmark(cases: List[CaseSpec], seed: int, workdir: str, reference_root: Optional[str], repeats: int = 1,
+              threads: int = 1, log=print) -> Tuple[List[dict], bool]:
+    """Generate every case, time our command (and the reference when given), compare the numbers.
+
+    Returns (table rows, whether every comparison agreed to 1e-6)."""
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = str(threads)
+    rows, agree = [], True
+    for spec in cases:
+        t0 = time.perf_counter()
+        gt_path, res_path = write_case(spec, seed, workdir)
+        log(f"{spec.name}: {spec.videos} videos, {spec.gt_tracks} GT tracks, "
+            f"{spec.videos * spec.preds_per_video} predicted tracks, {spec.size[0]}x{spec.size[1]}; "
+            f"written in {time.perf_counter() - t0:.1f} s ({os.path.getsize(gt_path) / 1e6:.1f} + "
+            f"{os.path.getsize(res_path) / 1e6:.1f} MB)")
+        ours = min((run_ours(gt_path, res_path, env) for _ in range(repeats)), key=lambda r: r.wall_s)
+        row = {"case": spec.name, "scorer": "tools/evaluate.py", **_run_fields(ours)}
+        ref = None
+        if reference_root:
+            ref = min((run_reference(reference_root, gt_path, res_path, env) for _ in range(repeats)),
+                      key=lambda r: r.wall_s)
+            diff = max_stat_difference(ours.stats, ref.stats)
+            agree &= diff <= 1e-6
+            row["speedup_wall"] = f"{ref.wall_s / ours.wall_s:.1f}x"
+            row["speedup_after_parse"] = f"{ref.after_parse_s / ours.after_parse_s:.1f}x"
+            row["max_abs_diff"] = diff
+            log(f"{spec.name}: max |difference| of the 12 numbers = {diff:.2g}")
+        rows.append(row)
+        if ref is not None:
+            rows.append({"case": spec.name, "scorer": "reference ytvoseval", **_run_fields(ref)})
+    return rows, agree
+
+
+def _run_fields(run: Run) -> dict:
+    return {"wall_s": run.wall_s, "after_parse_s": run.after_parse_s, "peak_rss_mb": run.peak_rss_mb,
+            "AP": run.stats[0]}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--videos", type=int, default=300)
-    parser.add_argument("--tracks", type=int, default=100, help="predicted tracks per video")
-    parser.add_argument("--frames", type=int, default=40)
-    parser.add_argument("--size", type=int, default=64, help="frame height and width")
-    parser.add_argument("--categories", type=int, default=40)
-    parser.add_argument("--gt-per-video", type=int, default=5)
+    parser.add_argument("--reference-root", help="local checkout of github.com/youtubevos/cocoapi "
+                        "(holds PythonAPI/pycocotools/ytvoseval.py); without it only ours is timed")
+    parser.add_argument("--cases", default="ytvis,ovis", help="comma-separated: " + ", ".join(CASES))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--skip-loop", action="store_true", help="time only the vectorised version")
+    parser.add_argument("--scale", type=float, default=1.0, help="scale the number of videos and GT tracks")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per scorer; the fastest is reported")
+    parser.add_argument("--threads", type=int, default=1, help="OMP/BLAS threads of each scorer process")
+    parser.add_argument("--workdir", help="where the generated files go (default: a temporary folder)")
+    parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
-
-    t0 = time.perf_counter()
-    gt, results = make_random_ytvis(
-        seed=args.seed, num_videos=args.videos, num_categories=args.categories,
-        num_frames=(args.frames, args.frames), frame_size=(args.size, args.size),
-        max_gt_per_video=args.gt_per_video, preds_per_video=args.tracks,
-        large_video_every=None, formats=False,
-    )
-    build_s = time.perf_counter() - t0
-    print(f"synthetic data: {args.videos} videos x {args.tracks} predicted tracks x {args.frames} frames "
-          f"({args.size}x{args.size}), {len(gt['annotations'])} GT tracks, {args.categories} categories; "
-          f"built in {build_s:.1f} s", flush=True)
-
-    t0 = time.perf_counter()
-    fast = evaluate_ytvis(gt, results)
-    fast_s = time.perf_counter() - t0
-    rows = [("vectorised (evaluate_ytvis)", fast_s, 1.0)]
-    print(f"vectorised: {fast_s:.2f} s", flush=True)
-    agree = None
-    if not args.skip_loop:
-        t0 = time.perf_counter()
-        slow = evaluate_ytvis_loop(gt, results)
-        slow_s = time.perf_counter() - t0
-        rows.append(("per-pair loop (evaluate_ytvis_loop)", slow_s, slow_s / fast_s))
-        diff = max(
-            np.abs(np.array(list(fast.stats.values())) - np.array(list(slow.stats.values()))).max(),
-            np.abs(fast.precision - slow.precision).max(),
-            np.abs(fast.recall - slow.recall).max(),
-        )
-        agree = diff <= 1e-9
+    names = [n.strip() for n in args.cases.split(",") if n.strip()]
+    unknown = [n for n in names if n not in CASES]
+    if unknown:
+        parser.error(f"unknown case(s) {unknown}; choose from {sorted(CASES)}")
+    if args.reference_root and not os.path.isfile(
+            os.path.join(args.reference_root, "PythonAPI", "pycocotools", "ytvoseval.py")):
+        parser.error(f"--reference-root {args.reference_root!r} has no PythonAPI/pycocotools/ytvoseval.py")
+    cases = [scaled(CASES[n], args.scale) for n in names]
+    with tempfile.TemporaryDirectory(prefix="vis_zoo_eval_bench_") as tmp:
+        workdir = args.workdir or tmp
+        os.makedirs(workdir, exist_ok=True)
+        rows, agree = benchmark(cases, args.seed, workdir, args.reference_root, args.repeats, args.threads)
     print()
-    print(f"| {'implementation':<36} | {'seconds':>8} | {'slower by':>9} |")
-    print(f"|{'-' * 38}|{'-' * 10}|{'-' * 11}|")
-    for name, sec, ratio in rows:
-        print(f"| {name:<36} | {sec:8.2f} | {ratio:8.1f}x |")
-    print()
-    keys = ("AP", "AP50", "AP75", "AR1", "AR10")
-    print("/".join(keys) + " = " + "/".join(f"{100 * fast.stats[k]:.2f}" for k in keys))
-    if agree is not None:
-        print(f"implementations agree: {agree} (max |diff| = {diff:.3g})")
+    print(f"{datetime.date.today().isoformat()}, {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs, Python {platform.python_version()}, {args.threads} thread(s) per scorer")
+    print(format_table(rows))
+    if args.json:
+        with open(args.json + ".tmp", "w", encoding="utf-8") as f:
+            json.dump(rows, f, indent=1)
+        os.replace(args.json + ".tmp", args.json)
+    if args.reference_root:
+        print(f"\nthe 12 numbers agree (|difference| <= 1e-6): {agree}")
         return 0 if agree else 1
     return 0
 

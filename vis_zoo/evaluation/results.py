@@ -4,7 +4,6 @@ A results entry is one predicted track:
     {"video_id": int, "category_id": dataset category id, "score": float,
      "segmentations": [compressed RLE {"size": [H, W], "counts": str} or None] * T}
 """
-import io
 import json
 import os
 import zipfile
@@ -14,6 +13,10 @@ import numpy as np
 import pycocotools.mask as mask_util
 
 from vis_zoo.utils.io import atomic_open
+
+# One copy of the results-file reader: it lives with the metric, which tools/evaluate.py loads
+# without the rest of the package.
+from .ytvis_metric import load_results_file
 
 __all__ = [
     "rle_to_json",
@@ -149,31 +152,6 @@ def write_results(results: List[dict], output_dir: str, name: str = "results") -
         with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             zf.writestr("results.json", text)
     return json_path, zip_path
-
-
-def load_results_file(path: str) -> List[dict]:
-    """Read a results list from a .json file or a submission .zip holding results.json.
-
-    Raises ValueError naming the file when it is missing, corrupt, or not a list.
-    """
-    if not os.path.isfile(path):
-        raise ValueError(f"results file {path!r} does not exist")
-    try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as zf:
-                names = [n for n in zf.namelist() if os.path.basename(n) == "results.json"]
-                if not names:
-                    raise ValueError(f"results zip {path!r} holds no results.json")
-                with zf.open(names[0]) as f:
-                    data = json.load(io.TextIOWrapper(f, encoding="utf-8"))
-        else:
-            with open(path, "r", encoding="utf-8") as f:
-                data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError, zipfile.BadZipFile) as e:
-        raise ValueError(f"results file {path!r} is not valid JSON: {e}") from None
-    if not isinstance(data, list):
-        raise ValueError(f"results file {path!r} must hold a JSON list, got {type(data).__name__}")
-    return data
 
 
 def invert_id_map(dataset_id_to_contiguous_id: Mapping[int, int]) -> Dict[int, int]:

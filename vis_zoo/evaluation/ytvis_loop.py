@@ -23,6 +23,7 @@ from .ytvis_metric import (
     load_predictions,
     per_category_ap,
     summarize,
+    warn_unlabelled_tracks,
 )
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ def evaluate_ytvis_loop(gt_json: dict, results: Sequence[dict], ovis: Optional[b
     gt = load_ground_truth(gt_json)
     preds, dropped = load_predictions(gt, results)
     occlusion = gt.has_occlusion_labels if ovis is None else bool(ovis)
+    if occlusion:
+        warn_unlabelled_tracks(gt)
     ranges = [r for _, r in AREA_RANGES]
     range_names = [n for n, _ in AREA_RANGES]
     if occlusion:
@@ -70,28 +73,23 @@ def evaluate_ytvis_loop(gt_json: dict, results: Sequence[dict], ovis: Optional[b
     gts_of, dts_of = {}, {}
     for g in gt.tracks:
         gts_of.setdefault((g.video_index, g.category_index), []).append(g)
-    for p in preds:
-        dts_of.setdefault((p.video_index, p.category_index), []).append(p)
+    pred_rles = [p.rles(gt.heights[p.video_index], gt.widths[p.video_index]) for p in preds]
+    for p, rles in zip(preds, pred_rles):
+        dts_of.setdefault((p.video_index, p.category_index), []).append((p, rles))
     for v in range(num_v):
         for k in range(num_k):
             gts = gts_of.get((v, k), [])
             dts = dts_of.get((v, k), [])
-            dts = sorted(dts, key=lambda p: -p.score)[: MAX_DETS[-1]]  # sorted() is stable
+            dts = sorted(dts, key=lambda pr: -pr[0].score)[: MAX_DETS[-1]]  # sorted() is stable
             if not gts and not dts:
                 continue
-            ious = [[pair_iou_loop(d.rles, g.rles) for g in gts] for d in dts]
+            ious = [[pair_iou_loop(rles, g.rles) for g in gts] for _, rles in dts]
             dt_areas = []
-            for d in dts:
-                areas = [int(mask_util.area(r)) for r in d.rles if r]
+            for _, rles in dts:
+                areas = [int(mask_util.area(r)) for r in rles if r]
                 areas = [x for x in areas if x]
                 dt_areas.append(float(np.mean(areas)) if areas else 0.0)
-            dt_occ = []
-            for i in range(len(dts)):
-                best, best_iou = -1, 0.0
-                for j in range(len(gts)):
-                    if ious[i][j] > best_iou:
-                        best, best_iou = j, ious[i][j]
-                dt_occ.append(gts[best].occlusion if best >= 0 else float("nan"))
+            dts = [d for d, _ in dts]
             for a, (lo, hi) in enumerate(ranges):
                 size_range = a < num_size_ranges
                 g_ignored = []
@@ -118,11 +116,9 @@ def evaluate_ytvis_loop(gt_json: dict, results: Sequence[dict], ovis: Optional[b
                             ignored[t][i] = g_ignored[best]
                             taken[best] = True
                     for i in range(len(dts)):
-                        if size_range:
-                            outside = not _inside(dt_areas[i], lo, hi)
-                        else:  # no occlusion score (nan): never excused
-                            outside = dt_occ[i] == dt_occ[i] and not _inside(dt_occ[i], lo, hi)
-                        if not matched[t][i] and outside:
+                        # Predictions have no occlusion score: in an occlusion band an unmatched
+                        # prediction is always a false positive; only the size range excuses one.
+                        if size_range and not matched[t][i] and not _inside(dt_areas[i], lo, hi):
                             ignored[t][i] = True
                 per_video[k][a][v] = {
                     "scores": [d.score for d in dts],

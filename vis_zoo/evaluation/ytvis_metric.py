@@ -29,16 +29,26 @@ Public entry points: `evaluate_ytvis(gt_json, results)` and `format_results_tabl
 The straightforward per-pair loop implementation used to cross-check this one lives in
 `vis_zoo.evaluation.ytvis_loop`.
 """
+import bisect
+import contextlib
+import gc
+import io
+import json
 import logging
 import math
+import os
+import pickle
+import signal
 from collections import OrderedDict
+import zipfile
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pycocotools.mask as mask_util
 
-logger = logging.getLogger(__name__)
+# Named explicitly: tools/evaluate.py may load this file under another module name.
+logger = logging.getLogger("vis_zoo.evaluation.ytvis_metric")
 
 __all__ = [
     "IOU_THRESHOLDS",
@@ -55,7 +65,13 @@ __all__ = [
     "YTVISResult",
     "load_ground_truth",
     "load_predictions",
+    "load_results_file",
+    "load_gt_file",
+    "gc_paused",
     "track_ious",
+    "video_overlaps",
+    "run_in_processes",
+    "warn_unlabelled_tracks",
     "track_occlusion_score",
     "greedy_match",
     "accumulate",
@@ -110,12 +126,25 @@ class GTTrack:
 @dataclass
 class PredTrack:
     """One predicted track (results entry) whose category is in the GT; tracks keep the results
-    list's order, the tie-break order of the reference's stable sorts."""
+    list's order, the tie-break order of the reference's stable sorts.
+
+    `segms` is the entry's per-frame list as given (compressed RLE dicts or None, possibly
+    uncompressed RLEs); frames are validated when the metric reads them (`rles()` does it all at
+    once), so that a large results file is walked frame by frame only once."""
 
     video_index: int
     category_index: int
     score: float
-    rles: List[Optional[dict]]
+    segms: Sequence
+    index: int  # position in the results list, for error messages
+    video_id: object
+
+    def what(self) -> str:
+        return f"result #{self.index} (video {self.video_id})"
+
+    def rles(self, height: int, width: int) -> List[Optional[dict]]:
+        """Every frame validated: compressed RLE dicts or None."""
+        return [_pred_frame_rle(s, height, width, self.what(), t) if s else None for t, s in enumerate(self.segms)]
 
 
 @dataclass
@@ -133,6 +162,7 @@ class GroundTruth:
     has_occlusion_labels: bool
     video_index: Dict[int, int] = field(default_factory=dict)
     category_index: Dict[int, int] = field(default_factory=dict)
+    unlabelled_tracks: List[Tuple[object, object]] = field(default_factory=list)  # (video id, ann id)
 
 
 def _frame_score(label, ann_id) -> Optional[float]:
@@ -185,13 +215,38 @@ def _gt_frame_to_rle(segm, height: int, width: int, what: str) -> Optional[dict]
     return rle
 
 
+def _pred_frame_rle(segm, height: int, width: int, what: str, t: int) -> dict:
+    """One present prediction frame -> a compressed RLE dict at the video size, or a ValueError
+    naming the result, video and frame. The common case (a compressed RLE of the right size) is
+    returned as is."""
+    try:
+        size, counts = segm["size"], segm["counts"]
+        if isinstance(counts, list):  # uncompressed RLE: accept it, compress it
+            segm = mask_util.frPyObjects(segm, height, width)
+        ok = size[0] == height and size[1] == width
+    except (TypeError, KeyError, IndexError, ValueError):
+        raise ValueError(
+            f"{what}, frame {t}: a prediction frame must be an RLE dict {{size, counts}} or null, "
+            f"got {segm!r:.80}"
+        ) from None
+    if not ok:
+        raise ValueError(f"{what}, frame {t}: mask size {list(size)} does not match the video size "
+                         f"[{height}, {width}]")
+    return segm
+
+
 def load_ground_truth(gt_json: dict) -> GroundTruth:
-    """Parse and validate a YouTube-VIS / OVIS GT JSON dict (annotations may be missing or None)."""
+    """Parse and validate a YouTube-VIS / OVIS GT JSON dict (annotations may be missing or None).
+
+    Raises ValueError for a GT without videos, an annotation whose category is not listed, or a
+    malformed video / annotation (each message names the video and annotation at fault)."""
     if not isinstance(gt_json, dict):
         raise ValueError(f"GT JSON must be a dict with 'videos' and 'categories', got {type(gt_json).__name__}")
     for key in ("videos", "categories"):
         if not isinstance(gt_json.get(key), list):
             raise ValueError(f"GT JSON has no '{key}' list")
+    if not gt_json["videos"]:
+        raise ValueError("the GT JSON has no videos (its 'videos' list is empty): there is nothing to score")
     videos = sorted(gt_json["videos"], key=lambda v: v["id"])
     video_ids, heights, widths, lengths = [], [], [], []
     for v in videos:
@@ -226,10 +281,16 @@ def load_ground_truth(gt_json: dict) -> GroundTruth:
     for ann in gt_json.get("annotations") or []:
         ann_id = ann.get("id")
         vid = ann.get("video_id")
-        if vid not in gt.video_index or ann.get("category_id") not in gt.category_index:
-            # The reference only loads annotations of listed videos and categories.
-            skipped += 1
+        if vid not in gt.video_index:
+            skipped += 1  # the reference only loads annotations of listed videos
             continue
+        if ann.get("category_id") not in gt.category_index:
+            # The reference would silently leave the track out; a GT object that can never be
+            # matched is almost always a broken category list, so stop here.
+            raise ValueError(
+                f"GT annotation {ann_id} of video {vid}: category_id {ann.get('category_id')!r} is not "
+                f"in the GT 'categories' (known ids: {gt.category_ids})"
+            )
         vi = gt.video_index[vid]
         h, w, length = heights[vi], widths[vi], lengths[vi]
         segms = ann.get("segmentations")
@@ -237,15 +298,23 @@ def load_ground_truth(gt_json: dict) -> GroundTruth:
         if not isinstance(segms, list) or len(segms) != length:
             n = len(segms) if isinstance(segms, list) else None
             raise ValueError(f"{what}: 'segmentations' has {n} frames, the video has {length}")
-        rles = [_gt_frame_to_rle(s, h, w, f"{what}, frame {t}") for t, s in enumerate(segms)]
+        hw = [h, w]
+        # Fast path for the usual compressed RLE of the right size; anything else is converted
+        # (polygons, uncompressed RLE) or rejected by _gt_frame_to_rle.
+        rles = [s if (not s or (type(s) is dict and type(s.get("counts")) is str and s.get("size") == hw))
+                else _gt_frame_to_rle(s, h, w, f"{what}, frame {t}") for t, s in enumerate(segms)]
+        rles = [r if r else None for r in rles]
         if "areas" in ann and ann["areas"] is not None:
             nonzero = [a for a in ann["areas"] if a]
         else:  # convenience for hand-made files: the reference needs `areas`; take the mask areas
             nonzero = [a for a in (int(mask_util.area(r)) if r else 0 for r in rles) if a]
         mean_area = float(np.array(nonzero).mean()) if nonzero else 0.0
         occ_labels = ann.get("occlusion")
+        occlusion = track_occlusion_score(occ_labels, ann_id)
         if occ_labels:
             gt.has_occlusion_labels = True
+        if math.isnan(occlusion):
+            gt.unlabelled_tracks.append((vid, ann_id))
         gt.tracks.append(
             GTTrack(
                 ann_id=ann_id,
@@ -253,147 +322,282 @@ def load_ground_truth(gt_json: dict) -> GroundTruth:
                 category_index=gt.category_index[ann["category_id"]],
                 iscrowd=bool(ann.get("iscrowd", 0)),
                 mean_area=mean_area,
-                occlusion=track_occlusion_score(occ_labels, ann_id),
+                occlusion=occlusion,
                 rles=rles,
             )
         )
     if skipped:
-        logger.warning("Skipped %d GT annotation(s) of a video or category not listed in the GT JSON.", skipped)
+        logger.warning("Skipped %d GT annotation(s) of a video not listed in the GT JSON.", skipped)
     return gt
 
 
-def _pred_frames_to_rles(segms: Sequence, height: int, width: int, what: str) -> List[Optional[dict]]:
-    """A prediction's per-frame segmentations -> RLE dicts / None, checking every mask's size."""
-    rles: List[Optional[dict]] = []
-    for t, segm in enumerate(segms):
-        if not segm:
-            rles.append(None)
-            continue
-        try:
-            size, counts = segm["size"], segm["counts"]
-            if isinstance(counts, list):  # uncompressed RLE: accept it, compress it
-                segm = mask_util.frPyObjects(segm, height, width)
-            ok = size[0] == height and size[1] == width
-        except (TypeError, KeyError, IndexError, ValueError):
-            raise ValueError(
-                f"{what}, frame {t}: a prediction frame must be an RLE dict {{size, counts}} or null, "
-                f"got {segm!r:.80}"
-            ) from None
-        if not ok:
-            raise ValueError(f"{what}, frame {t}: mask size {list(size)} does not match the video size "
-                             f"[{height}, {width}]")
-        rles.append(segm)
-    return rles
+def warn_unlabelled_tracks(gt: GroundTruth) -> None:
+    """OVIS bands requested: say which GT tracks have no occlusion label (they are ignored in every
+    band, as if crowd; the official OVIS scorer stops with an error on such a track)."""
+    if not gt.unlabelled_tracks:
+        return
+    shown = ", ".join(f"track {a} of video {v}" for v, a in gt.unlabelled_tracks[:10])
+    more = f" and {len(gt.unlabelled_tracks) - 10} more" if len(gt.unlabelled_tracks) > 10 else ""
+    logger.warning(
+        "%d GT track(s) have no 'occlusion' label (%s%s): they are ignored in all three occlusion bands "
+        "(light, medium, heavy; a prediction matched to one is ignored there too) and count normally in "
+        "the other numbers. The official OVIS scorer stops with an error on such a file.",
+        len(gt.unlabelled_tracks), shown, more,
+    )
 
 
 def load_predictions(gt: GroundTruth, results: Sequence[dict]) -> Tuple[List[PredTrack], int]:
     """Validate the results list against the GT. Returns (tracks of known categories, number dropped).
 
     Raises ValueError for a result whose video is not in the GT, whose frame count differs from the
-    video's, whose masks are not at the video's resolution, or that misses a key / has a bad score.
+    video's, or that misses a key / has a bad score. Frames (mask sizes, RLE format) are checked
+    when they are read: `PredTrack.rles` and the overlap computation raise a ValueError naming the
+    result, video and frame.
     """
     if results is None:
         results = []
     if not isinstance(results, (list, tuple)):
         raise ValueError(f"results must be a list of track entries, got {type(results).__name__}")
+    if not results:
+        logger.warning("The results list is empty (no predicted track at all): every number is 0 where "
+                       "the GT has tracks.")
     tracks, dropped = [], 0
+    video_index, category_index, lengths = gt.video_index, gt.category_index, gt.lengths
     for i, entry in enumerate(results):
-        if not isinstance(entry, dict):
-            raise ValueError(f"result #{i} is a {type(entry).__name__}, expected a dict")
-        for key in ("video_id", "category_id", "score", "segmentations"):
-            if key not in entry:
-                raise ValueError(f"result #{i} (video {entry.get('video_id', '?')}): missing key '{key}'")
-        vid = entry["video_id"]
-        if vid not in gt.video_index:
+        try:
+            vid, cat, score, segms = entry["video_id"], entry["category_id"], entry["score"], entry["segmentations"]
+        except (KeyError, TypeError):
+            if not isinstance(entry, dict):
+                raise ValueError(f"result #{i} is a {type(entry).__name__}, expected a dict") from None
+            missing = [k for k in ("video_id", "category_id", "score", "segmentations") if k not in entry]
+            raise ValueError(
+                f"result #{i} (video {entry.get('video_id', '?')}): missing key '{missing[0]}'") from None
+        vi = video_index.get(vid)
+        if vi is None:
             raise ValueError(f"result #{i}: video_id {vid!r} is not a video of the GT JSON")
         try:
-            score = float(entry["score"])
+            score = float(score)
         except (TypeError, ValueError):
             raise ValueError(f"result #{i} (video {vid}): score {entry['score']!r} is not a number") from None
-        if math.isnan(score):
+        if score != score:
             raise ValueError(f"result #{i} (video {vid}): score is NaN")
-        vi = gt.video_index[vid]
-        h, w, length = gt.heights[vi], gt.widths[vi], gt.lengths[vi]
-        segms = entry["segmentations"]
+        length = lengths[vi]
         if not isinstance(segms, (list, tuple)) or len(segms) != length:
             n = len(segms) if isinstance(segms, (list, tuple)) else None
             raise ValueError(
                 f"result #{i} (video {vid}): prediction has {n} frames, the video has {length}"
             )
-        cat = entry["category_id"]
-        if cat not in gt.category_index:
+        ki = category_index.get(cat)
+        if ki is None:
             dropped += 1  # the reference drops categories that are not in the GT
             continue
-        what = f"result #{i} (video {vid})"
-        rles = _pred_frames_to_rles(segms, h, w, what)
-        tracks.append(PredTrack(vi, gt.category_index[cat], score, rles))
+        tracks.append(PredTrack(vi, ki, score, segms, i, vid))
     if dropped:
         logger.info("Dropped %d result(s) whose category_id is not a GT category.", dropped)
     return tracks, dropped
 
 
-# ----------------------------------------------------------------------------------------------
-# Track IoUs (vectorised)
-# ----------------------------------------------------------------------------------------------
-def _frame_areas(tracks: Sequence[Sequence[Optional[dict]]], length: int) -> np.ndarray:
-    """[N, T] pixel area of every track's mask in every frame (0 where absent), one pycocotools call."""
-    areas = np.zeros((len(tracks), length), dtype=np.int64)
-    flat = [rle for track in tracks for rle in track]  # index n * length + t
-    present = [i for i, rle in enumerate(flat) if rle]
-    if present:
-        areas.reshape(-1)[present] = mask_util.area([flat[i] for i in present])
-    return areas
+def load_results_file(path: str) -> List[dict]:
+    """Read a results list from a .json file or a submission .zip holding results.json.
 
-
-def track_intersections(pred_rles, gt_rles, pred_areas=None, gt_areas=None) -> np.ndarray:
-    """Spatio-temporal intersections [P, G] (pixels summed over frames) of every pair of tracks.
-
-    pred_rles / gt_rles: lists of tracks, each a list of T RLE dicts or None.
-    pred_areas / gt_areas: their [P, T] / [G, T] per-frame areas (computed when None).
-
-    One pycocotools call per frame gives the IoUs of all present pairs (its RLE intersection is exact
-    and skips pairs whose boxes do not overlap); the integer intersection is recovered exactly from
-    IoU = I / (a + b - I) as I = IoU * (a + b) / (1 + IoU), rounded: the float error is ~1e-16 * I.
+    Raises ValueError naming the file when it is missing, corrupt, or not a list.
     """
-    num_pred, num_gt = len(pred_rles), len(gt_rles)
-    inter = np.zeros((num_pred, num_gt), dtype=np.float64)
-    if num_pred == 0 or num_gt == 0:
-        return inter
-    length = len(gt_rles[0])
-    if pred_areas is None:
-        pred_areas = _frame_areas(pred_rles, length)
-    if gt_areas is None:
-        gt_areas = _frame_areas(gt_rles, length)
-    for t in range(length):
-        p_idx = np.flatnonzero(pred_areas[:, t])
-        g_idx = np.flatnonzero(gt_areas[:, t])
-        if len(p_idx) == 0 or len(g_idx) == 0:
-            continue  # an absent or empty mask intersects nothing
-        iou = mask_util.iou(
-            [pred_rles[i][t] for i in p_idx], [gt_rles[j][t] for j in g_idx], np.zeros(len(g_idx), np.uint8)
+    if not os.path.isfile(path):
+        raise ValueError(f"results file {path!r} does not exist")
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                names = [n for n in zf.namelist() if os.path.basename(n) == "results.json"]
+                if not names:
+                    raise ValueError(f"results zip {path!r} holds no results.json")
+                with zf.open(names[0]) as f:
+                    data = json.load(io.TextIOWrapper(f, encoding="utf-8"))
+        else:
+            with open(path, "r", encoding="utf-8") as f:
+                data = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError, zipfile.BadZipFile) as e:
+        raise ValueError(f"results file {path!r} is not valid JSON: {e}") from None
+    if not isinstance(data, list):
+        raise ValueError(f"results file {path!r} must hold a JSON list, got {type(data).__name__}")
+    return data
+
+
+def load_gt_file(path: str) -> dict:
+    """Read a GT JSON file; ValueError naming the file when it is missing, corrupt or not an object."""
+    if not os.path.isfile(path):
+        raise ValueError(f"GT JSON {path!r} does not exist")
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            data = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"GT JSON {path!r} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"GT JSON {path!r} must hold an object with videos/categories/annotations")
+    return data
+
+
+# ----------------------------------------------------------------------------------------------
+# Track areas and intersections: one pycocotools call per video (or per chunk of its frames)
+# ----------------------------------------------------------------------------------------------
+# Why this shape: decoding the compressed RLE strings dominates the cost, and every pycocotools
+# call pays ~20-30 us of Python-side checks, so the goal is to decode each string once, in few
+# calls. `mask.iou` decodes its inputs once and returns, for every pair, I/U; for a pair whose
+# declared sizes differ it returns -1 without walking the runs (maskApi.c, rleIou). We therefore
+# declare every mask of frame t of "slot" k (a category present in both the predictions and the GT
+# of the video) as [H, W + k * T + t]: one call over all frames gives the intersections of exactly
+# the same-frame, same-category pairs. The width is only bookkeeping: run positions and the bounding
+# boxes pycocotools derives from them use H alone. An all-ones probe mask per (slot, frame) on each
+# side turns the same call into an area meter: IoU(mask, all-ones) = |mask| / (H W).
+_CELLS_PER_CALL = 2048  # target size of one call's dense IoU matrix (the call costs ~25 us + ~20 ns a cell)
+_ones_counts: Dict[int, bytes] = {}
+
+
+def _all_ones_counts(height: int, width: int) -> bytes:
+    """Compressed RLE counts of an all-ones HxW mask."""
+    key = height * width
+    if key not in _ones_counts:
+        _ones_counts[key] = mask_util.frPyObjects({"counts": [0, key], "size": [height, width]}, height, width)["counts"]
+    return _ones_counts[key]
+
+
+def _present_frames(track: Sequence, height: int, width: int, what: Optional[str]) -> Tuple[List[int], list]:
+    """(frame indices, compressed counts) of a track's present frames, each checked to be a
+    compressed RLE of the video size (a prediction frame may be an uncompressed RLE: converted).
+    `what` names the track in errors; None = already validated (GT)."""
+    ts = [t for t, s in enumerate(track) if s]
+    frames = [track[t] for t in ts]
+    if what is None:
+        return ts, [f["counts"] for f in frames]
+    hw = [height, width]
+    try:
+        counts = [f["counts"] for f in frames]
+        fine = [f["size"] for f in frames].count(hw) == len(frames) and set(map(type, counts)) <= {str, bytes}
+    except (TypeError, KeyError):
+        fine = False
+    if not fine:  # find the culprit frame(s): convert them or raise an error naming them
+        counts = [_pred_frame_rle(f, height, width, what, t)["counts"] for t, f in zip(ts, frames)]
+    return ts, counts
+
+
+def video_overlaps(
+    pred_tracks: Sequence[Sequence[Optional[dict]]],
+    pred_slots: Sequence[int],
+    gt_tracks: Sequence[Sequence[Optional[dict]]],
+    gt_slots: Sequence[int],
+    height: int,
+    width: int,
+    pred_names: Optional[Sequence[str]] = None,
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-frame areas and spatio-temporal intersections of one video's tracks.
+
+    pred_tracks / gt_tracks: P / G tracks, each T frames (RLE dict or None; prediction frames may
+    also be uncompressed RLEs and are validated here, errors named by `pred_names[p]`).
+    pred_slots / gt_slots: [P] / [G] ints; only pairs of the same slot (>= 0) are intersected (the
+    metric uses one slot per category); a prediction with slot -1 only gets its areas, a GT whose
+    slot no prediction has gets nothing (zeros).
+    Returns pred_areas [P, T] int64, gt_areas [G, T] int64 (0 where absent or not needed) and
+    inter [P, G] int64: sum over frames of |P_t ∩ G_t|.
+    """
+    num_p, num_g = len(pred_tracks), len(gt_tracks)
+    length = len(pred_tracks[0]) if num_p else (len(gt_tracks[0]) if num_g else 0)
+    pred_areas = np.zeros((num_p, length), dtype=np.int64)
+    gt_areas = np.zeros((num_g, length), dtype=np.int64)
+    inter = np.zeros((num_p, num_g), dtype=np.int64)
+    if num_p == 0 or length == 0:
+        return pred_areas, gt_areas, inter
+    npix = height * width
+    names = pred_names if pred_names is not None else [f"predicted track {p}" for p in range(num_p)]
+    with_gt = set(gt_slots)
+    lone = [p for p in range(num_p) if pred_slots[p] < 0 or pred_slots[p] not in with_gt]
+    paired = [p for p in range(num_p) if pred_slots[p] >= 0 and pred_slots[p] in with_gt]
+    if lone:  # predictions with no GT of their category: areas only, one call
+        flat, where = [], []
+        for p in lone:
+            ts, counts = _present_frames(pred_tracks[p], height, width, names[p])
+            flat += [{"size": [height, width], "counts": c} for c in counts]
+            where += [p * length + t for t in ts]
+        if flat:
+            pred_areas.reshape(-1)[where] = mask_util.area(flat)
+    if not paired:
+        return pred_areas, gt_areas, inter
+    used = sorted({pred_slots[p] for p in paired})
+    gts = [g for g in range(num_g) if gt_slots[g] in used]
+    # Declared sizes, one per (slot, frame): key = slot * T + t, size [H, W + key].
+    sizes = {k: [[height, width + k * length + t] for t in range(length)] for k in used}
+    sides = []
+    for tracks, slots, names_or_none, source in ((paired, pred_slots, names, pred_tracks),
+                                                 (gts, gt_slots, None, gt_tracks)):
+        side = []
+        for i in tracks:
+            ts, counts = _present_frames(source[i], height, width, None if names_or_none is None else names_or_none[i])
+            side.append((i, slots[i], ts, counts))
+        sides.append(side)
+    ones = _all_ones_counts(height, width)
+    per_frame = (len(paired) + len(used)) * (len(gts) + len(used))
+    step = max(1, min(length, int(math.sqrt(_CELLS_PER_CALL / per_frame))))
+    for t0 in range(0, length, step):
+        t1 = t0 + step
+        chunk = []
+        for side in sides:
+            rles, track, key = [], [], []
+            for i, slot, ts, counts in side:
+                lo, hi = bisect.bisect_left(ts, t0), bisect.bisect_left(ts, t1)
+                if lo == hi:
+                    continue
+                size = sizes[slot]
+                rles += [{"size": size[t], "counts": c} for t, c in zip(ts[lo:hi], counts[lo:hi])]
+                track += [i] * (hi - lo)
+                base = slot * length
+                key += [base + t for t in ts[lo:hi]]
+            chunk.append((rles, np.array(track, dtype=np.int64), np.array(key, dtype=np.int64)))
+        (d_rle, d_track, d_key), (g_rle, g_track, g_key) = chunk
+        if not d_rle:
+            continue
+        nd, ng = len(d_rle), len(g_rle)
+        d_probe_keys = np.unique(g_key)  # all-ones masks on the prediction side measure the GTs
+        g_probe_keys = np.unique(d_key)  # and on the GT side the predictions
+        probe = lambda k: {"size": sizes[k // length][k % length], "counts": ones}  # noqa: E731
+        o = mask_util.iou(
+            d_rle + [probe(k) for k in d_probe_keys.tolist()],
+            g_rle + [probe(k) for k in g_probe_keys.tolist()],
+            np.zeros(ng + len(g_probe_keys), dtype=np.uint8),
         )
-        sums = pred_areas[p_idx, t][:, None] + gt_areas[g_idx, t][None, :]
-        inter[np.ix_(p_idx, g_idx)] += np.rint(iou * sums / (1.0 + iou))
-    return inter
+        a_d = np.rint(o[np.arange(nd), ng + np.searchsorted(g_probe_keys, d_key)] * npix).astype(np.int64)
+        pred_areas[d_track, d_key % length] = a_d
+        if ng == 0:
+            continue
+        a_g = np.rint(o[nd + np.searchsorted(d_probe_keys, g_key), np.arange(ng)] * npix).astype(np.int64)
+        gt_areas[g_track, g_key % length] = a_g
+        # Only same-(slot, frame) pairs can be > 0 (other sizes give -1, disjoint boxes 0). The
+        # integer intersection is recovered exactly from IoU = I / (a + b - I): I = IoU (a + b) /
+        # (1 + IoU), rounded (the float error is ~1e-16 * I).
+        rows, cols = np.nonzero(o[:nd, :ng] > 0)
+        if len(rows):
+            iou = o[rows, cols]
+            pair_inter = np.rint(iou * (a_d[rows] + a_g[cols]) / (1.0 + iou))
+            np.add.at(inter, (d_track[rows], g_track[cols]), pair_inter.astype(np.int64))
+    return pred_areas, gt_areas, inter
 
 
-def track_ious(pred_rles, gt_rles, pred_areas=None, gt_areas=None) -> np.ndarray:
-    """Spatio-temporal IoU [P, G]: sum_t I_t / sum_t U_t over the video's frames, 0 where U = 0.
-
-    U = |P| + |G| - I with |.| the pixel total over all frames: a frame where only one track is
-    present adds its area to the union, as in the reference's frame-by-frame walk.
-    """
-    length = len(gt_rles[0]) if gt_rles else (len(pred_rles[0]) if pred_rles else 0)
-    if pred_areas is None:
-        pred_areas = _frame_areas(pred_rles, length)
-    if gt_areas is None:
-        gt_areas = _frame_areas(gt_rles, length)
-    inter = track_intersections(pred_rles, gt_rles, pred_areas, gt_areas)
-    pred_total = pred_areas.sum(axis=1).astype(np.float64)
-    gt_total = gt_areas.sum(axis=1).astype(np.float64)
-    union = pred_total[:, None] + gt_total[None, :] - inter
+def _ious_from_overlaps(pred_areas: np.ndarray, gt_areas: np.ndarray, inter: np.ndarray) -> np.ndarray:
+    """Spatio-temporal IoU [P, G] = I / (|P| + |G| - I) with |.| the pixel total over all frames
+    (a frame where only one track is present adds its area to the union, as in the reference's
+    frame-by-frame walk); 0 where the union is 0."""
+    union = pred_areas.sum(axis=1)[:, None] + gt_areas.sum(axis=1)[None, :] - inter
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+        return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def track_ious(pred_rles, gt_rles) -> np.ndarray:
+    """Spatio-temporal IoU [P, G] of every (prediction, GT) pair of one video: sum_t I_t / sum_t U_t,
+    0 where U = 0. pred_rles / gt_rles: lists of tracks, each a list of T RLE dicts or None."""
+    if not pred_rles or not gt_rles:
+        return np.zeros((len(pred_rles), len(gt_rles)))
+    size = next((s["size"] for track in list(pred_rles) + list(gt_rles) for s in track if s), [1, 1])
+    pred_areas, gt_areas, inter = video_overlaps(
+        pred_rles, [0] * len(pred_rles), gt_rles, [0] * len(gt_rles), int(size[0]), int(size[1])
+    )
+    return _ious_from_overlaps(pred_areas, gt_areas, inter)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -609,24 +813,117 @@ def per_category_ap(precision: np.ndarray, category_names: Sequence[str]) -> "Or
     return out
 
 
-def evaluate_ytvis(gt_json: dict, results: Sequence[dict], ovis: Optional[bool] = None) -> YTVISResult:
+def evaluate_ytvis(
+    gt_json: dict, results: Sequence[dict], ovis: Optional[bool] = None, workers: int = 1
+) -> YTVISResult:
     """Score a results list (submission format) against a YouTube-VIS / OVIS GT JSON dict.
 
     gt_json: {videos, categories, annotations (may be missing/None)}; results: list of
     {video_id, category_id (dataset id), score, segmentations: [compressed RLE or None] * T}.
     ovis: compute the occlusion APs/ARs; None = when the GT carries per-frame `occlusion` labels.
+    workers: processes for the mask work (2 = this one and one forked child, each scoring about
+    half of the videos; needs os.fork, else 1 is used). The numbers do not depend on it.
     """
-    gt = load_ground_truth(gt_json)
-    preds, dropped = load_predictions(gt, results)
-    occlusion = gt.has_occlusion_labels if ovis is None else bool(ovis)
-    if occlusion and not gt.has_occlusion_labels and gt.has_annotations:
-        logger.warning("OVIS occlusion metrics requested but the GT has no 'occlusion' labels: they are -1.")
-    if not gt.has_annotations:
-        logger.warning("The GT JSON has no annotations: no local score is possible (all numbers are -1).")
-    return _evaluate_parsed(gt, preds, dropped, occlusion)
+    with gc_paused():
+        gt = load_ground_truth(gt_json)
+        preds, dropped = load_predictions(gt, results)
+        occlusion = gt.has_occlusion_labels if ovis is None else bool(ovis)
+        if occlusion and not gt.has_occlusion_labels and gt.has_annotations:
+            logger.warning("OVIS occlusion metrics requested but the GT has no 'occlusion' labels: they are -1.")
+        elif occlusion:
+            warn_unlabelled_tracks(gt)
+        if not gt.has_annotations:
+            logger.warning("The GT JSON has no annotations: no local score is possible (all numbers are -1).")
+        return _evaluate_parsed(gt, preds, dropped, occlusion, workers)
 
 
-def _evaluate_parsed(gt: GroundTruth, preds: List[PredTrack], dropped: int, occlusion: bool) -> YTVISResult:
+@contextlib.contextmanager
+def gc_paused():
+    """Pause Python's cyclic garbage collector (restored on exit). A parsed results file is millions
+    of small dicts and strings, and every full collection walks all of them (and, after a fork,
+    copies every page it touches); the metric creates no reference cycles worth collecting."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def run_in_processes(fn: Callable, parts: Sequence[Sequence], ) -> List[list]:
+    """[fn(x) for x in part] for every part: the first part in this process, each other part in a
+    forked child at the same time (results come back pickled through a pipe).
+
+    A ValueError raised in a child is raised here with the same message; a child that dies raises a
+    RuntimeError. Without os.fork every part runs here, one after the other.
+    """
+    if len(parts) <= 1 or not hasattr(os, "fork"):
+        return [[fn(x) for x in part] for part in parts]
+    children = []
+    try:
+        for part in parts[1:]:
+            read_fd, write_fd = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # child: never return into the caller's code
+                status = 1
+                try:
+                    os.close(read_fd)
+                    try:
+                        payload = pickle.dumps(("ok", [fn(x) for x in part]), protocol=pickle.HIGHEST_PROTOCOL)
+                    except ValueError as e:
+                        payload = pickle.dumps(("ValueError", str(e)))
+                    except BaseException as e:  # noqa: B036 - reported to the parent, then exit
+                        payload = pickle.dumps(("error", f"{type(e).__name__}: {e}"))
+                    with os.fdopen(write_fd, "wb") as f:
+                        f.write(payload)
+                    status = 0
+                finally:
+                    os._exit(status)
+            os.close(write_fd)
+            children.append((pid, read_fd))
+        outputs = [[fn(x) for x in parts[0]]]
+        for pid, read_fd in children:
+            with os.fdopen(read_fd, "rb") as f:
+                data = f.read()
+            _, status = os.waitpid(pid, 0)
+            if not data:
+                raise RuntimeError(f"the worker process {pid} died (wait status {status}) before reporting")
+            kind, value = pickle.loads(data)
+            if kind == "ValueError":
+                raise ValueError(value)
+            if kind != "ok":
+                raise RuntimeError(f"the worker process {pid} failed: {value}")
+            outputs.append(value)
+        children = []
+        return outputs
+    finally:
+        for pid, read_fd in children:  # only after an error: stop and reap the remaining children
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (ChildProcessError, ProcessLookupError):
+                pass
+            try:
+                os.close(read_fd)
+            except OSError:
+                pass
+
+
+def _split_by_cost(items: Sequence, costs: Sequence[float], parts: int) -> List[list]:
+    """Items into `parts` lists of about equal total cost (largest first, each to the lightest)."""
+    out: List[list] = [[] for _ in range(parts)]
+    load = [0.0] * parts
+    for i in sorted(range(len(items)), key=lambda i: -costs[i]):
+        j = load.index(min(load))
+        out[j].append(items[i])
+        load[j] += costs[i]
+    return out
+
+
+def _evaluate_parsed(
+    gt: GroundTruth, preds: List[PredTrack], dropped: int, occlusion: bool, workers: int = 1
+) -> YTVISResult:
     ranges = [r for _, r in AREA_RANGES]
     range_names = [n for n, _ in AREA_RANGES]
     if occlusion:
@@ -641,14 +938,16 @@ def _evaluate_parsed(gt: GroundTruth, preds: List[PredTrack], dropped: int, occl
     gt_occ = np.array([g.occlusion for g in gt.tracks], dtype=np.float64)
     gt_crowd = np.array([g.iscrowd for g in gt.tracks], dtype=bool)
     gt_ignore = _range_masks(gt_mean_area, ranges[:num_areas])
-    if occlusion:
+    if occlusion:  # a track without occlusion label (nan) is outside every band: ignored there
         gt_ignore = np.concatenate([gt_ignore, _range_masks(gt_occ, ranges[num_areas:])])
     gt_ignore |= gt_crowd[None, :]  # [A, num_gt]
     num_gt_not_ignored = np.zeros((num_k, num_a), dtype=np.int64)
     category_present = np.zeros(num_k, dtype=bool)
     gt_by_group: Dict[Tuple[int, int], List[int]] = {}
+    gt_by_video: Dict[int, List[int]] = {}
     for i, g in enumerate(gt.tracks):
         gt_by_group.setdefault((g.video_index, g.category_index), []).append(i)
+        gt_by_video.setdefault(g.video_index, []).append(i)
         num_gt_not_ignored[g.category_index] += ~gt_ignore[:, i]
         category_present[g.category_index] = True
 
@@ -666,57 +965,64 @@ def _evaluate_parsed(gt: GroundTruth, preds: List[PredTrack], dropped: int, occl
     keys_by_video: Dict[int, List[Tuple[int, int]]] = {}
     for key in sorted(pred_by_group):
         keys_by_video.setdefault(key[0], []).append(key)
+
+    def score_video(vi: int):
+        """(mean areas of the video's kept predictions, IoU matrix of each group with GT)."""
+        keys = keys_by_video[vi]
+        pred_idx = [i for key in keys for i in pred_by_group[key]]
+        gt_idx = gt_by_video.get(vi, [])
+        slot = {key[1]: k for k, key in enumerate(keys) if key in gt_by_group}
+        h, w = gt.heights[vi], gt.widths[vi]
+        pred_areas, gt_areas, inter = video_overlaps(
+            [preds[i].segms for i in pred_idx], [slot.get(preds[i].category_index, -1) for i in pred_idx],
+            [gt.tracks[i].rles for i in gt_idx], [slot.get(gt.tracks[i].category_index, -1) for i in gt_idx],
+            h, w, pred_names=[preds[i].what() for i in pred_idx],
+        )
+        # Mean of the non-zero frame areas (exact: integer sums are exact in float64).
+        mean_area = pred_areas.sum(axis=1) / np.maximum(np.count_nonzero(pred_areas, axis=1), 1)
+        ious = _ious_from_overlaps(pred_areas, gt_areas, inter)
+        group_ious, p0 = [], 0
+        gt_pos = {i: j for j, i in enumerate(gt_idx)}
+        for key in keys:
+            d = len(pred_by_group[key])
+            if key in gt_by_group:
+                group_ious.append(ious[p0 : p0 + d][:, [gt_pos[i] for i in gt_by_group[key]]])
+            p0 += d
+        return mean_area, group_ious
+
+    videos = list(keys_by_video)
+    workers = max(1, min(int(workers), len(videos)))
+    # Cost of a video ~ the frames whose masks get decoded.
+    costs = [gt.lengths[vi] * (sum(len(pred_by_group[k]) for k in keys_by_video[vi]) + len(gt_by_video.get(vi, ())))
+             for vi in videos]
+    parts = _split_by_cost(videos, costs, workers) if workers > 1 else [videos]
+    per_video = {}
+    for part, outputs in zip(parts, run_in_processes(score_video, parts)):
+        per_video.update(zip(part, outputs))
+
     det_category, det_score, det_rank, det_area = [], [], [], []
     group_slices: Dict[Tuple[int, int], Tuple[int, int]] = {}
-    groups, group_keys, group_occ = [], [], []
+    groups, group_keys = [], []
     for vi, keys in keys_by_video.items():
-        start = len(det_score)
-        pred_idx = []
+        mean_area, group_ious = per_video[vi]
+        det_area.append(mean_area)
+        ious = iter(group_ious)
         for key in keys:
             members = pred_by_group[key]
-            group_slices[key] = (start + len(pred_idx), start + len(pred_idx) + len(members))
-            pred_idx += members
+            start = len(det_score)
+            group_slices[key] = (start, start + len(members))
             det_category += [key[1]] * len(members)
             det_rank += range(len(members))
-        det_score += [preds[i].score for i in pred_idx]
-        pred_areas = _frame_areas([preds[i].rles for i in pred_idx], gt.lengths[vi])  # [P, T]
-        # Mean of the non-zero frame areas (exact: integer sums are exact in float64).
-        nonzero = np.count_nonzero(pred_areas, axis=1)
-        det_area += list(pred_areas.sum(axis=1) / np.maximum(nonzero, 1))
-
-        # Track IoUs for the groups that have GT (the others' predictions are all unmatched).
-        with_gt = [k for k in keys if k in gt_by_group]
-        if not with_gt:
-            continue
-        rows = [j for k in with_gt for j in range(group_slices[k][0] - start, group_slices[k][1] - start)]
-        gt_idx = [i for k in with_gt for i in gt_by_group[k]]
-        gt_areas = _frame_areas([gt.tracks[i].rles for i in gt_idx], gt.lengths[vi])
-        # Cross-category pairs are computed too (one call per frame) and discarded below.
-        ious = track_ious([preds[pred_idx[j]].rles for j in rows], [gt.tracks[i].rles for i in gt_idx],
-                          pred_areas[rows], gt_areas)
-        p0 = g0 = 0
-        for k in with_gt:
-            gts = gt_by_group[k]
-            d, g = len(pred_by_group[k]), len(gts)
-            sub = ious[p0 : p0 + d, g0 : g0 + g]
-            p0 += d
-            g0 += g
-            groups.append((sub, gt_ignore[:, gts], gt_crowd[gts]))
-            group_keys.append(k)
-            if occlusion:
-                # A prediction's occlusion score is that of the GT it overlaps most (same video and
-                # category); with no overlap it has none and is never excused from a band.
-                best = np.argmax(sub, axis=1)
-                has = sub[np.arange(d), best] > 0
-                group_occ.append(np.where(has, gt_occ[np.array(gts)[best]], np.nan))
+            det_score += [preds[i].score for i in members]
+            if key in gt_by_group:
+                gts = gt_by_group[key]
+                groups.append((next(ious), gt_ignore[:, gts], gt_crowd[gts]))
+                group_keys.append(key)
     num_det = len(det_score)
     det_category = np.array(det_category, dtype=np.int64)
     det_score = np.array(det_score, dtype=np.float64)
     det_rank = np.array(det_rank, dtype=np.int64)
-    det_occ = np.full(num_det, np.nan)
-    for key, occ in zip(group_keys, group_occ):
-        s, e = group_slices[key]
-        det_occ[s:e] = occ
+    det_area = np.concatenate(det_area) if det_area else np.zeros(0)
     matches = greedy_match(groups, IOU_THRESHOLDS)
 
     num_t = len(IOU_THRESHOLDS)
@@ -726,11 +1032,10 @@ def _evaluate_parsed(gt: GroundTruth, preds: List[PredTrack], dropped: int, occl
         s, e = group_slices[key]
         det_matched[:, :, s:e] = matched
         det_matched_ig[:, :, s:e] = matched_ig
-    det_out = _range_masks(np.array(det_area, dtype=np.float64), ranges[:num_areas])
-    if occlusion:
-        # Unlike the size ranges, nan (no occlusion score) means "never outside the band".
-        occ_out = _range_masks(det_occ, ranges[num_areas:]) & ~np.isnan(det_occ)[None, :]
-        det_out = np.concatenate([det_out, occ_out])
+    # An unmatched prediction is excused (ignored) only by the size range, never by an occlusion
+    # band: predictions carry no occlusion score (official OVIS scorer).
+    det_out = np.zeros((num_a, num_det), dtype=bool)
+    det_out[:num_areas] = _range_masks(det_area, ranges[:num_areas])
     det_ignore = det_matched_ig | (~det_matched & det_out[:, None, :])
     det_tp = det_matched & ~det_ignore
     det_fp = ~det_matched & ~det_ignore
