@@ -46,7 +46,7 @@ def test_evaluate_tool_missing_file_error_names_it(files, tmp_path):
 
 
 def _tool_main():
-    """tools/evaluate.py's main(), loaded in-process (each subprocess pays the detectron2 import)."""
+    """tools/evaluate.py's main(), loaded in-process."""
     spec = importlib.util.spec_from_file_location("evaluate_tool", TOOL)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -69,3 +69,40 @@ def test_evaluate_tool_corrupt_or_unscorable_files(files, tmp_path, capsys):
     assert "valid_split.json" in capsys.readouterr().err
     assert main([gt_path, res_path]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["AP"] == pytest.approx(50.0, abs=1e-4)
+
+
+def test_evaluate_tool_imports_neither_torch_nor_detectron2(files):
+    """The command loads only the metric (numpy + pycocotools): importing torch and detectron2
+    would cost ~2 s and ~550 MB before any work."""
+    gt_path, res_path = files
+    script = (
+        "import runpy, sys, json\n"
+        f"tool = runpy.run_path({TOOL!r}, run_name='evaluate_tool')\n"
+        f"code = tool['main']([{gt_path!r}, {res_path!r}, '--workers', '1'])\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'detectron2', 'vis_zoo', 'matplotlib'))\n"
+        "print(json.dumps({'code': code, 'heavy': heavy}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["code"] == 0
+    assert report["heavy"] == []
+
+
+def test_evaluate_tool_gt_without_videos_names_the_gt_file(files, tmp_path, capsys):
+    gt_path, res_path = files
+    no_videos = tmp_path / "no_videos.json"
+    no_videos.write_text(json.dumps(dict(json.loads(open(gt_path).read()), videos=[])))
+    assert _tool_main()([str(no_videos), res_path]) == 2
+    err = capsys.readouterr().err
+    assert "no_videos.json" in err and "has no videos" in err and "result" not in err
+
+
+def test_evaluate_tool_timings_and_two_workers(files):
+    gt_path, res_path = files
+    proc = _run(gt_path, res_path, "--timings", "--workers", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["AP"] == pytest.approx(50.0, abs=1e-4)
+    timings = json.loads([line for line in proc.stderr.splitlines() if line.startswith("{")][-1])
+    assert set(timings) == {"import_s", "parse_s", "after_parse_s"} and all(v >= 0 for v in timings.values())
+    assert any(line.startswith("children_peak_rss_kb=") for line in proc.stderr.splitlines())

@@ -2,6 +2,8 @@
 
 Precision is tp / (tp + fp + eps) (float64 eps), so "1" is 1 - 2e-16: compare with abs=1e-12.
 """
+import logging
+
 import numpy as np
 import pytest
 
@@ -221,6 +223,49 @@ def test_ovis_metrics_only_when_labelled_or_requested():
     assert forced is not None and all(v == -1 for v in forced.values())
 
 
+def test_ovis_unmatched_prediction_is_a_false_positive_in_every_band():
+    """Predictions have no occlusion score (official OVIS scorer): an unmatched one is not excused
+    by the band of the GT it overlaps. 100x100 video, 2 frames, one category:
+    GT A rows/cols 5-45 (no occlusion -> light), GT B rows/cols 50-90 (severe -> heavy);
+    P1 = A exactly (score 0.9), P2 = the top-left quarter of B (score 0.95; IoU 400/1600 = 0.25,
+    never matched)."""
+    a = [box(5, 5, 45, 45, 100, 100)] * 2
+    b = [box(50, 50, 90, 90, 100, 100)] * 2
+    quarter = [box(50, 50, 70, 70, 100, 100)] * 2
+    gt = gt_json([video(1, 2, 100, 100)], [gt_track(1, 1, 1, a, occlusion=["no_occlusion"] * 2),
+                                          gt_track(2, 1, 1, b, occlusion=["severe_occlusion"] * 2)],
+                 categories=((1, "cat"),))
+    r = _both(gt, [pred(1, 1, 0.9, a), pred(1, 1, 0.95, quarter)])
+    occ = r.occlusion
+    # light: GT A only (B is out of band, ignored). Ranked P2 (FP), P1 (TP): precision 0, 1/2 at
+    # recall 0, 1 -> 1/2 at every recall point, every IoU threshold. (Giving P2 the occlusion of B
+    # would ignore it here and give 1.)
+    assert occ["APso"] == approx(0.5) and occ["ARso"] == approx(1.0)
+    # heavy: GT B only. P2 is an FP (IoU 0.25), P1 matches the ignored A (ignored): AP 0.
+    assert occ["APho"] == 0.0 and occ["ARho"] == 0.0
+    # medium: no GT in the band -> undefined.
+    assert occ["APmo"] == -1 and occ["ARmo"] == -1
+    # All tracks: FP, TP with 2 GTs -> precision 1/2 up to recall 1/2 (51 of the 101 points).
+    assert r.stats["AP"] == pytest.approx(51 * 0.5 / 101, abs=1e-12)
+
+
+def test_ovis_track_without_occlusion_labels_warns_and_is_left_out_of_the_bands(caplog):
+    gt, results = _ovis_case()
+    gt["annotations"][1]["occlusion"] = [None] * 4  # track 2 (y): no label at all
+    del gt["annotations"][3]["occlusion"]  # track 4 (w): no 'occlusion' key
+    with caplog.at_level(logging.WARNING):
+        r = _both(gt, results)
+    messages = [rec.getMessage() for rec in caplog.records if "occlusion" in rec.getMessage()]
+    # Once from each implementation; names the tracks and the bands that leave them out.
+    assert len(messages) == 2
+    assert "track 2 of video 10" in messages[0] and "track 4 of video 10" in messages[0]
+    assert "light, medium, heavy" in messages[0]
+    # heavy: y was its only GT -> undefined now; medium: only z is left (w is unlabelled), missed.
+    assert r.occlusion["APho"] == -1 and r.occlusion["ARmo"] == 0.0
+    # The size-range numbers still count both tracks: all 4 GTs, FP TP TP as before.
+    assert r.stats["AP"] == pytest.approx(51 * (2 / 3) / 101, abs=1e-12)
+
+
 # ------------------------------------------------------------------------------------ errors ---
 def test_prediction_with_wrong_frame_count_names_the_video():
     gt, masks = two_video_gt()
@@ -267,3 +312,44 @@ def test_gt_without_annotations_gives_undefined_numbers():
     r = evaluate_ytvis(gt, [pred(10, 1, 0.9, masks[1])])
     assert not r.has_annotations
     assert all(v == -1 for v in r.stats.values())
+
+
+def test_gt_without_videos_says_so_not_blaming_the_results():
+    gt, masks = two_video_gt()
+    gt["videos"] = []
+    with pytest.raises(ValueError, match="GT JSON has no videos") as info:
+        evaluate_ytvis(gt, [pred(10, 1, 0.9, masks[1])])
+    assert "result" not in str(info.value)
+
+
+def test_gt_annotation_of_unknown_category_is_an_error_naming_it():
+    gt, _ = two_video_gt()
+    gt["annotations"][2]["category_id"] = 7
+    with pytest.raises(ValueError, match=r"GT annotation 3 of video 11: category_id 7 .*known ids: \[1, 3\]"):
+        evaluate_ytvis(gt, [])
+
+
+def test_empty_results_warn(caplog):
+    gt, _ = two_video_gt()
+    with caplog.at_level(logging.WARNING):
+        r = evaluate_ytvis(gt, [])
+    assert any("results list is empty" in rec.getMessage() for rec in caplog.records)
+    assert r.stats["AP"] == 0.0
+
+
+def test_workers_split_gives_the_same_numbers():
+    from vis_zoo.evaluation.synthetic import make_random_ytvis
+
+    gt, results = make_random_ytvis(seed=5, occlusion=True, num_videos=8)
+    one, two = evaluate_ytvis(gt, results, workers=1), evaluate_ytvis(gt, results, workers=2)
+    assert one.stats == two.stats and one.occlusion == two.occlusion
+    np.testing.assert_array_equal(one.precision, two.precision)
+
+
+def test_error_in_the_worker_process_reaches_the_caller():
+    gt, masks = two_video_gt()
+    small = [box(2, 2, 10, 10, height=32, width=32)] * 2
+    results = [pred(10, 1, 0.9, masks[1]), pred(11, 3, 0.9, small)]
+    for workers in (1, 2):  # whichever process scores video 11 reports it
+        with pytest.raises(ValueError, match=r"result #1 \(video 11\), frame 0: mask size \[32, 32\]"):
+            evaluate_ytvis(gt, results, workers=workers)

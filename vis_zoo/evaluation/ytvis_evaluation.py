@@ -11,7 +11,7 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
 from .results import invert_id_map, video_output_to_results, write_results
-from .ytvis_metric import evaluate_ytvis, format_results_table
+from .ytvis_metric import evaluate_ytvis, format_results_table, gc_paused
 
 __all__ = ["YTVISEvaluator"]
 
@@ -33,6 +33,7 @@ class YTVISEvaluator(DatasetEvaluator):
         ovis: Optional[bool] = None,
         *,
         results_only: bool = False,
+        workers: int = 1,
     ):
         """
         Args:
@@ -43,6 +44,9 @@ class YTVISEvaluator(DatasetEvaluator):
             ovis: report the OVIS occlusion APs/ARs; None = metadata.evaluator_type == "ovis"
                 (a non-OVIS dataset still gets them if its GT carries occlusion labels).
             results_only: only write the results files, never score (cfg.TEST.EVAL_ONLY_RESULTS).
+            workers: processes for the mask work of the metric (the same core as tools/evaluate.py);
+                1 by default: forking a training process (CUDA context, data-loader threads) is not
+                worth the risk for a step that takes seconds.
         """
         self._logger = logging.getLogger(__name__)
         self._dataset_name = dataset_name
@@ -50,6 +54,7 @@ class YTVISEvaluator(DatasetEvaluator):
         self._output_dir = output_dir
         self._distributed = distributed
         self._results_only = results_only
+        self._workers = int(workers)
         if ovis is None:
             ovis = self._metadata.get("evaluator_type", "ytvis") == "ovis"
         self._ovis = bool(ovis)
@@ -114,7 +119,7 @@ class YTVISEvaluator(DatasetEvaluator):
             )
             return {}
         # A non-OVIS dataset still gets the occlusion numbers when its GT has occlusion labels.
-        result = evaluate_ytvis(gt_json, predictions, ovis=True if self._ovis else None)
+        result = evaluate_ytvis(gt_json, predictions, ovis=True if self._ovis else None, workers=self._workers)
         self._logger.info("Evaluation results for %s (segm):\n%s", self._dataset_name, format_results_table(result))
         return OrderedDict(segm=result.as_percentages())
 
@@ -122,7 +127,7 @@ class YTVISEvaluator(DatasetEvaluator):
         if not self._json_file:
             return None
         try:
-            with open(self._json_file, "r", encoding="utf-8") as f:
+            with open(self._json_file, "r", encoding="utf-8") as f, gc_paused():
                 return json.load(f)
         except FileNotFoundError:
             raise ValueError(f"GT JSON {self._json_file!r} of dataset {self._dataset_name} does not exist") from None
