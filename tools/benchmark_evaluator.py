@@ -14,13 +14,17 @@ results JSON to --workdir:
 Masks are moving ellipses with ragged edges (about as many runs per frame as real object masks);
 predictions are noisy copies of GT tracks (some with the wrong category) and background tracks.
 
-Each scorer runs as a fresh process (`--repeats` times; the fastest run is reported): our command
-``python tools/evaluate.py GT results`` and the reference (``ytvos.py`` + ``ytvoseval.py`` from the
-YouTube-VIS fork of the COCO API, https://github.com/youtubevos/cocoapi, taken from
-``--reference-root``, a local checkout: never part of this repository). Reported per run: the wall
-time from process start to the printed table, the time spent after both JSON files are parsed (each
-scorer reports it), and the peak resident memory (``ru_maxrss`` of the process and any process it
-started, summed). The 12 numbers of both scorers must agree to 1e-6 (exit status 1 otherwise).
+Each scorer runs as a fresh process, `--repeats` times (the fastest run is reported), our command
+``python tools/evaluate.py GT results --timings`` alternating with the reference (``ytvos.py`` +
+``ytvoseval.py`` of the YouTube-VIS fork of the COCO API, https://github.com/youtubevos/cocoapi,
+taken from ``--reference-root``, a local checkout that is never part of this repository).
+Reported per scorer: the wall time from process start to exit (the table is printed last), the CPU
+time (user + system, worker processes included), the time spent after both JSON files are parsed
+(each scorer measures it itself), the peak RSS of the largest process (``ru_maxrss``, what
+``/usr/bin/time`` shows) and, from one more run that samples ``/proc/<pid>/smaps_rollup`` every
+2 ms, the peak proportional set size of the whole process tree: the memory really held, a forked
+worker's shared pages counted once. The 12 numbers of both scorers must agree to 1e-6 (exit
+status 1 otherwise).
 
 The reference predates NumPy 1.18 and Python 3: it is run with ``np.float = float`` and
 ``unicode = str`` defined and ``np.linspace`` accepting its float count, its ``pycocotools/_mask``
@@ -31,7 +35,6 @@ import datetime
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -98,7 +101,8 @@ def _ellipse_runs(rng, height: int, width: int, cy: float, cx: float, ry: float,
     bounds = np.empty(2 * len(starts) + 2, dtype=np.int64)
     bounds[0], bounds[-1] = 0, height * width
     bounds[1:-1:2], bounds[2:-1:2] = starts, ends
-    return np.diff(bounds).tolist()
+    runs = np.diff(bounds)
+    return (runs[:-1] if runs[-1] == 0 else runs).tolist()  # no empty run after the last object pixel
 
 
 def _track(rng, length: int, height: int, width: int, present_prob: float, like=None):
@@ -179,8 +183,9 @@ def write_case(spec: CaseSpec, seed: int, workdir: str) -> Tuple[str, str]:
     gt, results = make_case(spec, seed)
     paths = os.path.join(workdir, f"{spec.name}_gt.json"), os.path.join(workdir, f"{spec.name}_results.json")
     for path, data in zip(paths, (gt, results)):
-        with open(path, "w", encoding="utf-8") as f:
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
             json.dump(data, f)
+        os.replace(path + ".tmp", path)
     return paths
 
 
@@ -222,21 +227,64 @@ print(json.dumps({"stats": [float(x) for x in ev.stats], "after_parse_s": time.p
 @dataclass
 class Run:
     wall_s: float  # process start to exit (the table is printed last)
+    cpu_s: float  # user + system time of the process and any process it started
     after_parse_s: float  # the scorer's own time after both JSON files are parsed
-    peak_rss_mb: float
+    peak_rss_mb: float  # largest single process (ru_maxrss)
     stats: List[float]  # the 12 numbers as fractions
+    peak_pss_mb: float = float("nan")  # whole process tree, from a separate sampled run
 
 
-def run_process(cmd: List[str], env: Optional[Dict[str, str]] = None) -> Tuple[float, float, str, str]:
-    """Run a command as a fresh process: (wall seconds, peak RSS in MB, stdout, stderr).
+def _process_tree(pid: int) -> List[int]:
+    """pid and its descendants (Linux /proc)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                todo += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+    return out
 
-    Peak RSS: ru_maxrss from os.wait4 (the process's own peak, or that of its largest child if
-    larger) plus the peak of the processes it started, which a scorer reports on stderr as
-    `children_peak_rss_kb=N`: a scorer working in two processes is charged for both."""
+
+def _tree_pss_kb(pid: int) -> int:
+    """Proportional set size of a process tree: each shared page is split between the processes
+    that share it, so a forked worker's copy-on-write pages are counted once."""
+    total = 0
+    for p in _process_tree(pid):
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+                        break
+        except OSError:
+            pass
+    return total
+
+
+def run_process(cmd: List[str], env: Optional[Dict[str, str]] = None, sample_memory: bool = False):
+    """Run a command as a fresh process: (wall seconds, peak RSS MB, peak PSS MB or nan, stdout, stderr).
+
+    Peak RSS: ru_maxrss from os.wait4, i.e. the largest single process of the tree (what
+    /usr/bin/time reports). With sample_memory, the proportional set size of the whole process tree
+    is also read every 2 ms (Linux): its peak is the memory the command really held, forked workers
+    included (their shared pages counted once). Sampling costs CPU, so time without it."""
+    peak_pss = [0]
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=REPO)
-        _, status, usage = os.wait4(proc.pid, 0)
+        usage = None
+        if sample_memory and os.path.exists(f"/proc/{proc.pid}/smaps_rollup"):
+            while True:
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    break
+                peak_pss[0] = max(peak_pss[0], _tree_pss_kb(proc.pid))
+                time.sleep(0.002)
+        else:
+            _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
@@ -245,11 +293,8 @@ def run_process(cmd: List[str], env: Optional[Dict[str, str]] = None) -> Tuple[f
     if proc.returncode != 0:
         shown = " ".join(c if len(c) < 200 else "<script>" for c in cmd)
         raise RuntimeError(f"{shown} failed with status {proc.returncode}:\n{stderr[-3000:]}")
-    children_kb = 0
-    for line in stderr.splitlines():
-        if line.startswith("children_peak_rss_kb="):
-            children_kb = int(line.split("=", 1)[1])
-    return wall, (usage.ru_maxrss + children_kb) / 1024.0, stdout, stderr
+    pss = peak_pss[0] / 1024.0 if peak_pss[0] else float("nan")
+    return wall, usage.ru_maxrss / 1024.0, pss, usage.ru_utime + usage.ru_stime, stdout, stderr
 
 
 def _last_json_line(text: str, what: str) -> dict:
@@ -259,22 +304,42 @@ def _last_json_line(text: str, what: str) -> dict:
     raise RuntimeError(f"{what} printed no JSON line:\n{text[-2000:]}")
 
 
-def run_ours(gt_path: str, results_path: str, env: Dict[str, str]) -> Run:
-    """`python tools/evaluate.py GT results --timings` as a fresh process."""
-    wall, rss, out, err = run_process([sys.executable, EVALUATE, gt_path, results_path, "--timings"], env)
+def ours_command(gt_path: str, results_path: str, workers: Optional[int] = None) -> List[str]:
+    cmd = [sys.executable, EVALUATE, gt_path, results_path, "--timings"]
+    return cmd + (["--workers", str(workers)] if workers else [])
+
+
+def reference_command(reference_root: str, gt_path: str, results_path: str) -> List[str]:
+    return [sys.executable, "-c", REFERENCE_RUNNER, reference_root, gt_path, results_path]
+
+
+def parse_ours(out: str, err: str) -> Tuple[List[float], float]:
+    """(the 12 numbers as fractions, seconds after parsing) from tools/evaluate.py --timings."""
     numbers = _last_json_line(out, "tools/evaluate.py")
     timings = _last_json_line(err, "tools/evaluate.py --timings")
     stats = [float("nan") if numbers[k] is None else numbers[k] / 100.0 for k in STAT_NAMES]
-    return Run(wall, timings["after_parse_s"], rss, stats)
+    return stats, timings["after_parse_s"]
 
 
-def run_reference(reference_root: str, gt_path: str, results_path: str, env: Dict[str, str]) -> Run:
-    """The reference scorer (ytvos.py + ytvoseval.py under reference_root) as a fresh process."""
-    wall, rss, out, _ = run_process([sys.executable, "-c", REFERENCE_RUNNER, reference_root, gt_path,
-                                     results_path], env)
+def parse_reference(out: str, err: str) -> Tuple[List[float], float]:
     line = _last_json_line(out, "the reference scorer")
-    stats = [float("nan") if x == -1 else float(x) for x in line["stats"][:12]]
-    return Run(wall, line["after_parse_s"], rss, stats)
+    return [float("nan") if x == -1 else float(x) for x in line["stats"][:12]], line["after_parse_s"]
+
+
+def measure(cmd: List[str], parse, env: Dict[str, str], repeats: int) -> Run:
+    """Fastest of `repeats` timed runs, then one run sampling the memory of the process tree."""
+    runs = []
+    for _ in range(repeats):
+        wall, rss, _, cpu, out, err = run_process(cmd, env)
+        stats, after = parse(out, err)
+        runs.append(Run(wall, cpu, after, rss, stats))
+    best = min(runs, key=lambda r: r.wall_s)
+    best.cpu_s = min(r.cpu_s for r in runs)
+    best.after_parse_s = min(r.after_parse_s for r in runs)
+    best.peak_rss_mb = max(r.peak_rss_mb for r in runs)
+    _, rss, pss, _, _, _ = run_process(cmd, env, sample_memory=True)
+    best.peak_rss_mb, best.peak_pss_mb = max(best.peak_rss_mb, rss), pss
+    return best
 
 
 def max_stat_difference(a: List[float], b: List[float]) -> float:
@@ -291,17 +356,17 @@ def max_stat_difference(a: List[float], b: List[float]) -> float:
 
 def format_table(rows: List[dict]) -> str:
     """Markdown table of the benchmark rows (one per case and scorer)."""
-    head = ("| case | scorer | wall s | after parsing s | peak RSS MB | faster (wall) | faster (after parsing) |",
-            "|---|---|---:|---:|---:|---:|---:|")
-    lines = list(head)
+    lines = ["| case | scorer | wall s | CPU s | after parsing s | peak RSS MB | peak PSS MB (all processes) "
+             "| faster: wall / CPU / after parsing |",
+             "|---|---|---:|---:|---:|---:|---:|---|"]
     for r in rows:
-        lines.append(f"| {r['case']} | {r['scorer']} | {r['wall_s']:.2f} | {r['after_parse_s']:.3f} | "
-                     f"{r['peak_rss_mb']:.0f} | {r.get('speedup_wall', '')} | {r.get('speedup_after_parse', '')} |")
+        lines.append(f"| {r['case']} | {r['scorer']} | {r['wall_s']:.2f} | {r['cpu_s']:.2f} | {r['after_parse_s']:.3f} | "
+                     f"{r['peak_rss_mb']:.0f} | {r['peak_pss_mb']:.0f} | {r.get('speedup', '')} |")
     return "\n".join(lines)
 
 
 def benchmark(cases: List[CaseSpec], seed: int, workdir: str, reference_root: Optional[str], repeats: int = 1,
-              threads: int = 1, log=print) -> Tuple[List[dict], bool]:
+              threads: int = 1, workers: Optional[int] = None, log=print) -> Tuple[List[dict], bool]:
     """Generate every case, time our command (and the reference when given), compare the numbers.
 
     Returns (table rows, whether every comparison agreed to 1e-6)."""
@@ -316,27 +381,30 @@ def benchmark(cases: List[CaseSpec], seed: int, workdir: str, reference_root: Op
             f"{spec.videos * spec.preds_per_video} predicted tracks, {spec.size[0]}x{spec.size[1]}; "
             f"written in {time.perf_counter() - t0:.1f} s ({os.path.getsize(gt_path) / 1e6:.1f} + "
             f"{os.path.getsize(res_path) / 1e6:.1f} MB)")
-        ours = min((run_ours(gt_path, res_path, env) for _ in range(repeats)), key=lambda r: r.wall_s)
-        row = {"case": spec.name, "scorer": "tools/evaluate.py", **_run_fields(ours)}
-        ref = None
+        ours = measure(ours_command(gt_path, res_path, workers), parse_ours, env, repeats)
+        row = {"case": spec.name, "scorer": "tools/evaluate.py", **vars(ours)}
+        rows.append(row)
         if reference_root:
-            ref = min((run_reference(reference_root, gt_path, res_path, env) for _ in range(repeats)),
-                      key=lambda r: r.wall_s)
+            ref = measure(reference_command(reference_root, gt_path, res_path), parse_reference, env, repeats)
             diff = max_stat_difference(ours.stats, ref.stats)
             agree &= diff <= 1e-6
-            row["speedup_wall"] = f"{ref.wall_s / ours.wall_s:.1f}x"
-            row["speedup_after_parse"] = f"{ref.after_parse_s / ours.after_parse_s:.1f}x"
+            row["speedup"] = (f"{ref.wall_s / ours.wall_s:.1f}x / {ref.cpu_s / ours.cpu_s:.1f}x / "
+                              f"{ref.after_parse_s / ours.after_parse_s:.1f}x")
             row["max_abs_diff"] = diff
+            rows.append({"case": spec.name, "scorer": "reference ytvoseval", **vars(ref)})
             log(f"{spec.name}: max |difference| of the 12 numbers = {diff:.2g}")
-        rows.append(row)
-        if ref is not None:
-            rows.append({"case": spec.name, "scorer": "reference ytvoseval", **_run_fields(ref)})
     return rows, agree
 
 
-def _run_fields(run: Run) -> dict:
-    return {"wall_s": run.wall_s, "after_parse_s": run.after_parse_s, "peak_rss_mb": run.peak_rss_mb,
-            "AP": run.stats[0]}
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def main(argv=None) -> int:
@@ -348,6 +416,7 @@ def main(argv=None) -> int:
     parser.add_argument("--scale", type=float, default=1.0, help="scale the number of videos and GT tracks")
     parser.add_argument("--repeats", type=int, default=1, help="runs per scorer; the fastest is reported")
     parser.add_argument("--threads", type=int, default=1, help="OMP/BLAS threads of each scorer process")
+    parser.add_argument("--workers", type=int, help="tools/evaluate.py --workers (default: its own default)")
     parser.add_argument("--workdir", help="where the generated files go (default: a temporary folder)")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
@@ -362,14 +431,16 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="vis_zoo_eval_bench_") as tmp:
         workdir = args.workdir or tmp
         os.makedirs(workdir, exist_ok=True)
-        rows, agree = benchmark(cases, args.seed, workdir, args.reference_root, args.repeats, args.threads)
+        rows, agree = benchmark(cases, args.seed, workdir, args.reference_root, args.repeats, args.threads,
+                                args.workers)
     print()
-    print(f"{datetime.date.today().isoformat()}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs, Python {platform.python_version()}, {args.threads} thread(s) per scorer")
+    print(f"{datetime.date.today().isoformat()}, {_cpu_name()}, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f} at the end, Python {platform.python_version()}, "
+          f"{args.threads} BLAS thread(s) per scorer")
     print(format_table(rows))
     if args.json:
         with open(args.json + ".tmp", "w", encoding="utf-8") as f:
-            json.dump(rows, f, indent=1)
+            json.dump([{k: v for k, v in r.items() if k != "stats"} for r in rows], f, indent=1)
         os.replace(args.json + ".tmp", args.json)
     if args.reference_root:
         print(f"\nthe 12 numbers agree (|difference| <= 1e-6): {agree}")

