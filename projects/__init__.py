@@ -1,15 +1,29 @@
-"""Method packages of VIS Zoo, installed as `vis_zoo_projects.<method>`.
+"""Method packages of VIS Zoo, installed as `vis_zoo_projects.<folder>`.
 
-Importing `vis_zoo_projects` imports every method so that each registers its meta-architecture in
-detectron2's META_ARCH_REGISTRY and its config keys in `vis_zoo.config.get_vis_cfg`.
+`METHOD_PACKAGES` says which folder implements which MODEL.META_ARCHITECTURE. A method's package is
+imported only when a config selects it (`import_method`): importing it registers its
+meta-architecture in detectron2's META_ARCH_REGISTRY and its config keys with
+`vis_zoo.config.register_method_config`. Nothing imports every method, so one broken method folder
+cannot stop the others.
 """
 import importlib
-import os
+from types import ModuleType
+from typing import Optional
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-METHODS = sorted(
-    name for name in os.listdir(_HERE)
-    if os.path.isfile(os.path.join(_HERE, name, "__init__.py"))
-)
-for _name in METHODS:
-    importlib.import_module(f"{__name__}.{_name}")
+# MODEL.META_ARCHITECTURE -> the folder under projects/ that implements it.
+METHOD_PACKAGES = {
+    "VisTR": "vistr",
+    "IFC": "ifc",
+    "SeqFormer": "seqformer",
+    "Vita": "vita",
+    "MinVIS": "minvis",
+}
+METHODS = sorted(METHOD_PACKAGES.values())
+
+
+def import_method(meta_architecture: str) -> Optional[ModuleType]:
+    """Import the package of a VIS Zoo meta-architecture (None when it is not one of ours)."""
+    folder = METHOD_PACKAGES.get(meta_architecture)
+    if folder is None:
+        return None
+    return importlib.import_module(f"{__name__}.{folder}")

@@ -21,8 +21,8 @@ import numpy as np
 from detectron2.data import MetadataCatalog
 from detectron2.data.detection_utils import convert_image_to_rgb
 
-from vis_zoo.config import get_vis_cfg
 from vis_zoo.data import build_vis_train_loader
+from vis_zoo.engine.setup import build_config
 from vis_zoo.utils.io import atomic_open
 
 logger = logging.getLogger("vis_zoo.visualize_data")
@@ -101,9 +101,8 @@ def main(argv: Optional[List[str]] = None) -> List[str]:
     """Write `--num-clips` clip images to `--output`; returns their paths."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    cfg = get_vis_cfg()
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    # the same config as tools/train_net.py builds: validated, DATASETS.SYNTHETIC_ROOT applied
+    cfg = build_config(args.config_file, args.opts)
     cfg.DATALOADER.NUM_WORKERS = min(cfg.DATALOADER.NUM_WORKERS, 2)
     cfg.freeze()
 

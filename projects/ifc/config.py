@@ -9,10 +9,11 @@ from detectron2.config import CfgNode as CN
 from vis_zoo.config import register_method_config
 
 
-@register_method_config
+@register_method_config("IFC", num_classes_key="MODEL.IFC.NUM_CLASSES")
 def add_ifc_config(cfg: CN) -> None:
     cfg.MODEL.IFC = CN()
-    # Number of foreground classes; <= 0 takes len(thing_classes) of DATASETS.TRAIN[0] (or TEST[0]).
+    # Number of foreground classes; <= 0 takes len(thing_classes) of the datasets
+    # (vis_zoo.config.num_classes_from_config).
     cfg.MODEL.IFC.NUM_CLASSES = 40
 
     # transformer

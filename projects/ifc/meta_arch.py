@@ -17,15 +17,15 @@ from typing import Dict, List
 import torch
 import torch.nn.functional as F
 from detectron2.config import configurable
-from detectron2.data import MetadataCatalog
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from torch import Tensor, nn
 
+from vis_zoo.config import num_classes_from_config
 from vis_zoo.modeling import (MLP, ClipMaskSetCriterion, ClipPrediction, FoldedBackboneCache, FrameFeatureCache,
-                              MaskHungarianMatcher, PositionEmbeddingSine2D, VideoMaskWriter,
-                              associate_clip_windows, backbone_with_masks, build_video_output,
-                              clip_targets_from_batch, downsample_clip_masks, normalize_and_pad,
-                              select_track_classes, video_frames)
+                              MaskHungarianMatcher, PositionEmbeddingSine2D, VideoInstanceSegmenter,
+                              VideoMaskWriter, associate_clip_windows, backbone_with_masks,
+                              build_video_output, clip_targets_from_batch, downsample_clip_masks,
+                              input_frames, normalize_and_pad, select_track_classes, video_frames)
 
 from .mask_head import IFCMaskHead
 from .transformer import IFCTransformer
@@ -35,24 +35,12 @@ logger = logging.getLogger(__name__)
 __all__ = ["IFC"]
 
 
-def _num_classes_from_cfg(cfg) -> int:
-    if cfg.MODEL.IFC.NUM_CLASSES > 0:
-        return cfg.MODEL.IFC.NUM_CLASSES
-    names = list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST)
-    for name in names:
-        classes = MetadataCatalog.get(name).get("thing_classes", None)
-        if classes:
-            return len(classes)
-    raise ValueError(f"MODEL.IFC.NUM_CLASSES <= 0 and no thing_classes in the metadata of {names}")
-
-
 @META_ARCH_REGISTRY.register()
-class IFC(nn.Module):
+class IFC(VideoInstanceSegmenter):
     """IFC. Parameter names follow the official model with ``detr.`` dropped (see convert.py).
 
-    forward(batched_inputs): list of mapper dicts (see DESIGN.md). Training returns the weighted
-    loss dict; eval returns one output dict per video (image_size, pred_scores, pred_labels,
-    pred_masks).
+    The `VideoInstanceSegmenter` interface: `forward_train` returns the weighted loss dict,
+    `inference_video` one output dict per video (image_size, pred_scores, pred_labels, pred_masks).
     """
 
     @configurable
@@ -112,13 +100,12 @@ class IFC(nn.Module):
         self.output_rle = output_rle
         self.fold_frozen_bn = fold_frozen_bn
         self._folded_backbone = FoldedBackboneCache()
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(-1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(-1, 1, 1), False)
+        self.register_pixel_normalization(pixel_mean, pixel_std)
 
     @classmethod
     def from_config(cls, cfg):
         c = cfg.MODEL.IFC
-        num_classes = _num_classes_from_cfg(cfg)
+        num_classes = num_classes_from_config(cfg)
         backbone = build_backbone(cfg)
         shapes = backbone.output_shape()
         missing = [lvl for lvl in ("res3", "res4", "res5") if lvl not in shapes]
@@ -162,10 +149,6 @@ class IFC(nn.Module):
             "output_rle": cfg.MODEL.VIS.OUTPUT_RLE,
         }
 
-    @property
-    def device(self) -> torch.device:
-        return self.pixel_mean.device
-
     # ------------------------------------------------------------------ shared forward pieces
     def frame_features(self, frames: List[Tensor]) -> Dict[str, Tensor]:
         """Per-frame work: normalise + pad, backbone, input_proj(res5), PE, lateral adapters.
@@ -195,11 +178,6 @@ class IFC(nn.Module):
         return class_logits, mask_logits
 
     # ------------------------------------------------------------------ training
-    def forward(self, batched_inputs: List[dict]):
-        if self.training:
-            return self.forward_train(batched_inputs)
-        return [self.inference_video(video) for video in batched_inputs]
-
     def forward_train(self, batched_inputs: List[dict]) -> Dict[str, Tensor]:
         frames, lengths = video_frames(batched_inputs)
         if len(set(lengths)) != 1:
@@ -233,9 +211,7 @@ class IFC(nn.Module):
     @torch.no_grad()
     def inference_video(self, video: dict) -> dict:
         """One video of any length -> the output contract dict."""
-        frames = video.get("image")
-        if frames is None or len(frames) == 0:
-            raise ValueError(f"video {video.get('video_id', '?')}: input has no 'image' frames")
+        frames = input_frames(video)
         length = len(frames)
         out_size = (video.get("height", frames[0].shape[-2]), video.get("width", frames[0].shape[-1]))
 

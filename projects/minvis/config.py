@@ -1,23 +1,16 @@
-"""MinVIS's config keys: cfg.MODEL.MINVIS.* (and Mask2Former's detector keys, which it builds on)."""
+"""MinVIS's config: the Mask2Former detector's keys (MODEL.MASK_FORMER.*, MODEL.SEM_SEG_HEAD.*).
+
+MinVIS adds no model keys of its own. Its test-time detector passes use the shared keys
+MODEL.VIS.TEST_CHUNK_SIZE (30 in configs/minvis/Base-MinVIS.yaml, the official 30-frame
+WINDOW_INFERENCE window), TEST_CHUNK_PIXELS_CPU, TEST_INTERPOLATE_CHUNK_SIZE and TEST_FEATURE_STORE.
+"""
 from detectron2.config import CfgNode as CN
 
 from vis_zoo.config import register_method_config
 from vis_zoo.modeling.mask2former.config import add_mask2former_config
 
 
-@register_method_config
+@register_method_config("MinVIS", num_classes_key="MODEL.SEM_SEG_HEAD.NUM_CLASSES")
 def add_minvis_config(cfg: CN) -> None:
-    """Test-time keys; the model itself is the Mask2Former detector (MODEL.MASK_FORMER.*)."""
+    """MinVIS is the Mask2Former detector run per frame: its keys only."""
     add_mask2former_config(cfg)
-    cfg.MODEL.MINVIS = CN()
-    m = cfg.MODEL.MINVIS
-    # Frames per detector pass at test time on CUDA (official WINDOW_INFERENCE: 30-frame windows)
-    m.TEST_RUN_CHUNK_SIZE = 30
-    # Pixels per detector pass on CPU (frames per pass = this // (H * W)): 2 frames at 360x640 keep
-    # the temporaries under glibc's mmap threshold (see MODEL.VITA.TEST_RUN_PIXELS_CPU); the outputs
-    # do not depend on it.
-    m.TEST_RUN_PIXELS_CPU = 2 * 360 * 640
-    m.TEST_INTERPOLATE_CHUNK_SIZE = 5  # frames per mask-upsampling step at test time
-    # Where per-frame mask features are kept at test time: "auto" (the model's device up to 36
-    # frames, else CPU), "device" or "cpu".
-    m.TEST_FEATURE_STORE = "auto"

@@ -4,11 +4,11 @@ Training: every sampled frame is an independent image for the Mask2Former detect
 (`vis_zoo.modeling.mask2former`), with the frame-level Hungarian losses only (official: one frame per
 video, SAMPLING_FRAME_NUM 1).
 
-Inference (one video at a time, any length): frames go through the detector TEST_RUN_CHUNK_SIZE at a
-time (on CPU as many as fit in TEST_RUN_PIXELS_CPU pixels). Frame t's queries are aligned to frame
-t-1's aligned queries by
-Hungarian matching on cosine distance of their (decoder-normed) embeddings, so query slot q is one
-track through the video. Class logits are averaged over frames, the top-k (slot, class) pairs are kept
+Inference (one video at a time, any length): frames go through the detector MODEL.VIS.TEST_CHUNK_SIZE
+at a time (on CPU as many as fit in MODEL.VIS.TEST_CHUNK_PIXELS_CPU pixels). Frame t's queries are
+aligned to frame t-1's aligned queries by Hungarian matching on cosine distance of their
+(decoder-normed) embeddings (`vis_zoo.modeling.query_matching`), so query slot q is one track
+through the video. Class logits are averaged over frames, the top-k (slot, class) pairs are kept
 with their softmax probability as score, and each kept slot's per-frame mask embedding is dotted with
 that frame's mask features (kept at /4, as VITA's) to give its masks.
 """
@@ -17,50 +17,23 @@ from typing import Dict, List, Sequence, Tuple
 import torch
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
-from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
-from vis_zoo.modeling.backbone import normalize_and_pad, video_frames
+from vis_zoo.config import num_classes_from_config
+from vis_zoo.modeling.backbone import input_frames, normalize_and_pad, video_frames
 from vis_zoo.modeling.mask2former import (Mask2FormerCriterion, Mask2FormerHead, build_mask2former_criterion,
                                           video_targets)
 from vis_zoo.modeling.mask2former.video_inference import (check_detector_pass_settings, render_video_masks,
                                                           run_frame_detector, top_query_class_pairs)
+from vis_zoo.modeling.meta_arch import VideoInstanceSegmenter
 from vis_zoo.modeling.postprocessing import build_video_output
+from vis_zoo.modeling.query_matching import match_queries_to_previous_frame
 
-__all__ = ["MinVIS", "match_queries_to_previous_frame"]
-
-
-def match_queries_to_previous_frame(previous: Tensor, current: Tensor) -> Tensor:
-    """The permutation that aligns the current frame's queries to the previous frame's.
-
-    Hungarian matching on 1 - cosine similarity of the embeddings (MinVIS, Sec. 3.2).
-
-    Args:
-        previous: [Q, C] the previous frame's aligned embeddings; current: [Q, C].
-    Returns:
-        long [Q] `perm` such that current[perm[q]] continues the track of previous[q].
-    """
-    if previous.shape != current.shape:
-        raise ValueError(f"query embeddings of consecutive frames differ in shape: {tuple(previous.shape)} "
-                         f"and {tuple(current.shape)}")
-    prev = torch.nn.functional.normalize(previous.float(), dim=-1)
-    cur = torch.nn.functional.normalize(current.float(), dim=-1)
-    cost = 1.0 - prev @ cur.T  # [previous q, current q'], in [0, 2]
-    if not bool(torch.isfinite(cost).all()):
-        # A finite model gives finite embeddings at every resolution; NaN/inf here means diverged
-        # training or corrupt weights, and any matching of such queries would be meaningless.
-        bad = (~torch.isfinite(previous).all(-1)).sum().item(), (~torch.isfinite(current).all(-1)).sum().item()
-        raise FloatingPointError(
-            f"non-finite query embeddings ({bad[0]} of {len(previous)} queries of the previous frame, "
-            f"{bad[1]} of {len(current)} of this frame): the model diverged or its weights are corrupt")
-    rows, cols = linear_sum_assignment(cost.cpu().numpy())
-    perm = torch.empty(len(rows), dtype=torch.long)
-    perm[torch.as_tensor(rows, dtype=torch.long)] = torch.as_tensor(cols, dtype=torch.long)
-    return perm.to(current.device)
+__all__ = ["MinVIS"]
 
 
 @META_ARCH_REGISTRY.register()
-class MinVIS(nn.Module):
+class MinVIS(VideoInstanceSegmenter):
     """MinVIS (Huang et al., NeurIPS 2022). Training returns a weighted loss dict; inference returns one
     output dict per video: image_size, pred_scores [K], pred_labels [K], pred_masks (K x bool
     [T, H, W], or K lists of T RLE dicts with MODEL.VIS.OUTPUT_RLE)."""
@@ -68,8 +41,8 @@ class MinVIS(nn.Module):
     @configurable
     def __init__(self, *, backbone: nn.Module, sem_seg_head: Mask2FormerHead, criterion: Mask2FormerCriterion,
                  num_classes: int, size_divisibility: int, pixel_mean: Sequence[float], pixel_std: Sequence[float],
-                 test_topk_per_video: int = 10, test_run_chunk_size: int = 30,
-                 test_run_pixels_cpu: int = 2 * 360 * 640, test_interpolate_chunk_size: int = 5,
+                 test_topk_per_video: int = 10, test_chunk_size: int = 30,
+                 test_chunk_pixels_cpu: int = 2 * 360 * 640, test_interpolate_chunk_size: int = 5,
                  test_feature_store: str = "auto", output_rle: bool = False):
         super().__init__()
         self.backbone = backbone
@@ -79,12 +52,11 @@ class MinVIS(nn.Module):
         if size_divisibility < 0:
             size_divisibility = self.backbone.size_divisibility
         self.size_divisibility = size_divisibility
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(-1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(-1, 1, 1), False)
+        self.register_pixel_normalization(pixel_mean, pixel_std)
         self.test_topk_per_video = test_topk_per_video
-        check_detector_pass_settings(test_run_chunk_size, test_run_pixels_cpu, test_feature_store, "MODEL.MINVIS")
-        self.test_run_chunk_size = test_run_chunk_size
-        self.test_run_pixels_cpu = test_run_pixels_cpu
+        check_detector_pass_settings(test_chunk_size, test_chunk_pixels_cpu, test_feature_store)
+        self.test_chunk_size = test_chunk_size
+        self.test_chunk_pixels_cpu = test_chunk_pixels_cpu
         self.test_interpolate_chunk_size = max(1, test_interpolate_chunk_size)
         self.test_feature_store = test_feature_store
         self.output_rle = output_rle
@@ -92,34 +64,25 @@ class MinVIS(nn.Module):
     @classmethod
     def from_config(cls, cfg) -> dict:
         backbone = build_backbone(cfg)
-        m = cfg.MODEL.MINVIS
+        vis = cfg.MODEL.VIS
         return {
             "backbone": backbone,
             "sem_seg_head": Mask2FormerHead(cfg, backbone.output_shape()),
             "criterion": build_mask2former_criterion(cfg),
-            "num_classes": cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
+            "num_classes": num_classes_from_config(cfg),
             "size_divisibility": cfg.MODEL.MASK_FORMER.SIZE_DIVISIBILITY,
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
             "test_topk_per_video": min(cfg.TEST.DETECTIONS_PER_IMAGE, cfg.MODEL.VIS.MAX_NUM_TRACKS),
-            "test_run_chunk_size": m.TEST_RUN_CHUNK_SIZE,
-            "test_run_pixels_cpu": m.TEST_RUN_PIXELS_CPU,
-            "test_interpolate_chunk_size": m.TEST_INTERPOLATE_CHUNK_SIZE,
-            "test_feature_store": m.TEST_FEATURE_STORE,
+            "test_chunk_size": vis.TEST_CHUNK_SIZE,
+            "test_chunk_pixels_cpu": vis.TEST_CHUNK_PIXELS_CPU,
+            "test_interpolate_chunk_size": vis.TEST_INTERPOLATE_CHUNK_SIZE,
+            "test_feature_store": vis.TEST_FEATURE_STORE,
             "output_rle": cfg.MODEL.VIS.OUTPUT_RLE,
         }
 
-    @property
-    def device(self) -> torch.device:
-        return self.pixel_mean.device
-
-    def forward(self, batched_inputs: List[dict]):
-        if self.training:
-            return self.train_forward(batched_inputs)
-        return [self.inference_video(video) for video in batched_inputs]
-
     # ================================================================== training
-    def train_forward(self, batched_inputs: List[dict]) -> Dict[str, Tensor]:
+    def forward_train(self, batched_inputs: List[dict]) -> Dict[str, Tensor]:
         """All frames of the batch are images; targets are the tracks present in each frame."""
         frames, lengths = video_frames(batched_inputs)
         images = normalize_and_pad(frames, self.pixel_mean, self.pixel_std, self.size_divisibility)
@@ -164,16 +127,14 @@ class MinVIS(nn.Module):
         detected = run_frame_detector(
             frames, backbone=self.backbone, head=self.sem_seg_head, pixel_mean=self.pixel_mean,
             pixel_std=self.pixel_std, size_divisibility=self.size_divisibility,
-            chunk_size=self.test_run_chunk_size, cpu_pixels_per_pass=self.test_run_pixels_cpu,
+            chunk_size=self.test_chunk_size, cpu_pixels_per_pass=self.test_chunk_pixels_cpu,
             feature_store=self.test_feature_store,
             project_mask_features=self.sem_seg_head.pixel_decoder.mask_features, on_chunk=align_chunk)
         return logit_sum[0] / len(frames), torch.stack(mask_embeds), detected
 
     @torch.no_grad()
     def inference_video(self, video: dict) -> dict:
-        frames = video.get("image")
-        if frames is None or len(frames) == 0:
-            raise ValueError(f"video {video.get('video_id', '?')}: input has no 'image' frames")
+        frames = input_frames(video)
         mean_logits, mask_embeds, detected = self.track_queries(frames, video.get("video_id", "?"))
         out_h = int(video.get("height", detected.image_hw[0]))
         out_w = int(video.get("width", detected.image_hw[1]))

@@ -4,7 +4,7 @@ from detectron2.config import CfgNode as CN
 from vis_zoo.config import register_method_config
 
 
-@register_method_config
+@register_method_config("SeqFormer", num_classes_key="MODEL.SEQFORMER.NUM_CLASSES")
 def add_seqformer_config(cfg):
     """Add cfg.MODEL.SEQFORMER with the official defaults (wjf5203/SeqFormer main.py + r50 script)."""
     cfg.MODEL.SEQFORMER = CN()

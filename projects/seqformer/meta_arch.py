@@ -1,5 +1,5 @@
-"""SeqFormer meta-architecture (Wu et al., ECCV 2022), following wjf5203/SeqFormer (see
-shared/specs/seqformer.md): ResNet C3-C5 + one strided level -> per-frame deformable encoder ->
+"""SeqFormer meta-architecture (Wu et al., "SeqFormer: Sequential Transformer for Video Instance
+Segmentation", ECCV 2022), following the official wjf5203/SeqFormer (models/segmentation.py): ResNet C3-C5 + one strided level -> per-frame deformable encoder ->
 decoder with video-level instance queries and per-frame box queries -> focal classes, per-frame
 boxes, CondInst-style dynamic masks.
 
@@ -20,12 +20,15 @@ from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from torch import Tensor, nn
 
-from vis_zoo.modeling.backbone import FrameFeatureCache, normalize_and_pad, video_frames
+from vis_zoo.config import num_classes_from_config
+from vis_zoo.modeling.backbone import FrameFeatureCache, input_frames, normalize_and_pad, video_frames
 from vis_zoo.modeling.box_matcher import VideoBoxHungarianMatcher
 from vis_zoo.modeling.clip_association import ClipPrediction, associate_clip_windows
 from vis_zoo.modeling.deformable_transformer import flatten_levels, get_valid_ratio
+from vis_zoo.modeling.meta_arch import VideoInstanceSegmenter
 from vis_zoo.modeling.position_encoding import PositionEmbeddingSine2D
-from vis_zoo.modeling.postprocessing import VideoMaskWriter, build_video_output, empty_video_output
+from vis_zoo.modeling.postprocessing import (VideoMaskWriter, build_video_output, empty_video_output,
+                                             track_has_pixels)
 from vis_zoo.modeling.transformer_layers import MLP, clone_modules
 
 from .criterion import SeqFormerCriterion
@@ -38,8 +41,9 @@ _LOSS_KEYS = ("loss_ce", "loss_bbox", "loss_giou", "loss_mask", "loss_dice")
 
 
 @META_ARCH_REGISTRY.register()
-class SeqFormer(nn.Module):
-    """SeqFormer. Training: `forward(batched_inputs)` -> loss dict; eval -> list of output dicts."""
+class SeqFormer(VideoInstanceSegmenter):
+    """SeqFormer on the `VideoInstanceSegmenter` interface (`forward_train` -> loss dict,
+    `inference_video` -> one output dict per video)."""
 
     @configurable
     def __init__(self, *, backbone: nn.Module, in_features: Sequence[str], num_classes: int,
@@ -114,8 +118,7 @@ class SeqFormer(nn.Module):
 
         self.matcher, self.criterion = matcher, criterion
         self.deep_supervision = deep_supervision
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+        self.register_pixel_normalization(pixel_mean, pixel_std)
         self.size_divisibility = size_divisibility
         self.test_topk, self.mask_threshold = test_topk, mask_threshold
         self.test_chunk_size = test_chunk_size
@@ -125,12 +128,13 @@ class SeqFormer(nn.Module):
     @classmethod
     def from_config(cls, cfg):
         c = cfg.MODEL.SEQFORMER
+        num_classes = num_classes_from_config(cfg)
         weight_dict = {"loss_ce": c.CLASS_WEIGHT, "loss_bbox": c.BBOX_WEIGHT, "loss_giou": c.GIOU_WEIGHT,
                        "loss_mask": c.MASK_WEIGHT, "loss_dice": c.DICE_WEIGHT}
         return {
             "backbone": build_backbone(cfg),
             "in_features": c.IN_FEATURES,
-            "num_classes": c.NUM_CLASSES,
+            "num_classes": num_classes,
             "hidden_dim": c.HIDDEN_DIM,
             "nheads": c.NHEADS,
             "enc_layers": c.ENC_LAYERS,
@@ -146,7 +150,7 @@ class SeqFormer(nn.Module):
             "matcher": VideoBoxHungarianMatcher(cost_class=c.COST_CLASS, cost_bbox=c.COST_BBOX,
                                                 cost_giou=c.COST_GIOU, bbox_cost_p=c.BBOX_COST_P,
                                                 focal_alpha=c.FOCAL_ALPHA, focal_gamma=c.FOCAL_GAMMA),
-            "criterion": SeqFormerCriterion(num_classes=c.NUM_CLASSES, weight_dict=weight_dict,
+            "criterion": SeqFormerCriterion(num_classes=num_classes, weight_dict=weight_dict,
                                             focal_alpha=c.FOCAL_ALPHA, focal_gamma=c.FOCAL_GAMMA),
             "deep_supervision": c.DEEP_SUPERVISION,
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
@@ -160,10 +164,6 @@ class SeqFormer(nn.Module):
             "output_rle": cfg.MODEL.VIS.OUTPUT_RLE,
             "max_num_tracks": cfg.MODEL.VIS.MAX_NUM_TRACKS,
         }
-
-    @property
-    def device(self):
-        return self.pixel_mean.device
 
     @property
     def bbox_embed(self) -> nn.ModuleList:
@@ -237,13 +237,8 @@ class SeqFormer(nn.Module):
                                    feat_stride=self.mask_feat_stride, out_stride=self.mask_out_stride,
                                    rel_coord=self.rel_coord)
 
-    # ------------------------------------------------------------------ forward
-    def forward(self, batched_inputs: List[dict]):
-        if self.training:
-            return self._forward_train(batched_inputs)
-        return [self._inference_video(video) for video in batched_inputs]
-
-    def _forward_train(self, batched_inputs: List[dict]) -> Dict[str, Tensor]:
+    # ------------------------------------------------------------------ training
+    def forward_train(self, batched_inputs: List[dict]) -> Dict[str, Tensor]:
         frames, lengths = video_frames(batched_inputs)
         num_frames = lengths[0]
         if any(n != num_frames for n in lengths):
@@ -338,10 +333,8 @@ class SeqFormer(nn.Module):
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
-    def _inference_video(self, video: dict) -> dict:
-        frames = video.get("image")
-        if not frames:
-            raise ValueError(f"video {video.get('video_id', '?')}: input has no 'image' frames")
+    def inference_video(self, video: dict) -> dict:
+        frames = input_frames(video)
         num_frames = len(frames)
         out_hw = (int(video.get("height", frames[0].shape[-2])), int(video.get("width", frames[0].shape[-1])))
         image_hw = tuple(frames[0].shape[-2:])
@@ -399,16 +392,9 @@ class SeqFormer(nn.Module):
             queries, labels = idx // self.num_classes, idx % self.num_classes
             track_masks = writer.track_masks(track_probs.shape[0])
             masks = [track_masks[q] for q in queries.tolist()]
-        keep = [i for i, m in enumerate(masks) if _mask_nonempty(m)]
+        keep = [i for i, m in enumerate(masks) if track_has_pixels(m)]
         if not keep:
             return empty_video_output(out_hw)
         keep_t = torch.as_tensor(keep, dtype=torch.long, device=scores.device)
         return build_video_output(out_hw, scores[keep_t], labels[keep_t], [masks[i] for i in keep])
 
-
-def _mask_nonempty(mask) -> bool:
-    """bool [T, H, W] tensor or list of per-frame RLE dicts / None -> any foreground pixel."""
-    if isinstance(mask, Tensor):
-        return bool(mask.any())
-    from pycocotools import mask as mask_util
-    return any(m is not None and mask_util.area(m) > 0 for m in mask)

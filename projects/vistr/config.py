@@ -4,7 +4,7 @@ from detectron2.config import CfgNode as CN
 from vis_zoo.config import register_method_config
 
 
-@register_method_config
+@register_method_config("VisTR", num_classes_key="MODEL.VISTR.NUM_CLASSES")
 def add_vistr_config(cfg: CN) -> None:
     cfg.MODEL.VISTR = CN()
     # Dataset classes K. The class head has K + 2 logits: index 0 is the official code's unused

@@ -27,10 +27,14 @@ from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from detectron2.structures import BitMasks
 from torch import Tensor, nn
 
-from vis_zoo.modeling.backbone import FrameFeatureCache, backbone_with_masks, normalize_and_pad, video_frames
+from vis_zoo.config import num_classes_from_config
+from vis_zoo.modeling.backbone import (FrameFeatureCache, backbone_with_masks, input_frames, normalize_and_pad,
+                                       video_frames)
 from vis_zoo.modeling.clip_association import ClipPrediction, associate_clip_windows
 from vis_zoo.modeling.pointwise import PointwiseConv2d
-from vis_zoo.modeling.postprocessing import VideoMaskWriter, build_video_output, empty_video_output
+from vis_zoo.modeling.meta_arch import VideoInstanceSegmenter
+from vis_zoo.modeling.postprocessing import (VideoMaskWriter, build_video_output, empty_video_output,
+                                             track_has_pixels)
 from vis_zoo.modeling.targets import clip_targets_from_batch
 from vis_zoo.modeling.transformer_layers import MLP
 
@@ -46,7 +50,9 @@ __all__ = ["VisTR"]
 
 
 @META_ARCH_REGISTRY.register()
-class VisTR(nn.Module):
+class VisTR(VideoInstanceSegmenter):
+    """VisTR (Wang et al., CVPR 2021) on the `VideoInstanceSegmenter` interface."""
+
     @configurable
     def __init__(
         self,
@@ -136,12 +142,12 @@ class VisTR(nn.Module):
         self.test_mask_head_chunk = max(1, test_mask_head_chunk)
         self.output_rle = output_rle
         self.max_num_tracks = max_num_tracks
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+        self.register_pixel_normalization(pixel_mean, pixel_std)
 
     @classmethod
     def from_config(cls, cfg):
         vcfg = cfg.MODEL.VISTR
+        num_classes = num_classes_from_config(cfg)
         if cfg.MODEL.VIS.TEST_WINDOW_SIZE != vcfg.NUM_FRAMES:
             raise ValueError(
                 f"VisTR: MODEL.VIS.TEST_WINDOW_SIZE ({cfg.MODEL.VIS.TEST_WINDOW_SIZE}) must equal "
@@ -170,7 +176,7 @@ class VisTR(nn.Module):
             "loss_dice": vcfg.DICE_WEIGHT,
         }
         criterion = VisTRCriterion(
-            num_classes=vcfg.NUM_CLASSES,
+            num_classes=num_classes,
             matcher=matcher,
             weight_dict=weight_dict,
             eos_coef=vcfg.NO_OBJECT_WEIGHT,
@@ -181,7 +187,7 @@ class VisTR(nn.Module):
             "backbone": build_backbone(cfg),
             "transformer": transformer,
             "criterion": criterion,
-            "num_classes": vcfg.NUM_CLASSES,
+            "num_classes": num_classes,
             "num_frames": vcfg.NUM_FRAMES,
             "num_slots": vcfg.NUM_SLOTS,
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
@@ -205,7 +211,8 @@ class VisTR(nn.Module):
         T-frame model (the synthetic recipe's stage 1, as the official model starts from image DETR).
         Its `query_embed.weight` [N, C] becomes [T·N, C] with slot i's query copied to every frame
         (frame-major rows t·N + i). Every other tensor, and a checkpoint already of T·N rows, is
-        returned unchanged. Called by `AtomicDetectionCheckpointer` before loading.
+        returned unchanged. Called by `AtomicDetectionCheckpointer` before loading (the
+        `VideoInstanceSegmenter` hook).
         """
         key = "query_embed.weight"
         queries = state_dict.get(key)
@@ -219,10 +226,6 @@ class VisTR(nn.Module):
             state_dict = dict(state_dict)
             state_dict[key] = queries.repeat(self.num_frames, 1)
         return state_dict
-
-    @property
-    def device(self) -> torch.device:
-        return self.pixel_mean.device
 
     # ------------------------------------------------------------------ network
     def frame_features(self, images) -> Dict[str, Tensor]:
@@ -368,12 +371,6 @@ class VisTR(nn.Module):
         return out
 
     # ------------------------------------------------------------------ training
-    def forward(self, batched_inputs: List[Dict]):
-        """Training: dict of weighted losses. Inference: one output dict per video (see DESIGN.md)."""
-        if self.training:
-            return self.forward_train(batched_inputs)
-        return [self.inference_video(video) for video in batched_inputs]
-
     def forward_train(self, batched_inputs: List[Dict]) -> Dict[str, Tensor]:
         if self.criterion is None:
             raise RuntimeError("VisTR: training needs a criterion (built from cfg)")
@@ -451,9 +448,7 @@ class VisTR(nn.Module):
         `video["image"]` may be a lazy sequence (the demo's frame reader): frames are indexed only
         through the feature cache, a chunk at a time in ascending order, so the whole video is never
         held in memory (and each frame is read once, since windows move left to right)."""
-        frames = video.get("image")
-        if frames is None or len(frames) == 0:
-            raise ValueError(f"video {video.get('video_id', '?')}: input has no 'image' frames")
+        frames = input_frames(video)
         length = len(frames)
         if "height" in video and "width" in video:
             image_size = (int(video["height"]), int(video["width"]))
@@ -483,7 +478,7 @@ class VisTR(nn.Module):
         masks = writer.track_masks(self.num_slots)
         scores, labels, kept_masks = [], [], []
         for slot in range(self.num_slots):
-            if not _any_pixel(masks[slot]):
+            if not track_has_pixels(masks[slot]):
                 continue
             label = int(np.bincount(frame_labels[:, slot].cpu().numpy()).argmax())
             if label == 0:
@@ -527,7 +522,7 @@ class VisTR(nn.Module):
             return empty_video_output(image_size)
         masks = writer.track_masks(num_tracks)
         scores, best = class_probs[:, :-1].max(-1)  # index 0 included, as in the single-window score
-        keep = [i for i in range(num_tracks) if int(best[i]) != 0 and _any_pixel(masks[i])]
+        keep = [i for i in range(num_tracks) if int(best[i]) != 0 and track_has_pixels(masks[i])]
         if not keep:
             return empty_video_output(image_size)
         scores = scores[keep].float().cpu()
@@ -539,15 +534,6 @@ class VisTR(nn.Module):
 def _logit(p: float) -> float:
     p = min(max(p, 1e-12), 1 - 1e-12)
     return float(np.log(p / (1 - p)))
-
-
-def _any_pixel(masks) -> bool:
-    """A track's masks (bool [T, H, W] or list of RLE/None) have at least one foreground pixel."""
-    if isinstance(masks, torch.Tensor):
-        return bool(masks.any())
-    from pycocotools import mask as mask_util
-
-    return any(m is not None and mask_util.area(m) > 0 for m in masks)
 
 
 def _blank_frames(masks, frames: Tensor):

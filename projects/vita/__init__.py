@@ -5,6 +5,6 @@ Importing this package registers the `Vita` meta-architecture and `add_vita_conf
 from .config import add_vita_config
 from .convert import convert_official_state_dict
 from .meta_arch import Vita
-from .vita_module import VITAModule
+from .transformer import VITAModule
 
 __all__ = ["add_vita_config", "convert_official_state_dict", "Vita", "VITAModule"]

@@ -5,9 +5,13 @@ from vis_zoo.config import register_method_config
 from vis_zoo.modeling.mask2former.config import add_mask2former_config
 
 
-@register_method_config
+@register_method_config("Vita", num_classes_key="MODEL.SEM_SEG_HEAD.NUM_CLASSES")
 def add_vita_config(cfg: CN) -> None:
-    """Official defaults of `vita_R50_bs8.yaml` (spec §6)."""
+    """Official defaults (sukjunhwang/VITA, vita/config.py and configs/youtubevis_2019/vita_R50_bs8.yaml).
+
+    Test-time detector passes use the shared MODEL.VIS.TEST_CHUNK_SIZE (official
+    MODEL.VITA.TEST_RUN_CHUNK_SIZE, 18: set in configs/vita/Base-VITA.yaml), TEST_CHUNK_PIXELS_CPU,
+    TEST_INTERPOLATE_CHUNK_SIZE and TEST_FEATURE_STORE."""
     add_mask2former_config(cfg)
     cfg.MODEL.VITA = CN()
     v = cfg.MODEL.VITA
@@ -29,21 +33,9 @@ def add_vita_config(cfg: CN) -> None:
     v.MULTI_CLS_ON = True  # kept for config compatibility (unused by the official inference)
     v.APPLY_CLS_THRES = 0.01  # kept for config compatibility (unused by the official inference)
     v.FREEZE_DETECTOR = False  # train only the VITA module on a fixed frame-level detector
-    v.TEST_RUN_CHUNK_SIZE = 18  # frames per detector pass at test time on CUDA (official 18)
-    # Pixels per detector pass at test time on CPU (frames per pass = this // (H * W), 1 to
-    # TEST_RUN_CHUNK_SIZE): 2 frames at 360x640. An 18-frame pass at 360x640 makes temporaries of
-    # 100-350 MB (the pixel decoder's FFN hidden, the /4 maps), which glibc maps fresh for every
-    # allocation (page faults on first touch), while two frames' temporaries stay under its 32 MB mmap
-    # threshold and are reused; small frames run fastest in large passes. The outputs do not depend
-    # on it (measured: projects/vita/README.md).
-    v.TEST_RUN_PIXELS_CPU = 2 * 360 * 640
-    v.TEST_INTERPOLATE_CHUNK_SIZE = 5  # frames per mask-upsampling step at test time
     # Token pruning at test time: keep this fraction of each frame's frame queries, ranked by
     # foreground probability (1 - p(no object)). 1.0 = keep all (official behaviour).
     v.TEST_KEEP_QUERY_RATIO = 1.0
     # Encoder windows processed per attention call at test time (bounds the attention memory on
     # very long videos; windows are independent, so the result does not depend on it).
     v.TEST_ENC_WINDOW_BATCH = 64
-    # Where per-frame mask features are kept at test time: "auto" (the model's device up to 36
-    # frames, else CPU, as the official code), "device" or "cpu".
-    v.TEST_FEATURE_STORE = "auto"

@@ -1,14 +1,15 @@
-"""VITA meta-architecture: Mask2Former per frame + the VITA module over its frame queries (spec §1-4).
+"""VITA meta-architecture: Mask2Former per frame + the VITA module over its frame queries (Heo et
+al., "VITA: Video Instance Segmentation via Object Token Association", NeurIPS 2022, Sec. 3).
 
 Training: all frames of the B clips go through backbone and Mask2Former at once; the frame losses use
 every prediction set, the last LAST_LAYER_NUM sets' frame queries feed VITA, whose video masks are
 mask embeddings dotted with `vita_mask_features(F4)` of every frame.
 
-Inference (one video at a time, any length): frames go through the detector TEST_RUN_CHUNK_SIZE at a
-time (on CPU as many as fit in TEST_RUN_PIXELS_CPU pixels); only the last layer's frame queries
+Inference (one video at a time, any length): frames go through the detector MODEL.VIS.TEST_CHUNK_SIZE
+at a time (on CPU as many as fit in MODEL.VIS.TEST_CHUNK_PIXELS_CPU pixels); only the last layer's frame queries
 [T, fQ, C] and the VITA mask features [T, C, H/4, W/4] are kept (the frame-level /4 mask predictions
 are never computed). One offline VITA pass over all object tokens then gives the video queries; masks
-are produced TEST_INTERPOLATE_CHUNK_SIZE frames at a time.
+are produced MODEL.VIS.TEST_INTERPOLATE_CHUNK_SIZE frames at a time.
 """
 import math
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -18,21 +19,23 @@ from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from torch import Tensor, nn
 
-from vis_zoo.modeling.backbone import normalize_and_pad, video_frames
+from vis_zoo.config import num_classes_from_config
+from vis_zoo.modeling.backbone import input_frames, normalize_and_pad, video_frames
 from vis_zoo.modeling.mask2former import (Mask2FormerCriterion, Mask2FormerHead, PointHungarianMatcher,
                                           build_mask2former_criterion, video_targets)
 from vis_zoo.modeling.mask2former.video_inference import (check_detector_pass_settings, render_video_masks,
                                                           run_frame_detector, top_query_class_pairs)
+from vis_zoo.modeling.meta_arch import VideoInstanceSegmenter
 from vis_zoo.modeling.postprocessing import build_video_output
 
 from .criterion import VitaCriterion
-from .vita_module import VITAModule
+from .transformer import VITAModule
 
 __all__ = ["Vita"]
 
 
 @META_ARCH_REGISTRY.register()
-class Vita(nn.Module):
+class Vita(VideoInstanceSegmenter):
     """VITA (Heo et al., NeurIPS 2022). Training returns a weighted loss dict; inference returns one
     output dict per video: image_size, pred_scores [K], pred_labels [K], pred_masks (K x bool
     [T, H, W], or K lists of T RLE dicts with MODEL.VIS.OUTPUT_RLE)."""
@@ -42,7 +45,7 @@ class Vita(nn.Module):
                  vita_module: VITAModule, vita_criterion: VitaCriterion, num_classes: int, num_queries: int,
                  size_divisibility: int, pixel_mean: Sequence[float], pixel_std: Sequence[float],
                  last_layer_num: int = 3, test_topk_per_video: int = 10, freeze_detector: bool = False,
-                 test_run_chunk_size: int = 18, test_run_pixels_cpu: int = 2 * 360 * 640,
+                 test_chunk_size: int = 18, test_chunk_pixels_cpu: int = 2 * 360 * 640,
                  test_interpolate_chunk_size: int = 5,
                  test_keep_query_ratio: float = 1.0, test_feature_store: str = "auto",
                  output_rle: bool = False):
@@ -57,22 +60,21 @@ class Vita(nn.Module):
         if size_divisibility < 0:
             size_divisibility = self.backbone.size_divisibility
         self.size_divisibility = size_divisibility
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(-1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(-1, 1, 1), False)
+        self.register_pixel_normalization(pixel_mean, pixel_std)
         self.last_layer_num = last_layer_num
         self.test_topk_per_video = test_topk_per_video
         if not 0.0 < test_keep_query_ratio <= 1.0:
             raise ValueError(f"MODEL.VITA.TEST_KEEP_QUERY_RATIO must be in (0, 1], got {test_keep_query_ratio}")
         self.test_keep_query_ratio = test_keep_query_ratio
-        check_detector_pass_settings(test_run_chunk_size, test_run_pixels_cpu, test_feature_store, "MODEL.VITA")
+        check_detector_pass_settings(test_chunk_size, test_chunk_pixels_cpu, test_feature_store)
         self.test_feature_store = test_feature_store
-        self.test_run_chunk_size = test_run_chunk_size
-        self.test_run_pixels_cpu = test_run_pixels_cpu
+        self.test_chunk_size = test_chunk_size
+        self.test_chunk_pixels_cpu = test_chunk_pixels_cpu
         self.test_interpolate_chunk_size = max(1, test_interpolate_chunk_size)
         self.output_rle = output_rle
         self.freeze_detector = freeze_detector
         if freeze_detector:
-            # Train only the VITA module on a fixed frame-level detector (spec: FREEZE_DETECTOR).
+            # Train only the VITA module on a fixed frame-level detector (MODEL.VITA.FREEZE_DETECTOR).
             for name, p in self.named_parameters():
                 if not name.startswith("vita_module."):
                     p.requires_grad_(False)
@@ -81,8 +83,8 @@ class Vita(nn.Module):
     def from_config(cls, cfg) -> dict:
         backbone = build_backbone(cfg)
         sem_seg_head = Mask2FormerHead(cfg, backbone.output_shape())
-        mf, v = cfg.MODEL.MASK_FORMER, cfg.MODEL.VITA
-        num_classes = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
+        mf, v, vis = cfg.MODEL.MASK_FORMER, cfg.MODEL.VITA, cfg.MODEL.VIS
+        num_classes = num_classes_from_config(cfg)
         criterion = build_mask2former_criterion(cfg, num_indices_to_return=v.LAST_LAYER_NUM)
         vita_module = VITAModule(cfg)
         vita_matcher = PointHungarianMatcher(cost_class=mf.CLASS_WEIGHT, cost_mask=mf.MASK_WEIGHT,
@@ -115,25 +117,16 @@ class Vita(nn.Module):
             "last_layer_num": v.LAST_LAYER_NUM,
             "test_topk_per_video": min(cfg.TEST.DETECTIONS_PER_IMAGE, cfg.MODEL.VIS.MAX_NUM_TRACKS),
             "freeze_detector": v.FREEZE_DETECTOR,
-            "test_run_chunk_size": v.TEST_RUN_CHUNK_SIZE,
-            "test_run_pixels_cpu": v.TEST_RUN_PIXELS_CPU,
-            "test_interpolate_chunk_size": v.TEST_INTERPOLATE_CHUNK_SIZE,
+            "test_chunk_size": vis.TEST_CHUNK_SIZE,
+            "test_chunk_pixels_cpu": vis.TEST_CHUNK_PIXELS_CPU,
+            "test_interpolate_chunk_size": vis.TEST_INTERPOLATE_CHUNK_SIZE,
             "test_keep_query_ratio": v.TEST_KEEP_QUERY_RATIO,
-            "test_feature_store": v.TEST_FEATURE_STORE,
+            "test_feature_store": vis.TEST_FEATURE_STORE,
             "output_rle": cfg.MODEL.VIS.OUTPUT_RLE,
         }
 
-    @property
-    def device(self) -> torch.device:
-        return self.pixel_mean.device
-
-    def forward(self, batched_inputs: List[dict]):
-        if self.training:
-            return self.train_forward(batched_inputs)
-        return [self.inference_video(video) for video in batched_inputs]
-
     # ================================================================== training
-    def train_forward(self, batched_inputs: List[dict]) -> Dict[str, Tensor]:
+    def forward_train(self, batched_inputs: List[dict]) -> Dict[str, Tensor]:
         frames, lengths = video_frames(batched_inputs)
         if len(set(lengths)) != 1:
             raise ValueError(f"VITA training needs clips of equal length, got {lengths} frames "
@@ -195,7 +188,7 @@ class Vita(nn.Module):
         detected = run_frame_detector(
             frames, backbone=self.backbone, head=self.sem_seg_head, pixel_mean=self.pixel_mean,
             pixel_std=self.pixel_std, size_divisibility=self.size_divisibility,
-            chunk_size=self.test_run_chunk_size, cpu_pixels_per_pass=self.test_run_pixels_cpu,
+            chunk_size=self.test_chunk_size, cpu_pixels_per_pass=self.test_chunk_pixels_cpu,
             feature_store=self.test_feature_store,
             project_mask_features=self.vita_module.vita_mask_features, on_chunk=keep_last_layer_queries)
         query_index = torch.cat(indices) if indices else None
@@ -203,9 +196,7 @@ class Vita(nn.Module):
 
     @torch.no_grad()
     def inference_video(self, video: dict) -> dict:
-        frames = video.get("image")
-        if frames is None or len(frames) == 0:
-            raise ValueError(f"video {video.get('video_id', '?')}: input has no 'image' frames")
+        frames = input_frames(video)
         num_frames = len(frames)
         frame_queries, query_index, detected = self.encode_frames(frames)
         out_h = int(video.get("height", detected.image_hw[0]))

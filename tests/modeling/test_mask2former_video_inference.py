@@ -52,8 +52,8 @@ def test_top_query_class_pairs_and_pass_settings():
     torch.testing.assert_close(scores, torch.tensor([0.6, 0.5, 0.3]))
     assert labels.tolist() == [1, 0, 1] and queries.tolist() == [1, 0, 0]
     assert len(top_query_class_pairs(logits, 10)[0]) == 4  # at most Q * K pairs
-    check_detector_pass_settings(18, 460800, "auto", "MODEL.VITA")
-    with pytest.raises(ValueError, match="MODEL.VITA.TEST_FEATURE_STORE must be auto/device/cpu"):
-        check_detector_pass_settings(18, 460800, "disk", "MODEL.VITA")
-    with pytest.raises(ValueError, match="MODEL.MINVIS.TEST_RUN_CHUNK_SIZE and TEST_RUN_PIXELS_CPU"):
-        check_detector_pass_settings(0, 460800, "auto", "MODEL.MINVIS")
+    check_detector_pass_settings(18, 460800, "auto")
+    with pytest.raises(ValueError, match="MODEL.VIS.TEST_FEATURE_STORE must be auto/device/cpu"):
+        check_detector_pass_settings(18, 460800, "disk")
+    with pytest.raises(ValueError, match="MODEL.VIS.TEST_CHUNK_SIZE and MODEL.VIS.TEST_CHUNK_PIXELS_CPU"):
+        check_detector_pass_settings(0, 460800, "auto")

@@ -1,7 +1,10 @@
 """Test inputs shared by the Mask2Former-based methods (VITA, MinVIS): a tiny detector config, moving-box
-clips with per-frame instances, test videos and the output-contract check."""
+clips with per-frame instances, test videos and the output-contract check
+(`vis_zoo.modeling.postprocessing.check_video_output`)."""
 import torch
 from detectron2.structures import BitMasks, Boxes, Instances
+
+from vis_zoo.modeling.postprocessing import check_video_output
 
 # A tiny Mask2Former detector (4 classes, 32 channels, 8 queries); each test adds its DEC_LAYERS.
 TINY_DETECTOR = [
@@ -48,12 +51,6 @@ def make_test_video(num_frames, seed=0, h=64, w=96, out_hw=(80, 120)):
 
 
 def check_output(out, num_frames, h, w, k):
-    """The model-output contract for k predictions over num_frames frames at (h, w)."""
-    assert out["image_size"] == (h, w)
-    assert out["pred_scores"].shape == (k,) and out["pred_scores"].dtype == torch.float32
-    assert out["pred_labels"].shape == (k,) and out["pred_labels"].dtype == torch.long
-    assert ((out["pred_labels"] >= 0) & (out["pred_labels"] < 4)).all()
-    assert ((out["pred_scores"] >= 0) & (out["pred_scores"] <= 1)).all()
-    assert len(out["pred_masks"]) == k
-    for m in out["pred_masks"]:
-        assert m.dtype == torch.bool and m.shape == (num_frames, h, w)
+    """The model-output contract for k predictions (bool masks) over num_frames frames at (h, w)."""
+    check_video_output(out, num_frames=num_frames, image_size=(h, w), num_classes=4, num_predictions=k,
+                       rle=False)

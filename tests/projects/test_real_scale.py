@@ -15,10 +15,12 @@ from detectron2.modeling import build_model
 from pycocotools import mask as mask_util
 from torch import nn
 
+from vis_zoo.config import num_classes_from_config
 from vis_zoo.engine.setup import build_config
 from vis_zoo.evaluation.results import video_output_to_results
 from vis_zoo.modeling.attention import MaskedMultiheadAttention
 from vis_zoo.modeling.mask2former.transformer_decoder import MultiScaleMaskedTransformerDecoder
+from vis_zoo.modeling.postprocessing import check_video_output
 from vis_zoo.zoo.speed import random_video
 
 REAL_SIZE = (360, 640)
@@ -40,12 +42,11 @@ def _check_valid_output(cfg, output: dict, num_frames: int, height: int, width: 
                         allow_empty: bool = False) -> None:
     """Finite scores in [0, 1], labels among the config's classes, per-frame masks at the input size,
     and results entries the evaluator accepts (one RLE per frame)."""
-    scores, labels = output["pred_scores"], output["pred_labels"]
-    assert output["image_size"] == (height, width)
+    scores = output["pred_scores"]
+    check_video_output(output, num_frames=num_frames, image_size=(height, width),
+                       num_classes=num_classes_from_config(cfg))
     assert allow_empty or len(scores) > 0, "no predictions at all"
     assert torch.isfinite(scores).all(), f"non-finite scores: {scores}"
-    assert ((scores >= 0) & (scores <= 1)).all()
-    assert (labels >= 0).all() and (labels < _num_classes(cfg)).all()
     results = video_output_to_results(7, output, length=num_frames, height=height, width=width)
     assert len(results) == len(scores)
     for entry in results:
@@ -53,14 +54,6 @@ def _check_valid_output(cfg, output: dict, num_frames: int, height: int, width: 
         assert len(entry["segmentations"]) == num_frames
         for rle in entry["segmentations"]:
             assert rle is None or list(rle["size"]) == [height, width]
-
-
-def _num_classes(cfg) -> int:
-    for key in ("SEM_SEG_HEAD", "IFC", "VISTR", "SEQFORMER"):
-        section = getattr(cfg.MODEL, key, None)
-        if section is not None and "NUM_CLASSES" in section:
-            return int(section.NUM_CLASSES)
-    raise AssertionError("no NUM_CLASSES key in the config")
 
 
 @pytest.fixture

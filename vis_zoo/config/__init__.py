@@ -1,3 +1,5 @@
-from .defaults import add_vis_config, get_vis_cfg, register_method_config
+from .defaults import (MethodConfig, add_vis_config, get_vis_cfg, method_config, num_classes_from_config,
+                       register_method_config)
 
-__all__ = ["add_vis_config", "get_vis_cfg", "register_method_config"]
+__all__ = ["MethodConfig", "add_vis_config", "get_vis_cfg", "method_config", "num_classes_from_config",
+           "register_method_config"]

@@ -1,23 +1,52 @@
-"""Config keys shared by every method, and the one entry point that builds a full VIS Zoo config.
+"""Config keys shared by every method, and the one entry point that builds a VIS Zoo config.
 
-Method-specific keys (`cfg.MODEL.<METHOD>.*`) are added by each method's own `add_<method>_config`,
-which registers itself here with `register_method_config` when the method package is imported.
+A config holds the shared keys (`add_vis_config`) plus the keys of the one method that
+MODEL.META_ARCHITECTURE selects, as each official code base adds only its own keys in its own
+train_net. A method's keys (`cfg.MODEL.<METHOD>.*`, and keys of shared pieces it uses, e.g. the
+Mask2Former detector's `MODEL.MASK_FORMER.*`) come from its `add_<method>_config`, registered with
+`@register_method_config("<META_ARCHITECTURE>", num_classes_key=...)` in its `config.py`. The method
+package is imported only when a config selects it (`vis_zoo_projects.import_method`), so a method
+whose code is broken does not stop the others from building, training or being evaluated.
 """
-from typing import Callable, List
+from typing import Callable, Dict, NamedTuple, Optional
 
 import torch
 
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
-_METHOD_CONFIG_FNS: List[Callable] = []
+
+class MethodConfig(NamedTuple):
+    """A method's config hooks: `add_config(cfg)` adds its keys; `num_classes_key` is the dotted key
+    holding its number of foreground classes (its official name, e.g. MODEL.SEM_SEG_HEAD.NUM_CLASSES)."""
+    add_config: Callable[[CN], None]
+    num_classes_key: str
 
 
-def register_method_config(fn: Callable) -> Callable:
-    """Decorator: `fn(cfg)` adds one method's keys; `get_vis_cfg` calls every registered one."""
-    if fn not in _METHOD_CONFIG_FNS:
-        _METHOD_CONFIG_FNS.append(fn)
-    return fn
+_METHOD_CONFIGS: Dict[str, MethodConfig] = {}
+
+
+def register_method_config(meta_architecture: str, *, num_classes_key: str) -> Callable:
+    """Decorator on a method's `add_<method>_config(cfg)`: the keys of MODEL.META_ARCHITECTURE
+    `meta_architecture`, and where its class count lives (read by `num_classes_from_config`)."""
+    def register(fn: Callable[[CN], None]) -> Callable[[CN], None]:
+        known = _METHOD_CONFIGS.get(meta_architecture)
+        if known is not None and known.add_config is not fn:
+            raise ValueError(f"two config functions for META_ARCHITECTURE {meta_architecture!r}: "
+                             f"{known.add_config.__module__} and {fn.__module__}")
+        _METHOD_CONFIGS[meta_architecture] = MethodConfig(fn, num_classes_key)
+        return fn
+
+    return register
+
+
+def method_config(meta_architecture: str) -> Optional[MethodConfig]:
+    """The registered hooks of a VIS Zoo method (importing its package), or None for a
+    meta-architecture that is not a VIS Zoo method (e.g. a test model or detectron2's own)."""
+    import vis_zoo_projects
+
+    vis_zoo_projects.import_method(meta_architecture)
+    return _METHOD_CONFIGS.get(meta_architecture)
 
 
 def add_vis_config(cfg: CN) -> None:
@@ -64,8 +93,19 @@ def add_vis_config(cfg: CN) -> None:
 
     # --- inference on long videos (shared by every method) ---
     cfg.MODEL.VIS = CN()
-    # Backbone/frame-level work is run in chunks of this many frames (bounded memory).
+    # Per-frame work (backbone, and the frame detector of VITA/MinVIS) runs on this many frames at a
+    # time (bounded memory).
     cfg.MODEL.VIS.TEST_CHUNK_SIZE = 36
+    # Methods that run a whole detector per frame (VITA, MinVIS), on CPU: as many frames per pass as
+    # fit in this many pixels (1 to TEST_CHUNK_SIZE frames; 2 frames at 360x640). Large passes make
+    # temporaries of 100-350 MB that glibc maps fresh on every allocation (page faults on first
+    # touch); under its 32 MB mmap threshold they are reused. Outputs do not depend on it.
+    cfg.MODEL.VIS.TEST_CHUNK_PIXELS_CPU = 2 * 360 * 640
+    # Where those methods keep per-frame mask features at test time: "auto" (the model's device up
+    # to 36 frames, else CPU), "device" or "cpu".
+    cfg.MODEL.VIS.TEST_FEATURE_STORE = "auto"
+    # Frames per mask-upsampling step when the masks are rendered from stored features (VITA, MinVIS).
+    cfg.MODEL.VIS.TEST_INTERPOLATE_CHUNK_SIZE = 5
     # Clip-based methods: window length and stride for videos longer than one window.
     cfg.MODEL.VIS.TEST_WINDOW_SIZE = 36
     cfg.MODEL.VIS.TEST_WINDOW_STRIDE = 18
@@ -73,20 +113,50 @@ def add_vis_config(cfg: CN) -> None:
     cfg.MODEL.VIS.OUTPUT_RLE = False
     cfg.MODEL.VIS.MAX_NUM_TRACKS = 100  # cap on tracks kept per video
 
-    # --- evaluation ---
-    cfg.TEST.EVAL_ONLY_RESULTS = False  # write results.json without scoring even if GT is present
-
     # --- synthetic data ---
     cfg.DATASETS.SYNTHETIC_ROOT = ""  # empty: $VIS_ZOO_CACHE or ~/.cache/vis_zoo/synthetic
 
 
-def get_vis_cfg() -> CN:
-    """detectron2 defaults + shared VIS keys + every imported method's keys."""
-    # Import the methods so that each registers its config function.
-    import vis_zoo_projects  # noqa: F401
+def get_vis_cfg(meta_architecture: Optional[str] = None) -> CN:
+    """detectron2 defaults + the shared VIS keys + the keys of `meta_architecture`'s method.
 
+    Also sets MODEL.META_ARCHITECTURE. None (or a meta-architecture that is not a VIS Zoo method)
+    gives the shared keys only. Tools build configs with `vis_zoo.engine.setup.build_config`, which
+    reads the meta-architecture from the config file and overrides first.
+    """
     cfg = get_cfg()
     add_vis_config(cfg)
-    for fn in _METHOD_CONFIG_FNS:
-        fn(cfg)
+    if meta_architecture:
+        cfg.MODEL.META_ARCHITECTURE = meta_architecture
+        method = method_config(meta_architecture)
+        if method is not None:
+            method.add_config(cfg)
     return cfg
+
+
+def num_classes_from_config(cfg: CN) -> int:
+    """The number of foreground classes K of the model `cfg` builds.
+
+    The value of the method's class-count key (`num_classes_key` of its registration); a value
+    <= 0 means "from the data": len(thing_classes) of the first of DATASETS.TRAIN, DATASETS.TEST
+    whose metadata has them. A meta-architecture without a registered key also takes it from the
+    data. Raises a ValueError naming the key when neither gives a number.
+    """
+    method = _METHOD_CONFIGS.get(cfg.MODEL.META_ARCHITECTURE)
+    key = method.num_classes_key if method is not None else None
+    if key is not None:
+        value = cfg
+        for part in key.split("."):
+            value = value[part]
+        if int(value) > 0:
+            return int(value)
+    from detectron2.data import MetadataCatalog
+
+    names = list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST)
+    for name in names:
+        classes = MetadataCatalog.get(name).get("thing_classes", None)
+        if classes:
+            return len(classes)
+    where = f"{key} <= 0 and " if key else ""
+    raise ValueError(f"{where}no thing_classes in the metadata of the datasets {names}: cannot tell "
+                     f"the number of classes of {cfg.MODEL.META_ARCHITECTURE}")

@@ -2,11 +2,12 @@
 import argparse
 
 import torch
+from detectron2.config import CfgNode, get_cfg
 from detectron2.engine import default_argument_parser, default_setup
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from vis_zoo.config import get_vis_cfg
+from vis_zoo.config import get_vis_cfg, method_config
 
 
 def build_argument_parser(epilog: str = None) -> argparse.ArgumentParser:
@@ -15,12 +16,46 @@ def build_argument_parser(epilog: str = None) -> argparse.ArgumentParser:
     return default_argument_parser(epilog=epilog)
 
 
-def build_config(config_file: str = "", opts=None):
-    """Full VIS Zoo config (shared + every method's keys), merged with a file and overrides."""
-    cfg = get_vis_cfg()
+def selected_meta_architecture(config_file: str = "", opts=None) -> str:
+    """MODEL.META_ARCHITECTURE as the config will have it: the last of detectron2's default, the
+    file (with its _BASE_ chain) and a `MODEL.META_ARCHITECTURE X` pair in the overrides."""
+    selected = get_cfg().MODEL.META_ARCHITECTURE
     if config_file:
-        cfg.merge_from_file(config_file)
-    cfg.merge_from_list(list(opts or []))
+        loaded = CfgNode.load_yaml_with_base(config_file, allow_unsafe=True)
+        selected = (loaded.get("MODEL") or {}).get("META_ARCHITECTURE", selected)
+    opts = list(opts or [])
+    for key, value in zip(opts[0::2], opts[1::2]):
+        if key == "MODEL.META_ARCHITECTURE":
+            selected = value
+    return str(selected)
+
+
+def build_config(config_file: str = "", opts=None):
+    """The full config of one run: shared keys + the selected method's keys, merged with a file and
+    `KEY VALUE` overrides, then validated.
+
+    The method is read from MODEL.META_ARCHITECTURE (file, then overrides) before merging, so only its
+    package is imported and only its keys exist (`vis_zoo.config.get_vis_cfg`). Another
+    meta-architecture (a test model, detectron2's own) gets the shared keys only; a method key in
+    its config is a KeyError that names the meta-architecture and the known methods.
+    """
+    opts = list(opts or [])
+    meta_architecture = selected_meta_architecture(config_file, opts)
+    cfg = get_vis_cfg(meta_architecture)
+    try:
+        if config_file:
+            cfg.merge_from_file(config_file)
+        cfg.merge_from_list(opts)
+    except KeyError as error:
+        if method_config(meta_architecture) is not None:
+            raise
+        # keys of a method the config does not select: most likely a misspelt META_ARCHITECTURE
+        import vis_zoo_projects
+
+        raise KeyError(
+            f"{error.args[0] if error.args else error} -- MODEL.META_ARCHITECTURE {meta_architecture!r} "
+            f"is not a VIS Zoo method ({', '.join(sorted(vis_zoo_projects.METHOD_PACKAGES))}), so the "
+            "config has no method keys") from error
     validate_config(cfg)
     if cfg.DATASETS.SYNTHETIC_ROOT:
         # The synthetic datasets are registered at import time; point them at the configured root.

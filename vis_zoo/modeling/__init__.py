@@ -11,10 +11,13 @@
 - clip_association: window schedule + soft-IoU association of windows (long videos)
 - pointwise: 1×1 convolutions as one batched matmul on CPU (oneDNN is slow at odd widths)
 - postprocessing: per-frame upsampling to the original size, bool or RLE output, output contract
+  and its check (`check_video_output`)
+- meta_arch: `VideoInstanceSegmenter`, the interface every method's meta-architecture implements
+- query_matching: frame-to-frame Hungarian alignment of query embeddings (MinVIS's tracker)
 """
 from .attention import MASKED_SCORE, MaskedMultiheadAttention, additive_attention_mask
 from .backbone import (FoldedBackboneCache, FrameFeatureCache, backbone_with_masks, fold_frozen_batchnorm,
-                       normalize_and_pad, padding_mask, video_frames)
+                       input_frames, normalize_and_pad, padding_mask, video_frames)
 from .clip_association import (ClipPrediction, SoftIoUTrackAssociator, associate_clip_windows,
                                window_spans)
 from .criterion import ClipMaskSetCriterion, num_masks_normalizer, src_permutation_idx
@@ -23,8 +26,10 @@ from .losses import (dice_loss, pairwise_dice_coefficient, pairwise_sigmoid_foca
 from .matcher import MaskHungarianMatcher
 from .pointwise import PointwiseConv2d, PointwiseConv3d, pointwise_conv
 from .position_encoding import PositionEmbeddingSine2D
-from .postprocessing import (VideoMaskWriter, build_video_output, empty_video_output, encode_rle,
-                             select_track_classes)
+from .meta_arch import VideoInstanceSegmenter
+from .postprocessing import (VideoMaskWriter, build_video_output, check_video_output, empty_video_output,
+                             encode_rle, select_track_classes, track_has_pixels)
+from .query_matching import match_queries_to_previous_frame
 from .targets import clip_targets_from_batch, downsample_clip_masks
 from .transformer_layers import (MLP, TransformerDecoderLayer, TransformerEncoderLayer, clone_modules,
                                  get_activation_fn)

@@ -12,6 +12,17 @@ from detectron2.structures import ImageList
 from torch import Tensor
 
 
+def input_frames(video: dict) -> Sequence[Tensor]:
+    """The frames of one mapper dict ("image": T tensors [C, H, W], or a lazy sequence of them).
+
+    Raises a ValueError naming the video when "image" is missing or empty.
+    """
+    images = video.get("image")
+    if images is None or len(images) == 0:
+        raise ValueError(f"video {video.get('video_id', '?')}: input has no 'image' frames")
+    return images
+
+
 def video_frames(batched_inputs: Sequence[dict]) -> Tuple[List[Tensor], List[int]]:
     """All frames of a batch of videos, video-major, and the number of frames of each video.
 
@@ -19,9 +30,7 @@ def video_frames(batched_inputs: Sequence[dict]) -> Tuple[List[Tensor], List[int
     """
     frames, lengths = [], []
     for video in batched_inputs:
-        images = video.get("image")
-        if images is None or len(images) == 0:
-            raise ValueError(f"video {video.get('video_id', '?')}: input has no 'image' frames")
+        images = input_frames(video)
         frames.extend(images)
         lengths.append(len(images))
     return frames, lengths

@@ -6,7 +6,7 @@
 Masks are upsampled one frame at a time straight to the original resolution, so peak memory does
 not grow with the video length; with RLE output only compressed masks are kept.
 """
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -117,3 +117,84 @@ def build_video_output(image_size: Tuple[int, int], scores: Tensor, labels: Tens
 
 def empty_video_output(image_size: Tuple[int, int]) -> dict:
     return build_video_output(image_size, torch.zeros(0), torch.zeros(0, dtype=torch.long), [])
+
+
+def track_has_pixels(masks) -> bool:
+    """A track's masks (bool [T, H, W], or T RLE dicts / None) have at least one foreground pixel."""
+    if isinstance(masks, Tensor):
+        return bool(masks.any())
+    return any(m is not None and mask_util.area(m) > 0 for m in masks)
+
+
+OUTPUT_KEYS = ("image_size", "pred_scores", "pred_labels", "pred_masks")
+
+
+def check_video_output(output: dict, *, num_frames: int, image_size: Optional[Tuple[int, int]] = None,
+                       num_classes: Optional[int] = None, num_predictions: Optional[int] = None,
+                       rle: Optional[bool] = None) -> None:
+    """Raise a ValueError saying what is wrong when `output` breaks the model-output contract.
+
+    The contract (one dict per video): exactly the keys "image_size" (H, W) ints, "pred_scores"
+    float32 [K] in [0, 1], "pred_labels" int64 [K] in [0, num_classes), "pred_masks" K entries,
+    each bool [num_frames, H, W] or a list of num_frames COCO RLE dicts (size [H, W], str counts) or
+    None (no mask on that frame). Only shapes, types and the [K] vectors are read, never the mask
+    pixels, so the check costs microseconds per video.
+
+    Args:
+        image_size: the expected (H, W); None takes the output's own.
+        num_classes: K classes, bounding the labels; None skips that bound.
+        num_predictions: the expected K; None accepts any.
+        rle: True requires RLE masks, False bool tensors, None accepts either.
+    """
+    def fail(message: str):
+        raise ValueError(f"model output breaks the output contract: {message}")
+
+    if not isinstance(output, dict) or set(output) != set(OUTPUT_KEYS):
+        fail(f"keys {sorted(output) if isinstance(output, dict) else type(output).__name__}, "
+             f"expected {sorted(OUTPUT_KEYS)}")
+    size = output["image_size"]
+    if not (isinstance(size, tuple) and len(size) == 2 and all(isinstance(v, int) for v in size)):
+        fail(f"image_size {size!r} is not a tuple of two ints")
+    if image_size is not None and size != tuple(int(v) for v in image_size):
+        fail(f"image_size {size}, expected {tuple(image_size)}")
+    scores, labels, masks = output["pred_scores"], output["pred_labels"], output["pred_masks"]
+    if not isinstance(scores, Tensor) or scores.dtype != torch.float32 or scores.dim() != 1:
+        fail(f"pred_scores must be a float32 [K] tensor, got {_describe(scores)}")
+    if not isinstance(labels, Tensor) or labels.dtype != torch.long or labels.shape != scores.shape:
+        fail(f"pred_labels must be an int64 [K={len(scores)}] tensor, got {_describe(labels)}")
+    if not isinstance(masks, list) or len(masks) != len(scores):
+        fail(f"pred_masks must be a list of K={len(scores)} tracks, got {_describe(masks)}")
+    if num_predictions is not None and len(scores) != num_predictions:
+        fail(f"{len(scores)} predictions, expected {num_predictions}")
+    if len(scores) and not bool(((scores >= 0) & (scores <= 1)).all()):
+        fail(f"pred_scores outside [0, 1]: min {float(scores.min())}, max {float(scores.max())}")
+    if len(labels) and (int(labels.min()) < 0 or (num_classes is not None and int(labels.max()) >= num_classes)):
+        fail(f"pred_labels outside [0, {num_classes}): {labels.tolist()}")
+    height, width = size
+    for track, track_masks in enumerate(masks):
+        if isinstance(track_masks, Tensor):
+            if rle is True:
+                fail(f"track {track}: a bool tensor where RLE masks were expected")
+            if track_masks.dtype != torch.bool or tuple(track_masks.shape) != (num_frames, height, width):
+                fail(f"track {track}: masks {_describe(track_masks)}, expected bool "
+                     f"[{num_frames}, {height}, {width}]")
+            continue
+        if rle is False:
+            fail(f"track {track}: {type(track_masks).__name__} where bool tensors were expected")
+        if not isinstance(track_masks, (list, tuple)) or len(track_masks) != num_frames:
+            fail(f"track {track}: {_describe(track_masks)}, expected {num_frames} RLE dicts or None")
+        for frame, mask in enumerate(track_masks):
+            if mask is None:
+                continue
+            if not (isinstance(mask, dict) and tuple(mask.get("size", ())) == (height, width)
+                    and isinstance(mask.get("counts"), str)):
+                fail(f"track {track}, frame {frame}: not a COCO RLE of size [{height}, {width}] with "
+                     f"str counts: {str(mask)[:80]}")
+
+
+def _describe(value) -> str:
+    if isinstance(value, Tensor):
+        return f"{value.dtype} {list(value.shape)}"
+    if isinstance(value, (list, tuple)):
+        return f"{type(value).__name__} of {len(value)}"
+    return type(value).__name__

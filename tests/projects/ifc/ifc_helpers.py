@@ -9,8 +9,7 @@ TINY_CLASSES = 3
 def ifc_cfg(depth=18):
     from vis_zoo.config import get_vis_cfg
 
-    cfg = get_vis_cfg()
-    cfg.MODEL.META_ARCHITECTURE = "IFC"
+    cfg = get_vis_cfg("IFC")
     cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.PIXEL_MEAN = [123.675, 116.28, 103.53]
     cfg.MODEL.PIXEL_STD = [58.395, 57.12, 57.375]

@@ -6,7 +6,8 @@ from detectron2.modeling import build_model
 
 from vis_zoo.engine.setup import build_config
 from vis_zoo.modeling.backbone import normalize_and_pad
-from vis_zoo_projects.minvis import convert_official_state_dict, match_queries_to_previous_frame
+from vis_zoo.modeling.query_matching import match_queries_to_previous_frame
+from vis_zoo_projects.minvis import convert_official_state_dict
 
 from mask2former_clips import TINY_DETECTOR, check_output, make_clip, make_test_video
 
@@ -125,9 +126,9 @@ def test_inference_contract_and_chunking():
     with torch.no_grad():
         check_output(model([make_test_video(1)])[0], 1, 80, 120, 5)
         video = make_test_video(7, seed=1)
-        model.test_run_pixels_cpu = 10 ** 9  # the whole video in one detector pass
+        model.test_chunk_pixels_cpu = 10 ** 9  # the whole video in one detector pass
         ref = model([video])[0]
-        model.test_run_pixels_cpu, model.test_interpolate_chunk_size = 2 * 64 * 96, 3  # 2-frame passes
+        model.test_chunk_pixels_cpu, model.test_interpolate_chunk_size = 2 * 64 * 96, 3  # 2-frame passes
         chunked = model([video])[0]
     check_output(ref, 7, 80, 120, 5)
     torch.testing.assert_close(chunked["pred_scores"], ref["pred_scores"], atol=1e-5, rtol=1e-4)
@@ -145,7 +146,7 @@ def test_rle_output_and_bad_input():
     with pytest.raises(ValueError, match="video 9"):
         model([{"video_id": 9, "image": [], "height": 8, "width": 8}])
     with pytest.raises(ValueError, match="TEST_FEATURE_STORE|auto/device/cpu"):
-        tiny_model(["MODEL.MINVIS.TEST_FEATURE_STORE", "disk"])
+        tiny_model(["MODEL.VIS.TEST_FEATURE_STORE", "disk"])
 
 
 def test_converter_on_a_fabricated_official_state_dict():

@@ -6,8 +6,7 @@ from vis_zoo.config import get_vis_cfg
 
 
 def tiny_cfg(**overrides):
-    cfg = get_vis_cfg()
-    cfg.MODEL.META_ARCHITECTURE = "SeqFormer"
+    cfg = get_vis_cfg("SeqFormer")
     cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.RESNETS.DEPTH = 18
     cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from detectron2.modeling import build_model
 
 from vis_zoo.modeling.box_matcher import VideoBoxHungarianMatcher
+from vis_zoo.modeling.postprocessing import check_video_output
 from vis_zoo_projects.seqformer.convert import convert_official_state_dict
 from vis_zoo_projects.seqformer.mask_head import aligned_bilinear, dynamic_mask_logits
 from vis_zoo_projects.seqformer.transformer import inverse_sigmoid
@@ -75,12 +76,8 @@ def test_train_with_no_objects_gives_finite_losses():
 
 # ---------------------------------------------------------------- inference
 def _check_output(out, num_frames, hw):
-    assert out["image_size"] == hw
-    k = len(out["pred_scores"])
-    assert out["pred_labels"].dtype == torch.long and len(out["pred_labels"]) == k == len(out["pred_masks"])
-    assert torch.all((out["pred_scores"] >= 0) & (out["pred_scores"] <= 1))
-    for m in out["pred_masks"]:
-        assert m.dtype == torch.bool and m.shape == (num_frames, *hw) and m.any()
+    check_video_output(out, num_frames=num_frames, image_size=hw, rle=False)
+    assert all(m.any() for m in out["pred_masks"])  # empty tracks are dropped
 
 
 def test_eval_outputs_follow_contract_and_top_k_order():

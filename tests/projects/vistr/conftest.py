@@ -12,8 +12,7 @@ TINY_CLASSES = 3
 def tiny_cfg():
     from vis_zoo.config import get_vis_cfg
 
-    cfg = get_vis_cfg()
-    cfg.MODEL.META_ARCHITECTURE = "VisTR"
+    cfg = get_vis_cfg("VisTR")
     cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.PIXEL_MEAN = [123.675, 116.28, 103.53]
     cfg.MODEL.PIXEL_STD = [58.395, 57.12, 57.375]

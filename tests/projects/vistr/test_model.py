@@ -8,6 +8,7 @@ from detectron2.modeling import build_model
 
 from torchvision.ops import deform_conv2d
 
+from vis_zoo.modeling.postprocessing import check_video_output
 from vis_zoo_projects.vistr.mask_head import (DeformConv3x3, DilatedConv3d, MHAttentionMap, build_instance_fusion_head,
                                               deform_conv3x3_grid_sample)
 from vis_zoo_projects.vistr.position_encoding import PositionEmbeddingSine3D
@@ -16,7 +17,7 @@ from vis_zoo_projects.vistr.position_encoding import PositionEmbeddingSine3D
 def _official_r50_cfg(depth=50):
     from vis_zoo.config import get_vis_cfg
 
-    cfg = get_vis_cfg()
+    cfg = get_vis_cfg("VisTR")
     cfg.merge_from_file("configs/vistr/ytvis19_R50.yaml")
     cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.RESNETS.DEPTH = depth
@@ -307,19 +308,7 @@ def test_batched_clips_equal_one_by_one(tiny_model, make_video):
 
 
 def _check_output(out, length, height, width, num_classes):
-    assert out["image_size"] == (height, width)
-    k = len(out["pred_scores"])
-    assert out["pred_scores"].dtype == torch.float32 and out["pred_labels"].dtype == torch.long
-    assert len(out["pred_labels"]) == k and len(out["pred_masks"]) == k
-    assert ((out["pred_scores"] >= 0) & (out["pred_scores"] <= 1)).all()
-    assert ((out["pred_labels"] >= 0) & (out["pred_labels"] < num_classes)).all()
-    for masks in out["pred_masks"]:
-        if isinstance(masks, torch.Tensor):
-            assert masks.dtype == torch.bool and masks.shape == (length, height, width)
-        else:
-            assert len(masks) == length
-            for rle in masks:
-                assert rle is None or (tuple(rle["size"]) == (height, width) and isinstance(rle["counts"], str))
+    check_video_output(out, num_frames=length, image_size=(height, width), num_classes=num_classes)
 
 
 @pytest.mark.parametrize("length", [1, 3, 7])

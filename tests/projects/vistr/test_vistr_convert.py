@@ -79,7 +79,7 @@ def fabricate_official_state_dict(resnet: torch.nn.Module, *, hidden=384, ffn=20
 def _r50_cfg():
     from vis_zoo.config import get_vis_cfg
 
-    cfg = get_vis_cfg()
+    cfg = get_vis_cfg("VisTR")
     cfg.merge_from_file("configs/vistr/ytvis19_R50.yaml")
     cfg.MODEL.DEVICE = "cpu"
     return cfg

@@ -1,13 +1,11 @@
 """Config keys of the Mask2Former frame-level detector (MODEL.MASK_FORMER.*, MODEL.SEM_SEG_HEAD.*).
 
-Defaults are Mask2Former's instance-segmentation R-50 values (as VITA uses them).
+Defaults are Mask2Former's instance-segmentation R-50 values (as VITA uses them). Not a method of
+its own: the config functions of the methods built on the detector (VITA, MinVIS) call it.
 """
 from detectron2.config import CfgNode as CN
 
-from vis_zoo.config import register_method_config
 
-
-@register_method_config
 def add_mask2former_config(cfg: CN) -> None:
     """Add Mask2Former's keys (idempotent: a second call leaves existing values alone)."""
     if "MASK_FORMER" in cfg.MODEL:

@@ -6,7 +6,7 @@ mask logits of every query (Q·H/4·W/4 floats per frame) are never materialised
 known, `render_video_masks` dots each track's mask embedding with the stored features a few frames
 at a time and writes binary masks at the output size.
 
-    check_detector_pass_settings(chunk_size, cpu_pixels_per_pass, feature_store, "MODEL.VITA")  # at build
+    check_detector_pass_settings(chunk_size, cpu_pixels_per_pass, feature_store)  # at build
     detected = run_frame_detector(frames, backbone=..., head=..., chunk_size=18, cpu_pixels_per_pass=...,
                                   feature_store="auto", project_mask_features=..., on_chunk=collect)
     scores, labels, query_idx = top_query_class_pairs(class_logits, k)
@@ -60,15 +60,14 @@ def frames_per_detector_pass(frame_hw: Tuple[int, int], device: torch.device, ch
     return max(1, min(chunk_size, cpu_pixels_per_pass // pixels))
 
 
-def check_detector_pass_settings(chunk_size: int, cpu_pixels_per_pass: int, feature_store: str,
-                                 key_prefix: str) -> None:
-    """Raise a ValueError naming the config key (`<key_prefix>.TEST_RUN_CHUNK_SIZE`,
-    `TEST_RUN_PIXELS_CPU`, `TEST_FEATURE_STORE`) when a test-time detector setting is invalid."""
+def check_detector_pass_settings(chunk_size: int, cpu_pixels_per_pass: int, feature_store: str) -> None:
+    """Raise a ValueError naming the config key (MODEL.VIS.TEST_CHUNK_SIZE, TEST_CHUNK_PIXELS_CPU,
+    TEST_FEATURE_STORE) when a test-time detector setting is invalid."""
     if chunk_size < 1 or cpu_pixels_per_pass < 1:
-        raise ValueError(f"{key_prefix}.TEST_RUN_CHUNK_SIZE and TEST_RUN_PIXELS_CPU must be >= 1, got "
+        raise ValueError(f"MODEL.VIS.TEST_CHUNK_SIZE and MODEL.VIS.TEST_CHUNK_PIXELS_CPU must be >= 1, got "
                          f"{chunk_size} and {cpu_pixels_per_pass}")
     if feature_store not in ("auto", "device", "cpu"):
-        raise ValueError(f"{key_prefix}.TEST_FEATURE_STORE must be auto/device/cpu, got {feature_store!r}")
+        raise ValueError(f"MODEL.VIS.TEST_FEATURE_STORE must be auto/device/cpu, got {feature_store!r}")
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """The VITA module: object encoder over frame queries (shifted temporal windows), object decoder with
-video queries, and the class / mask-embedding / similarity heads (spec §1).
+video queries, and the class / mask-embedding / similarity heads (VITA paper, Sec. 3.2-3.3;
+sukjunhwang/VITA, vita/modeling/transformer_decoder/vita.py).
 
 Shapes: L = frame-decoder layers fed in (3 in training, 1 at test), B videos, T frames, fQ frame
 queries per frame, cQ video queries, C channels, D = decoder outputs returned (all layers in training
@@ -13,6 +14,7 @@ import torch.nn.functional as F
 from detectron2.config import configurable
 from torch import Tensor, nn
 
+from vis_zoo.config import num_classes_from_config
 from vis_zoo.modeling.mask2former.layers import CrossAttentionLayer, FFNLayer, SelfAttentionLayer
 from vis_zoo.modeling.transformer_layers import MLP
 
@@ -117,7 +119,7 @@ class VITAModule(nn.Module):
         return {
             "in_channels": cfg.MODEL.MASK_FORMER.HIDDEN_DIM,
             "hidden_dim": v.HIDDEN_DIM,
-            "num_classes": cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
+            "num_classes": num_classes_from_config(cfg),
             "num_frame_queries": cfg.MODEL.MASK_FORMER.NUM_OBJECT_QUERIES,
             "num_queries": v.NUM_OBJECT_QUERIES,
             "nheads": v.NHEADS,
