@@ -13,7 +13,7 @@ peak memory, the largest T processed as one window within --budget-gb, training 
 AP75 / AR1 / AR10 on the synthetic validation split after the config's own schedule (synthetic configs
 only) with the training wall time, or read from a finished training run with --accuracy-from. Every
 measurement runs in a fresh process; a config that fails to build is an error row. How each number is
-measured: vis_zoo/zoo/benchmark.py.
+measured: docs/benchmarking.md and vis_zoo/zoo/benchmark.py.
 
 Writes the results file (--results, JSON, one row per config, merged into what is there), the table
 between the generated-block markers of MODEL_ZOO.md, and two plots (--plots-dir): peak memory and time
@@ -138,7 +138,7 @@ def main(argv=None) -> int:
         update_model_zoo(md_path, data, REPO_ROOT, plots)
 
     try:  # read the finished runs first: a bad KEY=RUN_DIR fails before hours of benchmarking
-        accuracy = accuracy_from_runs(parse_accuracy_from(args.accuracy_from))
+        accuracy = accuracy_from_runs(parse_accuracy_from(args.accuracy_from), root=REPO_ROOT)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -159,7 +159,8 @@ def main(argv=None) -> int:
               f"device {settings.device}, {settings.threads} threads -> {results}", flush=True)
         data = run_benchmark(entries, settings, results_path=results, stages=stages, work_dir=work_dir,
                              opts=args.opts, progress=not args.no_progress, on_row_done=regenerate,
-                             accuracy_from=accuracy)
+                             accuracy_from=accuracy, root=REPO_ROOT,
+                             train_script=os.path.join(REPO_ROOT, "tools", "train_net.py"))
     else:
         data = load_results(results)
         if accuracy:

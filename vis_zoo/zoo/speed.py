@@ -12,7 +12,6 @@ given at that size (``height``/``width`` equal to the frame size, i.e. no resizi
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -21,6 +20,8 @@ from dataclasses import asdict, dataclass
 from typing import List, Optional, Sequence
 
 import torch
+
+from .memory import peak_cuda_gb, peak_rss_gb
 
 
 @dataclass
@@ -97,11 +98,10 @@ def measure_speed(config_file: str, frames: int, height: int, width: int, *, thr
         torch.cuda.reset_peak_memory_stats()
     times = [run() for _ in range(repeats)]
     median = statistics.median(times)
-    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2  # kB -> GB
     return SpeedResult(
         config_file=config_file, frames=frames, height=height, width=width, threads=threads,
-        fps=frames / median, median_s=median, times_s=times, peak_rss_gb=peak_rss,
-        peak_cuda_gb=torch.cuda.max_memory_allocated() / 1024 ** 3 if device.type == "cuda" else None,
+        fps=frames / median, median_s=median, times_s=times, peak_rss_gb=peak_rss_gb(),
+        peak_cuda_gb=peak_cuda_gb() if device.type == "cuda" else None,
         device=str(device), load_avg_1min=os.getloadavg()[0], mode=mode,
     )
 
