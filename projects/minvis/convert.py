@@ -19,14 +19,7 @@ __all__ = ["convert_official_state_dict"]
 def convert_official_state_dict(official: Mapping[str, torch.Tensor],
                                 reference: Optional[Mapping[str, torch.Tensor]] = None,
                                 skip_class_heads: bool = False) -> "OrderedDict[str, torch.Tensor]":
-    """Rename an official MinVIS (or Mask2Former) state_dict to ours and check it.
-
-    Args:
-        official: the official ``checkpoint["model"]`` (a whole checkpoint with "model" is accepted).
-        reference: our model's state_dict (names and shapes to check against); None checks only
-            that every official key is mapped.
-        skip_class_heads: drop class-dependent tensors whose shape differs from ours (COCO init).
-    Raises:
-        ValueError listing unused official tensors, our tensors left missing, and shape mismatches.
-    """
+    """Rename an official MinVIS (or Mask2Former) state_dict to ours and check it: the detector's
+    key map and checks (`vis_zoo.modeling.mask2former.checkpoint.convert_detector_checkpoint`, whose
+    arguments these are), with nothing beside the detector."""
     return convert_detector_checkpoint(official, map_detector_key, reference, "MinVIS", skip_class_heads)

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vis_zoo.modeling.attention import MaskedMultiheadAttention
-from vis_zoo.modeling.deformable_transformer import DeformableEncoder, DeformableEncoderLayer
+from vis_zoo.modeling.deformable_transformer import (DeformableEncoder, DeformableEncoderLayer,
+                                                     reset_deformable_parameters)
 from vis_zoo.modeling.ms_deform_attn import MSDeformAttn, ms_deform_attn_core, spatial_shapes_to_list
 from vis_zoo.modeling.transformer_layers import MLP, clone_modules, get_activation_fn
 
@@ -210,12 +211,7 @@ class SeqFormerTransformer(nn.Module):
     def _reset_parameters(self):
         # Deformable DETR: xavier on every matrix, then MSDeformAttn's own init. The bbox MLPs are
         # re-initialised by the meta-architecture (as the official DeformableDETR does after this).
-        for p in self.parameters():
-            if p.dim() > 1:
-                nn.init.xavier_uniform_(p)
-        for m in self.modules():
-            if isinstance(m, MSDeformAttn):
-                m._reset_parameters()
+        reset_deformable_parameters(self)
         nn.init.xavier_uniform_(self.reference_points.weight, gain=1.0)
         nn.init.constant_(self.reference_points.bias, 0.0)
         nn.init.normal_(self.level_embed)

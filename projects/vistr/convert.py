@@ -1,6 +1,6 @@
 """Official VisTR checkpoint (Epiphqny/VisTR, `torch.load(p)["model"]`) -> our state_dict.
 
-Official layout (spec §7): `vistr.backbone.0.body.*` (torchvision ResNet), `vistr.input_proj.*`,
+Official layout (Epiphqny/VisTR @ 445c9e4, models/segmentation.py): `vistr.backbone.0.body.*` (torchvision ResNet), `vistr.input_proj.*`,
 `vistr.transformer.*`, `vistr.class_embed.*`, `vistr.bbox_embed.layers.*`, `vistr.query_embed.weight`,
 and, outside `vistr.`, `bbox_attention.*`, `mask_head.*`, `insmask_head.*`.
 Ours: the same names without `vistr.`, except the backbone, which is detectron2's ResNet

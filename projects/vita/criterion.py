@@ -1,5 +1,6 @@
 """VITA's video-level losses: Hungarian-matched CE + point-sampled BCE/dice over the clip, for every
-VITA input layer (L) and decoder output (D), and the similarity loss (spec §3)."""
+VITA input layer (L) and decoder output (D), and the similarity loss (VITA paper, Sec. 3.4;
+sukjunhwang/VITA @ 59c24ad, vita/modeling/vita_criterion.py)."""
 from typing import Dict, List, Sequence, Tuple
 
 import torch
@@ -7,12 +8,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vis_zoo.modeling.criterion import num_masks_normalizer, src_permutation_idx
-from vis_zoo.modeling.mask2former.criterion import point_sampled_mask_losses
+from vis_zoo.modeling.mask2former.criterion import MatchedMaskLosses
 
 __all__ = ["VitaCriterion"]
 
 
-class VitaCriterion(nn.Module):
+class VitaCriterion(MatchedMaskLosses):
     """forward(outputs, clip_targets, frame_targets, frame_indices) -> unweighted loss dict.
 
     outputs: VITA module outputs with "pred_masks" [L, B, cQ, T, h, w] added (also in aux_outputs).
@@ -25,20 +26,12 @@ class VitaCriterion(nn.Module):
     def __init__(self, *, num_classes: int, matcher: nn.Module, weight_dict: Dict[str, float], eos_coef: float,
                  num_points: int, oversample_ratio: float, importance_sample_ratio: float,
                  sim_weight: float = 0.5, sim_use_clip: bool = True, sim_id_multiplier: int = 1000):
-        super().__init__()
-        self.num_classes = num_classes
-        self.matcher = matcher
-        self.weight_dict = dict(weight_dict)
-        self.eos_coef = eos_coef
-        self.num_points = num_points
-        self.oversample_ratio = oversample_ratio
-        self.importance_sample_ratio = importance_sample_ratio
+        super().__init__(num_classes=num_classes, matcher=matcher, weight_dict=weight_dict, eos_coef=eos_coef,
+                         num_points=num_points, oversample_ratio=oversample_ratio,
+                         importance_sample_ratio=importance_sample_ratio)
         self.use_sim = sim_weight > 0.0
         self.sim_use_clip = sim_use_clip
         self.sim_id_multiplier = sim_id_multiplier
-        empty_weight = torch.ones(num_classes + 1)
-        empty_weight[-1] = eos_coef
-        self.register_buffer("empty_weight", empty_weight)
 
     # ----------------------------------------------------------------- matching
     def match(self, outputs: Dict[str, Tensor], clip_targets: Sequence[dict]):
@@ -50,30 +43,15 @@ class VitaCriterion(nn.Module):
 
     # ----------------------------------------------------------------- losses
     def loss_labels(self, outputs, clip_targets, indices) -> Tensor:
-        logits = outputs["pred_logits"]
-        num_l = logits.shape[0]
-        logits = logits.flatten(0, 1)  # [L*B, cQ, K+1]
-        idx = src_permutation_idx(indices)
-        target_classes = torch.full(logits.shape[:2], self.num_classes, dtype=torch.int64, device=logits.device)
-        if len(idx[0]):
-            target_classes[idx] = torch.cat(
-                [t["labels"][j] for t, (_, j) in zip(list(clip_targets) * num_l, indices)]).to(logits.device)
-        return F.cross_entropy(logits.transpose(1, 2), target_classes, self.empty_weight.to(logits.dtype))
+        """CE of the L*B (layer, video) prediction sets, layer-major; targets replicated per layer."""
+        logits = outputs["pred_logits"]  # [L, B, cQ, K+1]
+        return super().loss_labels(logits.flatten(0, 1), list(clip_targets) * logits.shape[0], indices)
 
     def loss_masks(self, outputs, clip_targets, indices, num_masks: float) -> Tuple[Tensor, Tensor]:
-        masks = outputs["pred_masks"]
-        num_l = masks.shape[0]
-        idx = src_permutation_idx(indices)
-        src = masks.flatten(0, 1)[idx]  # [N, T, h, w]
-        if len(idx[0]):
-            tgt = torch.cat([t["masks"][j] for t, (_, j) in zip(list(clip_targets) * num_l, indices)]).to(src)
-        else:
-            tgt = src.new_zeros((0, 1, 1, 1))
-        # points are chosen per frame-mask, then each instance's T point sets form one vector
-        return point_sampled_mask_losses(
-            src, tgt, num_masks, num_points=self.num_points, oversample_ratio=self.oversample_ratio,
-            importance_sample_ratio=self.importance_sample_ratio,
-        )
+        """Clip-mask losses of the L*B prediction sets: points are chosen per frame-mask, then each
+        instance's T point sets form one vector."""
+        masks = outputs["pred_masks"]  # [L, B, cQ, T, h, w]
+        return super().loss_masks(masks.flatten(0, 1), list(clip_targets) * masks.shape[0], indices, num_masks)
 
     def loss_sim(self, outputs, clip_targets, frame_targets, clip_indices, frame_indices) -> Tensor:
         """BCE on dot products of matched frame/video query embeddings, within (layer, video) groups."""

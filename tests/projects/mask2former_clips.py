@@ -54,3 +54,19 @@ def check_output(out, num_frames, h, w, k):
     """The model-output contract for k predictions (bool masks) over num_frames frames at (h, w)."""
     check_video_output(out, num_frames=num_frames, image_size=(h, w), num_classes=4, num_predictions=k,
                        rle=False)
+
+
+def check_chunked_inference_matches_one_pass(model, video, cpu_pixels_per_pass):
+    """Detector passes of `cpu_pixels_per_pass` pixels and 3-frame mask upsampling give the output of
+    one pass over the whole video (7 frames of 64x96 shown at 80x120, top 5)."""
+    with torch.no_grad():
+        model.test_chunk_pixels_cpu = 10 ** 9  # the whole video in one detector pass
+        ref = model([video])[0]
+        # on CPU a detector pass takes MODEL.VIS.TEST_CHUNK_PIXELS_CPU pixels
+        model.test_chunk_pixels_cpu, model.test_interpolate_chunk_size = cpu_pixels_per_pass, 3
+        chunked = model([video])[0]
+    check_output(ref, 7, 80, 120, 5)
+    torch.testing.assert_close(chunked["pred_scores"], ref["pred_scores"], atol=1e-5, rtol=1e-4)
+    assert torch.equal(chunked["pred_labels"], ref["pred_labels"])
+    for a, b in zip(chunked["pred_masks"], ref["pred_masks"]):
+        assert (a != b).float().mean() < 1e-3

@@ -16,12 +16,25 @@ from .ms_deform_attn import MSDeformAttn
 from .transformer_layers import clone_modules, get_activation_fn
 
 __all__ = [
+    "reset_deformable_parameters",
     "get_valid_ratio",
     "flatten_levels",
     "encoder_reference_points",
     "DeformableEncoderLayer",
     "DeformableEncoder",
 ]
+
+
+def reset_deformable_parameters(module: nn.Module) -> None:
+    """Deformable DETR's transformer initialisation: xavier-uniform on every matrix of `module`, then
+    each MSDeformAttn's own initialisation (which the xavier pass overwrote). Callers then set their
+    level embeddings (normal) and other extras, in the official order, so seeded runs match."""
+    for p in module.parameters():
+        if p.dim() > 1:
+            nn.init.xavier_uniform_(p)
+    for m in module.modules():
+        if isinstance(m, MSDeformAttn):
+            m._reset_parameters()
 
 
 def get_valid_ratio(mask: Tensor) -> Tensor:

@@ -9,7 +9,8 @@ from vis_zoo.modeling.backbone import normalize_and_pad
 from vis_zoo.modeling.query_matching import match_queries_to_previous_frame
 from vis_zoo_projects.minvis import convert_official_state_dict
 
-from mask2former_clips import TINY_DETECTOR, check_output, make_clip, make_test_video
+from mask2former_clips import (TINY_DETECTOR, check_chunked_inference_matches_one_pass, check_output,
+                               make_clip, make_test_video)
 
 TINY = TINY_DETECTOR + ["MODEL.MASK_FORMER.DEC_LAYERS", "3"]
 
@@ -125,16 +126,7 @@ def test_inference_contract_and_chunking():
     model = tiny_model().eval()
     with torch.no_grad():
         check_output(model([make_test_video(1)])[0], 1, 80, 120, 5)
-        video = make_test_video(7, seed=1)
-        model.test_chunk_pixels_cpu = 10 ** 9  # the whole video in one detector pass
-        ref = model([video])[0]
-        model.test_chunk_pixels_cpu, model.test_interpolate_chunk_size = 2 * 64 * 96, 3  # 2-frame passes
-        chunked = model([video])[0]
-    check_output(ref, 7, 80, 120, 5)
-    torch.testing.assert_close(chunked["pred_scores"], ref["pred_scores"], atol=1e-5, rtol=1e-4)
-    assert torch.equal(chunked["pred_labels"], ref["pred_labels"])
-    for a, b in zip(chunked["pred_masks"], ref["pred_masks"]):
-        assert (a != b).float().mean() < 1e-3
+    check_chunked_inference_matches_one_pass(model, make_test_video(7, seed=1), 2 * 64 * 96)  # 2-frame passes
 
 
 def test_rle_output_and_bad_input():

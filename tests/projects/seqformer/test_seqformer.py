@@ -248,7 +248,7 @@ def r50_model():
     return build_model(cfg)
 
 
-def test_r50_parameter_count_equals_spec(r50_model):
+def test_r50_parameter_count_equals_official(r50_model):
     params = list(r50_model.parameters())
     assert sum(p.numel() for p in params) == 48_404_173
     assert sum(p.numel() for p in params if p.requires_grad) == 48_181_773
@@ -287,7 +287,7 @@ def _fabricated_official(model):
 
 def test_converter_on_fabricated_official_checkpoint(r50_model):
     official = _fabricated_official(r50_model)
-    assert len(official) == 733  # the official R-50 checkpoint's tensor count (spec §7)
+    assert len(official) == 733  # the official R-50 checkpoint's tensor count (wjf5203/SeqFormer)
     assert "detr.transformer.encoder.layers.0.self_attn.output_proj_box.weight" in official
     assert "detr.backbone.0.body.layer1.0.downsample.1.running_var" in official
     ours = convert_official_state_dict({"model": official}, r50_model.state_dict())

@@ -25,7 +25,7 @@ def _official_r50_cfg(depth=50):
 
 
 @pytest.mark.parametrize("depth,total,trainable", [(50, 57_116_129, 56_893_729), (101, 76_056_033, None)])
-def test_parameter_count_matches_spec(depth, total, trainable):
+def test_parameter_count_matches_official(depth, total, trainable):
     model = build_model(_official_r50_cfg(depth))
     assert sum(p.numel() for p in model.parameters()) == total
     if trainable is not None:  # conv1 + res2 frozen, as the official layer2-4-only training

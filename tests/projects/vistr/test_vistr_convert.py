@@ -10,7 +10,7 @@ from vis_zoo_projects.vistr.convert import convert_official_state_dict
 
 def fabricate_official_state_dict(resnet: torch.nn.Module, *, hidden=384, ffn=2048, enc=6, dec=6, queries=360,
                                   logits=42, fpn=(1024, 512, 256), c5=2048, seed=0):
-    """Names and shapes as in the spec's checkpoint layout (§7), random values."""
+    """Names and shapes of the official checkpoint (Epiphqny/VisTR @ 445c9e4), random values."""
     g = torch.Generator().manual_seed(seed)
     sd = {}
     for k, v in resnet.state_dict().items():
@@ -87,7 +87,7 @@ def _r50_cfg():
 
 def test_r50_checkpoint_converts_with_every_tensor_used():
     official = fabricate_official_state_dict(torchvision.models.resnet50(weights=None))
-    assert len(official) == 503  # the spec's count for the R-50 checkpoint
+    assert len(official) == 503  # the official R-50 checkpoint's tensor count
     model = build_model(_r50_cfg())
     converted = convert_official_state_dict({"model": official}, model.state_dict())
     assert len(converted) == 503

@@ -6,7 +6,7 @@ from detectron2.modeling import build_model
 from vis_zoo.engine.setup import build_config
 from vis_zoo_projects.vita.convert import convert_official_state_dict
 
-# representative official names and shapes (spec §7)
+# representative names and shapes of the official checkpoint (sukjunhwang/VITA @ 59c24ad)
 OFFICIAL_SHAPES = {
     "backbone.stem.conv1.weight": (64, 3, 7, 7),
     "backbone.stem.conv1.norm.running_var": (64,),
@@ -58,7 +58,7 @@ def fabricate_official(reference, seed=0):
     return official
 
 
-def test_official_layout_matches_spec(r50_model):
+def test_official_layout_matches_our_model(r50_model):
     reference = r50_model.state_dict()
     assert len(reference) == 706
     for key, shape in OFFICIAL_SHAPES.items():

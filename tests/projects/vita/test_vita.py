@@ -10,7 +10,8 @@ from detectron2.structures import BitMasks
 from vis_zoo.engine.setup import build_config
 from vis_zoo_projects.vita.transformer import VITAModule, shifted_window_mask
 
-from mask2former_clips import TINY_DETECTOR, check_output, make_clip, make_test_video
+from mask2former_clips import (TINY_DETECTOR, check_chunked_inference_matches_one_pass, check_output,
+                               make_clip, make_test_video)
 
 TINY = TINY_DETECTOR + [
     "MODEL.MASK_FORMER.DEC_LAYERS", "4",
@@ -168,18 +169,8 @@ def test_inference_contract_one_frame_and_chunking():
     with torch.no_grad():
         one = model([make_test_video(1)])[0]
     check_output(one, 1, 80, 120, 5)
-    video = make_test_video(7, seed=1)
-    with torch.no_grad():
-        model.test_chunk_pixels_cpu = 10 ** 9  # the whole video in one detector pass
-        ref = model([video])[0]
-        # on CPU a detector pass takes MODEL.VIS.TEST_CHUNK_PIXELS_CPU pixels: here 2 frames of 64x96
-        model.test_chunk_pixels_cpu, model.test_interpolate_chunk_size = 2 * 64 * 96 + 5, 3
-        chunked = model([video])[0]
-    check_output(ref, 7, 80, 120, 5)
-    torch.testing.assert_close(chunked["pred_scores"], ref["pred_scores"], atol=1e-5, rtol=1e-4)
-    assert torch.equal(chunked["pred_labels"], ref["pred_labels"])
-    for a, b in zip(chunked["pred_masks"], ref["pred_masks"]):
-        assert (a != b).float().mean() < 1e-3
+    # 2 frames of 64x96 per detector pass
+    check_chunked_inference_matches_one_pass(model, make_test_video(7, seed=1), 2 * 64 * 96 + 5)
 
 
 def test_inference_matches_training_path_detector():

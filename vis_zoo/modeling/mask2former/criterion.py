@@ -18,6 +18,8 @@ from detectron2.projects.point_rend.point_features import (
 )
 from torch import Tensor, nn
 
+from vis_zoo.config import num_classes_from_config
+
 from vis_zoo.modeling.criterion import num_masks_normalizer, src_permutation_idx
 from vis_zoo.modeling.losses import dice_loss, sigmoid_ce_loss
 
@@ -60,7 +62,57 @@ def point_sampled_mask_losses(src_masks: Tensor, tgt_masks: Tensor, num_masks: f
             dice_loss(point_logits, point_labels, num_masks))
 
 
-class Mask2FormerCriterion(nn.Module):
+class MatchedMaskLosses(nn.Module):
+    """The classification and point-sampled mask losses of Hungarian-matched predictions, shared by
+    Mask2Former's frame criterion and VITA's video criterion.
+
+    Holds `num_classes` (K), the `matcher`, the loss `weight_dict`, `empty_weight` [K+1] (the CE
+    weight of each class, `eos_coef` for "no object") and the point-sampling settings.
+    """
+
+    def __init__(self, *, num_classes: int, matcher: nn.Module, weight_dict: Dict[str, float],
+                 eos_coef: float, num_points: int, oversample_ratio: float, importance_sample_ratio: float):
+        super().__init__()
+        self.num_classes = num_classes
+        self.matcher = matcher
+        self.weight_dict = dict(weight_dict)
+        self.eos_coef = eos_coef
+        self.num_points = num_points
+        self.oversample_ratio = oversample_ratio
+        self.importance_sample_ratio = importance_sample_ratio
+        empty_weight = torch.ones(num_classes + 1)
+        empty_weight[-1] = eos_coef
+        self.register_buffer("empty_weight", empty_weight)
+
+    def loss_labels(self, logits: Tensor, targets: Sequence[dict], indices) -> Tensor:
+        """Softmax CE over all Q queries of every prediction set; unmatched queries target "no object".
+
+        logits [N, Q, K+1]; targets N dicts with "labels" [G]; indices N (query, target) matchings."""
+        idx = src_permutation_idx(indices)
+        target_classes = torch.full(logits.shape[:2], self.num_classes, dtype=torch.int64, device=logits.device)
+        if len(idx[0]):
+            matched = torch.cat([t["labels"][j] for t, (_, j) in zip(targets, indices)]).to(logits.device)
+            target_classes[idx] = matched
+        return F.cross_entropy(logits.transpose(1, 2), target_classes, self.empty_weight.to(logits.dtype))
+
+    def loss_masks(self, pred_masks: Tensor, targets: Sequence[dict], indices, num_masks: float):
+        """Point-sampled BCE and dice of the matched masks (`point_sampled_mask_losses`).
+
+        pred_masks [N, Q, h, w] or clip masks [N, Q, T, h, w]; targets N dicts with "masks"
+        [G, H, W] or [G, T, H, W]. Returns (loss_mask, loss_dice)."""
+        idx = src_permutation_idx(indices)
+        src = pred_masks[idx]
+        if len(idx[0]):
+            tgt = torch.cat([t["masks"][j] for t, (_, j) in zip(targets, indices)]).to(src)
+        else:
+            tgt = src.new_zeros((0,) + (1,) * (src.dim() - 1))
+        return point_sampled_mask_losses(
+            src, tgt, num_masks, num_points=self.num_points, oversample_ratio=self.oversample_ratio,
+            importance_sample_ratio=self.importance_sample_ratio,
+        )
+
+
+class Mask2FormerCriterion(MatchedMaskLosses):
     """Hungarian-matched losses for Mask2Former's per-image predictions (and all aux sets).
 
     forward(outputs, targets) with
@@ -75,39 +127,10 @@ class Mask2FormerCriterion(nn.Module):
     def __init__(self, *, num_classes: int, matcher: nn.Module, weight_dict: Dict[str, float],
                  eos_coef: float, num_points: int, oversample_ratio: float, importance_sample_ratio: float,
                  num_indices_to_return: int = 1):
-        super().__init__()
-        self.num_classes = num_classes
-        self.matcher = matcher
-        self.weight_dict = dict(weight_dict)
-        self.eos_coef = eos_coef
-        self.num_points = num_points
-        self.oversample_ratio = oversample_ratio
-        self.importance_sample_ratio = importance_sample_ratio
+        super().__init__(num_classes=num_classes, matcher=matcher, weight_dict=weight_dict, eos_coef=eos_coef,
+                         num_points=num_points, oversample_ratio=oversample_ratio,
+                         importance_sample_ratio=importance_sample_ratio)
         self.num_indices_to_return = num_indices_to_return
-        empty_weight = torch.ones(num_classes + 1)
-        empty_weight[-1] = eos_coef
-        self.register_buffer("empty_weight", empty_weight)
-
-    def loss_labels(self, logits: Tensor, targets: Sequence[dict], indices) -> Tensor:
-        """Softmax CE over all Q queries of every image; unmatched queries target "no object"."""
-        idx = src_permutation_idx(indices)
-        target_classes = torch.full(logits.shape[:2], self.num_classes, dtype=torch.int64, device=logits.device)
-        if len(idx[0]):
-            matched = torch.cat([t["labels"][j] for t, (_, j) in zip(targets, indices)]).to(logits.device)
-            target_classes[idx] = matched
-        return F.cross_entropy(logits.transpose(1, 2), target_classes, self.empty_weight.to(logits.dtype))
-
-    def loss_masks(self, pred_masks: Tensor, targets: Sequence[dict], indices, num_masks: float):
-        idx = src_permutation_idx(indices)
-        src = pred_masks[idx]
-        if len(idx[0]):
-            tgt = torch.cat([t["masks"][j] for t, (_, j) in zip(targets, indices)]).to(src)
-        else:
-            tgt = src.new_zeros((0, 1, 1))
-        return point_sampled_mask_losses(
-            src, tgt, num_masks, num_points=self.num_points, oversample_ratio=self.oversample_ratio,
-            importance_sample_ratio=self.importance_sample_ratio,
-        )
 
     def _losses_for(self, outputs: Dict[str, Tensor], targets, num_masks: float, suffix: str):
         indices = self.matcher(outputs, targets)
@@ -145,7 +168,7 @@ def build_mask2former_criterion(cfg, num_indices_to_return: int = 1) -> Mask2For
         for i in range(mf.DEC_LAYERS - 1):
             weight_dict.update({f"{k}_{i}": w for k, w in base.items()})
     return Mask2FormerCriterion(
-        num_classes=cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, matcher=matcher, weight_dict=weight_dict,
+        num_classes=num_classes_from_config(cfg), matcher=matcher, weight_dict=weight_dict,
         eos_coef=mf.NO_OBJECT_WEIGHT, num_points=mf.TRAIN_NUM_POINTS, oversample_ratio=mf.OVERSAMPLE_RATIO,
         importance_sample_ratio=mf.IMPORTANCE_SAMPLE_RATIO, num_indices_to_return=num_indices_to_return,
     )

@@ -9,6 +9,8 @@ from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from torch import Tensor, nn
 
+from vis_zoo.config import num_classes_from_config
+
 from .pixel_decoder import MSDeformAttnPixelDecoder
 from .transformer_decoder import MultiScaleMaskedTransformerDecoder
 
@@ -53,8 +55,9 @@ class Mask2FormerHead(nn.Module):
         pd_cls = _PIXEL_DECODERS[head.PIXEL_DECODER_NAME]
         dec_cls = _DECODERS[name]
         pixel_decoder = pd_cls(**pd_cls.from_config(cfg, input_shape))
-        predictor = dec_cls(**dec_cls.from_config(cfg, head.CONVS_DIM, head.NUM_CLASSES))
-        return {"pixel_decoder": pixel_decoder, "predictor": predictor, "num_classes": head.NUM_CLASSES}
+        num_classes = num_classes_from_config(cfg)
+        predictor = dec_cls(**dec_cls.from_config(cfg, head.CONVS_DIM, num_classes))
+        return {"pixel_decoder": pixel_decoder, "predictor": predictor, "num_classes": num_classes}
 
     def forward(self, features: Dict[str, Tensor], num_frame_query_layers: int = 0) -> Dict:
         pd = self.pixel_decoder(features, compute_mask_features=True)

@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from detectron2.layers import Conv2d, ShapeSpec, get_norm
 from torch import Tensor, nn
 
-from vis_zoo.modeling.deformable_transformer import DeformableEncoder, DeformableEncoderLayer, flatten_levels
-from vis_zoo.modeling.ms_deform_attn import MSDeformAttn
+from vis_zoo.modeling.deformable_transformer import (DeformableEncoder, DeformableEncoderLayer, flatten_levels,
+                                                     reset_deformable_parameters)
 from vis_zoo.modeling.position_encoding import PositionEmbeddingSine2D
 
 __all__ = ["MSDeformAttnEncoderOnly", "MSDeformAttnPixelDecoder"]
@@ -42,13 +42,7 @@ class MSDeformAttnEncoderOnly(nn.Module):
                                        num_feature_levels, nhead, enc_n_points)
         self.encoder = DeformableEncoder(layer, num_encoder_layers)
         self.level_embed = nn.Parameter(torch.empty(num_feature_levels, d_model))
-        # Deformable-DETR init: xavier on matrices, MSDeformAttn's own init, normal level embeddings.
-        for p in self.parameters():
-            if p.dim() > 1:
-                nn.init.xavier_uniform_(p)
-        for m in self.modules():
-            if isinstance(m, MSDeformAttn):
-                m._reset_parameters()
+        reset_deformable_parameters(self)
         nn.init.normal_(self.level_embed)
 
     def forward(self, srcs: List[Tensor], pos_embeds: List[Tensor]):
