@@ -16,7 +16,7 @@ weights, MODEL.DEVICE cpu and the given KEY VALUE overrides, makes one warm-up c
 `repeats` timed calls of `model([video])` under torch.no_grad() on T random uint8 frames at the given
 size — the same input and the same definitions (frames/s = T / median time; peak RSS = ru_maxrss / 2^20,
 reported as GB) as `tools/benchmark_speed.py` uses for ours. Note that the official config leaves
-TEST.DETECTIONS_PER_IMAGE at detectron2's 100, while VITA's spec (and our config) keep the top 10.
+TEST.DETECTIONS_PER_IMAGE at detectron2's 100, while VITA's paper setting (and our config) keep the top 10.
 """
 import argparse
 import json

@@ -241,7 +241,7 @@ def _fake_run(run_dir, *, total="0:04:10", metrics=True, log=True, arch="IFC", m
 
 def test_parse_train_log_reads_detectron2_end_of_training_lines(tmp_path):
     path = tmp_path / "log.txt"
-    # a resumed run appends: the last session's line counts; past 24 h timedelta prints days
+    # a resumed run appends: the last process's line counts; past 24 h timedelta prints days
     path.write_text(_D2_LOG.format(total="0:01:00") + _D2_LOG.format(total="1 day, 2:03:04"))
     res = parse_train_log(str(path))
     assert res["train_s"] == 26 * 3600 + 3 * 60 + 4

@@ -1,4 +1,4 @@
-"""The IFC converter on a state_dict fabricated with the official names and shapes (spec section 7)."""
+"""The IFC converter on a state_dict fabricated with the official names and shapes (the official checkpoint layout)."""
 import os
 import subprocess
 import sys

@@ -1,6 +1,6 @@
 """Dataset mappers: a video dataset dict (or a COCO-style image dict) -> a model-ready clip.
 
-Output contract (DESIGN.md, one dict per clip):
+Output contract (docs/architecture.md, one dict per clip):
     video_id, height, width (original frame size), length (frames in the source video),
     frame_idx (sampled frame indices), file_names (of the sampled frames),
     image: list of T uint8 tensors [C, H', W'] in INPUT.FORMAT,
@@ -177,7 +177,7 @@ def _is_valid_annotation(anno: Dict) -> bool:
 
 
 class YTVISDatasetMapper:
-    """Map a video dataset dict (DESIGN.md contract) to a training clip or a full test video.
+    """Map a video dataset dict (docs/architecture.md contract) to a training clip or a full test video.
 
     Training: T = `sampling_frame_num` frames sampled by `sample_frame_indices`, one augmentation
     sampled for the whole clip, per-frame `instances` aligned by track (see module docstring).

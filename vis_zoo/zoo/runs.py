@@ -71,7 +71,7 @@ _SPEED_RE = re.compile(r"Overall training speed: (\d+) iterations in .*?\(([0-9.
 def parse_train_log(log_path: str) -> Dict[str, object]:
     """Training wall time from a detectron2 log.txt: "train_s" (seconds, the sum of the "Total training
     time" lines of the last process, i.e. after the last "Command line arguments" line: a resumed run
-    that appended to the log counts its last session, a run with an initialisation stage
+    that appended to the log counts its last process, a run with an initialisation stage
     (MODEL.INIT_STAGE_CONFIG) both stages; it excludes the final evaluation, which EvalHook runs after
     IterationTimer has logged), and "log_s_per_iter" / "log_timed_iters" from the last "Overall
     training speed" line when present. Raises ValueError naming

@@ -9,7 +9,7 @@ The JSON format (YouTube-VIS 2019/2021/2022 and OVIS share it)::
      "categories": [{"id", "name"}, ...]}
 
 A per-frame entry of `segmentations`/`bboxes` is null where the object is absent from that frame.
-`load_ytvis_json` turns the file into one detectron2 dataset dict per video (see DESIGN.md) and
+`load_ytvis_json` turns the file into one detectron2 dataset dict per video (see docs/architecture.md) and
 checks it on the way, so that a bad file fails at load time with the file, video and field named
 instead of deep inside a data-loader worker.
 """
