@@ -173,6 +173,16 @@ _DEFINITIONS = [
 ]
 
 
+def _table_head(title: str, header: Sequence[str]) -> List[str]:
+    """A markdown sub-heading, then the header and separator rows of a table."""
+    return [
+        f"### {title}",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+    ]
+
+
 def _max_t_cell(mf: dict) -> str:
     if mf.get("max_frames") is None:
         return "—"
@@ -278,12 +288,7 @@ def render_table(results: dict, md_dir: str, repo_root: str, plot_files: Sequenc
             "Train wall",
             "Iterations",
         ]
-        lines += [
-            "### Accuracy on the synthetic validation split",
-            "",
-            "| " + " | ".join(header) + " |",
-            "|" + "|".join("---" for _ in header) + "|",
-        ]
+        lines += _table_head("Accuracy on the synthetic validation split", header)
         for r in with_acc:
             acc = r["accuracy"]
             cells = first_cells(r) + _accuracy_cells(acc) + [_schedule(acc)]
@@ -310,12 +315,7 @@ def render_table(results: dict, md_dir: str, repo_root: str, plot_files: Sequenc
         "Train s/iter",
         "Paper AP",
     ]
-    lines += [
-        "### Speed and memory",
-        "",
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join("---" for _ in header) + "|",
-    ]
+    lines += _table_head("Speed and memory", header)
     notes = []
     for r in rows:
         facts = r.get("facts", {})
