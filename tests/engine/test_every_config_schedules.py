@@ -3,6 +3,7 @@ steps do not fit its MAX_ITER (fvcore rejects a milestone >= the number of updat
 training starts, which for the long real-data configs would be hours into a user's job. A config
 with an initialisation stage (MODEL.INIT_STAGE_CONFIG) is checked with its stage, also when the run
 is shortened on the command line (the stage is shortened with it, vis_zoo/engine/init_stage.py)."""
+
 import glob
 import os
 
@@ -48,7 +49,9 @@ def test_config_resolves_and_its_lr_schedule_builds(config_file):
     check_lr_schedule(cfg, config_file)
     if cfg.DATASETS.DATASET_RATIO:
         assert len(cfg.DATASETS.DATASET_RATIO) == len(cfg.DATASETS.TRAIN), config_file
-    if cfg.MODEL.INIT_STAGE_CONFIG:  # the stage config exists, resolves and trains the same model kind
+    if (
+        cfg.MODEL.INIT_STAGE_CONFIG
+    ):  # the stage config exists, resolves and trains the same model kind
         from vis_zoo.engine.init_stage import build_init_stage_config
 
         stage = build_init_stage_config(cfg, config_file)
@@ -65,8 +68,9 @@ def test_a_shortened_run_shortens_its_init_stage(config_file, max_iter):
     full = build_config(config_file, ["MODEL.DEVICE", "cpu"])
     full_stage = build_init_stage_config(full, config_file)
     new_max = 2 * full.SOLVER.MAX_ITER if max_iter == "double" else max_iter
-    run = build_config(config_file, ["MODEL.DEVICE", "cpu", "SOLVER.MAX_ITER", str(new_max),
-                                     "SOLVER.STEPS", "()"])
+    run = build_config(
+        config_file, ["MODEL.DEVICE", "cpu", "SOLVER.MAX_ITER", str(new_max), "SOLVER.STEPS", "()"]
+    )
     stage = build_init_stage_config(run, config_file)
     factor = new_max / full.SOLVER.MAX_ITER
     expected = max(1, -(-full_stage.SOLVER.MAX_ITER * new_max // full.SOLVER.MAX_ITER))
@@ -75,5 +79,9 @@ def test_a_shortened_run_shortens_its_init_stage(config_file, max_iter):
         assert stage.SOLVER.MAX_ITER <= max_iter  # the stage is never longer than a shortened run
     else:
         assert stage.SOLVER.MAX_ITER == 2 * full_stage.SOLVER.MAX_ITER
-    assert 1 <= stage.SOLVER.CHECKPOINT_PERIOD <= max(1, full_stage.SOLVER.CHECKPOINT_PERIOD * factor + 1)
+    assert (
+        1
+        <= stage.SOLVER.CHECKPOINT_PERIOD
+        <= max(1, full_stage.SOLVER.CHECKPOINT_PERIOD * factor + 1)
+    )
     check_lr_schedule(stage, f"init stage of {config_file} at MAX_ITER {new_max}")

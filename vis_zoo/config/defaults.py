@@ -8,6 +8,7 @@ Mask2Former detector's `MODEL.MASK_FORMER.*`) come from its `add_<method>_config
 package is imported only when a config selects it (`vis_zoo_projects.import_method`), so a method
 whose code is broken does not stop the others from building, training or being evaluated.
 """
+
 from typing import Callable, Dict, NamedTuple, Optional
 
 import torch
@@ -18,7 +19,9 @@ from detectron2.config import get_cfg
 
 class MethodConfig(NamedTuple):
     """A method's config hooks: `add_config(cfg)` adds its keys; `num_classes_key` is the dotted key
-    holding its number of foreground classes (its official name, e.g. MODEL.SEM_SEG_HEAD.NUM_CLASSES)."""
+    holding its number of foreground classes (its official name, e.g. MODEL.SEM_SEG_HEAD.NUM_CLASSES).
+    """
+
     add_config: Callable[[CN], None]
     num_classes_key: str
 
@@ -29,11 +32,14 @@ _METHOD_CONFIGS: Dict[str, MethodConfig] = {}
 def register_method_config(meta_architecture: str, *, num_classes_key: str) -> Callable:
     """Decorator on a method's `add_<method>_config(cfg)`: the keys of MODEL.META_ARCHITECTURE
     `meta_architecture`, and where its class count lives (read by `num_classes_from_config`)."""
+
     def register(fn: Callable[[CN], None]) -> Callable[[CN], None]:
         known = _METHOD_CONFIGS.get(meta_architecture)
         if known is not None and known.add_config is not fn:
-            raise ValueError(f"two config functions for META_ARCHITECTURE {meta_architecture!r}: "
-                             f"{known.add_config.__module__} and {fn.__module__}")
+            raise ValueError(
+                f"two config functions for META_ARCHITECTURE {meta_architecture!r}: "
+                f"{known.add_config.__module__} and {fn.__module__}"
+            )
         _METHOD_CONFIGS[meta_architecture] = MethodConfig(fn, num_classes_key)
         return fn
 
@@ -158,5 +164,7 @@ def num_classes_from_config(cfg: CN) -> int:
         if classes:
             return len(classes)
     where = f"{key} <= 0 and " if key else ""
-    raise ValueError(f"{where}no thing_classes in the metadata of the datasets {names}: cannot tell "
-                     f"the number of classes of {cfg.MODEL.META_ARCHITECTURE}")
+    raise ValueError(
+        f"{where}no thing_classes in the metadata of the datasets {names}: cannot tell "
+        f"the number of classes of {cfg.MODEL.META_ARCHITECTURE}"
+    )

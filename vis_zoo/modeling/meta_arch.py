@@ -16,6 +16,7 @@ the engine and the benchmark call have defaults here, so a method overrides only
 A subclass registers itself with `@META_ARCH_REGISTRY.register()` and builds its modules in a
 `@configurable` `__init__` (keyword-only) with a `from_config(cfg)` classmethod, as detectron2 does.
 """
+
 from typing import Any, Dict, List, Sequence
 
 import torch
@@ -37,11 +38,17 @@ class VideoInstanceSegmenter(nn.Module):
 
     num_classes: int
 
-    def register_pixel_normalization(self, pixel_mean: Sequence[float], pixel_std: Sequence[float]) -> None:
+    def register_pixel_normalization(
+        self, pixel_mean: Sequence[float], pixel_std: Sequence[float]
+    ) -> None:
         """Non-persistent buffers `pixel_mean`, `pixel_std` [C, 1, 1] (float32): the per-channel
         normalisation of the 0-255 input frames, and what `device` reports."""
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(-1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(-1, 1, 1), False)
+        self.register_buffer(
+            "pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(-1, 1, 1), False
+        )
+        self.register_buffer(
+            "pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(-1, 1, 1), False
+        )
 
     @property
     def device(self) -> torch.device:
@@ -54,9 +61,17 @@ class VideoInstanceSegmenter(nn.Module):
         outputs = []
         for video in batched_inputs:
             output = self.inference_video(video)
-            size = (video["height"], video["width"]) if "height" in video and "width" in video else None
-            check_video_output(output, num_frames=len(input_frames(video)), image_size=size,
-                               num_classes=self.num_classes)
+            size = (
+                (video["height"], video["width"])
+                if "height" in video and "width" in video
+                else None
+            )
+            check_video_output(
+                output,
+                num_frames=len(input_frames(video)),
+                image_size=size,
+                num_classes=self.num_classes,
+            )
             outputs.append(output)
         return outputs
 

@@ -7,6 +7,7 @@ MinVIS's tracker (Huang et al., "MinVIS: A Minimal Video Instance Segmentation F
 Video-based Training", NeurIPS 2022, Sec. 3.2; NVlabs/MinVIS, `match_from_embds`) and the
 frame-to-frame association of methods built on per-frame or per-clip queries.
 """
+
 import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
@@ -25,18 +26,23 @@ def match_queries_to_previous_frame(previous: Tensor, current: Tensor) -> Tensor
         long [Q] `perm` such that current[perm[q]] continues the track of previous[q].
     """
     if previous.shape != current.shape:
-        raise ValueError(f"query embeddings of consecutive frames differ in shape: {tuple(previous.shape)} "
-                         f"and {tuple(current.shape)}")
+        raise ValueError(
+            f"query embeddings of consecutive frames differ in shape: {tuple(previous.shape)} "
+            f"and {tuple(current.shape)}"
+        )
     prev = torch.nn.functional.normalize(previous.float(), dim=-1)
     cur = torch.nn.functional.normalize(current.float(), dim=-1)
     cost = 1.0 - prev @ cur.T  # [previous q, current q'], in [0, 2]
     if not bool(torch.isfinite(cost).all()):
         # A finite model gives finite embeddings at every resolution; NaN/inf here means diverged
         # training or corrupt weights, and any matching of such queries would be meaningless.
-        bad = (~torch.isfinite(previous).all(-1)).sum().item(), (~torch.isfinite(current).all(-1)).sum().item()
+        bad = (~torch.isfinite(previous).all(-1)).sum().item(), (
+            ~torch.isfinite(current).all(-1)
+        ).sum().item()
         raise FloatingPointError(
             f"non-finite query embeddings ({bad[0]} of {len(previous)} queries of the previous frame, "
-            f"{bad[1]} of {len(current)} of this frame): the model diverged or its weights are corrupt")
+            f"{bad[1]} of {len(current)} of this frame): the model diverged or its weights are corrupt"
+        )
     rows, cols = linear_sum_assignment(cost.cpu().numpy())
     perm = torch.empty(len(rows), dtype=torch.long)
     perm[torch.as_tensor(rows, dtype=torch.long)] = torch.as_tensor(cols, dtype=torch.long)
