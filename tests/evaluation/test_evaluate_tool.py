@@ -101,4 +101,5 @@ def test_evaluate_tool_timings_and_two_workers(files):
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1])["AP"] == pytest.approx(50.0, abs=1e-4)
     timings = json.loads([line for line in proc.stderr.splitlines() if line.startswith("{")][-1])
-    assert set(timings) == {"import_s", "parse_s", "after_parse_s"} and all(v >= 0 for v in timings.values())
+    assert set(timings) == {"import_s", "parse_s", "after_parse_s", "cpu_s", "worker_cpu_s"}
+    assert all(v >= 0 for v in timings.values())

@@ -353,3 +353,23 @@ def test_error_in_the_worker_process_reaches_the_caller():
     for workers in (1, 2):  # whichever process scores video 11 reports it
         with pytest.raises(ValueError, match=r"result #1 \(video 11\), frame 0: mask size \[32, 32\]"):
             evaluate_ytvis(gt, results, workers=workers)
+
+
+def test_worker_process_runs_jobs_and_reports_failures():
+    from vis_zoo.evaluation.ytvis_metric import Worker, overlaps_of_job, prepare_overlaps_job
+
+    gt, masks = two_video_gt()
+    job = prepare_overlaps_job([[rle(m) for m in masks[1]], [rle(m) for m in masks[2]]], [0, 0],
+                               [[rle(m) for m in masks[1]]], [0], 64, 64)
+    with Worker() as worker:
+        worker.submit([job, job])
+        remote = worker.collect()
+        assert len(remote) == 2
+        for got, want in zip(remote[0], overlaps_of_job(job)):
+            np.testing.assert_array_equal(got, want)
+        assert remote[0][2][0, 0] == 100 * 3  # the 10x10 box of track 1, in 3 frames, intersects itself
+        worker.submit([("not a job",)])
+        with pytest.raises(RuntimeError, match="worker process .* failed"):
+            worker.collect()
+        worker.submit([job])  # still serving after a failure
+        assert len(worker.collect()) == 1

@@ -42,7 +42,7 @@ import signal
 from collections import OrderedDict
 import zipfile
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pycocotools.mask as mask_util
@@ -70,7 +70,9 @@ __all__ = [
     "gc_paused",
     "track_ious",
     "video_overlaps",
-    "run_in_processes",
+    "Worker",
+    "prepare_overlaps_job",
+    "overlaps_of_job",
     "warn_unlabelled_tracks",
     "track_occlusion_score",
     "greedy_match",
@@ -476,7 +478,7 @@ def _present_frames(track: Sequence, height: int, width: int, what: Optional[str
         fine = False
     if not fine:  # find the culprit frame(s): convert them or raise an error naming them
         counts = [_pred_frame_rle(f, height, width, what, t)["counts"] for t, f in zip(ts, frames)]
-    return ts, counts
+    return ts, counts  # a tuple
 
 
 def video_overlaps(
@@ -486,59 +488,75 @@ def video_overlaps(
     gt_slots: Sequence[int],
     height: int,
     width: int,
-    pred_names: Optional[Sequence[str]] = None,
+    pred_names: Optional[Sequence] = None,
 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-frame areas and spatio-temporal intersections of one video's tracks.
 
     pred_tracks / gt_tracks: P / G tracks, each T frames (RLE dict or None; prediction frames may
-    also be uncompressed RLEs and are validated here, errors named by `pred_names[p]`).
+    also be uncompressed RLEs and are validated here, errors named by `pred_names[p]`: a string, or
+    an object whose `what()` gives one, built only when an error is raised).
     pred_slots / gt_slots: [P] / [G] ints; only pairs of the same slot (>= 0) are intersected (the
     metric uses one slot per category); a prediction with slot -1 only gets its areas, a GT whose
     slot no prediction has gets nothing (zeros).
     Returns pred_areas [P, T] int64, gt_areas [G, T] int64 (0 where absent or not needed) and
     inter [P, G] int64: sum over frames of |P_t ∩ G_t|.
     """
+    return overlaps_of_job(prepare_overlaps_job(pred_tracks, pred_slots, gt_tracks, gt_slots, height, width,
+                                                pred_names))
+
+
+def prepare_overlaps_job(pred_tracks, pred_slots, gt_tracks, gt_slots, height, width, pred_names=None) -> tuple:
+    """The Python-object part of `video_overlaps` (same arguments): validate the frames and keep, per
+    track, its present frame indices and compressed counts. The result holds only ints, lists and
+    strings, so it pickles cheaply for a worker process (`overlaps_of_job` does the mask work)."""
     num_p, num_g = len(pred_tracks), len(gt_tracks)
     length = len(pred_tracks[0]) if num_p else (len(gt_tracks[0]) if num_g else 0)
+
+    def name(p: int) -> str:
+        if pred_names is None:
+            return f"predicted track {p}"
+        return pred_names[p] if isinstance(pred_names[p], str) else pred_names[p].what()
+
+    with_gt = set(gt_slots)
+    lone, paired = [], []
+    for p in range(num_p):
+        ts, counts = _present_frames(pred_tracks[p], height, width, name(p))
+        if pred_slots[p] >= 0 and pred_slots[p] in with_gt:
+            paired.append((p, pred_slots[p], ts, counts))
+        else:  # no GT of its category: only its areas are needed
+            lone.append((p, ts, counts))
+    used = {slot for _, slot, _, _ in paired}
+    gts = [(g, gt_slots[g]) + _present_frames(gt_tracks[g], height, width, None)
+           for g in range(num_g) if gt_slots[g] in used]
+    return height, width, length, num_p, num_g, lone, paired, gts
+
+
+def overlaps_of_job(job: tuple) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pred_areas [P, T], gt_areas [G, T], inter [P, G]) of a `prepare_overlaps_job` result: the
+    pycocotools work, each RLE string decoded once (see the comment above _CELLS_PER_CALL)."""
+    height, width, length, num_p, num_g, lone, paired, gts = job
     pred_areas = np.zeros((num_p, length), dtype=np.int64)
     gt_areas = np.zeros((num_g, length), dtype=np.int64)
     inter = np.zeros((num_p, num_g), dtype=np.int64)
-    if num_p == 0 or length == 0:
-        return pred_areas, gt_areas, inter
     npix = height * width
-    names = pred_names if pred_names is not None else [f"predicted track {p}" for p in range(num_p)]
-    with_gt = set(gt_slots)
-    lone = [p for p in range(num_p) if pred_slots[p] < 0 or pred_slots[p] not in with_gt]
-    paired = [p for p in range(num_p) if pred_slots[p] >= 0 and pred_slots[p] in with_gt]
-    if lone:  # predictions with no GT of their category: areas only, one call
-        flat, where = [], []
-        for p in lone:
-            ts, counts = _present_frames(pred_tracks[p], height, width, names[p])
-            flat += [{"size": [height, width], "counts": c} for c in counts]
-            where += [p * length + t for t in ts]
+    if lone:  # one area call for every frame of the predictions without a GT of their category
+        hw = [height, width]
+        flat = [{"size": hw, "counts": c} for _, _, counts in lone for c in counts]
         if flat:
+            where = [p * length + t for p, ts, _ in lone for t in ts]
             pred_areas.reshape(-1)[where] = mask_util.area(flat)
     if not paired:
         return pred_areas, gt_areas, inter
-    used = sorted({pred_slots[p] for p in paired})
-    gts = [g for g in range(num_g) if gt_slots[g] in used]
+    used = sorted({slot for _, slot, _, _ in paired})
     # Declared sizes, one per (slot, frame): key = slot * T + t, size [H, W + key].
     sizes = {k: [[height, width + k * length + t] for t in range(length)] for k in used}
-    sides = []
-    for tracks, slots, names_or_none, source in ((paired, pred_slots, names, pred_tracks),
-                                                 (gts, gt_slots, None, gt_tracks)):
-        side = []
-        for i in tracks:
-            ts, counts = _present_frames(source[i], height, width, None if names_or_none is None else names_or_none[i])
-            side.append((i, slots[i], ts, counts))
-        sides.append(side)
     ones = _all_ones_counts(height, width)
     per_frame = (len(paired) + len(used)) * (len(gts) + len(used))
     step = max(1, min(length, int(math.sqrt(_CELLS_PER_CALL / per_frame))))
     for t0 in range(0, length, step):
         t1 = t0 + step
         chunk = []
-        for side in sides:
+        for side in (paired, gts):
             rles, track, key = [], [], []
             for i, slot, ts, counts in side:
                 lo, hi = bisect.bisect_left(ts, t0), bisect.bisect_left(ts, t1)
@@ -814,27 +832,40 @@ def per_category_ap(precision: np.ndarray, category_names: Sequence[str]) -> "Or
 
 
 def evaluate_ytvis(
-    gt_json: dict, results: Sequence[dict], ovis: Optional[bool] = None, workers: int = 1
+    gt_json: dict,
+    results: Sequence[dict],
+    ovis: Optional[bool] = None,
+    workers: int = 1,
+    worker: Optional["Worker"] = None,
 ) -> YTVISResult:
     """Score a results list (submission format) against a YouTube-VIS / OVIS GT JSON dict.
 
     gt_json: {videos, categories, annotations (may be missing/None)}; results: list of
     {video_id, category_id (dataset id), score, segmentations: [compressed RLE or None] * T}.
     ovis: compute the occlusion APs/ARs; None = when the GT carries per-frame `occlusion` labels.
-    workers: processes for the mask work (2 = this one and one forked child, each scoring about
-    half of the videos; needs os.fork, else 1 is used). The numbers do not depend on it.
+    workers: 2 = share the mask work with a helper process (about half of the videos each);
+    `worker`: a `Worker` started earlier to use for it (best: started before the files were parsed,
+    see `Worker`); with workers=2 and none given, one is forked for this call (needs os.fork, else
+    everything runs here). The numbers do not depend on either.
     """
-    with gc_paused():
-        gt = load_ground_truth(gt_json)
-        preds, dropped = load_predictions(gt, results)
-        occlusion = gt.has_occlusion_labels if ovis is None else bool(ovis)
-        if occlusion and not gt.has_occlusion_labels and gt.has_annotations:
-            logger.warning("OVIS occlusion metrics requested but the GT has no 'occlusion' labels: they are -1.")
-        elif occlusion:
-            warn_unlabelled_tracks(gt)
-        if not gt.has_annotations:
-            logger.warning("The GT JSON has no annotations: no local score is possible (all numbers are -1).")
-        return _evaluate_parsed(gt, preds, dropped, occlusion, workers)
+    own = None
+    if worker is None and workers > 1 and hasattr(os, "fork"):
+        worker = own = Worker()
+    try:
+        with gc_paused():
+            gt = load_ground_truth(gt_json)
+            preds, dropped = load_predictions(gt, results)
+            occlusion = gt.has_occlusion_labels if ovis is None else bool(ovis)
+            if occlusion and not gt.has_occlusion_labels and gt.has_annotations:
+                logger.warning("OVIS occlusion metrics requested but the GT has no 'occlusion' labels: they are -1.")
+            elif occlusion:
+                warn_unlabelled_tracks(gt)
+            if not gt.has_annotations:
+                logger.warning("The GT JSON has no annotations: no local score is possible (all numbers are -1).")
+            return _evaluate_parsed(gt, preds, dropped, occlusion, worker)
+    finally:
+        if own is not None:
+            own.close()
 
 
 @contextlib.contextmanager
@@ -851,78 +882,120 @@ def gc_paused():
             gc.enable()
 
 
-def run_in_processes(fn: Callable, parts: Sequence[Sequence], ) -> List[list]:
-    """[fn(x) for x in part] for every part: the first part in this process, each other part in a
-    forked child at the same time (results come back pickled through a pipe).
+class Worker:
+    """A helper process for the mask work: a fork of this process that runs `overlaps_of_job` on
+    the jobs it is sent through a pipe and sends the results back (pickled).
 
-    A ValueError raised in a child is raised here with the same message; a child that dies raises a
-    RuntimeError. Without os.fork every part runs here, one after the other.
+    Start it early — tools/evaluate.py does so before parsing the JSON files — so that it shares
+    only the imported modules with its parent: a process forked after the parse would keep every
+    page of the parsed files mapped, and each page the parent then touches would be copied. The
+    jobs carry only ints and strings, never the parsed objects. Use as a context manager, or
+    call close(). Linux/macOS only (needs os.fork).
     """
-    if len(parts) <= 1 or not hasattr(os, "fork"):
-        return [[fn(x) for x in part] for part in parts]
-    children = []
-    try:
-        for part in parts[1:]:
-            read_fd, write_fd = os.pipe()
-            pid = os.fork()
-            if pid == 0:  # child: never return into the caller's code
-                status = 1
+
+    def __init__(self):
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the worker: never returns into the caller's code
+            status = 1
+            try:
+                os.close(to_child_w)
+                os.close(from_child_r)
+                gc.disable()  # its objects are short-lived; see gc_paused
+                Worker._serve(os.fdopen(to_child_r, "rb"), os.fdopen(from_child_w, "wb"))
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(to_child_r)
+        os.close(from_child_w)
+        self.pid = pid
+        self._to = os.fdopen(to_child_w, "wb")
+        self._from = os.fdopen(from_child_r, "rb")
+
+    @staticmethod
+    def _send(f, message) -> None:
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        f.write(len(data).to_bytes(8, "little"))
+        f.write(data)
+        f.flush()
+
+    @staticmethod
+    def _receive(f):
+        head = f.read(8)
+        if len(head) < 8:
+            return None  # the other side is gone
+        return pickle.loads(f.read(int.from_bytes(head, "little")))
+
+    @staticmethod
+    def _serve(inbox, outbox) -> None:
+        results, error = [], None
+        while True:
+            message = Worker._receive(inbox)
+            if message is None or message[0] == "stop":
+                return
+            if message[0] == "jobs" and error is None:
                 try:
-                    os.close(read_fd)
-                    try:
-                        payload = pickle.dumps(("ok", [fn(x) for x in part]), protocol=pickle.HIGHEST_PROTOCOL)
-                    except ValueError as e:
-                        payload = pickle.dumps(("ValueError", str(e)))
-                    except BaseException as e:  # noqa: B036 - reported to the parent, then exit
-                        payload = pickle.dumps(("error", f"{type(e).__name__}: {e}"))
-                    with os.fdopen(write_fd, "wb") as f:
-                        f.write(payload)
-                    status = 0
-                finally:
-                    os._exit(status)
-            os.close(write_fd)
-            children.append((pid, read_fd))
-        outputs = [[fn(x) for x in parts[0]]]
-        for pid, read_fd in children:
-            with os.fdopen(read_fd, "rb") as f:
-                data = f.read()
-            _, status = os.waitpid(pid, 0)
-            if not data:
-                raise RuntimeError(f"the worker process {pid} died (wait status {status}) before reporting")
-            kind, value = pickle.loads(data)
-            if kind == "ValueError":
-                raise ValueError(value)
-            if kind != "ok":
-                raise RuntimeError(f"the worker process {pid} failed: {value}")
-            outputs.append(value)
-        children = []
-        return outputs
-    finally:
-        for pid, read_fd in children:  # only after an error: stop and reap the remaining children
+                    results += [overlaps_of_job(job) for job in message[1]]
+                except Exception as e:  # reported to the parent with the results
+                    error = f"{type(e).__name__}: {e}"
+            elif message[0] == "end":
+                Worker._send(outbox, ("error", error) if error else ("results", results))
+                results, error = [], None
+
+    def submit(self, jobs: list) -> None:
+        """Queue jobs (`prepare_overlaps_job` results); the worker starts on them at once."""
+        self._send(self._to, ("jobs", jobs))
+
+    def collect(self) -> list:
+        """The results of every job submitted since the last collect, in order."""
+        self._send(self._to, ("end",))
+        reply = self._receive(self._from)
+        if reply is None:
+            raise RuntimeError(f"the worker process {self.pid} died")
+        if reply[0] == "error":
+            raise RuntimeError(f"the worker process {self.pid} failed: {reply[1]}")
+        return reply[1]
+
+    def close(self) -> None:
+        if self.pid is None:
+            return
+        try:
+            self._send(self._to, ("stop",))
+        except OSError:
+            pass
+        for f in (self._to, self._from):
             try:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-            except (ChildProcessError, ProcessLookupError):
-                pass
-            try:
-                os.close(read_fd)
+                f.close()
             except OSError:
                 pass
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass
+        self.pid = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
-def _split_by_cost(items: Sequence, costs: Sequence[float], parts: int) -> List[list]:
-    """Items into `parts` lists of about equal total cost (largest first, each to the lightest)."""
-    out: List[list] = [[] for _ in range(parts)]
-    load = [0.0] * parts
+def _split_by_cost(items: Sequence, costs: Sequence[float], shares: Sequence[float]) -> List[list]:
+    """Items into len(shares) lists whose total costs are about in those proportions (largest item
+    first, each to the list furthest below its share)."""
+    out: List[list] = [[] for _ in shares]
+    load = [0.0] * len(shares)
     for i in sorted(range(len(items)), key=lambda i: -costs[i]):
-        j = load.index(min(load))
+        j = min(range(len(shares)), key=lambda j: (load[j] + costs[i]) / shares[j])
         out[j].append(items[i])
         load[j] += costs[i]
     return out
 
 
 def _evaluate_parsed(
-    gt: GroundTruth, preds: List[PredTrack], dropped: int, occlusion: bool, workers: int = 1
+    gt: GroundTruth, preds: List[PredTrack], dropped: int, occlusion: bool, worker: Optional[Worker] = None
 ) -> YTVISResult:
     ranges = [r for _, r in AREA_RANGES]
     range_names = [n for n, _ in AREA_RANGES]
@@ -966,24 +1039,28 @@ def _evaluate_parsed(
     for key in sorted(pred_by_group):
         keys_by_video.setdefault(key[0], []).append(key)
 
-    def score_video(vi: int):
-        """(mean areas of the video's kept predictions, IoU matrix of each group with GT)."""
+    def job_of(vi: int) -> tuple:
+        """The video's mask work: its kept predictions (in key order) against its GTs, one slot
+        per category present on both sides."""
         keys = keys_by_video[vi]
         pred_idx = [i for key in keys for i in pred_by_group[key]]
         gt_idx = gt_by_video.get(vi, [])
         slot = {key[1]: k for k, key in enumerate(keys) if key in gt_by_group}
-        h, w = gt.heights[vi], gt.widths[vi]
-        pred_areas, gt_areas, inter = video_overlaps(
+        return prepare_overlaps_job(
             [preds[i].segms for i in pred_idx], [slot.get(preds[i].category_index, -1) for i in pred_idx],
             [gt.tracks[i].rles for i in gt_idx], [slot.get(gt.tracks[i].category_index, -1) for i in gt_idx],
-            h, w, pred_names=[preds[i].what() for i in pred_idx],
+            gt.heights[vi], gt.widths[vi], pred_names=[preds[i] for i in pred_idx],
         )
+
+    def finish_video(vi: int, overlaps) -> tuple:
+        """(mean areas of the video's kept predictions, IoU matrix of each group with GT)."""
+        pred_areas, gt_areas, inter = overlaps
         # Mean of the non-zero frame areas (exact: integer sums are exact in float64).
         mean_area = pred_areas.sum(axis=1) / np.maximum(np.count_nonzero(pred_areas, axis=1), 1)
         ious = _ious_from_overlaps(pred_areas, gt_areas, inter)
         group_ious, p0 = [], 0
-        gt_pos = {i: j for j, i in enumerate(gt_idx)}
-        for key in keys:
+        gt_pos = {i: j for j, i in enumerate(gt_by_video.get(vi, []))}
+        for key in keys_by_video[vi]:
             d = len(pred_by_group[key])
             if key in gt_by_group:
                 group_ious.append(ious[p0 : p0 + d][:, [gt_pos[i] for i in gt_by_group[key]]])
@@ -991,14 +1068,25 @@ def _evaluate_parsed(
         return mean_area, group_ious
 
     videos = list(keys_by_video)
-    workers = max(1, min(int(workers), len(videos)))
-    # Cost of a video ~ the frames whose masks get decoded.
-    costs = [gt.lengths[vi] * (sum(len(pred_by_group[k]) for k in keys_by_video[vi]) + len(gt_by_video.get(vi, ())))
-             for vi in videos]
-    parts = _split_by_cost(videos, costs, workers) if workers > 1 else [videos]
     per_video = {}
-    for part, outputs in zip(parts, run_in_processes(score_video, parts)):
-        per_video.update(zip(part, outputs))
+    if worker is not None and len(videos) > 1:
+        # Cost of a video ~ the frames whose masks get decoded. The worker gets more than half:
+        # this process also prepares every job (the Python-object part), sends the worker's and
+        # does the matching and accumulation afterwards (~0.2 s on the benchmark cases).
+        costs = [gt.lengths[vi] * (sum(len(pred_by_group[k]) for k in keys_by_video[vi])
+                                   + len(gt_by_video.get(vi, ()))) for vi in videos]
+        theirs, mine = _split_by_cost(videos, costs, (0.62, 0.38))
+        theirs.sort()
+        batch = max(1, len(theirs) // 8)  # a few messages, so that the worker starts early
+        for b in range(0, len(theirs), batch):
+            worker.submit([job_of(vi) for vi in theirs[b : b + batch]])
+        for vi in mine:
+            per_video[vi] = finish_video(vi, overlaps_of_job(job_of(vi)))
+        for vi, overlaps in zip(theirs, worker.collect()):
+            per_video[vi] = finish_video(vi, overlaps)
+    else:
+        for vi in videos:
+            per_video[vi] = finish_video(vi, overlaps_of_job(job_of(vi)))
 
     det_category, det_score, det_rank, det_area = [], [], [], []
     group_slices: Dict[Tuple[int, int], Tuple[int, int]] = {}
