@@ -1,7 +1,7 @@
 """The interface every VIS Zoo meta-architecture implements: `VideoInstanceSegmenter`.
 
-detectron2's trainer and our tools call a meta-architecture as `model(batched_inputs)` with a list of
-mapper dicts (one per video; see docs/architecture.md for the dict keys). This base class turns that
+detectron2's trainer and our tools call a meta-architecture as `model(batched_inputs)` with a list
+of mapper dicts (one per video; see docs/architecture.md for the dict keys). This base class turns that
 call into the two methods a method writes:
 
     forward_train(batched_inputs) -> {"loss_*": scalar Tensor}     (weighted; the trainer sums them)
@@ -10,7 +10,7 @@ call into the two methods a method writes:
 and checks every inference output against the output contract (`check_video_output`). The hooks
 the engine and the benchmark call have defaults here, so a method overrides only what it needs:
 
-    adapt_checkpoint_state_dict(state_dict) -> state_dict   called by the checkpointer before loading
+    adapt_checkpoint_state_dict(state_dict) -> state_dict   the checkpointer calls it before loading
     processed_frames(num_frames) -> int                     frames the network really runs on
 
 A subclass registers itself with `@META_ARCH_REGISTRY.register()` and builds its modules in a
@@ -55,7 +55,7 @@ class VideoInstanceSegmenter(nn.Module):
         return self.pixel_mean.device
 
     def forward(self, batched_inputs: List[dict]):
-        """Training: the loss dict of `forward_train`. Inference: one checked output dict per video."""
+        """Training: `forward_train`'s loss dict. Inference: one checked output dict per video."""
         if self.training:
             return self.forward_train(batched_inputs)
         outputs = []
@@ -85,8 +85,8 @@ class VideoInstanceSegmenter(nn.Module):
         raise NotImplementedError(f"{type(self).__name__} does not implement forward_train")
 
     def inference_video(self, video: dict) -> dict:
-        """One test video (mapper dict: "image" T frames [3, h, w], original "height"/"width") -> the
-        output contract: {"image_size": (H, W), "pred_scores": float [K'], "pred_labels": long [K']
+        """One test video (mapper dict: "image" T frames [3, h, w], original "height"/"width") ->
+        the output contract: {"image_size": (H, W), "pred_scores": float [K'], "pred_labels": long [K']
         (contiguous class ids), "pred_masks": K' entries, each bool [T, H, W] or T RLE dicts / None}
         at the original size H x W. Must run under bounded memory for any T."""
         raise NotImplementedError(f"{type(self).__name__} does not implement inference_video")

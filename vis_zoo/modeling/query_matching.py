@@ -40,8 +40,9 @@ def match_queries_to_previous_frame(previous: Tensor, current: Tensor) -> Tensor
             ~torch.isfinite(current).all(-1)
         ).sum().item()
         raise FloatingPointError(
-            f"non-finite query embeddings ({bad[0]} of {len(previous)} queries of the previous frame, "
-            f"{bad[1]} of {len(current)} of this frame): the model diverged or its weights are corrupt"
+            f"non-finite query embeddings ({bad[0]} of {len(previous)} queries of the previous "
+            f"frame, {bad[1]} of {len(current)} of this frame): the model diverged or its weights "
+            "are corrupt"
         )
     rows, cols = linear_sum_assignment(cost.cpu().numpy())
     perm = torch.empty(len(rows), dtype=torch.long)
