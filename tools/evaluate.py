@@ -7,7 +7,7 @@
 one final line with a JSON object of the numbers in percent (detectron2 convention; null where
 undefined, e.g. APl when no GT track is large).
 
-Only numpy, pycocotools and tabulate are imported: the metric module is loaded on its own, without
+Only numpy and pycocotools are imported: the metric module is loaded on its own, without
 the `vis_zoo` package (whose import registers the datasets with detectron2 and so loads torch,
 ~2 s and ~550 MB before any work).
 """

@@ -38,9 +38,8 @@ import logging
 import math
 import os
 import pickle
-import signal
-from collections import OrderedDict
 import zipfile
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -1146,18 +1145,26 @@ def _evaluate_parsed(
     )
 
 
+def _pipe_table(headers: Sequence[str], rows: Sequence[Sequence[str]], center: bool = False) -> str:
+    """A Markdown pipe table of strings (what detectron2 logs print), columns padded to one width.
+    Written here rather than with tabulate: the command imports numpy and pycocotools only."""
+    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows)]
+    pad = (lambda text, w: text.center(w)) if center else (lambda text, w: text.ljust(w))  # noqa: E731
+
+    def line(cells):
+        return "| " + " | ".join(pad(str(c), max(w, 3)) for c, w in zip(cells, widths)) + " |"
+
+    sep = "|" + "|".join((":" + "-" * max(w, 3) + ":") if center else "-" * (max(w, 3) + 2) for w in widths) + "|"
+    return "\n".join([line(headers), sep] + [line(r) for r in rows])
+
+
 def format_results_table(result: YTVISResult) -> str:
     """Human-readable summary: the 12 numbers (x100), OVIS numbers, and per-category AP."""
-    from tabulate import tabulate
-
     pct = result.as_percentages()
     main = [(k, pct[k]) for k in STAT_NAMES]
     if result.occlusion is not None:
         main += [(k, pct[k]) for k in OCCLUSION_STAT_NAMES]
-    lines = [
-        tabulate([[f"{v:.3f}" for _, v in main]], headers=[k for k, _ in main], tablefmt="pipe",
-                 stralign="center", disable_numparse=True)
-    ]
+    lines = [_pipe_table([k for k, _ in main], [[f"{v:.3f}" for _, v in main]], center=True)]
     cats = [(n, pct[f"AP-{n}"]) for n in result.category_names]
     if cats:
         cols = 3
@@ -1166,9 +1173,6 @@ def format_results_table(result: YTVISResult) -> str:
             row = []
             for n, v in cats[i : i + cols]:
                 row += [n, f"{v:.3f}"]
-            rows.append(row)
-        lines.append(
-            tabulate(rows, headers=["category", "AP"] * min(cols, len(cats)), tablefmt="pipe",
-                     disable_numparse=True)
-        )
+            rows.append(row + [""] * (2 * min(cols, len(cats)) - len(row)))
+        lines.append(_pipe_table(["category", "AP"] * min(cols, len(cats)), rows))
     return "\n\n".join(lines)
