@@ -2,9 +2,9 @@
 
 Slow on purpose: it walks frames pair by pair with pycocotools RLE merges, matches predictions to GTs
 with nested Python loops, and accumulates precision point by point. It exists to cross-check the
-vectorised `vis_zoo.evaluation.ytvis_metric.evaluate_ytvis` (tests compare the two on random inputs)
-and as the baseline of `tools/benchmark_evaluator.py`. It shares only the JSON parsing/validation and
-the final summary (means over the precision/recall arrays) with the vectorised version.
+vectorised `vis_zoo.evaluation.ytvis_metric.evaluate_ytvis` (tests compare the two on random inputs).
+It shares only the JSON parsing/validation and the final summary (means over the precision/recall
+arrays) with the vectorised version.
 """
 import logging
 from typing import List, Optional, Sequence

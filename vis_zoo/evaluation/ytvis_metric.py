@@ -1,29 +1,32 @@
 """The YouTube-VIS / OVIS video instance segmentation metric, vectorised.
 
-Our own implementation of the scorer described in `shared/specs/ytvis_evaluation.md` (the YouTube-VIS
-fork of the COCO API that the CodaLab servers run). It gives the same numbers as that scorer, quirks
+Our own implementation of the reference scorer (the YouTube-VIS fork of the COCO API that the CodaLab
+servers run, https://github.com/youtubevos/cocoapi; docs/evaluation.md describes it). It gives the same numbers as that scorer, quirks
 included (stable sorts, float64 machine-epsilon in the precision, 101 recall points, GT sizes taken from
 the GT `areas`, 128²/256² size ranges, crowd GTs), with these deliberate differences:
 
 * a prediction whose frame count differs from its video, or whose masks are not at the video's
   resolution, raises a ValueError naming the video (the reference silently truncates / scores 0);
 * a result for a video that is not in the GT raises a ValueError naming the video;
-* an empty results list scores 0 (the reference crashes on it);
+* a GT without videos, or a GT annotation whose category is not listed, raises a ValueError naming it
+  (the reference blames the results / silently drops the track);
+* an empty results list scores 0 with a warning (the reference crashes on it);
 * a GT annotation whose `id` is 0 is treated like any other (the reference, which stores matched GT
   ids in an array where 0 means "unmatched", would count a prediction matched to it as a false
   positive). YouTube-VIS and OVIS ids start at 1, so real files are unaffected.
+* OVIS: predictions have no occlusion score (as in the official OVIS scorer): an unmatched
+  prediction is a false positive in every occlusion band. A GT track without occlusion labels is
+  ignored in the three bands, with a warning naming it (the official scorer stops with an error).
 
-How it is vectorised:
-* track IoUs: per video and frame, one pycocotools call gives the IoUs of all present
-  (prediction, GT) pairs (exact RLE intersections, pairs with disjoint boxes skipped); the integer
-  intersections are recovered exactly from them and summed over frames with numpy. Unions follow
-  from the per-track pixel totals: U = |P| + |G| - I, because a frame where only one track is
-  present adds that track's area and an all-zero mask adds nothing, exactly as the frame-by-frame
-  walk of the reference does.
+How it is made fast (docs/evaluation.md has the numbers):
+* track areas and intersections: every RLE string is decoded once, by one pycocotools call per video
+  (or chunk of its frames), see `overlaps_of_job`; unions follow from the per-track pixel totals,
+  U = |P| + |G| - I, exactly as the frame-by-frame walk of the reference adds them up;
 * matching: the greedy COCO matching is sequential in the predictions (highest score first), so the
   loop runs over the prediction rank d (at most 100 steps) and each step handles every
-  (video, category, size range, IoU threshold, GT) at once with numpy.
-* accumulation: one stable lexsort of all kept predictions, then cumulative sums per category.
+  (video, category, size range, IoU threshold, GT) at once with numpy;
+* accumulation: one stable lexsort of all kept predictions, then cumulative sums per category;
+* a `Worker` process can take part of the videos' mask work (tools/evaluate.py starts one).
 
 Public entry points: `evaluate_ytvis(gt_json, results)` and `format_results_table(result)`.
 The straightforward per-pair loop implementation used to cross-check this one lives in
