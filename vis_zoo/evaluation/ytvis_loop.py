@@ -16,13 +16,12 @@ from .ytvis_metric import (
     AREA_RANGES,
     IOU_THRESHOLDS,
     MAX_DETS,
-    OCCLUSION_BANDS,
     RECALL_THRESHOLDS,
     YTVISResult,
     load_ground_truth,
     load_predictions,
-    per_category_ap,
-    summarize,
+    make_result,
+    settings_ranges,
     warn_unlabelled_tracks,
 )
 
@@ -57,11 +56,7 @@ def evaluate_ytvis_loop(gt_json: dict, results: Sequence[dict], ovis: Optional[b
     occlusion = gt.has_occlusion_labels if ovis is None else bool(ovis)
     if occlusion:
         warn_unlabelled_tracks(gt)
-    ranges = [r for _, r in AREA_RANGES]
-    range_names = [n for n, _ in AREA_RANGES]
-    if occlusion:
-        ranges += [r for _, r in OCCLUSION_BANDS]
-        range_names += ["occ-" + n for n, _ in OCCLUSION_BANDS]
+    ranges, range_names = settings_ranges(occlusion)
     num_size_ranges = len(AREA_RANGES)
     num_v, num_k, num_a = len(gt.video_ids), len(gt.category_ids), len(ranges)
     num_t, num_r, num_m = len(IOU_THRESHOLDS), len(RECALL_THRESHOLDS), len(MAX_DETS)
@@ -169,16 +164,4 @@ def evaluate_ytvis_loop(gt_json: dict, results: Sequence[dict], ovis: Optional[b
                                 value = pr[i]
                                 break
                         precision[t, r, k, a, m] = value
-    stats, occ = summarize(precision, recall, range_names, occlusion)
-    return YTVISResult(
-        stats=stats,
-        per_category_ap=per_category_ap(precision, gt.category_names),
-        occlusion=occ,
-        precision=precision,
-        recall=recall,
-        category_ids=list(gt.category_ids),
-        category_names=list(gt.category_names),
-        range_names=range_names,
-        has_annotations=gt.has_annotations,
-        num_dropped_results=dropped,
-    )
+    return make_result(gt, precision, recall, range_names, occlusion, dropped)

@@ -82,6 +82,8 @@ __all__ = [
     "per_category_ap",
     "evaluate_ytvis",
     "summarize",
+    "make_result",
+    "settings_ranges",
     "format_results_table",
 ]
 
@@ -718,6 +720,16 @@ class YTVISResult:
         return out
 
 
+def settings_ranges(occlusion: bool) -> Tuple[List[Tuple[float, float]], List[str]]:
+    """(ranges, names) of the settings A: the size ranges, then the occlusion bands when computed."""
+    ranges = [r for _, r in AREA_RANGES]
+    range_names = [n for n, _ in AREA_RANGES]
+    if occlusion:
+        ranges += [r for _, r in OCCLUSION_BANDS]
+        range_names += ["occ-" + n for n, _ in OCCLUSION_BANDS]
+    return ranges, range_names
+
+
 def _range_masks(values: np.ndarray, ranges) -> np.ndarray:
     """[A, N] True where values lie OUTSIDE the inclusive range (nan counts as outside)."""
     lo = np.array([r[0] for r in ranges])[:, None]
@@ -999,11 +1011,7 @@ def _split_by_cost(items: Sequence, costs: Sequence[float], shares: Sequence[flo
 def _evaluate_parsed(
     gt: GroundTruth, preds: List[PredTrack], dropped: int, occlusion: bool, worker: Optional[Worker] = None
 ) -> YTVISResult:
-    ranges = [r for _, r in AREA_RANGES]
-    range_names = [n for n, _ in AREA_RANGES]
-    if occlusion:
-        ranges += [r for _, r in OCCLUSION_BANDS]
-        range_names += ["occ-" + n for n, _ in OCCLUSION_BANDS]
+    ranges, range_names = settings_ranges(occlusion)
     num_areas = len(AREA_RANGES)
     num_a, num_k = len(ranges), len(gt.category_ids)
     max_det = MAX_DETS[-1]
@@ -1133,6 +1141,12 @@ def _evaluate_parsed(
     precision, recall = accumulate(
         det_category, det_score, det_rank, det_tp, det_fp, num_gt_not_ignored, category_present
     )
+    return make_result(gt, precision, recall, range_names, occlusion, dropped)
+
+
+def make_result(gt: GroundTruth, precision: np.ndarray, recall: np.ndarray, range_names: Sequence[str],
+                occlusion: bool, dropped: int) -> YTVISResult:
+    """The summary numbers and the result object from precision [T, R, K, A, M] / recall [T, K, A, M]."""
     stats, occ = summarize(precision, recall, range_names, occlusion)
     return YTVISResult(
         stats=stats,
@@ -1142,7 +1156,7 @@ def _evaluate_parsed(
         recall=recall,
         category_ids=list(gt.category_ids),
         category_names=list(gt.category_names),
-        range_names=range_names,
+        range_names=list(range_names),
         has_annotations=gt.has_annotations,
         num_dropped_results=dropped,
     )
