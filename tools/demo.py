@@ -3,14 +3,17 @@
 
     python tools/demo.py --input my_video.mp4 --config-file configs/vita/ytvis19_R50.yaml \
         --output demo_out --weights model_final.pth [--save-frames] [--save-masks] [--results-json] \
-        [--confidence-threshold 0.3] [--opts KEY VALUE ...]
+        [--confidence-threshold 0.3] [KEY VALUE ...]
 
 Input: a video file (anything OpenCV reads) or a folder of frame images (natural name order).
 Output, in --output (a folder):
     <input name>.mp4       every frame with the predicted masks coloured per track id, each labelled
                            "#<track> <class> <score>" (tracks whose score >= --confidence-threshold)
     frames/00000.jpg ...   the annotated frames (--save-frames)
-    masks/track_XXX_<class>/00000.png ...   one binary PNG per track and frame (--save-masks)
+    masks/track_XXX_<class>/00000.png ...   one binary PNG per frame for EVERY output track, drawn
+                           or not (--save-masks; an empty PNG where the track has no mask)
+    demo_summary.json      the input's size and frame count, the predictions, which were drawn and
+                           with what label, and per track its class, dataset category id and score
     results.json           every prediction in the YouTube-VIS submission format (--results-json;
                            category ids of the config's DATASETS.TEST[0] metadata when it has them)
 
@@ -33,15 +36,16 @@ import cv2
 import numpy as np
 import torch
 
+from vis_zoo.engine.cli import add_config_arguments, config_errors_as_exit, config_overrides
+
 logger = logging.getLogger("vis_zoo.demo")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", required=True, help="video file or folder of frame images")
-    parser.add_argument("--config-file", required=True, help="method config, e.g. configs/vita/ytvis19_R50.yaml")
     parser.add_argument("--output", required=True, help="output folder (created)")
-    parser.add_argument("--weights", default=None, help="checkpoint (same as --opts MODEL.WEIGHTS PATH)")
+    parser.add_argument("--weights", default=None, help="checkpoint (same as MODEL.WEIGHTS PATH)")
     parser.add_argument("--confidence-threshold", type=float, default=0.5,
                         help="draw tracks whose score is at least this (results.json keeps every prediction)")
     parser.add_argument("--max-tracks", type=int, default=20, help="draw at most this many tracks (highest score)")
@@ -51,7 +55,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max-frames", type=int, default=None, help="only the first N frames of the input")
     parser.add_argument("--fps", type=float, default=None, help="output frame rate (default: the input's)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config overrides KEY VALUE ...")
+    # --config-file, --train-data/--test-data (class names), trailing KEY VALUE or --opts overrides
+    add_config_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -159,17 +164,35 @@ def model_input_fn(cfg, height: int, width: int):
 
 
 def dataset_info(cfg):
-    """(class names, contiguous id -> dataset id or None) from the metadata of DATASETS.TEST[0]."""
+    """(class names, contiguous id -> dataset id or None) from the metadata of DATASETS.TEST[0], else
+    DATASETS.TRAIN[0] (the start-up checks made sure their class counts match the model's)."""
     from detectron2.data import MetadataCatalog
 
     from vis_zoo.evaluation import invert_id_map
 
-    if not cfg.DATASETS.TEST:
+    names = list(cfg.DATASETS.TEST) or list(cfg.DATASETS.TRAIN)
+    if not names:
         return None, None
-    meta = MetadataCatalog.get(cfg.DATASETS.TEST[0])
+    meta = MetadataCatalog.get(names[0])
     names = list(meta.get("thing_classes", []) or []) or None
     id_map = meta.get("thing_dataset_id_to_contiguous_id", None)
     return names, (invert_id_map(id_map) if id_map else None)
+
+
+def describe_tracks(output: Dict, class_names: Optional[Sequence[str]], to_dataset_id: Optional[Dict],
+                    drawn: Sequence[int]) -> Dict[int, Dict[str, object]]:
+    """Every output track, highest score first: {index: {"id", "class", "category_id", "score",
+    "drawn"}}; "class" is the dataset's class name ("class <k>" without names), "category_id" the
+    dataset's own id (None without the metadata)."""
+    scores = output["pred_scores"].float().cpu()
+    tracks = {}
+    for i in torch.argsort(scores, descending=True).tolist():
+        label = int(output["pred_labels"][i])
+        known = bool(class_names) and 0 <= label < len(class_names)
+        tracks[i] = {"id": i, "class": class_names[label] if known else f"class {label}",
+                     "category_id": to_dataset_id.get(label) if to_dataset_id else None,
+                     "score": round(float(scores[i]), 4), "drawn": i in drawn}
+    return tracks
 
 
 def select_tracks(output: Dict, threshold: float, max_tracks: int) -> List[int]:
@@ -189,13 +212,12 @@ def run_demo(args) -> Dict[str, object]:
     from vis_zoo.utils.io import atomic_open, atomic_write_json
     from vis_zoo.utils.video_io import MappedFrames, open_frames
 
-    opts = list(args.opts or [])
-    if len(opts) % 2:
-        raise ValueError(f"--opts needs KEY VALUE pairs, got an odd number of items: {opts}")
+    opts = config_overrides(args)
     if args.weights:
         opts += ["MODEL.WEIGHTS", args.weights]
     # RLE masks: the output of a long video stays small (a bool [T, H, W] per track would not).
-    cfg = build_config(args.config_file, opts + ["MODEL.VIS.OUTPUT_RLE", "True"])
+    with config_errors_as_exit():
+        cfg = build_config(args.config_file, opts + ["MODEL.VIS.OUTPUT_RLE", "True"])
     cfg.freeze()
 
     source = open_frames(args.input, max_frames=args.max_frames)
@@ -215,11 +237,8 @@ def run_demo(args) -> Dict[str, object]:
     bar.close()
 
     drawn = select_tracks(output, args.confidence_threshold, args.max_tracks)
-    labels = []
-    for i in drawn:
-        label = int(output["pred_labels"][i])
-        cls = class_names[label] if class_names and 0 <= label < len(class_names) else f"class {label}"
-        labels.append(f"#{i} {cls} {float(output['pred_scores'][i]):.2f}")
+    tracks = describe_tracks(output, class_names, to_dataset_id, drawn)
+    labels = [f"#{i} {tracks[i]['class']} {tracks[i]['score']:.2f}" for i in drawn]
 
     video_path = os.path.join(args.output, f"{name}.mp4")
     fps = args.fps or source.fps
@@ -227,11 +246,11 @@ def run_demo(args) -> Dict[str, object]:
     if args.save_frames:
         os.makedirs(frames_dir, exist_ok=True)
     mask_dirs = {}
-    if args.save_masks:
-        for i in drawn:
-            label = int(output["pred_labels"][i])
-            cls = class_names[label] if class_names and 0 <= label < len(class_names) else f"class{label}"
-            mask_dirs[i] = os.path.join(args.output, "masks", f"track_{i:03d}_{cls.replace(' ', '_')}")
+    if args.save_masks:  # every output track, drawn or not (demo_summary.json says which were drawn)
+        for i, track in tracks.items():
+            folder = f"track_{i:03d}_{track['class'].replace(' ', '_')}"
+            mask_dirs[i] = os.path.join(args.output, "masks", folder)
+            track["masks"] = os.path.join("masks", folder)
             os.makedirs(mask_dirs[i], exist_ok=True)
     # Written under a temporary name, renamed at the end and removed on failure, so a crash leaves no
     # half video behind.
@@ -246,15 +265,15 @@ def run_demo(args) -> Dict[str, object]:
     try:
         for t in tqdm(range(length), desc="rendering", unit="frame", disable=args.no_progress):
             frame = source[t]
-            masks = [frame_mask(output["pred_masks"][i], t) for i in drawn]
-            annotated = draw_tracks(frame, masks, drawn, labels)
+            masks = {i: frame_mask(output["pred_masks"][i], t) for i in set(drawn) | set(mask_dirs)}
+            annotated = draw_tracks(frame, [masks[i] for i in drawn], drawn, labels)
             writer.write(annotated)
             if args.save_frames:
                 cv2.imwrite(os.path.join(frames_dir, f"{t:05d}.jpg"), annotated)
-            for i, mask in zip(drawn, masks):
-                if i in mask_dirs:
-                    png = np.zeros((height, width), np.uint8) if mask is None else mask.astype(np.uint8) * 255
-                    cv2.imwrite(os.path.join(mask_dirs[i], f"{t:05d}.png"), png)
+            for i, folder in mask_dirs.items():
+                mask = masks[i]
+                png = np.zeros((height, width), np.uint8) if mask is None else mask.astype(np.uint8) * 255
+                cv2.imwrite(os.path.join(folder, f"{t:05d}.png"), png)
         rendered = True
     finally:
         writer.release()
@@ -264,7 +283,9 @@ def run_demo(args) -> Dict[str, object]:
     os.replace(tmp_path, video_path)
 
     summary = {"video": video_path, "num_frames": length, "height": height, "width": width,
-               "num_predictions": int(len(output["pred_scores"])), "drawn": drawn, "labels": labels}
+               "num_predictions": int(len(output["pred_scores"])), "drawn": drawn, "labels": labels,
+               "confidence_threshold": args.confidence_threshold, "max_tracks": args.max_tracks,
+               "class_names": class_names, "tracks": list(tracks.values())}
     if args.results_json:
         results = video_output_to_results(0, output, length=length, height=height, width=width,
                                           contiguous_to_dataset_id=to_dataset_id)

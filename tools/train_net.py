@@ -16,6 +16,8 @@ from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 
 from vis_zoo.engine import AtomicDetectionCheckpointer, VISTrainer, build_argument_parser, setup
+from vis_zoo.engine.checks import check_eval_weights
+from vis_zoo.engine.cli import config_errors_as_exit
 from vis_zoo.engine.init_stage import run_init_stage
 from vis_zoo.engine.launch import launch
 
@@ -23,8 +25,10 @@ logger = logging.getLogger("vis_zoo")
 
 
 def main(args):
-    cfg = setup(args)
+    with config_errors_as_exit():
+        cfg = setup(args)
     if args.eval_only:
+        check_eval_weights(cfg, resume=args.resume, allow_random_weights=args.allow_random_weights)
         model = VISTrainer.build_model(cfg)
         AtomicDetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
             cfg.MODEL.WEIGHTS, resume=args.resume
@@ -48,7 +52,10 @@ def main(args):
 
 
 def cli(argv=None):
-    args = build_argument_parser(__doc__).parse_args(argv)
+    parser = build_argument_parser(__doc__)
+    parser.add_argument("--allow-random-weights", action="store_true",
+                        help="with --eval-only: evaluate without MODEL.WEIGHTS (a random model) on purpose")
+    args = parser.parse_args(argv)
     print("Command Line Args:", args)
     return launch(
         main,

@@ -6,7 +6,7 @@ same colour in every frame) and labelled "<track id>:<class name>". Tracks absen
 (gt_id = -1) are not drawn there.
 
     python tools/visualize_data.py --config-file configs/.../x.yaml --output vis_out --num-clips 8 \
-        [KEY VALUE ...]
+        [--train-data JSON FRAMES] [KEY VALUE ...]
 """
 import argparse
 import colorsys
@@ -22,6 +22,7 @@ from detectron2.data import MetadataCatalog
 from detectron2.data.detection_utils import convert_image_to_rgb
 
 from vis_zoo.data import build_vis_train_loader
+from vis_zoo.engine.cli import add_config_arguments, config_errors_as_exit, config_overrides
 from vis_zoo.engine.setup import build_config
 from vis_zoo.utils.io import atomic_open
 
@@ -89,11 +90,9 @@ def draw_clip(clip: dict, image_format: str, class_names: Sequence[str]) -> np.n
 
 def parse_args(argv: Optional[List[str]] = None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config-file", required=True, metavar="FILE")
     parser.add_argument("--output", required=True, metavar="DIR", help="folder for the images")
     parser.add_argument("--num-clips", type=int, default=10)
-    parser.add_argument("opts", nargs=argparse.REMAINDER, default=[],
-                        help="config overrides as KEY VALUE pairs")
+    add_config_arguments(parser)  # --config-file, --train-data/--test-data, KEY VALUE overrides
     return parser.parse_args(argv)
 
 
@@ -102,7 +101,8 @@ def main(argv: Optional[List[str]] = None) -> List[str]:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     # the same config as tools/train_net.py builds: validated, DATASETS.SYNTHETIC_ROOT applied
-    cfg = build_config(args.config_file, args.opts)
+    with config_errors_as_exit():
+        cfg = build_config(args.config_file, config_overrides(args))
     cfg.DATALOADER.NUM_WORKERS = min(cfg.DATALOADER.NUM_WORKERS, 2)
     cfg.freeze()
 

@@ -82,6 +82,10 @@ def add_vis_config(cfg: CN) -> None:
     # --- datasets ---
     # Sampling ratio of each entry of DATASETS.TRAIN (same length); empty = uniform over videos.
     cfg.DATASETS.DATASET_RATIO = []
+    # YouTube-VIS-format datasets every tool registers from the config, no code needed:
+    # ((name, json_file, image_root[, "ytvis" | "ovis"]), ...); class names come from the JSON.
+    # Name them in DATASETS.TRAIN / DATASETS.TEST. See vis_zoo/data/datasets/from_config.py.
+    cfg.DATASETS.YTVIS_FORMAT = ()
 
     # --- optimizer ---
     cfg.SOLVER.OPTIMIZER = "ADAMW"

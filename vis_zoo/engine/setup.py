@@ -9,11 +9,16 @@ from detectron2.utils.logger import setup_logger
 
 from vis_zoo.config import get_vis_cfg, method_config
 
+from .checks import check_dataset_names, resolve_num_classes
+from .cli import add_config_arguments, config_overrides
+
 
 def build_argument_parser(epilog: str = None) -> argparse.ArgumentParser:
-    """detectron2's parser: --config-file, --resume, --eval-only, --num-gpus, --num-machines,
-    --machine-rank, --dist-url and trailing `KEY VALUE` config overrides."""
-    return default_argument_parser(epilog=epilog)
+    """detectron2's parser (--config-file, --resume, --eval-only, --num-gpus, --num-machines,
+    --machine-rank, --dist-url, trailing `KEY VALUE` overrides) with the arguments every VIS Zoo tool
+    shares (`vis_zoo.engine.cli`: --train-data, --test-data, --opts)."""
+    parser = default_argument_parser(epilog=epilog)
+    return add_config_arguments(parser, config_file=False, trailing_overrides=False)
 
 
 def selected_meta_architecture(config_file: str = "", opts=None) -> str:
@@ -62,6 +67,12 @@ def build_config(config_file: str = "", opts=None):
         from vis_zoo.data.datasets import set_synthetic_root
 
         set_synthetic_root(cfg.DATASETS.SYNTHETIC_ROOT)
+    # Datasets named by DATASETS.YTVIS_FORMAT, then the start-up checks that need them registered.
+    from vis_zoo.data.datasets.from_config import register_config_datasets
+
+    register_config_datasets(cfg)
+    check_dataset_names(cfg)
+    resolve_num_classes(cfg)
     return cfg
 
 
@@ -86,7 +97,7 @@ def validate_config(cfg) -> None:
 
 def setup(args):
     """Build, freeze and log the config for a tool run from `build_argument_parser()` args."""
-    cfg = build_config(args.config_file, args.opts)
+    cfg = build_config(args.config_file, config_overrides(args))
     cfg.freeze()
     default_setup(cfg, args)
     # default_setup sends only detectron2's and fvcore's loggers to OUTPUT_DIR/log.txt; add ours
