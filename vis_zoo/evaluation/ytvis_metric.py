@@ -41,6 +41,8 @@ import logging
 import math
 import os
 import pickle
+import queue
+import threading
 import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -958,8 +960,55 @@ class Worker:
                 results, error = [], None
 
     def submit(self, jobs: list) -> None:
-        """Queue jobs (`prepare_overlaps_job` results); the worker starts on them at once."""
+        """Queue jobs (`prepare_overlaps_job` results); the worker starts on them at once. Blocks
+        until the worker has read them (it reads between jobs): see `feed` to keep working
+        meanwhile."""
         self._send(self._to, ("jobs", jobs))
+
+    def feed(self, batches, between: Sequence, work) -> list:
+        """Send `batches` (an iterable of job lists, made lazily) while running `work(x)` for each x
+        of `between` here, never waiting on the worker: a writer thread does the blocking writes,
+        and at most two batches wait in memory. Returns [work(x) for x in between]; the worker's
+        results come from `collect()`."""
+        outbox: "queue.Queue" = queue.Queue(maxsize=2)
+        failure = []
+
+        def write():
+            try:
+                for data in iter(outbox.get, None):
+                    self._to.write(data)
+                    self._to.flush()
+            except BaseException as e:  # reported below, after the join
+                failure.append(e)
+                for _ in iter(outbox.get, None):  # keep draining so that the producer never blocks
+                    pass
+
+        def framed(jobs) -> bytes:
+            data = pickle.dumps(("jobs", jobs), protocol=pickle.HIGHEST_PROTOCOL)
+            return len(data).to_bytes(8, "little") + data
+
+        writer = threading.Thread(target=write, name="ytvis-worker-feed", daemon=True)
+        writer.start()
+        batches = iter(batches)
+        pending = True
+        out = []
+        try:
+            for x in between:
+                while pending and not outbox.full():
+                    jobs = next(batches, None)
+                    if jobs is None:
+                        pending = False
+                    else:
+                        outbox.put(framed(jobs))
+                out.append(work(x))
+            for jobs in batches if pending else ():
+                outbox.put(framed(jobs))
+        finally:
+            outbox.put(None)
+            writer.join()
+        if failure:
+            raise RuntimeError(f"could not send jobs to the worker process {self.pid}: {failure[0]}")
+        return out
 
     def collect(self) -> list:
         """The results of every job submitted since the last collect, in order."""
@@ -1080,18 +1129,17 @@ def _evaluate_parsed(
     videos = list(keys_by_video)
     per_video = {}
     if worker is not None and len(videos) > 1:
-        # Cost of a video ~ the frames whose masks get decoded. The worker gets more than half:
-        # this process also prepares every job (the Python-object part), sends the worker's and
-        # does the matching and accumulation afterwards (~0.2 s on the benchmark cases).
+        # Cost of a video ~ the frames whose masks get decoded. The worker gets 60%: this process
+        # also prepares the worker's jobs (the Python-object part), and matches and accumulates
+        # afterwards.
         costs = [gt.lengths[vi] * (sum(len(pred_by_group[k]) for k in keys_by_video[vi])
                                    + len(gt_by_video.get(vi, ()))) for vi in videos]
-        theirs, mine = _split_by_cost(videos, costs, (0.62, 0.38))
+        theirs, mine = _split_by_cost(videos, costs, (0.6, 0.4))
         theirs.sort()
-        batch = max(1, len(theirs) // 8)  # a few messages, so that the worker starts early
-        for b in range(0, len(theirs), batch):
-            worker.submit([job_of(vi) for vi in theirs[b : b + batch]])
-        for vi in mine:
-            per_video[vi] = finish_video(vi, overlaps_of_job(job_of(vi)))
+        size = max(1, len(theirs) // 16)  # small messages: bounded memory, and the worker starts early
+        batches = ([job_of(vi) for vi in theirs[b : b + size]] for b in range(0, len(theirs), size))
+        mine_done = worker.feed(batches, mine, lambda vi: finish_video(vi, overlaps_of_job(job_of(vi))))
+        per_video.update(zip(mine, mine_done))
         for vi, overlaps in zip(theirs, worker.collect()):
             per_video[vi] = finish_video(vi, overlaps)
     else:
