@@ -7,6 +7,11 @@
     python tools/benchmark.py --table-only          # redraw MODEL_ZOO.md and the plots from the results file
     python tools/benchmark.py --quick               # smoke run: tiny sizes, no accuracy training (writes to output/)
     python tools/benchmark.py --table-only --accuracy-from ifc/synthetic_R18=output/ifc   # accuracy of a finished run
+    python tools/benchmark.py --methods vita --stages params speed --train-data JSON FRAMES
+
+--train-data/--test-data JSON FRAMES (YouTube-VIS format) and trailing KEY VALUE overrides apply to every
+config, as in tools/train_net.py; the accuracy stage stays on the synthetic validation split (the
+table's accuracy column), so it is skipped for another test set.
 
 Per config (one row): parameters, GFLOPs per frame (fvcore), inference ms/frame and FPS at T frames,
 peak memory, the largest T processed as one window within --budget-gb, training s/iter, and AP / AP50 /
@@ -31,6 +36,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def parse_args(argv=None):
     import torch
 
+    from vis_zoo.engine.cli import add_config_arguments
     from vis_zoo.zoo.benchmark import DEFAULT_CONFIG_NAMES, STAGES
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -72,7 +78,9 @@ def parse_args(argv=None):
                         "never retrained; repeatable; works with --table-only")
     p.add_argument("--table-only", action="store_true", help="only regenerate the table and plots")
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config overrides for every config")
+    # --train-data/--test-data JSON FRAMES and KEY VALUE overrides (trailing or after --opts), for every
+    # config; the accuracy stage then trains and evaluates on that data
+    add_config_arguments(p, config_file=False)
     return p.parse_args(argv)
 
 
@@ -143,6 +151,9 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if not args.table_only:
+        from vis_zoo.engine.cli import config_overrides
+
+        overrides = config_overrides(args, config_file="")
         settings = build_settings(args)
         stages = args.stages or [s for s in STAGES if not (args.quick and s == "accuracy")]
         entries = discover_configs(args.config_root, args.config_names, args.methods)
@@ -158,7 +169,7 @@ def main(argv=None) -> int:
         print(f"benchmarking {len(entries)} config(s) [{', '.join(e.key for e in entries)}], stages {stages}, "
               f"device {settings.device}, {settings.threads} threads -> {results}", flush=True)
         data = run_benchmark(entries, settings, results_path=results, stages=stages, work_dir=work_dir,
-                             opts=args.opts, progress=not args.no_progress, on_row_done=regenerate,
+                             opts=overrides, progress=not args.no_progress, on_row_done=regenerate,
                              accuracy_from=accuracy, root=REPO_ROOT,
                              train_script=os.path.join(REPO_ROOT, "tools", "train_net.py"))
     else:
