@@ -784,12 +784,17 @@ def accumulate(
                     precision[:, :, k, a, m] = 0.0
                     continue
                 pr = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]  # non-increasing
-                for t in range(num_t):
-                    inds = np.searchsorted(rc[t], RECALL_THRESHOLDS, side="left")
-                    q = np.zeros(num_r)
-                    ok = inds < nd
-                    q[ok] = pr[t, inds[ok]]
-                    precision[t, :, k, a, m] = q
+                # The reference's searchsorted(rc[t], RECALL_THRESHOLDS) for all t at once, in exact
+                # integers: rc = tp / npig, so "rc >= r" means tp >= the smallest v with v / npig >= r
+                # (the same float division), and rows offset by t * (npig + 2) stay sorted.
+                need = np.searchsorted(np.arange(npig + 1) / npig, RECALL_THRESHOLDS, side="left")
+                offset = np.arange(num_t)[:, None] * (npig + 2)
+                inds = np.searchsorted((tp_sum + offset).ravel(), (need[None, :] + offset).ravel(), side="left")
+                inds = inds.reshape(num_t, num_r) - np.arange(num_t)[:, None] * nd
+                ok = inds < nd
+                q = np.zeros((num_t, num_r))
+                q[ok] = pr[np.nonzero(ok)[0], inds[ok]]
+                precision[:, :, k, a, m] = q
     return precision, recall
 
 
