@@ -102,13 +102,14 @@ def check_training(cfg, model, device: torch.device, *, amp: bool, iters: int, h
     """`iters` optimizer steps on one random clip of INPUT.SAMPLING_FRAME_NUM frames.
 
     Raises AssertionError on a non-finite loss or when no parameter changed."""
+    from vis_zoo.config import num_classes_from_config
     from vis_zoo.engine.trainer import build_optimizer
     from vis_zoo.zoo.stages import random_training_batch
 
     model.train()
     optimizer = build_optimizer(cfg, model)
     batch = random_training_batch(1, int(cfg.INPUT.SAMPLING_FRAME_NUM), height, width,
-                                  _num_classes(cfg))
+                                  num_classes_from_config(cfg))
     # float16 + a gradient scaler on CUDA (as detectron2's AMPTrainer); CPU autocast runs bfloat16.
     amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
     scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda")
@@ -215,14 +216,6 @@ def check_two_process_training(config_file: str, output_dir: str, iters: int = 4
     if not losses or not all(x == x and abs(x) != float("inf") for x in losses):
         raise AssertionError(f"losses in metrics.json: {losses}")
     return {"detail": f"{iters} iterations in {time.perf_counter() - start:.0f} s, last loss {losses[-1]:.3g}"}
-
-
-def _num_classes(cfg) -> int:
-    for section in ("SEM_SEG_HEAD", "IFC", "VISTR", "SEQFORMER"):
-        node = getattr(cfg.MODEL, section, None)
-        if node is not None and "NUM_CLASSES" in node:
-            return int(node.NUM_CLASSES)
-    raise KeyError("no MODEL.*.NUM_CLASSES key in the config")
 
 
 # -------------------------------------------------------------------------------------- the table

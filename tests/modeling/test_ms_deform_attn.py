@@ -207,3 +207,20 @@ def test_encoder_layer_ffn_row_chunks_match_one_pass(monkeypatch):
     expected_ffn = layer.linear2(torch.relu(layer.linear1(src)))
     with torch.no_grad():
         torch.testing.assert_close(layer._ffn_in_row_chunks(src), expected_ffn)
+
+
+@pytest.mark.parametrize("recompute", [True, False])
+def test_core_samples_in_float32_under_bfloat16_autocast(recompute):
+    """CPU autocast hands bfloat16 values (grid_sample has no bfloat16 CPU kernel): the core samples in
+    float32 and returns the value's dtype, with gradients for every input."""
+    value, loc, weights = (t.float() for t in _inputs())
+    value_bf16 = value.bfloat16().requires_grad_()
+    loc.requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = ms_deform_attn_core(value_bf16, SHAPES, loc, weights, recompute_backward=recompute)
+    assert out.dtype == torch.bfloat16
+    reference = ms_deform_attn_core_reference(value_bf16.detach().double(), SHAPES, loc.detach().double(),
+                                              weights.double())
+    torch.testing.assert_close(out.double(), reference, rtol=2e-2, atol=2e-2)
+    out.float().sum().backward()
+    assert value_bf16.grad.dtype == torch.bfloat16 and torch.isfinite(loc.grad).all()

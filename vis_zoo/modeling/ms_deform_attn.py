@@ -212,12 +212,22 @@ def ms_deform_attn_core(
     """
     shapes = spatial_shapes_to_list(spatial_shapes)
     _check_core_inputs(value, shapes, sampling_locations, attention_weights)
-    needs_grad = torch.is_grad_enabled() and (
-        value.requires_grad or sampling_locations.requires_grad or attention_weights.requires_grad
-    )
-    if needs_grad and recompute_backward:
-        return _MSDeformAttnRecompute.apply(value, sampling_locations, attention_weights, shapes)
-    return _core_forward(value, shapes, sampling_locations, attention_weights)
+    # The sampling always runs in float32 (float64 stays float64), autocast or not: the official
+    # deformable-attention op is a CUDA kernel for float and double only, and grid_sample has no
+    # bfloat16 CPU kernel. The result comes back in the value's dtype.
+    compute_dtype = torch.promote_types(value.dtype, torch.float32)
+    with torch.autocast(device_type=value.device.type, enabled=False):
+        value_c, locations_c, weights_c = (
+            t.to(compute_dtype) for t in (value, sampling_locations, attention_weights)
+        )
+        needs_grad = torch.is_grad_enabled() and (
+            value.requires_grad or sampling_locations.requires_grad or attention_weights.requires_grad
+        )
+        if needs_grad and recompute_backward:
+            out = _MSDeformAttnRecompute.apply(value_c, locations_c, weights_c, shapes)
+        else:
+            out = _core_forward(value_c, shapes, locations_c, weights_c)
+    return out.to(value.dtype)
 
 
 def ms_deform_attn_core_reference(

@@ -64,19 +64,6 @@ def _dataset_is_synthetic(name: str) -> bool:
         return False
 
 
-def _num_classes(cfg) -> int:
-    from detectron2.data import MetadataCatalog
-
-    for name in list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST):
-        try:
-            classes = MetadataCatalog.get(name).get("thing_classes", None)
-        except Exception:
-            classes = None
-        if classes:
-            return len(classes)
-    return 1
-
-
 def config_facts(cfg) -> Dict[str, object]:
     """Facts of a built config shown in the table."""
     return {
@@ -231,13 +218,14 @@ def measure_train_step(
     """Median seconds of forward + backward + optimizer step on a random batch (one warm-up step)."""
     import torch
 
+    from vis_zoo.config import num_classes_from_config
     from vis_zoo.engine.trainer import build_optimizer
 
     device = torch.device(cfg.MODEL.DEVICE)
     model.train()
     optimizer = build_optimizer(cfg, model)
     frames = int(cfg.INPUT.SAMPLING_FRAME_NUM)
-    data = random_training_batch(batch, frames, height, width, _num_classes(cfg))
+    data = random_training_batch(batch, frames, height, width, num_classes_from_config(cfg))
 
     def step() -> float:
         if device.type == "cuda":
