@@ -55,6 +55,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max-frames", type=int, default=None, help="only the first N frames of the input")
     parser.add_argument("--fps", type=float, default=None, help="output frame rate (default: the input's)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--allow-random-weights", action="store_true",
+                        help="run without MODEL.WEIGHTS (a random model: meaningless masks) on purpose")
     # --config-file, --train-data/--test-data (class names), trailing KEY VALUE or --opts overrides
     add_config_arguments(parser)
     return parser.parse_args(argv)
@@ -119,8 +121,9 @@ def frame_mask(track_masks, frame: int) -> Optional[np.ndarray]:
 
 
 # ----------------------------------------------------------------------------------------- model
-def build_demo_model(cfg):
-    """The config's model in eval mode with MODEL.WEIGHTS loaded (random weights when empty)."""
+def build_demo_model(cfg, allow_random_weights: bool = False):
+    """The config's model in eval mode with MODEL.WEIGHTS loaded. Without weights it is an error (a
+    random model draws nothing useful), unless `allow_random_weights`."""
     from detectron2.modeling import build_model
 
     from vis_zoo.engine import AtomicDetectionCheckpointer
@@ -128,9 +131,13 @@ def build_demo_model(cfg):
     model = build_model(cfg)
     if cfg.MODEL.WEIGHTS:
         # the training tools' checkpointer: a damaged file is named in the error, models adapt old weights
-        AtomicDetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
-    else:
+        # strict: a checkpoint of another method or config is an error naming what does not fit
+        AtomicDetectionCheckpointer(model, strict_model=True).load(cfg.MODEL.WEIGHTS)
+    elif allow_random_weights:
         logger.warning("MODEL.WEIGHTS is empty: the model has random weights (predictions are meaningless)")
+    else:
+        raise SystemExit("error: no weights: give --weights PATH (e.g. output/<run>/model_final.pth) or "
+                         "MODEL.WEIGHTS PATH; --allow-random-weights runs a random model on purpose")
     return model.eval()
 
 
@@ -226,7 +233,7 @@ def run_demo(args) -> Dict[str, object]:
     os.makedirs(args.output, exist_ok=True)
     logger.info("input %s: %d frames of %dx%d", args.input, length, height, width)
 
-    model = build_demo_model(cfg)
+    model = build_demo_model(cfg, args.allow_random_weights)
     class_names, to_dataset_id = dataset_info(cfg)
 
     bar = tqdm(total=length, desc="inference (frames read)", unit="frame", disable=args.no_progress)

@@ -30,7 +30,8 @@ def main(args):
     if args.eval_only:
         check_eval_weights(cfg, resume=args.resume, allow_random_weights=args.allow_random_weights)
         model = VISTrainer.build_model(cfg)
-        AtomicDetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+        # strict: weights of another method or config must not be evaluated as if they fitted
+        AtomicDetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR, strict_model=True).resume_or_load(
             cfg.MODEL.WEIGHTS, resume=args.resume
         )
         results = VISTrainer.test(cfg, model)

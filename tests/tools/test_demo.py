@@ -106,7 +106,8 @@ def test_demo_turns_a_video_into_an_annotated_video(tmp_path, config):
     args = demo.parse_args([
         "--input", video, "--config-file", config,
         "--output", out, "--confidence-threshold", "0", "--max-tracks", "2", "--save-frames", "--save-masks",
-        "--results-json", "--no-progress", "--opts", "MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", *method_opts,
+        "--results-json", "--no-progress", "--allow-random-weights",
+        "--opts", "MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", *method_opts,
     ])
     summary = demo.run_demo(args)
     assert summary["num_frames"] == 6 and len(summary["drawn"]) == 2
@@ -122,14 +123,19 @@ def test_demo_turns_a_video_into_an_annotated_video(tmp_path, config):
     assert count == 6
     assert sorted(os.listdir(os.path.join(out, "frames"))) == [f"{t:05d}.jpg" for t in range(6)]
 
-    # one folder per drawn track, one PNG per frame; the overlay changes exactly where masks are drawn
+    # one folder per output track (drawn or not), one PNG per frame; the overlay changes exactly where
+    # the drawn tracks' masks are
     mask_dirs = sorted(os.listdir(os.path.join(out, "masks")))
-    assert len(mask_dirs) == 2 and all(d.startswith("track_") for d in mask_dirs)
+    assert len(mask_dirs) == summary["num_predictions"] == len(summary["tracks"])
+    assert sorted(t["masks"] for t in summary["tracks"]) == [os.path.join("masks", d) for d in mask_dirs]
+    assert [t["id"] for t in summary["tracks"] if t["drawn"]] == summary["drawn"]
     source = open_frames(video)
     coloured = 0
     for d in mask_dirs:
         files = sorted(os.listdir(os.path.join(out, "masks", d)))
         assert files == [f"{t:05d}.png" for t in range(6)]
+        if int(d.split("_")[1]) not in summary["drawn"]:
+            continue
         for t, name in enumerate(files):
             mask = cv2.imread(os.path.join(out, "masks", d, name), cv2.IMREAD_GRAYSCALE) > 127
             if mask.sum() > 50:
@@ -164,7 +170,7 @@ def test_demo_removes_the_partial_video_when_rendering_crashes(tmp_path, monkeyp
     monkeypatch.setattr(demo, "draw_tracks", draw_then_crash)
     config = os.path.join(_REPO, "configs", "ifc", "synthetic_R18.yaml")
     args = demo.parse_args(["--input", video, "--config-file", config, "--output", str(out), "--no-progress",
-                            "--opts", "MODEL.DEVICE", "cpu"])
+                            "--allow-random-weights", "--opts", "MODEL.DEVICE", "cpu"])
     with pytest.raises(RuntimeError, match="renderer crashed"):
         demo.run_demo(args)
     assert len(calls) == 3
@@ -177,6 +183,6 @@ def test_demo_reports_unreadable_input(tmp_path, capsys):
     bad.write_bytes(b"\x00" * 100)
     config = os.path.join(_REPO, "configs", "ifc", "synthetic_R18.yaml")
     code = demo.main(["--input", str(bad), "--config-file", config, "--output", str(tmp_path / "o"),
-                      "--no-progress", "--opts", "MODEL.DEVICE", "cpu"])
+                      "--no-progress", "--allow-random-weights", "--opts", "MODEL.DEVICE", "cpu"])
     assert code == 2 and "broken.mp4" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "o" / "broken.mp4")

@@ -37,6 +37,26 @@ class DamagedCheckpointError(RuntimeError):
     """A checkpoint file exists but cannot be read: damaged, incomplete, or not a checkpoint."""
 
 
+class CheckpointMismatchError(RuntimeError):
+    """A checkpoint loads, but its tensors do not fit the model (another method, size or class count)."""
+
+
+def describe_incompatible(path: str, incompatible) -> str:
+    """One message for a checkpoint whose tensors do not match the model: counts, then a few names."""
+    shapes = list(incompatible.incorrect_shapes)
+    # detectron2 drops the tensors of another shape before loading, so they come back as missing too
+    reshaped = {name for name, _, _ in shapes}
+    missing = [name for name in incompatible.missing_keys if name not in reshaped]
+    unexpected = list(incompatible.unexpected_keys)
+    parts = [f"{len(missing)} model tensor(s) missing from the checkpoint",
+             f"{len(unexpected)} checkpoint tensor(s) the model does not have",
+             f"{len(shapes)} with another shape"]
+    examples = [f"missing {name}" for name in missing[:3]] + [f"unexpected {name}" for name in unexpected[:3]]
+    examples += [f"{name}: checkpoint {tuple(a)} vs model {tuple(b)}" for name, a, b in shapes[:3]]
+    return (f"{path} does not fit the model: {', '.join(parts)} (e.g. {'; '.join(examples)}). Is it a "
+            "checkpoint of another method, backbone or class count than the config's?")
+
+
 def _describe_size(path: str) -> str:
     try:
         return f"{os.path.getsize(path):,} bytes"
@@ -45,8 +65,15 @@ def _describe_size(path: str) -> str:
 
 
 class AtomicDetectionCheckpointer(DetectionCheckpointer):
-    def __init__(self, model, save_dir: str = "", **kwargs):
+    """See the module docstring. `strict_model=True` (evaluation, the demo) makes a checkpoint whose
+    tensors do not all match the model a `CheckpointMismatchError`: a model of another method would
+    otherwise run with random layers and draw nothing. Training (fine-tuning from a partial
+    checkpoint) keeps detectron2's lists and adds a one-line warning with the counts."""
+
+    def __init__(self, model, save_dir: str = "", *, strict_model: bool = False, **kwargs):
         super().__init__(model, save_dir, **kwargs)
+        self.strict_model = strict_model
+        self._loading = ""
         # Only the process that writes (rank 0) cleans; the lock test keeps a live writer's file anyway.
         if self.save_dir and self.save_to_disk:
             self.remove_stale_temporary_files()
@@ -81,6 +108,10 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
 
     # ------------------------------------------------------------------------------------ loading
     def load(self, path: str, *args, **kwargs) -> Dict[str, Any]:
+        if not path:  # detectron2 would log "Loading from  ..." with the empty path
+            self.logger.info("No MODEL.WEIGHTS: the model starts from its random initialisation")
+            return {}
+        self._loading = path
         try:
             return super().load(path, *args, **kwargs)
         finally:
@@ -105,7 +136,14 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
         adapt = getattr(model, "adapt_checkpoint_state_dict", None)
         if callable(adapt) and isinstance(checkpoint.get("model"), dict):
             checkpoint["model"] = adapt(checkpoint["model"])
-        return super()._load_model(checkpoint)
+        incompatible = super()._load_model(checkpoint)
+        if incompatible is not None and (incompatible.missing_keys or incompatible.unexpected_keys
+                                         or incompatible.incorrect_shapes):
+            message = describe_incompatible(self._loading, incompatible)
+            if self.strict_model:
+                raise CheckpointMismatchError(message)
+            self.logger.warning(message.replace("Is it", "Training starts from a partial checkpoint; is it"))
+        return incompatible
 
     # ----------------------------------------------------------------------------------- resuming
     def resume_candidates(self) -> List[str]:
