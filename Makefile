@@ -12,5 +12,5 @@ test:  ## the whole test suite (CPU, tiny synthetic inputs)
 	# intra-op threading only adds contention (measured up to ~10x slower on a loaded machine).
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q tests
 
-train:  ## the main job: train + evaluate a method on the built-in synthetic dataset
-	$(PY) tools/train_net.py --config-file $(CONFIG) OUTPUT_DIR output/$(notdir $(basename $(CONFIG)))_$(notdir $(patsubst %/,%,$(dir $(CONFIG))))
+train:  ## the main job: train + evaluate a method on the built-in synthetic dataset, into the config's OUTPUT_DIR
+	$(PY) tools/train_net.py --config-file $(CONFIG)

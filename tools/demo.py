@@ -315,8 +315,13 @@ def main(argv=None) -> int:
     except VideoReadError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    note = ""
+    if summary["tracks"] and not summary["drawn"]:
+        note = (f"; no track reached --confidence-threshold {summary['confidence_threshold']} (best score "
+                f"{summary['tracks'][0]['score']:.2f})")
     print(f"wrote {summary['video']} ({summary['num_frames']} frames, {summary['num_predictions']} predictions, "
-          f"{len(summary['drawn'])} drawn)")
+          f"{len(summary['drawn'])} drawn{note}); every track: "
+          f"{os.path.join(os.path.dirname(summary['video']), 'demo_summary.json')}")
     return 0
 
 
