@@ -468,10 +468,10 @@ def _all_ones_counts(height: int, width: int) -> bytes:
     return _ones_counts[key]
 
 
-def _present_frames(track: Sequence, height: int, width: int, what: Optional[str]) -> Tuple[List[int], list]:
+def _present_frames(track: Sequence, height: int, width: int, what) -> Tuple[List[int], list]:
     """(frame indices, compressed counts) of a track's present frames, each checked to be a
     compressed RLE of the video size (a prediction frame may be an uncompressed RLE: converted).
-    `what` names the track in errors; None = already validated (GT)."""
+    `what()` names the track in errors (called only then); None = already validated (GT)."""
     ts = [t for t, s in enumerate(track) if s]
     frames = [track[t] for t in ts]
     if what is None:
@@ -483,7 +483,8 @@ def _present_frames(track: Sequence, height: int, width: int, what: Optional[str
     except (TypeError, KeyError):
         fine = False
     if not fine:  # find the culprit frame(s): convert them or raise an error naming them
-        counts = [_pred_frame_rle(f, height, width, what, t)["counts"] for t, f in zip(ts, frames)]
+        name = what()
+        counts = [_pred_frame_rle(f, height, width, name, t)["counts"] for t, f in zip(ts, frames)]
     return ts, counts  # a tuple
 
 
@@ -518,15 +519,15 @@ def prepare_overlaps_job(pred_tracks, pred_slots, gt_tracks, gt_slots, height, w
     num_p, num_g = len(pred_tracks), len(gt_tracks)
     length = len(pred_tracks[0]) if num_p else (len(gt_tracks[0]) if num_g else 0)
 
-    def name(p: int) -> str:
+    def namer(p: int):
         if pred_names is None:
-            return f"predicted track {p}"
-        return pred_names[p] if isinstance(pred_names[p], str) else pred_names[p].what()
+            return lambda: f"predicted track {p}"
+        return (lambda: pred_names[p]) if isinstance(pred_names[p], str) else pred_names[p].what
 
     with_gt = set(gt_slots)
     lone, paired = [], []
     for p in range(num_p):
-        ts, counts = _present_frames(pred_tracks[p], height, width, name(p))
+        ts, counts = _present_frames(pred_tracks[p], height, width, namer(p))
         if pred_slots[p] >= 0 and pred_slots[p] in with_gt:
             paired.append((p, pred_slots[p], ts, counts))
         else:  # no GT of its category: only its areas are needed
