@@ -13,13 +13,13 @@ pure-PyTorch formulation of the official fallback (all levels' samples stacked i
 
     python tools/benchmark_ms_deform_attn.py --frames 5 --threads 2 [--device cuda] [--backward]
 
-Peak memory: on CUDA torch.cuda.max_memory_allocated; on CPU the growth of the process' peak RSS
-(each case runs in a fresh subprocess). Times are the median of --repeat runs after one warm-up.
+Peak memory, in MB (2^20 bytes), from `vis_zoo.zoo.memory`: on CUDA the allocator's peak
+(`peak_cuda_gb`, reset before the case); on CPU the growth of the process' peak RSS (`peak_rss_gb`;
+each case runs in a fresh subprocess). Times are the median of --repeat runs after one warm-up.
 """
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -52,10 +52,11 @@ def stacked_core(value, shapes, locations, weights):
     return out.view(n, heads * dim, lq).transpose(1, 2).contiguous()
 
 
-def _peak_bytes(device):
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def _peak_gb(device) -> float:
+    """The peak so far: CUDA allocator on CUDA, resident memory of this process on CPU."""
+    from vis_zoo.zoo.memory import peak_cuda_gb, peak_rss_gb
+
+    return peak_cuda_gb(device) if device.type == "cuda" else peak_rss_gb()
 
 
 def run_case(case, impl, frames, device, backward, repeat, heads=8, points=4, channels=256):
@@ -89,16 +90,16 @@ def run_case(case, impl, frames, device, backward, repeat, heads=8, points=4, ch
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
-    base = _peak_bytes(device) if device.type == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    base = _peak_gb(device)
     once()  # warm-up (and the peak)
-    peak = _peak_bytes(device) - base
+    peak_gb = _peak_gb(device) - base
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         once()
         times.append(time.perf_counter() - t0)
     return {"case": case, "impl": impl, "frames": frames, "queries": lq, "backward": backward,
-            "time_ms": 1000 * statistics.median(times), "peak_mb": peak / 2 ** 20}
+            "time_ms": 1000 * statistics.median(times), "peak_mb": peak_gb * 1024}
 
 
 def main():

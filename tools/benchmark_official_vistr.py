@@ -16,8 +16,9 @@ official `models.build_model(args)`, `args` holding the defaults of the official
 num_queries = 10 T (10 instances per frame, as inference.py's --num_ins) and device cpu; random weights
 (torch.manual_seed(0) before the build), eval mode. Then one warm-up call (excluded) and `repeats` timed
 calls under torch.no_grad(), each on the same T random uint8 frames [3, H, W] as ours
-(`vis_zoo.zoo.speed.random_video`, seed 0) — frames/s = T / median time, peak RSS = ru_maxrss / 2^20
-(reported as GB): the definitions `tools/benchmark_speed.py` uses for ours.
+(`vis_zoo.zoo.speed.random_video`, seed 0) — frames/s = T / median time, peak RSS from
+`vis_zoo.zoo.memory.peak_rss_gb` (GB of 2^30 bytes): the definitions `tools/benchmark_speed.py` uses
+for ours.
 
 What one timed call covers (the official inference.py for one clip, from decoded frames on):
   1. ToTensor + Normalize of every frame (uint8 -> float / 255, ImageNet mean/std) and torch.cat of the
@@ -55,7 +56,6 @@ Deviations from the official code, all outside the timed arithmetic except the f
 import argparse
 import json
 import os
-import resource
 import statistics
 import sys
 import time
@@ -160,6 +160,7 @@ def _child(args) -> None:
     import torch.nn.functional as F
 
     sys.path.insert(0, _REPO)
+    from vis_zoo.zoo.memory import peak_rss_gb
     from vis_zoo.zoo.speed import random_video
 
     torch.set_num_threads(args.threads)
@@ -201,7 +202,7 @@ def _child(args) -> None:
     print(json.dumps({
         "config_file": f"official VisTR ({args.backbone}, --masks)", "frames": frames, "height": height,
         "width": width, "threads": args.threads, "fps": frames / median, "median_s": median, "times_s": times,
-        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2, "peak_cuda_gb": None,
+        "peak_rss_gb": peak_rss_gb(), "peak_cuda_gb": None,
         "device": "cpu", "load_avg_1min": os.getloadavg()[0], "mode": "model",
         "model_call_times_s": model_times, "model_call_median_s": statistics.median(model_times),
         "num_queries": NUM_INS * frames, "torch_threads": torch.get_num_threads(),

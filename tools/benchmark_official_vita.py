@@ -14,14 +14,14 @@ child builds the model from the official `configs/youtubevis_2019/vita_R50_bs8.y
 official train_net_vita.py: deeplab, Mask2Former and VITA config functions, then the yaml) with random
 weights, MODEL.DEVICE cpu and the given KEY VALUE overrides, makes one warm-up call on 2 frames, then
 `repeats` timed calls of `model([video])` under torch.no_grad() on T random uint8 frames at the given
-size — the same input and the same definitions (frames/s = T / median time; peak RSS = ru_maxrss / 2^20,
-reported as GB) as `tools/benchmark_speed.py` uses for ours. Note that the official config leaves
-TEST.DETECTIONS_PER_IMAGE at detectron2's 100, while VITA's paper setting (and our config) keep the top 10.
+size — the same input and the same definitions (frames/s = T / median time; peak RSS from
+`vis_zoo.zoo.memory.peak_rss_gb`, in GB of 2^30 bytes) as `tools/benchmark_speed.py` uses for ours.
+Note that the official config leaves TEST.DETECTIONS_PER_IMAGE at detectron2's 100, while VITA's
+paper setting (and our config) keep the top 10.
 """
 import argparse
 import json
 import os
-import resource
 import statistics
 import sys
 import time
@@ -39,6 +39,7 @@ def _child(args) -> None:
     from vita import add_vita_config
 
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from vis_zoo.zoo.memory import peak_rss_gb
     from vis_zoo.zoo.speed import random_video
 
     cfg = get_cfg()
@@ -62,7 +63,7 @@ def _child(args) -> None:
             times.append(time.perf_counter() - start)
     median = statistics.median(times)
     print(json.dumps({"frames": frames, "fps": frames / median, "median_s": median, "times_s": times,
-                      "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2,
+                      "peak_rss_gb": peak_rss_gb(),
                       "detections_per_image": cfg.TEST.DETECTIONS_PER_IMAGE, "threads": args.threads,
                       "load_avg_1min": os.getloadavg()[0]}))
 
