@@ -60,8 +60,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    from vis_zoo.engine.launch import launch
-
-    args = train_net.build_argument_parser().parse_args()
-    launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-           dist_url=args.dist_url, args=(args,))
+    train_net.cli(main_func=main)  # the tool's own command line, launch and Ctrl-C handling

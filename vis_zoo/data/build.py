@@ -7,6 +7,8 @@ infinite, seeded stream sharded by rank (detectron2 sampler convention) and by D
 (detectron2's ToIterableDataset), so every process and worker sees different clips.
 """
 import logging
+import os
+import signal
 from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
@@ -98,6 +100,25 @@ def _mixing_weights(sizes: Sequence[int], ratios: Sequence[float], names: Sequen
     )
 
 
+class WorkerMapper:
+    """A mapper that, in a DataLoader worker process, first sets Ctrl-C (SIGINT) to be ignored.
+
+    The terminal sends Ctrl-C to every process of the run; the main process stops training and
+    shuts its workers down, and without this each worker would also print a KeyboardInterrupt
+    traceback of its own."""
+
+    def __init__(self, mapper: Callable[[Dict], Dict]):
+        self.mapper = mapper
+        self._quiet_pid = None
+
+    def __call__(self, dataset_dict: Dict) -> Dict:
+        if self._quiet_pid != os.getpid():
+            if torchdata.get_worker_info() is not None:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+            self._quiet_pid = os.getpid()
+        return self.mapper(dataset_dict)
+
+
 def build_mixed_train_loader(
     dataset_dicts: Sequence[Sequence[Dict]],
     mappers: Sequence[Callable[[Dict], Dict]],
@@ -129,7 +150,7 @@ def build_mixed_train_loader(
             raise ValueError(f"training dataset '{name}' is empty")
     # One MapDataset per source, so a dict always meets its own mapper.
     parts = [
-        MapDataset(DatasetFromList(list(dicts), copy=False), mapper)
+        MapDataset(DatasetFromList(list(dicts), copy=False), WorkerMapper(mapper))
         for dicts, mapper in zip(dataset_dicts, mappers)
     ]
     dataset = torchdata.ConcatDataset(parts)
@@ -217,7 +238,7 @@ def build_vis_test_loader(cfg, dataset_name: str, mapper: Optional[Callable[[Dic
             mapper = YTVISDatasetMapper(cfg, is_train=False)
     return build_detection_test_loader(
         dicts,
-        mapper=mapper,
+        mapper=WorkerMapper(mapper),
         sampler=InferenceSampler(len(dicts)),
         batch_size=1,
         num_workers=cfg.DATALOADER.NUM_WORKERS,

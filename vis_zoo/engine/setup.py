@@ -3,14 +3,13 @@ import argparse
 
 import torch
 from detectron2.config import CfgNode, get_cfg
-from detectron2.engine import default_argument_parser, default_setup
-from detectron2.utils import comm
-from detectron2.utils.logger import setup_logger
+from detectron2.engine import default_argument_parser
 
 from vis_zoo.config import get_vis_cfg, method_config
 
 from .checks import check_dataset_names, resolve_num_classes
 from .cli import add_config_arguments, config_overrides
+from .run_logging import start_run
 
 
 def build_argument_parser(epilog: str = None) -> argparse.ArgumentParser:
@@ -96,11 +95,9 @@ def validate_config(cfg) -> None:
 
 
 def setup(args):
-    """Build, freeze and log the config for a tool run from `build_argument_parser()` args."""
+    """Build, freeze and log the config for a tool run from `build_argument_parser()` args: the full
+    details go to OUTPUT_DIR/log.txt, a summary to the terminal (`vis_zoo.engine.run_logging`)."""
     cfg = build_config(args.config_file, config_overrides(args))
     cfg.freeze()
-    default_setup(cfg, args)
-    # default_setup sends only detectron2's and fvcore's loggers to OUTPUT_DIR/log.txt; add ours
-    for name in ("vis_zoo", "vis_zoo_projects"):
-        setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name=name, abbrev_name=name)
+    start_run(cfg, args)
     return cfg

@@ -140,6 +140,17 @@ class VISTrainer(DefaultTrainer):
         self.register_hooks(self.build_hooks())
 
     @classmethod
+    def build_model(cls, cfg):
+        """detectron2's model; its printout (hundreds of lines) goes to log.txt, not the terminal."""
+        from detectron2.modeling import build_model
+
+        from .run_logging import FILE_ONLY
+
+        model = build_model(cfg)
+        logger.info(f"Model:\n{model}", extra=FILE_ONLY)
+        return model
+
+    @classmethod
     def build_optimizer(cls, cfg, model):
         return build_optimizer(cfg, model)
 
