@@ -17,6 +17,7 @@ METHOD_PACKAGES = {
     "SeqFormer": "seqformer",
     "Vita": "vita",
     "MinVIS": "minvis",
+    "VideoMaskFormer": "mask2former_vis",
 }
 METHODS = sorted(METHOD_PACKAGES.values())
 

@@ -1,9 +1,19 @@
-"""2-D sine position encodings (DETR form, with the Deformable-DETR variant as options)."""
+"""Sine position encodings: 2-D (DETR form, with the Deformable-DETR variant as options) and the
+time encoding that Mask2Former-VIS adds to it for clips."""
 import math
 from typing import Optional
 
 import torch
 from torch import nn
+
+
+def sine_channels(positions: torch.Tensor, num_feats: int, temperature: float) -> torch.Tensor:
+    """positions [...] -> [..., num_feats]: channel 2i = sin(p / f_i), channel 2i+1 = cos(p / f_i),
+    f_i = temperature ** (2i / num_feats) (the transformer's sinusoid, interleaved as DETR)."""
+    dim_t = torch.arange(num_feats, dtype=torch.float32, device=positions.device)
+    dim_t = temperature ** (2 * torch.div(dim_t, 2, rounding_mode="floor") / num_feats)
+    pos = positions[..., None] / dim_t
+    return torch.stack((pos[..., 0::2].sin(), pos[..., 1::2].cos()), dim=-1).flatten(-2)
 
 
 class PositionEmbeddingSine2D(nn.Module):
@@ -58,12 +68,35 @@ class PositionEmbeddingSine2D(nn.Module):
             y_embed = (y_embed + self.offset) / (y_embed[:, -1:, :] + self.eps) * self.scale
             x_embed = (x_embed + self.offset) / (x_embed[:, :, -1:] + self.eps) * self.scale
 
-        dim_t = torch.arange(self.num_pos_feats, dtype=torch.float32, device=padding_mask.device)
-        dim_t = self.temperature ** (2 * torch.div(dim_t, 2, rounding_mode="floor") / self.num_pos_feats)
-
-        pos_x = x_embed[:, :, :, None] / dim_t
-        pos_y = y_embed[:, :, :, None] / dim_t
-        # interleave: channel 2i = sin, channel 2i+1 = cos
-        pos_x = torch.stack((pos_x[..., 0::2].sin(), pos_x[..., 1::2].cos()), dim=4).flatten(3)
-        pos_y = torch.stack((pos_y[..., 0::2].sin(), pos_y[..., 1::2].cos()), dim=4).flatten(3)
+        pos_x = sine_channels(x_embed, self.num_pos_feats, self.temperature)
+        pos_y = sine_channels(y_embed, self.num_pos_feats, self.temperature)
         return torch.cat((pos_y, pos_x), dim=3).permute(0, 3, 1, 2).contiguous()
+
+
+class PositionEmbeddingSineTime(nn.Module):
+    """Sine encoding of the frame index in a clip of T frames, as Mask2Former-VIS adds it to every
+    pixel's 2-D encoding (its 3-D (t, y, x) encoding: 2-D encoding of (y, x) + this, same channels).
+
+    Frame t (0-based) sits at (t + 1) / (T + eps) * scale and is encoded with `num_channels`
+    interleaved sin/cos channels (`sine_channels`): the official `PositionEmbeddingSine3D`'s
+    normalised temporal term (facebookresearch/Mask2Former, mask2former_video/modeling/
+    transformer_decoder/position_encoding.py).
+
+    Args:
+        num_channels: channels of the encoding (= those of the 2-D encoding it is added to).
+        temperature, scale, eps: as in `PositionEmbeddingSine2D` (normalised form).
+    """
+
+    def __init__(self, num_channels: int, temperature: float = 10000.0, scale: float = 2 * math.pi,
+                 eps: float = 1e-6):
+        super().__init__()
+        self.num_channels = num_channels
+        self.temperature = temperature
+        self.scale = scale
+        self.eps = eps
+
+    def forward(self, num_frames: int, device: Optional[torch.device] = None) -> torch.Tensor:
+        """float [T, num_channels] for a clip of `num_frames` frames."""
+        frame = torch.arange(1, num_frames + 1, dtype=torch.float32, device=device)
+        return sine_channels(frame / (num_frames + self.eps) * self.scale, self.num_channels,
+                             self.temperature)

@@ -34,15 +34,18 @@ def calculate_uncertainty(logits: Tensor) -> Tensor:
 
 
 def point_sampled_mask_losses(src_masks: Tensor, tgt_masks: Tensor, num_masks: float, *, num_points: int,
-                              oversample_ratio: float, importance_sample_ratio: float) -> Tuple[Tensor, Tensor]:
+                              oversample_ratio: float, importance_sample_ratio: float,
+                              per_frame: bool = False) -> Tuple[Tensor, Tensor]:
     """BCE and dice of matched masks on importance-sampled points.
 
     Args:
         src_masks: [N, *F, h, w] mask logits (F: optional frame axes).
         tgt_masks: [N, *F, H, W] targets in [0, 1].
         num_masks: the normaliser.
+        per_frame: each frame mask is its own term of the BCE sum and of the dice (Mask2Former-VIS);
+            otherwise each instance's points over all its frames form one vector (VITA).
     Returns:
-        (loss_mask, loss_dice) scalars; each instance's points over all its frames form one vector.
+        (loss_mask, loss_dice) scalars.
     """
     n = src_masks.shape[0]
     if n == 0:
@@ -56,8 +59,9 @@ def point_sampled_mask_losses(src_masks: Tensor, tgt_masks: Tensor, num_masks: f
         )
         point_labels = point_sample(tgt, coords, align_corners=False).squeeze(1)
     point_logits = point_sample(src, coords, align_corners=False).squeeze(1)
-    point_logits = point_logits.reshape(n, -1)
-    point_labels = point_labels.reshape(n, -1)
+    rows = src.shape[0] if per_frame else n
+    point_logits = point_logits.reshape(rows, -1)
+    point_labels = point_labels.reshape(rows, -1)
     return (sigmoid_ce_loss(point_logits, point_labels, num_masks),
             dice_loss(point_logits, point_labels, num_masks))
 
@@ -67,11 +71,13 @@ class MatchedMaskLosses(nn.Module):
     Mask2Former's frame criterion and VITA's video criterion.
 
     Holds `num_classes` (K), the `matcher`, the loss `weight_dict`, `empty_weight` [K+1] (the CE
-    weight of each class, `eos_coef` for "no object") and the point-sampling settings.
+    weight of each class, `eos_coef` for "no object") and the point-sampling settings;
+    `per_frame_mask_losses` as `point_sampled_mask_losses`'s `per_frame` for clip masks.
     """
 
     def __init__(self, *, num_classes: int, matcher: nn.Module, weight_dict: Dict[str, float],
-                 eos_coef: float, num_points: int, oversample_ratio: float, importance_sample_ratio: float):
+                 eos_coef: float, num_points: int, oversample_ratio: float, importance_sample_ratio: float,
+                 per_frame_mask_losses: bool = False):
         super().__init__()
         self.num_classes = num_classes
         self.matcher = matcher
@@ -80,6 +86,7 @@ class MatchedMaskLosses(nn.Module):
         self.num_points = num_points
         self.oversample_ratio = oversample_ratio
         self.importance_sample_ratio = importance_sample_ratio
+        self.per_frame_mask_losses = per_frame_mask_losses
         empty_weight = torch.ones(num_classes + 1)
         empty_weight[-1] = eos_coef
         self.register_buffer("empty_weight", empty_weight)
@@ -108,7 +115,7 @@ class MatchedMaskLosses(nn.Module):
             tgt = src.new_zeros((0,) + (1,) * (src.dim() - 1))
         return point_sampled_mask_losses(
             src, tgt, num_masks, num_points=self.num_points, oversample_ratio=self.oversample_ratio,
-            importance_sample_ratio=self.importance_sample_ratio,
+            importance_sample_ratio=self.importance_sample_ratio, per_frame=self.per_frame_mask_losses,
         )
 
 
@@ -119,6 +126,8 @@ class Mask2FormerCriterion(MatchedMaskLosses):
         outputs: {"pred_logits": [N, Q, K+1], "pred_masks": [N, Q, h, w], "aux_outputs": list of the
                   same for the earlier prediction sets (oldest first)}
         targets: N dicts (one per image/frame) with "labels" [G] and "masks" [G, H, W].
+    Clip masks work the same way (Mask2Former-VIS: "pred_masks" [N, Q, T, h, w], N clips with
+    "masks" [G, T, H, W]; the matcher reads every frame at the same points).
     returns (losses, indices): losses `loss_ce`, `loss_mask`, `loss_dice` for the last set and the
     same keys with suffix `_i` for aux set i (unweighted); `indices` is the list of the matchings of
     the last `num_indices_to_return` prediction sets, oldest first (VITA's similarity loss uses them).
@@ -126,10 +135,11 @@ class Mask2FormerCriterion(MatchedMaskLosses):
 
     def __init__(self, *, num_classes: int, matcher: nn.Module, weight_dict: Dict[str, float],
                  eos_coef: float, num_points: int, oversample_ratio: float, importance_sample_ratio: float,
-                 num_indices_to_return: int = 1):
+                 num_indices_to_return: int = 1, per_frame_mask_losses: bool = False):
         super().__init__(num_classes=num_classes, matcher=matcher, weight_dict=weight_dict, eos_coef=eos_coef,
                          num_points=num_points, oversample_ratio=oversample_ratio,
-                         importance_sample_ratio=importance_sample_ratio)
+                         importance_sample_ratio=importance_sample_ratio,
+                         per_frame_mask_losses=per_frame_mask_losses)
         self.num_indices_to_return = num_indices_to_return
 
     def _losses_for(self, outputs: Dict[str, Tensor], targets, num_masks: float, suffix: str):
@@ -156,9 +166,11 @@ class Mask2FormerCriterion(MatchedMaskLosses):
         return losses, (all_indices[len(all_indices) - keep:] if keep else [])
 
 
-def build_mask2former_criterion(cfg, num_indices_to_return: int = 1) -> Mask2FormerCriterion:
-    """The frame-level criterion from MODEL.MASK_FORMER.* (matcher costs = loss weights, deep
-    supervision over DEC_LAYERS - 1 aux sets), as VITA and MinVIS build it."""
+def build_mask2former_criterion(cfg, num_indices_to_return: int = 1,
+                                per_frame_mask_losses: bool = False) -> Mask2FormerCriterion:
+    """The criterion from MODEL.MASK_FORMER.* (matcher costs = loss weights, deep supervision over
+    DEC_LAYERS - 1 aux sets), as VITA and MinVIS build it for frames and Mask2Former-VIS for clips
+    (with `per_frame_mask_losses`, as the official video criterion)."""
     mf = cfg.MODEL.MASK_FORMER
     matcher = PointHungarianMatcher(cost_class=mf.CLASS_WEIGHT, cost_mask=mf.MASK_WEIGHT,
                                     cost_dice=mf.DICE_WEIGHT, num_points=mf.TRAIN_NUM_POINTS)
@@ -171,4 +183,5 @@ def build_mask2former_criterion(cfg, num_indices_to_return: int = 1) -> Mask2For
         num_classes=num_classes_from_config(cfg), matcher=matcher, weight_dict=weight_dict,
         eos_coef=mf.NO_OBJECT_WEIGHT, num_points=mf.TRAIN_NUM_POINTS, oversample_ratio=mf.OVERSAMPLE_RATIO,
         importance_sample_ratio=mf.IMPORTANCE_SAMPLE_RATIO, num_indices_to_return=num_indices_to_return,
+        per_frame_mask_losses=per_frame_mask_losses,
     )

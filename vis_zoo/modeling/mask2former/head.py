@@ -13,6 +13,7 @@ from vis_zoo.config import num_classes_from_config
 
 from .pixel_decoder import MSDeformAttnPixelDecoder
 from .transformer_decoder import MultiScaleMaskedTransformerDecoder
+from .video_transformer_decoder import VideoMultiScaleMaskedTransformerDecoder
 
 __all__ = ["Mask2FormerHead", "build_mask2former_head"]
 
@@ -21,6 +22,8 @@ _DECODERS = {
     "MultiScaleMaskedTransformerDecoder": MultiScaleMaskedTransformerDecoder,
     # VITA's config name for the same decoder (frame queries are always available here)
     "VitaMultiScaleMaskedTransformerDecoder": MultiScaleMaskedTransformerDecoder,
+    # Mask2Former-VIS: clip queries over [B, T, ...] maps (its meta-architecture calls the predictor)
+    "VideoMultiScaleMaskedTransformerDecoder": VideoMultiScaleMaskedTransformerDecoder,
 }
 
 
@@ -65,20 +68,26 @@ class Mask2FormerHead(nn.Module):
         out["pixel_features"] = pd["pixel_features"]
         return out
 
-    def forward_queries(self, features: Dict[str, Tensor], num_frame_query_layers: int = 1) -> Dict:
+    def decode_pixels_for_queries(self, features: Dict[str, Tensor]) -> Dict[str, object]:
+        """The pixel decoder for `predictor.forward_queries`: "multi_scale_features", "pixel_features"
+        (F4 [N, C, H/4, W/4]) and "level_mask_features" (per level [N, mask_dim, h_l, w_l])."""
         import torch.nn.functional as F
 
         pd = self.pixel_decoder(features, compute_mask_features=False)
-        f4 = pd["pixel_features"]
         # mask_features is a 1x1 conv and bilinear resizing a convex combination per pixel, so
         # conv(resize(F4)) == resize(conv(F4)): the attention masks need only the level-size maps.
-        level_masks = [
+        pd["level_mask_features"] = [
             self.pixel_decoder.mask_features(
-                F.interpolate(f4, size=feat.shape[-2:], mode="bilinear", align_corners=False))
+                F.interpolate(pd["pixel_features"], size=feat.shape[-2:], mode="bilinear", align_corners=False))
             for feat in pd["multi_scale_features"]
         ]
-        out = self.predictor.forward_queries(pd["multi_scale_features"], level_masks, num_frame_query_layers)
-        out["pixel_features"] = f4
+        return pd
+
+    def forward_queries(self, features: Dict[str, Tensor], num_frame_query_layers: int = 1) -> Dict:
+        pd = self.decode_pixels_for_queries(features)
+        out = self.predictor.forward_queries(pd["multi_scale_features"], pd["level_mask_features"],
+                                             num_frame_query_layers)
+        out["pixel_features"] = pd["pixel_features"]
         return out
 
 

@@ -106,18 +106,29 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         return src, pos, sizes
 
     def _attn_mask_from_logits(self, mask_logits: Tensor) -> Tensor:
-        """[N, Q, h, w] logits at the target level -> bool [N*heads, Q, h*w], True = blocked."""
+        """[N, Q, (T,) h, w] logits at the target level -> bool [N*heads, Q, (T*)h*w], True = blocked."""
         blocked = mask_logits.sigmoid().flatten(2) < 0.5
         blocked = blocked.unsqueeze(1).repeat(1, self.num_heads, 1, 1).flatten(0, 1)
         return blocked.detach()
 
+    @staticmethod
+    def mask_logits(mask_embed: Tensor, mask_features: Tensor) -> Tensor:
+        """Mask embeddings [N, Q, C] · mask features [N, C, h, w] (a frame) or [N, T, C, h, w] (a
+        clip, Mask2Former-VIS) -> logits [N, Q, h, w] or [N, Q, T, h, w]."""
+        return torch.einsum("bqc,b...chw->bq...hw", mask_embed, mask_features)
+
     def prediction_heads(self, output: Tensor, mask_features: Tensor, attn_size):
-        """output [Q, N, C] -> (class [N, Q, K+1], mask [N, Q, H/4, W/4], attn_mask, normed [N, Q, C])."""
+        """output [Q, N, C] -> (class [N, Q, K+1], mask [N, Q, (T,) H/4, W/4], attn_mask,
+        normed [N, Q, C]). Clip mask features [N, T, C, H/4, W/4] give an attention mask over the
+        T*h*w keys of the clip."""
         normed = self.decoder_norm(output).transpose(0, 1)
         outputs_class = self.class_embed(normed)
-        mask_embed = self.mask_embed(normed)
-        outputs_mask = torch.einsum("bqc,bchw->bqhw", mask_embed, mask_features)
-        resized = F.interpolate(outputs_mask, size=attn_size, mode="bilinear", align_corners=False)
+        outputs_mask = self.mask_logits(self.mask_embed(normed), mask_features)
+        # every (query, frame) map resized on its own: bilinear resizing acts per channel
+        lead = outputs_mask.shape[:-2]
+        resized = F.interpolate(outputs_mask.reshape(lead[0], -1, *outputs_mask.shape[-2:]),
+                                size=attn_size, mode="bilinear", align_corners=False)
+        resized = resized.view(*lead, *attn_size)
         return outputs_class, outputs_mask, self._attn_mask_from_logits(resized), normed
 
     def _layer(self, i: int, output: Tensor, src, pos, attn_mask: Tensor, query_embed: Tensor) -> Tensor:
@@ -172,7 +183,7 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         def attn_mask_and_norm(out, level):
             normed = self.decoder_norm(out).transpose(0, 1)
             mask_embed = self.mask_embed(normed)
-            logits = torch.einsum("bqc,bchw->bqhw", mask_embed, level_mask_features[level])
+            logits = self.mask_logits(mask_embed, level_mask_features[level])
             return self._attn_mask_from_logits(logits), normed
 
         attn_mask, normed = attn_mask_and_norm(output, 0)
