@@ -89,9 +89,10 @@ def video_output_to_results(
     """Convert one video's model output into results entries.
 
     output: {"pred_scores": [K] float, "pred_labels": [K] long (contiguous ids), "pred_masks": K
-    entries, each a bool [T, H, W] tensor/array at the original resolution or a list of T RLE dicts /
-    None}. `length`, `height`, `width` are the video's (from the dataset); a mismatch raises a
-    ValueError naming the video. `contiguous_to_dataset_id` maps labels to dataset category ids
+    entries, each a bool [T, H, W] tensor/array at the original resolution or a sequence of T RLE
+    dicts / None (a list, or a `StoredTrackMasks` read from disk frame by frame)}. `length`,
+    `height`, `width` are the video's (from the dataset); a mismatch raises a ValueError naming the
+    video. `contiguous_to_dataset_id` maps labels to dataset category ids
     (identity when None).
     """
     what = f"video {video_id}"
@@ -115,7 +116,7 @@ def video_output_to_results(
         else:
             category_id = label
         track = masks[i]
-        if isinstance(track, (list, tuple)):
+        if not hasattr(track, "shape"):  # T RLE dicts / None: a list, or the model's on-disk sequence
             segmentations = _check_rle_frames(track, length, height, width, f"{what}, track {i}")
         else:
             arr = track
