@@ -34,7 +34,8 @@ def main(args):
     _RUN["output_dir"] = cfg.OUTPUT_DIR
     logger.info(run_summary(cfg, eval_only=args.eval_only, resume=args.resume))
     if args.eval_only:
-        check_eval_weights(cfg, resume=args.resume, allow_random_weights=args.allow_random_weights)
+        check_eval_weights(cfg, resume=args.resume,
+                           allow_random_weights=getattr(args, "allow_random_weights", False))
         model = VISTrainer.build_model(cfg)
         # strict: weights of another method or config must not be evaluated as if they fitted
         AtomicDetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR, strict_model=True).resume_or_load(

@@ -54,6 +54,22 @@ class TerminalFilter(logging.Filter):
         return starts is not None and str(record.msg).startswith(starts)
 
 
+class _StdoutHandler(logging.StreamHandler):
+    """A StreamHandler on whatever `sys.stdout` is when a message is written (a tool run in a test
+    whose captured stdout is closed and replaced afterwards must not write to the closed one)."""
+
+    def __init__(self):
+        super().__init__(sys.stdout)
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value):  # logging.StreamHandler.__init__ assigns it
+        pass
+
+
 class _ShortFormatter(logging.Formatter):
     """`[time name]: message` with detectron2's abbreviation d2; green prefix on a terminal."""
 
@@ -87,8 +103,8 @@ def setup_run_logging(output_dir: Optional[str], stream=None) -> None:
     rank = comm.get_rank()
     handlers: List[logging.Handler] = []
     if rank == 0:
+        terminal = _StdoutHandler() if stream is None else logging.StreamHandler(stream)
         stream = sys.stdout if stream is None else stream
-        terminal = logging.StreamHandler(stream)
         terminal.addFilter(TerminalFilter())
         is_tty = hasattr(stream, "isatty") and stream.isatty()
         terminal.setFormatter(_ShortFormatter(colour=is_tty and not os.environ.get("NO_COLOR")))
