@@ -9,8 +9,8 @@
     python tools/benchmark.py --table-only --accuracy-from ifc/synthetic_R18=output/ifc   # accuracy of a finished run
     python tools/benchmark.py --methods vita --stages params speed --train-data JSON FRAMES
 
---train-data/--test-data JSON FRAMES (YouTube-VIS format) and trailing KEY VALUE overrides apply to every
-config, as in tools/train_net.py; the accuracy stage stays on the synthetic validation split (the
+--train-data/--test-data JSON FRAMES (YouTube-VIS format) and trailing KEY VALUE overrides apply to
+every config, as in tools/train_net.py; the accuracy stage stays on the synthetic validation split (the
 table's accuracy column), so it is skipped for another test set.
 
 Per config (one row): parameters, GFLOPs per frame (fvcore), inference ms/frame and FPS at T frames,
@@ -78,8 +78,8 @@ def parse_args(argv=None):
                         "never retrained; repeatable; works with --table-only")
     p.add_argument("--table-only", action="store_true", help="only regenerate the table and plots")
     p.add_argument("--no-progress", action="store_true")
-    # --train-data/--test-data JSON FRAMES and KEY VALUE overrides (trailing or after --opts), for every
-    # config; the accuracy stage then trains and evaluates on that data
+    # --train-data/--test-data JSON FRAMES and KEY VALUE overrides (trailing or after --opts), for
+    # every config
     add_config_arguments(p, config_file=False)
     return p.parse_args(argv)
 

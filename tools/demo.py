@@ -56,7 +56,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--fps", type=float, default=None, help="output frame rate (default: the input's)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--allow-random-weights", action="store_true",
-                        help="run without MODEL.WEIGHTS (a random model: meaningless masks) on purpose")
+                        help="run without MODEL.WEIGHTS (a random model: meaningless masks) "
+                             "on purpose")
     # --config-file, --train-data/--test-data (class names), trailing KEY VALUE or --opts overrides
     add_config_arguments(parser)
     return parser.parse_args(argv)
@@ -136,8 +137,9 @@ def build_demo_model(cfg, allow_random_weights: bool = False):
     elif allow_random_weights:
         logger.warning("MODEL.WEIGHTS is empty: the model has random weights (predictions are meaningless)")
     else:
-        raise SystemExit("error: no weights: give --weights PATH (e.g. output/<run>/model_final.pth) or "
-                         "MODEL.WEIGHTS PATH; --allow-random-weights runs a random model on purpose")
+        raise SystemExit("error: no weights: give --weights PATH (e.g. output/<run>/model_final.pth) "
+                         "or MODEL.WEIGHTS PATH; --allow-random-weights runs a random model on "
+                         "purpose")
     return model.eval()
 
 
@@ -171,8 +173,8 @@ def model_input_fn(cfg, height: int, width: int):
 
 
 def dataset_info(cfg):
-    """(class names, contiguous id -> dataset id or None) from the metadata of DATASETS.TEST[0], else
-    DATASETS.TRAIN[0] (the start-up checks made sure their class counts match the model's)."""
+    """(class names, contiguous id -> dataset id or None) from the metadata of DATASETS.TEST[0],
+    else DATASETS.TRAIN[0] (the start-up checks made sure their class counts match the model's)."""
     from detectron2.data import MetadataCatalog
 
     from vis_zoo.evaluation import invert_id_map
@@ -186,8 +188,8 @@ def dataset_info(cfg):
     return names, (invert_id_map(id_map) if id_map else None)
 
 
-def describe_tracks(output: Dict, class_names: Optional[Sequence[str]], to_dataset_id: Optional[Dict],
-                    drawn: Sequence[int]) -> Dict[int, Dict[str, object]]:
+def describe_tracks(output: Dict, class_names: Optional[Sequence[str]],
+                    to_dataset_id: Optional[Dict], drawn: Sequence[int]) -> Dict[int, Dict[str, object]]:
     """Every output track, highest score first: {index: {"id", "class", "category_id", "score",
     "drawn"}}; "class" is the dataset's class name ("class <k>" without names), "category_id" the
     dataset's own id (None without the metadata)."""
@@ -253,7 +255,7 @@ def run_demo(args) -> Dict[str, object]:
     if args.save_frames:
         os.makedirs(frames_dir, exist_ok=True)
     mask_dirs = {}
-    if args.save_masks:  # every output track, drawn or not (demo_summary.json says which were drawn)
+    if args.save_masks:  # every output track, drawn or not (demo_summary.json says which)
         for i, track in tracks.items():
             folder = f"track_{i:03d}_{track['class'].replace(' ', '_')}"
             mask_dirs[i] = os.path.join(args.output, "masks", folder)
@@ -279,7 +281,8 @@ def run_demo(args) -> Dict[str, object]:
                 cv2.imwrite(os.path.join(frames_dir, f"{t:05d}.jpg"), annotated)
             for i, folder in mask_dirs.items():
                 mask = masks[i]
-                png = np.zeros((height, width), np.uint8) if mask is None else mask.astype(np.uint8) * 255
+                png = (np.zeros((height, width), np.uint8) if mask is None
+                       else mask.astype(np.uint8) * 255)
                 cv2.imwrite(os.path.join(folder, f"{t:05d}.png"), png)
         rendered = True
     finally:
@@ -317,8 +320,8 @@ def main(argv=None) -> int:
         return 2
     note = ""
     if summary["tracks"] and not summary["drawn"]:
-        note = (f"; no track reached --confidence-threshold {summary['confidence_threshold']} (best score "
-                f"{summary['tracks'][0]['score']:.2f})")
+        note = (f"; no track reached --confidence-threshold {summary['confidence_threshold']} "
+                f"(best score {summary['tracks'][0]['score']:.2f})")
     print(f"wrote {summary['video']} ({summary['num_frames']} frames, {summary['num_predictions']} predictions, "
           f"{len(summary['drawn'])} drawn{note}); every track: "
           f"{os.path.join(os.path.dirname(summary['video']), 'demo_summary.json')}")

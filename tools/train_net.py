@@ -38,9 +38,8 @@ def main(args):
                            allow_random_weights=getattr(args, "allow_random_weights", False))
         model = VISTrainer.build_model(cfg)
         # strict: weights of another method or config must not be evaluated as if they fitted
-        AtomicDetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR, strict_model=True).resume_or_load(
-            cfg.MODEL.WEIGHTS, resume=args.resume
-        )
+        checkpointer = AtomicDetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR, strict_model=True)
+        checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         results = VISTrainer.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, results)
@@ -60,10 +59,11 @@ def main(args):
 
 
 def cli(argv=None, main_func=main):
-    """Parse the command line and run `main_func(args)` in each process (the tests pass a wrapper)."""
+    """Parse the command line, run `main_func(args)` in each process (tests pass a wrapper)."""
     parser = build_argument_parser(__doc__)
     parser.add_argument("--allow-random-weights", action="store_true",
-                        help="with --eval-only: evaluate without MODEL.WEIGHTS (a random model) on purpose")
+                        help="with --eval-only: evaluate without MODEL.WEIGHTS (a random model) "
+                             "on purpose")
     args = parser.parse_args(argv)
     try:
         return launch(
@@ -95,7 +95,8 @@ def interrupted_message(args, argv) -> str:
             checkpoint = os.path.join(output_dir, f.read().strip())
     if checkpoint is None:
         where = f" in {output_dir}" if output_dir else ""
-        return f"Interrupted before the first checkpoint{where}; --resume would start over: {shlex.join(command)}"
+        return (f"Interrupted before the first checkpoint{where}; --resume would start over: "
+                f"{shlex.join(command)}")
     return f"Interrupted; continue from {checkpoint} with: {shlex.join(command)}"
 
 

@@ -1,4 +1,5 @@
 """YouTube-VIS-format datasets from the config (DATASETS.YTVIS_FORMAT) and the shared data flags."""
+
 import argparse
 import os
 import sys
@@ -10,7 +11,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
 from custom_ytvis import CUSTOM_CATEGORIES, write_custom_ytvis  # noqa: E402
 
 from vis_zoo.config import get_vis_cfg  # noqa: E402
-from vis_zoo.data.datasets.from_config import dataset_name_from_json, register_config_datasets  # noqa: E402
+from vis_zoo.data.datasets.from_config import (
+    dataset_name_from_json,
+    register_config_datasets,
+)  # noqa: E402
 from vis_zoo.engine.cli import add_config_arguments, config_overrides  # noqa: E402
 
 BASE_CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "Base-VIS.yaml")
@@ -37,9 +41,15 @@ def test_register_reads_class_names_and_makes_paths_absolute(tmp_path, monkeypat
 
 def test_register_errors_name_the_entry(tmp_path):
     files = write_custom_ytvis(str(tmp_path / "d"))
-    with pytest.raises(FileNotFoundError, match=r"DATASETS.YTVIS_FORMAT\[0\] \(cfgds_missing\).*nope.json"):
-        register_config_datasets(_cfg((("cfgds_missing", str(tmp_path / "nope.json"), files["frames"]),)))
-    with pytest.raises(ValueError, match=r"DATASETS.YTVIS_FORMAT\[0\].*\[name, json_file, image_root\]"):
+    with pytest.raises(
+        FileNotFoundError, match=r"DATASETS.YTVIS_FORMAT\[0\] \(cfgds_missing\).*nope.json"
+    ):
+        register_config_datasets(
+            _cfg((("cfgds_missing", str(tmp_path / "nope.json"), files["frames"]),))
+        )
+    with pytest.raises(
+        ValueError, match=r"DATASETS.YTVIS_FORMAT\[0\].*\[name, json_file, image_root\]"
+    ):
         register_config_datasets(_cfg((("only_two", files["json"]),)))
     with pytest.raises(ValueError, match="evaluator type"):
         register_config_datasets(_cfg((("cfgds_ev", files["json"], files["frames"], "coco"),)))
@@ -54,14 +64,31 @@ def _parse(argv):
 
 def test_data_flags_become_overrides(tmp_path):
     files = write_custom_ytvis(str(tmp_path / "shop"))
-    args = _parse(["--config-file", BASE_CONFIG, "--train-data", files["json"], files["frames"],
-                   "--test-data", files["json"], files["frames"], "SOLVER.MAX_ITER", "3"])
+    args = _parse(
+        [
+            "--config-file",
+            BASE_CONFIG,
+            "--train-data",
+            files["json"],
+            files["frames"],
+            "--test-data",
+            files["json"],
+            files["frames"],
+            "SOLVER.MAX_ITER",
+            "3",
+        ]
+    )
     opts = config_overrides(args)
     assert opts[:2] == ["SOLVER.MAX_ITER", "3"]
     assert dataset_name_from_json(files["json"]) == "shop_train"
     values = dict(zip(opts[0::2], opts[1::2]))
-    assert values["DATASETS.TRAIN"] == "('shop_train',)" and values["DATASETS.TEST"] == "('shop_train',)"
-    assert eval(values["DATASETS.YTVIS_FORMAT"]) == (("shop_train", files["json"], files["frames"]),)
+    assert (
+        values["DATASETS.TRAIN"] == "('shop_train',)"
+        and values["DATASETS.TEST"] == "('shop_train',)"
+    )
+    assert eval(values["DATASETS.YTVIS_FORMAT"]) == (
+        ("shop_train", files["json"], files["frames"]),
+    )
 
 
 def test_trailing_and_flag_overrides_are_one_form():

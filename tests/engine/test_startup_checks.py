@@ -1,5 +1,6 @@
 """Start-up checks: class count against the data, unregistered dataset names, --eval-only without
 weights. All fail before a model is built, naming the key at fault."""
+
 import os
 import sys
 
@@ -21,9 +22,16 @@ IFC = os.path.join(CONFIGS, "ifc", "synthetic_R18.yaml")
 def six_classes(tmp_path_factory):
     """Opts registering a 6-class dataset as DATASETS.TRAIN and DATASETS.TEST."""
     files = write_custom_ytvis(str(tmp_path_factory.mktemp("six")))
-    return ["DATASETS.YTVIS_FORMAT", repr((("six_classes", files["json"], files["frames"]),)),
-            "DATASETS.TRAIN", "('six_classes',)", "DATASETS.TEST", "('six_classes',)",
-            "MODEL.DEVICE", "cpu"]
+    return [
+        "DATASETS.YTVIS_FORMAT",
+        repr((("six_classes", files["json"], files["frames"]),)),
+        "DATASETS.TRAIN",
+        "('six_classes',)",
+        "DATASETS.TEST",
+        "('six_classes',)",
+        "MODEL.DEVICE",
+        "cpu",
+    ]
 
 
 @pytest.mark.parametrize("config_value", [5, 8])
@@ -36,7 +44,9 @@ def test_class_count_that_disagrees_with_the_data_fails(six_classes, config_valu
 
 
 def test_each_method_names_its_own_key(six_classes):
-    with pytest.raises(ValueError, match=r"MODEL.IFC.NUM_CLASSES is 5 in the config.*has 6 classes"):
+    with pytest.raises(
+        ValueError, match=r"MODEL.IFC.NUM_CLASSES is 5 in the config.*has 6 classes"
+    ):
         build_config(IFC, six_classes)
 
 
@@ -48,8 +58,15 @@ def test_unset_class_count_is_taken_from_the_training_data(six_classes):
 
 
 def test_unset_class_count_with_disagreeing_datasets_fails(six_classes):
-    opts = six_classes + ["DATASETS.TEST", "('synthetic_vis_val',)", "MODEL.SEM_SEG_HEAD.NUM_CLASSES", "0"]
-    with pytest.raises(ValueError, match="disagree.*6 classes, DATASETS.TEST 'synthetic_vis_val' .* has 5"):
+    opts = six_classes + [
+        "DATASETS.TEST",
+        "('synthetic_vis_val',)",
+        "MODEL.SEM_SEG_HEAD.NUM_CLASSES",
+        "0",
+    ]
+    with pytest.raises(
+        ValueError, match="disagree.*6 classes, DATASETS.TEST 'synthetic_vis_val' .* has 5"
+    ):
         build_config(VITA, opts)
 
 
@@ -60,7 +77,8 @@ def test_config_file_with_ytvis_format_entries(tmp_path):
         f"_BASE_: {os.path.abspath(VITA)}\n"
         "MODEL:\n  DEVICE: cpu\n  SEM_SEG_HEAD:\n    NUM_CLASSES: 0\n"
         f"DATASETS:\n  YTVIS_FORMAT: [[shop_yaml, {files['json']}, {files['frames']}]]\n"
-        "  TRAIN: ('shop_yaml',)\n  TEST: ('shop_yaml',)\n")
+        "  TRAIN: ('shop_yaml',)\n  TEST: ('shop_yaml',)\n"
+    )
     cfg = build_config(str(config))
     assert cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES == 6
     assert cfg.DATASETS.YTVIS_FORMAT[0][0] == "shop_yaml"
@@ -88,5 +106,14 @@ def test_eval_only_without_weights_is_refused(tmp_path):
 def test_train_net_eval_only_without_weights_exits_with_the_message(tmp_path, capsys):
     train_net = load_tool("train_net.py")
     with pytest.raises(SystemExit, match="--allow-random-weights"):
-        train_net.cli(["--config-file", VITA, "--eval-only", "MODEL.DEVICE", "cpu",
-                       "OUTPUT_DIR", str(tmp_path)])
+        train_net.cli(
+            [
+                "--config-file",
+                VITA,
+                "--eval-only",
+                "MODEL.DEVICE",
+                "cpu",
+                "OUTPUT_DIR",
+                str(tmp_path),
+            ]
+        )

@@ -1,5 +1,6 @@
 """A tiny YouTube-VIS-format dataset of its own classes (not the synthetic shapes), written by tests
 that use a dataset the way a user brings one: a JSON and a frame folder."""
+
 import json
 import os
 from typing import Dict, List, Sequence
@@ -9,8 +10,12 @@ import numpy as np
 
 # Six classes with ids that are not 1..K, so that the contiguous mapping is exercised too.
 CUSTOM_CATEGORIES = [
-    {"id": 11, "name": "kettle"}, {"id": 12, "name": "lamp"}, {"id": 14, "name": "teapot"},
-    {"id": 15, "name": "vase"}, {"id": 17, "name": "clock"}, {"id": 19, "name": "mug"},
+    {"id": 11, "name": "kettle"},
+    {"id": 12, "name": "lamp"},
+    {"id": 14, "name": "teapot"},
+    {"id": 15, "name": "vase"},
+    {"id": 17, "name": "clock"},
+    {"id": 19, "name": "mug"},
 ]
 
 
@@ -18,9 +23,16 @@ def _box_polygon(x: float, y: float, w: float, h: float) -> List[List[float]]:
     return [[x, y, x + w, y, x + w, y + h, x, y + h]]
 
 
-def write_custom_ytvis(root: str, *, num_videos: int = 2, length: int = 3, height: int = 48,
-                       width: int = 64, categories: Sequence[Dict] = CUSTOM_CATEGORIES,
-                       json_name: str = "train.json") -> Dict[str, str]:
+def write_custom_ytvis(
+    root: str,
+    *,
+    num_videos: int = 2,
+    length: int = 3,
+    height: int = 48,
+    width: int = 64,
+    categories: Sequence[Dict] = CUSTOM_CATEGORIES,
+    json_name: str = "train.json",
+) -> Dict[str, str]:
     """Write `num_videos` videos of coloured moving boxes under root/frames and root/<json_name>.
 
     Returns {"json": path, "frames": folder}. Every video holds two tracks of two of the categories.
@@ -40,18 +52,32 @@ def write_custom_ytvis(root: str, *, num_videos: int = 2, length: int = 3, heigh
             image = rng.integers(0, 60, size=(height, width, 3), dtype=np.uint8)
             for _, boxes, color in tracks:
                 x, y, w, h = boxes[t]
-                image[y:y + h, x:x + w] = color
+                image[y : y + h, x : x + w] = color
             cv2.imwrite(os.path.join(frames_dir, name), image)
         video_id = v + 1
-        videos.append({"id": video_id, "width": width, "height": height, "length": length,
-                       "file_names": names})
+        videos.append(
+            {
+                "id": video_id,
+                "width": width,
+                "height": height,
+                "length": length,
+                "file_names": names,
+            }
+        )
         for category, boxes, _ in tracks:
-            annotations.append({
-                "id": len(annotations) + 1, "video_id": video_id, "category_id": category["id"],
-                "iscrowd": 0, "height": height, "width": width,
-                "segmentations": [_box_polygon(*b) for b in boxes],
-                "bboxes": [list(b) for b in boxes], "areas": [b[2] * b[3] for b in boxes],
-            })
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "video_id": video_id,
+                    "category_id": category["id"],
+                    "iscrowd": 0,
+                    "height": height,
+                    "width": width,
+                    "segmentations": [_box_polygon(*b) for b in boxes],
+                    "bboxes": [list(b) for b in boxes],
+                    "areas": [b[2] * b[3] for b in boxes],
+                }
+            )
     json_file = os.path.join(root, json_name)
     with open(json_file, "w") as f:
         json.dump({"videos": videos, "annotations": annotations, "categories": list(categories)}, f)

@@ -2,6 +2,7 @@
 command line, train, evaluate with --eval-only, run the demo; the demo labels carry the dataset's
 class names. Only paths are substituted and a few size/length overrides appended (tiny frames,
 2 iterations) so that it takes seconds."""
+
 import json
 import os
 import re
@@ -18,9 +19,22 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 # Appended to the training command only: the example's config at 48x64 frames for 2 iterations.
 FAST_TRAINING = [
-    "MODEL.DEVICE", "cpu", "SOLVER.MAX_ITER", "2", "SOLVER.CHECKPOINT_PERIOD", "100",
-    "INPUT.MIN_SIZE_TRAIN", "(48,)", "INPUT.MAX_SIZE_TRAIN", "64",
-    "INPUT.MIN_SIZE_TEST", "48", "INPUT.MAX_SIZE_TEST", "64", "DATALOADER.NUM_WORKERS", "0",
+    "MODEL.DEVICE",
+    "cpu",
+    "SOLVER.MAX_ITER",
+    "2",
+    "SOLVER.CHECKPOINT_PERIOD",
+    "100",
+    "INPUT.MIN_SIZE_TRAIN",
+    "(48,)",
+    "INPUT.MAX_SIZE_TRAIN",
+    "64",
+    "INPUT.MIN_SIZE_TEST",
+    "48",
+    "INPUT.MAX_SIZE_TEST",
+    "64",
+    "DATALOADER.NUM_WORKERS",
+    "0",
 ]
 
 
@@ -36,7 +50,7 @@ def _write_video(path, frames=4, height=48, width=64):
     writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 5, (width, height))
     for t in range(frames):
         image = np.zeros((height, width, 3), np.uint8)
-        image[10:24, 5 + 3 * t:21 + 3 * t] = (60, 200, 40)
+        image[10:24, 5 + 3 * t : 21 + 3 * t] = (60, 200, 40)
         writer.write(image)
     writer.release()
 
@@ -58,8 +72,10 @@ def test_readme_own_data_example(tmp_path):
     outputs = []
     for command in commands:
         # the interpreter of this test, the repository's tools and configs; data stays relative
-        argv = [sys.executable] + [os.path.join(REPO, a) if a.startswith(("tools/", "configs/")) else a
-                                   for a in command[1:]]
+        argv = [sys.executable] + [
+            os.path.join(REPO, a) if a.startswith(("tools/", "configs/")) else a
+            for a in command[1:]
+        ]
         if "--eval-only" not in argv and argv[1].endswith("train_net.py"):
             argv += FAST_TRAINING
         outputs.append(_run(argv, cwd=str(tmp_path)))

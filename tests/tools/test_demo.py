@@ -123,11 +123,12 @@ def test_demo_turns_a_video_into_an_annotated_video(tmp_path, config):
     assert count == 6
     assert sorted(os.listdir(os.path.join(out, "frames"))) == [f"{t:05d}.jpg" for t in range(6)]
 
-    # one folder per output track (drawn or not), one PNG per frame; the overlay changes exactly where
-    # the drawn tracks' masks are
+    # one folder per output track (drawn or not), one PNG per frame; the overlay changes exactly
+    # where the drawn tracks' masks are
     mask_dirs = sorted(os.listdir(os.path.join(out, "masks")))
     assert len(mask_dirs) == summary["num_predictions"] == len(summary["tracks"])
-    assert sorted(t["masks"] for t in summary["tracks"]) == [os.path.join("masks", d) for d in mask_dirs]
+    expected = [os.path.join("masks", d) for d in mask_dirs]
+    assert sorted(t["masks"] for t in summary["tracks"]) == expected
     assert [t["id"] for t in summary["tracks"] if t["drawn"]] == summary["drawn"]
     source = open_frames(video)
     coloured = 0

@@ -38,11 +38,11 @@ class DamagedCheckpointError(RuntimeError):
 
 
 class CheckpointMismatchError(RuntimeError):
-    """A checkpoint loads, but its tensors do not fit the model (another method, size or class count)."""
+    """A checkpoint loads, but its tensors do not fit the model (another method, size, classes)."""
 
 
 def describe_incompatible(path: str, incompatible) -> str:
-    """One message for a checkpoint whose tensors do not match the model: counts, then a few names."""
+    """One message for a checkpoint whose tensors do not fit the model: counts, then a few names."""
     shapes = list(incompatible.incorrect_shapes)
     # detectron2 drops the tensors of another shape before loading, so they come back as missing too
     reshaped = {name for name, _, _ in shapes}
@@ -51,10 +51,11 @@ def describe_incompatible(path: str, incompatible) -> str:
     parts = [f"{len(missing)} model tensor(s) missing from the checkpoint",
              f"{len(unexpected)} checkpoint tensor(s) the model does not have",
              f"{len(shapes)} with another shape"]
-    examples = [f"missing {name}" for name in missing[:3]] + [f"unexpected {name}" for name in unexpected[:3]]
+    examples = [f"missing {name}" for name in missing[:3]]
+    examples += [f"unexpected {name}" for name in unexpected[:3]]
     examples += [f"{name}: checkpoint {tuple(a)} vs model {tuple(b)}" for name, a, b in shapes[:3]]
-    return (f"{path} does not fit the model: {', '.join(parts)} (e.g. {'; '.join(examples)}). Is it a "
-            "checkpoint of another method, backbone or class count than the config's?")
+    return (f"{path} does not fit the model: {', '.join(parts)} (e.g. {'; '.join(examples)}). "
+            "Is it a checkpoint of another method, backbone or class count than the config's?")
 
 
 def _describe_size(path: str) -> str:
@@ -142,7 +143,8 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
             message = describe_incompatible(self._loading, incompatible)
             if self.strict_model:
                 raise CheckpointMismatchError(message)
-            self.logger.warning(message.replace("Is it", "Training starts from a partial checkpoint; is it"))
+            partial = "Training starts from a partial checkpoint; is it"
+            self.logger.warning(message.replace("Is it", partial))
         return incompatible
 
     # ----------------------------------------------------------------------------------- resuming

@@ -5,6 +5,7 @@
   taken from the training data when the config leaves it unset (<= 0);
 - `--eval-only` has weights to evaluate.
 """
+
 import logging
 import os
 from typing import List, Optional, Tuple
@@ -26,13 +27,15 @@ def check_dataset_names(cfg) -> None:
         if missing:
             raise ValueError(
                 f"DATASETS.{key} names {missing}, which {'is' if len(missing) == 1 else 'are'} not "
-                f"registered. Registered datasets: {', '.join(sorted(registered))}. A YouTube-VIS-format "
-                "dataset of your own: --train-data/--test-data JSON FRAMES, or DATASETS.YTVIS_FORMAT "
-                "(docs/custom_datasets.md)")
+                f"registered. Registered datasets: {', '.join(sorted(registered))}. "
+                "A YouTube-VIS-format dataset of your own: --train-data/--test-data JSON FRAMES, "
+                "or DATASETS.YTVIS_FORMAT "
+                "(docs/custom_datasets.md)"
+            )
 
 
 def _dataset_class_counts(cfg) -> List[Tuple[str, str, int]]:
-    """(key, dataset name, number of classes) for the datasets whose metadata lists their classes."""
+    """(key, dataset name, number of classes) of the datasets whose metadata lists their classes."""
     from detectron2.data import DatasetCatalog, MetadataCatalog
 
     registered = set(DatasetCatalog.list())
@@ -77,16 +80,20 @@ def resolve_num_classes(cfg) -> Optional[int]:
     counts = _dataset_class_counts(cfg)
     if value <= 0:
         if not counts:
-            raise ValueError(f"{key} is {value} (take it from the data), but none of the datasets "
-                             f"{list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST)} lists its classes; "
-                             f"set {key} to the number of classes")
+            raise ValueError(
+                f"{key} is {value} (take it from the data), but none of the datasets "
+                f"{list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST)} lists its classes; "
+                f"set {key} to the number of classes"
+            )
         source_key, source, count = counts[0]
         others = [c for c in counts if c[2] != count]
         if others:
             other_key, other, other_count = others[0]
             raise ValueError(
-                f"{key} is unset ({value}) and the datasets disagree: {source_key} {_describe(source)} "
-                f"has {count} classes, {other_key} {_describe(other)} has {other_count}")
+                f"{key} is unset ({value}) and the datasets disagree: "
+                f"{source_key} {_describe(source)} "
+                f"has {count} classes, {other_key} {_describe(other)} has {other_count}"
+            )
         node[parts[-1]] = count
         logger.info(f"{key} = {count}, the number of classes of {source_key} {source!r}")
         return count
@@ -94,22 +101,26 @@ def resolve_num_classes(cfg) -> Optional[int]:
     if wrong:
         data_key, name, count = wrong[0]
         raise ValueError(
-            f"{key} is {value} in the config, but {data_key} {_describe(name)} has {count} classes. "
+            f"{key} is {value} in the config, but {data_key} {_describe(name)} "
+            f"has {count} classes. "
             f"A model with fewer classes than the data treats the others as 'no object'; one with "
-            f"more wastes outputs. Set {key} {count}, or {key} 0 to take it from the training data")
+            f"more wastes outputs. Set {key} {count}, or {key} 0 to take it from the training data"
+        )
     return value
 
 
 def check_eval_weights(cfg, *, resume: bool, allow_random_weights: bool) -> None:
-    """`--eval-only` needs MODEL.WEIGHTS (or `--resume` with a checkpoint in OUTPUT_DIR): evaluating a
-    randomly initialised model gives AP 0 and looks like a result. Raises SystemExit otherwise,
-    unless `allow_random_weights`."""
+    """`--eval-only` needs MODEL.WEIGHTS (or `--resume` with a checkpoint in OUTPUT_DIR):
+    evaluating a randomly initialised model gives AP 0 and looks like a result. Raises SystemExit
+    otherwise, unless `allow_random_weights`."""
     if cfg.MODEL.WEIGHTS or allow_random_weights:
         return
     if resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint")):
         return
     raise SystemExit(
-        "error: --eval-only without MODEL.WEIGHTS would evaluate a randomly initialised model. Give the "
-        "weights (e.g. MODEL.WEIGHTS output/run/model_final.pth), or --resume to evaluate the last "
+        "error: --eval-only without MODEL.WEIGHTS would evaluate a randomly initialised model. "
+        "Give the weights (e.g. MODEL.WEIGHTS output/run/model_final.pth), or --resume to evaluate "
+        "the last "
         f"checkpoint of OUTPUT_DIR ({cfg.OUTPUT_DIR}); --allow-random-weights evaluates random "
-        "weights on purpose")
+        "weights on purpose"
+    )

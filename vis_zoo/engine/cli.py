@@ -12,33 +12,66 @@ DATASETS.TRAIN / DATASETS.TEST to the datasets given; they become ordinary `KEY 
 of DATASETS.YTVIS_FORMAT, DATASETS.TRAIN and DATASETS.TEST, so a tool that hands its overrides to
 a subprocess hands the data on too.
 """
+
 import argparse
 from contextlib import contextmanager
 from typing import List, Optional, Sequence
 
 from detectron2.config import CfgNode
 
-__all__ = ["add_config_arguments", "check_override_pairs", "config_errors_as_exit", "config_overrides"]
+__all__ = [
+    "add_config_arguments",
+    "check_override_pairs",
+    "config_errors_as_exit",
+    "config_overrides",
+]
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, *, config_file: bool = True,
-                         trailing_overrides: bool = True) -> argparse.ArgumentParser:
-    """Add the shared arguments to a tool's parser (`config_file=False` when the parser already has
-    --config-file, as detectron2's default parser does; `trailing_overrides=False` when it already has
-    the positional `opts`)."""
+def add_config_arguments(
+    parser: argparse.ArgumentParser, *, config_file: bool = True, trailing_overrides: bool = True
+) -> argparse.ArgumentParser:
+    """Add the shared arguments to a tool's parser.
+
+    `config_file=False` when the parser already has --config-file (detectron2's default parser);
+    `trailing_overrides=False` when it already has the positional `opts`."""
     if config_file:
-        parser.add_argument("--config-file", required=True, metavar="FILE", help="path to the config file")
-    parser.add_argument("--train-data", nargs=2, action="append", default=[], metavar=("JSON", "FRAMES"),
-                        help="a YouTube-VIS-format training set: its JSON and its frame folder; sets "
-                             "DATASETS.TRAIN (repeatable)")
-    parser.add_argument("--test-data", nargs=2, action="append", default=[], metavar=("JSON", "FRAMES"),
-                        help="a YouTube-VIS-format test set: its JSON and its frame folder; sets "
-                             "DATASETS.TEST (repeatable)")
-    parser.add_argument("--opts", dest="flag_opts", nargs=argparse.REMAINDER, default=[],
-                        metavar="KEY VALUE", help="config overrides (the same as trailing KEY VALUE pairs)")
+        parser.add_argument(
+            "--config-file", required=True, metavar="FILE", help="path to the config file"
+        )
+    parser.add_argument(
+        "--train-data",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("JSON", "FRAMES"),
+        help="a YouTube-VIS-format training set: its JSON and its frame folder; sets "
+        "DATASETS.TRAIN (repeatable)",
+    )
+    parser.add_argument(
+        "--test-data",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("JSON", "FRAMES"),
+        help="a YouTube-VIS-format test set: its JSON and its frame folder; sets "
+        "DATASETS.TEST (repeatable)",
+    )
+    parser.add_argument(
+        "--opts",
+        dest="flag_opts",
+        nargs=argparse.REMAINDER,
+        default=[],
+        metavar="KEY VALUE",
+        help="config overrides (the same as trailing KEY VALUE pairs)",
+    )
     if trailing_overrides:
-        parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
-                            help="config overrides, e.g. MODEL.DEVICE cpu SOLVER.MAX_ITER 100")
+        parser.add_argument(
+            "opts",
+            nargs=argparse.REMAINDER,
+            default=[],
+            metavar="KEY VALUE",
+            help="config overrides, e.g. MODEL.DEVICE cpu SOLVER.MAX_ITER 100",
+        )
     return parser
 
 
@@ -46,11 +79,15 @@ def check_override_pairs(opts: Sequence[str]) -> None:
     """Overrides come in KEY VALUE pairs; an option after them was swallowed as one."""
     options = [item for item in opts if str(item).startswith("--")]
     if options:
-        raise SystemExit(f"error: {options[0]} comes after the KEY VALUE overrides, where it would be read "
-                         "as a config key; put every --option before the overrides")
+        raise SystemExit(
+            f"error: {options[0]} comes after the KEY VALUE overrides, where it would be read "
+            "as a config key; put every --option before the overrides"
+        )
     if len(opts) % 2:
-        raise SystemExit(f"error: config overrides must be KEY VALUE pairs; got {len(opts)} items: "
-                         f"{' '.join(map(str, opts))}")
+        raise SystemExit(
+            f"error: config overrides must be KEY VALUE pairs; got {len(opts)} items: "
+            f"{' '.join(map(str, opts))}"
+        )
 
 
 def _current_ytvis_format(config_file: str, opts: Sequence[str]) -> list:
@@ -72,8 +109,11 @@ def config_overrides(args: argparse.Namespace, config_file: Optional[str] = None
     --train-data / --test-data stand for."""
     from vis_zoo.data.datasets.from_config import data_flag_entries
 
-    opts = [str(o) for o in list(getattr(args, "opts", None) or [])
-            + list(getattr(args, "flag_opts", None) or [])]
+    opts = [
+        str(o)
+        for o in list(getattr(args, "opts", None) or [])
+        + list(getattr(args, "flag_opts", None) or [])
+    ]
     check_override_pairs(opts)
     train_data = getattr(args, "train_data", None) or []
     test_data = getattr(args, "test_data", None) or []

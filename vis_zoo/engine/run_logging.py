@@ -13,6 +13,7 @@ is a file. Here:
 
 A message meant for the file alone passes `extra=FILE_ONLY` to the logger.
 """
+
 import logging
 import os
 import sys
@@ -134,29 +135,44 @@ def run_summary(cfg, *, eval_only: bool, resume: bool) -> str:
     def describe(names) -> str:
         parts = []
         for name in names:
-            classes = MetadataCatalog.get(name).get("thing_classes", None) if name in DatasetCatalog.list() else None
+            classes = (
+                MetadataCatalog.get(name).get("thing_classes", None)
+                if name in DatasetCatalog.list()
+                else None
+            )
             parts.append(f"{name} ({len(classes)} classes)" if classes else name)
         return ", ".join(parts) or "none"
 
     out = cfg.OUTPUT_DIR
     weights = cfg.MODEL.WEIGHTS or "random initialisation"
     if eval_only:
-        lines = [f"Evaluating {cfg.MODEL.META_ARCHITECTURE} on {describe(cfg.DATASETS.TEST)}",
-                 f"  weights: {weights}{' (or the last checkpoint of the output folder)' if resume else ''}",
-                 f"  results: {os.path.join(out, 'inference')}/<dataset>/results.json; "
-                 f"full log: {os.path.join(out, 'log.txt')}"]
+        lines = [
+            f"Evaluating {cfg.MODEL.META_ARCHITECTURE} on {describe(cfg.DATASETS.TEST)}",
+            f"  weights: {weights}"
+            + (" (or the last checkpoint of the output folder)" if resume else ""),
+            f"  results: {os.path.join(out, 'inference')}/<dataset>/results.json; "
+            f"full log: {os.path.join(out, 'log.txt')}",
+        ]
         return "\n".join(lines)
     period = cfg.SOLVER.CHECKPOINT_PERIOD
-    evaluation = (f"every {cfg.TEST.EVAL_PERIOD} iterations and at the end" if cfg.TEST.EVAL_PERIOD > 0
-                  else "at the end")
+    evaluation = (
+        f"every {cfg.TEST.EVAL_PERIOD} iterations and at the end"
+        if cfg.TEST.EVAL_PERIOD > 0
+        else "at the end"
+    )
     lines = [
         f"Training {cfg.MODEL.META_ARCHITECTURE} for {cfg.SOLVER.MAX_ITER} iterations of "
         f"{cfg.SOLVER.IMS_PER_BATCH} clips on {cfg.MODEL.DEVICE}, from {weights}"
         + (" (or the last checkpoint: --resume)" if resume else ""),
         f"  train: {describe(cfg.DATASETS.TRAIN)}",
-        f"  test:  {describe(cfg.DATASETS.TEST)}, {evaluation}" if cfg.DATASETS.TEST else "  test:  none",
+        (
+            f"  test:  {describe(cfg.DATASETS.TEST)}, {evaluation}"
+            if cfg.DATASETS.TEST
+            else "  test:  none"
+        ),
         f"  output folder: {out}",
-        f"  checkpoints: {os.path.join(out, 'model_XXXXXXX.pth')} every {period} iterations, the final "
+        f"  checkpoints: {os.path.join(out, 'model_XXXXXXX.pth')} every {period} iterations, "
+        "the final "
         f"model {os.path.join(out, 'model_final.pth')}",
         f"  full log (environment, config, model): {os.path.join(out, 'log.txt')}; "
         f"config: {os.path.join(out, 'config.yaml')}",
@@ -179,7 +195,9 @@ def start_run(cfg, args) -> None:
     setup_run_logging(output_dir)
     logger = logging.getLogger("vis_zoo.engine")
     rank = comm.get_rank()
-    logger.info(f"Rank of current process: {rank}. World size: {comm.get_world_size()}", extra=FILE_ONLY)
+    logger.info(
+        f"Rank of current process: {rank}. World size: {comm.get_world_size()}", extra=FILE_ONLY
+    )
     logger.info("Environment info:\n" + collect_env_info(), extra=FILE_ONLY)
     logger.info(f"Command line: {' '.join(sys.argv)}\nArguments: {args}", extra=FILE_ONLY)
     config_file = getattr(args, "config_file", "")

@@ -14,8 +14,8 @@ from .run_logging import start_run
 
 def build_argument_parser(epilog: str = None) -> argparse.ArgumentParser:
     """detectron2's parser (--config-file, --resume, --eval-only, --num-gpus, --num-machines,
-    --machine-rank, --dist-url, trailing `KEY VALUE` overrides) with the arguments every VIS Zoo tool
-    shares (`vis_zoo.engine.cli`: --train-data, --test-data, --opts)."""
+    --machine-rank, --dist-url, trailing `KEY VALUE` overrides) with the arguments every VIS Zoo
+    tool shares (`vis_zoo.engine.cli`: --train-data, --test-data, --opts)."""
     parser = default_argument_parser(epilog=epilog)
     return add_config_arguments(parser, config_file=False, trailing_overrides=False)
 

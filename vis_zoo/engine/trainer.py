@@ -141,7 +141,7 @@ class VISTrainer(DefaultTrainer):
 
     @classmethod
     def build_model(cls, cfg):
-        """detectron2's model; its printout (hundreds of lines) goes to log.txt, not the terminal."""
+        """detectron2's model; its printout (hundreds of lines) goes to log.txt only."""
         from detectron2.modeling import build_model
 
         from .run_logging import FILE_ONLY

@@ -18,6 +18,7 @@ Unlike `register_ytvis_instances`, which reads nothing, the JSON's `categories` 
 class names and the class count are then known before training starts (the trainer checks the
 model's class count against them, the demo labels with them).
 """
+
 import json
 import os
 import re
@@ -55,8 +56,10 @@ def read_json_categories(json_file: str, *, where: str) -> Dict[str, Any]:
         raise ValueError(f"{where}: {json_file} is not valid JSON ({e})") from e
     categories = data.get("categories") if isinstance(data, dict) else None
     if not isinstance(categories, list) or not categories:
-        raise ValueError(f"{where}: {json_file} has no 'categories' list; a YouTube-VIS JSON "
-                         "lists its classes as [{\"id\": 1, \"name\": \"person\"}, ...]")
+        raise ValueError(
+            f"{where}: {json_file} has no 'categories' list; a YouTube-VIS JSON "
+            "lists its classes as [{\"id\": 1, \"name\": \"person\"}, ...]"
+        )
     try:
         return category_metadata(categories)
     except (KeyError, TypeError, ValueError) as e:
@@ -65,15 +68,22 @@ def read_json_categories(json_file: str, *, where: str) -> Dict[str, Any]:
 
 def _parse_entry(entry: Any, index: int) -> Tuple[str, str, str, str]:
     where = f"DATASETS.YTVIS_FORMAT[{index}]"
-    if not isinstance(entry, (list, tuple)) or len(entry) not in (3, 4) \
-            or not all(isinstance(item, str) and item for item in entry):
-        raise ValueError(f"{where} must be [name, json_file, image_root] or [name, json_file, "
-                         f"image_root, evaluator_type] (non-empty strings), got {entry!r}")
+    if (
+        not isinstance(entry, (list, tuple))
+        or len(entry) not in (3, 4)
+        or not all(isinstance(item, str) and item for item in entry)
+    ):
+        raise ValueError(
+            f"{where} must be [name, json_file, image_root] or [name, json_file, "
+            f"image_root, evaluator_type] (non-empty strings), got {entry!r}"
+        )
     name, json_file, image_root = entry[:3]
     evaluator_type = entry[3] if len(entry) == 4 else "ytvis"
     if evaluator_type not in EVALUATOR_TYPES:
-        raise ValueError(f"{where} ({name}): evaluator type must be one of {EVALUATOR_TYPES}, "
-                         f"got {evaluator_type!r}")
+        raise ValueError(
+            f"{where} ({name}): evaluator type must be one of {EVALUATOR_TYPES}, "
+            f"got {evaluator_type!r}"
+        )
     return name, os.path.abspath(json_file), os.path.abspath(image_root), evaluator_type
 
 
@@ -94,12 +104,16 @@ def register_config_datasets(cfg) -> List[str]:
         where = f"DATASETS.YTVIS_FORMAT[{index}] ({name})"
         if name in DatasetCatalog.list():
             meta = MetadataCatalog.get(name)
-            same = (meta.get("json_file", None), meta.get("image_root", None)) == (json_file, image_root)
+            same = (meta.get("json_file", None), meta.get("image_root", None)) == (
+                json_file,
+                image_root,
+            )
             if same:
                 continue
             raise ValueError(
                 f"{where}: the name {name!r} is already registered for "
-                f"{meta.get('json_file', 'another dataset')}; choose another name")
+                f"{meta.get('json_file', 'another dataset')}; choose another name"
+            )
         if not os.path.isdir(image_root):
             raise FileNotFoundError(f"{where}: frame folder {image_root} does not exist")
         meta = read_json_categories(json_file, where=where)
@@ -119,9 +133,11 @@ def data_flag_entries(train_data: Sequence[Sequence[str]], test_data: Sequence[S
             name = dataset_name_from_json(json_file)
             entry = (name, os.path.abspath(json_file), os.path.abspath(image_root))
             if entries.setdefault(name, entry) != entry:
-                raise ValueError(f"--{role}-data {json_file} {image_root}: the dataset name {name!r} "
-                                 f"(from the JSON's folder and name) is already used for "
-                                 f"{entries[name][1]} {entries[name][2]}; rename one of the files or "
-                                 "list them in DATASETS.YTVIS_FORMAT with names of your own")
+                raise ValueError(
+                    f"--{role}-data {json_file} {image_root}: the dataset name {name!r} "
+                    f"(from the JSON's folder and name) is already used for "
+                    f"{entries[name][1]} {entries[name][2]}; rename one of the files or "
+                    "list them in DATASETS.YTVIS_FORMAT with names of your own"
+                )
             roles[role].append(name)
     return list(entries.values()), roles["train"], roles["test"]
