@@ -3,6 +3,7 @@ decoder (3-D position encoding, attention over every frame, the image decoder un
 training, one-pass inference equal to the official computation, windows for long videos and the
 output contract."""
 
+import hashlib
 import math
 
 import pytest
@@ -46,23 +47,34 @@ def tiny_model(extra=()):
     return build_model(cfg)
 
 
+# sha256 of the sorted "name (shape)" lines of the official model's state_dict
+# (facebookresearch/Mask2Former @ 9b0651c, built from video_maskformer2_R{50,101}_bs16_8ep.yaml)
+OFFICIAL_LAYOUT_SHA256 = {
+    "ytvis19_R50": "87a9c44dacc5f7159aff3d52465dd75f4d6d007fbaca9d74ca8e0b8b3ce9f3df",
+    "ytvis19_R101": "8018e435ec6b58f31bb724c6368fe3d15405b5603dfae9e697544a8b54311d1c",
+}
+
+
 @pytest.mark.parametrize(
     "config, params, tensors", [("ytvis19_R50", 43_959_977, 558), ("ytvis19_R101", 62_899_881, 813)]
 )
-def test_official_parameter_count_is_the_minvis_detector(config, params, tensors):
+def test_official_parameter_count_and_layout(config, params, tensors):
     """The official VideoMaskFormer built from video_maskformer2_R50_bs16_8ep.yaml (R-101) has
-    43,959,977 (62,899,881) parameters in 558 (813) tensors: the image detector's, names included.
-    """
+    43,959,977 (62,899,881) parameters in 558 (813) tensors; ours has the same names and shapes,
+    which are also MinVIS's (one detector serves both)."""
     model = build_model(
         build_config(f"configs/mask2former_vis/{config}.yaml", ["MODEL.DEVICE", "cpu"])
     )
     assert sum(p.numel() for p in model.parameters()) == params
-    assert len(model.state_dict()) == tensors
+    state = model.state_dict()
+    assert len(state) == tensors
+    layout = "\n".join(f"{k} {tuple(v.shape)}" for k, v in sorted(state.items()))
+    assert hashlib.sha256(layout.encode()).hexdigest() == OFFICIAL_LAYOUT_SHA256[config]
     if config == "ytvis19_R50":
         minvis = build_model(
             build_config("configs/minvis/ytvis19_R50.yaml", ["MODEL.DEVICE", "cpu"])
         )
-        assert {k: v.shape for k, v in model.state_dict().items()} == {
+        assert {k: v.shape for k, v in state.items()} == {
             k: v.shape for k, v in minvis.state_dict().items()
         }
 
