@@ -4,13 +4,13 @@
 
 OFFICIAL_ROOT is a checkout of facebookresearch/Mask2Former (its `mask2former` and
 `mask2former_video` packages). The model is built from its
-`configs/youtubevis_2019/video_maskformer2_R50_bs16_8ep.yaml` with random weights (seed 0) and run
-on a fixed 3-frame video (the mask embedding's last layer redrawn wider, see `main`); OUT.pt holds the state_dict, the input and, per stage, the backbone
-features, the decoder's inputs and outputs and the final video output. It runs in its own process
-because the official package registers the same meta-architecture name as ours
-(`VideoMaskFormer`). Two imports the R-50 model does not use are stubbed: the compiled deformable
-attention op (the official module falls back to its pure-PyTorch `ms_deform_attn_core_pytorch` when
-the op fails) and `timm` (the Swin backbone's).
+`configs/youtubevis_2019/video_maskformer2_R50_bs16_8ep.yaml` with random weights (seed 0; the
+mask embedding's last layer redrawn wider, see `main`) and run on a fixed 3-frame video; OUT.pt
+holds the state_dict, the input and, per stage, the backbone features, the decoder's inputs and
+outputs and the final video output. It runs in its own process because the official package
+registers the same meta-architecture name as ours (`VideoMaskFormer`). Two imports the R-50 model
+does not use are stubbed: the compiled deformable attention op (the official module falls back to
+its pure-PyTorch `ms_deform_attn_core_pytorch` when the op fails) and `timm` (the Swin backbone's).
 """
 
 import sys
@@ -20,7 +20,8 @@ import torch
 
 
 def official_video(num_frames: int = 3, height: int = 100, width: int = 150) -> dict:
-    """uint8 frames whose padded size (128 x 160) differs from the frame size, shown at 150 x 225."""
+    """uint8 frames whose padded size (128 x 160) differs from the frame size, shown at
+    150 x 225."""
     g = torch.Generator().manual_seed(7)
     frames = [
         torch.randint(0, 256, (3, height, width), generator=g, dtype=torch.uint8)
