@@ -24,7 +24,9 @@ from vis_zoo.modeling.postprocessing import check_video_output
 from vis_zoo.zoo.speed import random_video
 
 REAL_SIZE = (360, 640)
-METHODS = ["vita", "minvis", "ifc", "vistr", "seqformer"]
+METHODS = ["vita", "minvis", "ifc", "vistr", "seqformer", "mask2former_vis"]
+# The methods built on Mask2Former's masked attention.
+MASKED_ATTENTION_METHODS = ["vita", "minvis", "mask2former_vis"]
 
 
 def _build(config_file: str, opts=()):
@@ -60,7 +62,8 @@ def _check_valid_output(cfg, output: dict, num_frames: int, height: int, width: 
 def lower_half_attention(monkeypatch):
     """Make Mask2Former's masked attention let every query see only the lower half of each level: the
     keys are row-major, so at 360x640 (960 keys at 1/16, 3,600 at 1/8) each query's first 512 keys are
-    blocked while later ones are allowed -- the case PyTorch's blocked CPU kernel turned into NaN."""
+    blocked while later ones are allowed -- the case PyTorch's blocked CPU kernel turned into NaN.
+    (Mask2Former-VIS's keys are frame-major: its queries see the later half of the clip's keys.)"""
     original = MultiScaleMaskedTransformerDecoder._attn_mask_from_logits
 
     def lower_half_only(self, mask_logits):
@@ -77,7 +80,7 @@ def lower_half_attention(monkeypatch):
 @pytest.mark.parametrize("method", METHODS)
 def test_r50_ytvis_config_at_360x640(method, request):
     """Random-weight R-50 model, 2 frames at 360x640, end to end: finite outputs, valid results."""
-    if method in ("vita", "minvis"):
+    if method in MASKED_ATTENTION_METHODS:
         request.getfixturevalue("lower_half_attention")
     cfg, model = _build(f"configs/{method}/ytvis19_R50.yaml")
     video = random_video(2, *REAL_SIZE, seed=1)
@@ -86,7 +89,7 @@ def test_r50_ytvis_config_at_360x640(method, request):
     _check_valid_output(cfg, output, 2, *REAL_SIZE, allow_empty=method in MAY_PREDICT_NOTHING)
 
 
-@pytest.mark.parametrize("method", ["vita", "minvis"])
+@pytest.mark.parametrize("method", MASKED_ATTENTION_METHODS)
 def test_masked_attention_equals_explicit_softmax_at_360x640(method, lower_half_attention, monkeypatch):
     """The same model and video with every attention call routed through PyTorch's explicit-softmax
     path with -inf masks (what the official code runs, ``need_weights=True``): same scores and masks."""
