@@ -37,6 +37,7 @@ def parse_args(argv=None):
     import torch
 
     from vis_zoo.engine.cli import add_config_arguments
+    from vis_zoo.engine.threads import cpu_threads
     from vis_zoo.zoo.benchmark import DEFAULT_CONFIG_NAMES, STAGES
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -47,7 +48,8 @@ def parse_args(argv=None):
     p.add_argument("--stages", nargs="+", default=None, choices=STAGES,
                    help="measurements to run (default: all; --quick: all but accuracy)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=cpu_threads(),
+                   help="torch CPU threads (default: as training, vis_zoo/engine/threads.py)")
     p.add_argument("--frames", type=int, default=None,
                    help="T for the table's time, FPS and peak memory (default 8; CUDA 36)")
     p.add_argument("--flops-frames", type=int, default=None,

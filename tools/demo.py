@@ -7,8 +7,10 @@
 
 Input: a video file (anything OpenCV reads) or a folder of frame images (natural name order).
 Output, in --output (a folder):
-    <input name>.mp4       every frame with the predicted masks coloured per track id, each labelled
-                           "#<track> <class> <score>" (tracks whose score >= --confidence-threshold)
+    <input name>.mp4       every frame with the predicted masks coloured per track id and outlined,
+                           each labelled "#<track> <class> <score>" (tracks whose score >=
+                           --confidence-threshold); a video whose short side is under
+                           --render-min-size (360) is drawn at an integer multiple of its size
     frames/00000.jpg ...   the annotated frames (--save-frames)
     masks/track_XXX_<class>/00000.png ...   one binary PNG per frame for EVERY output track, drawn
                            or not (--save-masks; an empty PNG where the track has no mask)
@@ -37,6 +39,7 @@ import numpy as np
 import torch
 
 from vis_zoo.engine.cli import add_config_arguments, config_errors_as_exit, config_overrides
+from vis_zoo.engine.threads import configure_cpu_threads
 
 logger = logging.getLogger("vis_zoo.demo")
 
@@ -54,6 +57,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--results-json", action="store_true", help="also write results.json (submission format)")
     parser.add_argument("--max-frames", type=int, default=None, help="only the first N frames of the input")
     parser.add_argument("--fps", type=float, default=None, help="output frame rate (default: the input's)")
+    parser.add_argument("--render-min-size", type=int, default=360,
+                        help="draw a video whose short side is below this many pixels at an integer "
+                             "multiple of its size, so that labels stay small against it (0: never)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--allow-random-weights", action="store_true",
                         help="run without MODEL.WEIGHTS (a random model: meaningless masks) "
@@ -72,9 +78,84 @@ def track_color(track_id: int) -> np.ndarray:
     return np.array([b, g, r], dtype=np.float32) * 255
 
 
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def render_zoom(height: int, width: int, min_size: int) -> int:
+    """The integer factor a video is drawn at: its short side reaches `min_size` (at most 8x; 1 when
+    it is already that large or `min_size` is 0). Text needs some 10 pixels per line, so on a
+    96x128 video drawn as it is, five labels would cover half the frame."""
+    short = min(height, width)
+    if min_size <= 0 or short >= min_size:
+        return 1
+    return int(min(8, -(-min_size // short)))
+
+
+def zoom_frame(frame_bgr: np.ndarray, masks: Sequence[Optional[np.ndarray]], zoom: int):
+    """A frame (smoothly) and its masks (pixel for pixel) enlarged `zoom` times."""
+    if zoom == 1:
+        return frame_bgr, masks
+    height, width = frame_bgr.shape[:2]
+    frame = cv2.resize(frame_bgr, (width * zoom, height * zoom), interpolation=cv2.INTER_LINEAR)
+    return frame, [None if m is None else np.repeat(np.repeat(m, zoom, axis=0), zoom, axis=1)
+                   for m in masks]
+
+
+def label_style(height: int, width: int) -> Dict[str, float]:
+    """Font scale, text thickness and outline width for a frame: proportional to its short side
+    (0.5 at 480 px), never so small that it cannot be read (0.3) nor so large that a few labels
+    cover the frame (1.6)."""
+    short = min(height, width)
+    scale = float(np.clip(short / 960.0, 0.3, 1.6))
+    return {"scale": scale, "thickness": max(1, round(scale * 2)), "outline": max(1, short // 240)}
+
+
+def fit_label(text: str, max_width: int, style: Dict[str, float]):
+    """(text, (w, h), baseline) of the label, shortened until it fits `max_width` pixels: first the
+    class name loses letters (ending in "."), then the text is cut from the end."""
+    def size(t):
+        return cv2.getTextSize(t, FONT, style["scale"], style["thickness"])
+
+    (w, h), base = size(text)
+    parts = text.split(" ")
+    while w > max_width and len(parts) == 3 and len(parts[1]) > 2:
+        parts[1] = parts[1][:-2] + "."
+        text = " ".join(parts)
+        (w, h), base = size(text)
+    while w > max_width and len(text) > 1:
+        text = text[:-1]
+        (w, h), base = size(text)
+    return text, (w, h), base
+
+
+def place_label(box_w: int, box_h: int, anchor_x: int, anchor_y: int, mask_bottom: int,
+                height: int, width: int, taken: List[Sequence[int]]) -> Sequence[int]:
+    """Top-left corner (x, y) of a box_w x box_h label for a mask whose top-left is the anchor:
+    just above the mask, else just inside its top, else just below it, each moved down past the
+    labels already placed; always inside the frame. `taken` holds the placed boxes (x0, y0, x1, y1).
+    When no place is free (a frame crowded with labels) the label overlaps at the mask's top."""
+    x = int(np.clip(anchor_x, 0, max(0, width - box_w)))
+
+    def blocking(y):
+        return [d for a, b, c, d in taken if x < c and x + box_w > a and y < d and y + box_h > b]
+
+    for start in (anchor_y - box_h, anchor_y, mask_bottom + 1):
+        y = int(np.clip(start, 0, max(0, height - box_h)))
+        while True:
+            below = blocking(y)
+            if not below:
+                return x, y
+            y = max(below)  # just below the lowest label in the way
+            if y + box_h > height:
+                break
+    return x, int(np.clip(anchor_y, 0, max(0, height - box_h)))
+
+
 def draw_tracks(frame_bgr: np.ndarray, masks: Sequence[Optional[np.ndarray]], track_ids: Sequence[int],
-                labels: Sequence[str], alpha: float = 0.5) -> np.ndarray:
-    """Overlay one frame's masks.
+                labels: Sequence[str], alpha: float = 0.45) -> np.ndarray:
+    """Overlay one frame's masks: a translucent fill in the track's colour, an outline (dark, then
+    the colour) that stays visible on a background of the same colour, and a label box kept inside
+    the frame and clear of the other labels. Text size follows the frame size (`label_style`).
 
     Args:
         frame_bgr: HxWx3 uint8.
@@ -84,25 +165,36 @@ def draw_tracks(frame_bgr: np.ndarray, masks: Sequence[Optional[np.ndarray]], tr
     Returns:
         HxWx3 uint8 BGR.
     """
+    height, width = frame_bgr.shape[:2]
+    style = label_style(height, width)
     canvas = frame_bgr.astype(np.float32)
     for mask, tid in zip(masks, track_ids):
         if mask is None or not mask.any():
             continue
         canvas[mask] = (1 - alpha) * canvas[mask] + alpha * track_color(tid)
     out = canvas.clip(0, 255).astype(np.uint8)
-    scale = max(0.35, min(out.shape[:2]) / 600.0)
-    for mask, tid, text in zip(masks, track_ids, labels):
-        if mask is None or not mask.any():
-            continue
+    present = [(m, t, text) for m, t, text in zip(masks, track_ids, labels) if m is not None and m.any()]
+    for mask, tid, _ in present:
         color = tuple(int(c) for c in track_color(tid))
         contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        cv2.drawContours(out, contours, -1, color, 1)
+        cv2.drawContours(out, contours, -1, (0, 0, 0), style["outline"] + 2, cv2.LINE_AA)
+        cv2.drawContours(out, contours, -1, color, style["outline"], cv2.LINE_AA)
+    taken: List[Sequence[int]] = []
+    pad = max(1, style["thickness"])
+    for mask, tid, text in present:
+        color = tuple(int(c) for c in track_color(tid))
+        text, (tw, th), base = fit_label(text, width - 2 * pad, style)
+        box_w, box_h = tw + 2 * pad, th + base + 2 * pad
         ys, xs = np.nonzero(mask)
-        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-        x = int(min(xs.min(), max(0, out.shape[1] - tw)))
-        y = int(max(ys.min(), th + base))
-        cv2.rectangle(out, (x, y - th - base), (x + tw, y), color, -1)
-        cv2.putText(out, text, (x, y - base), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+        x, y = place_label(box_w, box_h, int(xs.min()), int(ys.min()), int(ys.max()), height, width,
+                           taken)
+        taken.append((x, y, x + box_w, y + box_h))
+        cv2.rectangle(out, (x, y), (x + box_w - 1, y + box_h - 1), color, -1)
+        # dark text on a light colour, white on a dark one
+        luminance = 0.114 * color[0] + 0.587 * color[1] + 0.299 * color[2]
+        ink = (0, 0, 0) if luminance > 140 else (255, 255, 255)
+        cv2.putText(out, text, (x + pad, y + pad + th), FONT, style["scale"], ink, style["thickness"],
+                    cv2.LINE_AA)
     return out
 
 
@@ -229,6 +321,7 @@ def run_demo(args) -> Dict[str, object]:
         cfg = build_config(args.config_file, opts + ["MODEL.VIS.OUTPUT_RLE", "True"])
     cfg.freeze()
 
+    configure_cpu_threads(cfg.MODEL.DEVICE)  # one thread on CPU: see vis_zoo/engine/threads.py
     source = open_frames(args.input, max_frames=args.max_frames)
     length, height, width = len(source), source.height, source.width
     name = os.path.splitext(os.path.basename(os.path.normpath(args.input)))[0] or "video"
@@ -264,7 +357,9 @@ def run_demo(args) -> Dict[str, object]:
     # Written under a temporary name, renamed at the end and removed on failure, so a crash leaves no
     # half video behind.
     tmp_path = os.path.join(args.output, f".{name}.tmp.mp4")
-    writer = cv2.VideoWriter(tmp_path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    zoom = render_zoom(height, width, args.render_min_size)
+    writer = cv2.VideoWriter(tmp_path, cv2.VideoWriter_fourcc(*"mp4v"), fps,
+                             (width * zoom, height * zoom))
     if not writer.isOpened():
         writer.release()
         if os.path.exists(tmp_path):
@@ -275,7 +370,8 @@ def run_demo(args) -> Dict[str, object]:
         for t in tqdm(range(length), desc="rendering", unit="frame", disable=args.no_progress):
             frame = source[t]
             masks = {i: frame_mask(output["pred_masks"][i], t) for i in set(drawn) | set(mask_dirs)}
-            annotated = draw_tracks(frame, [masks[i] for i in drawn], drawn, labels)
+            zoomed, drawn_masks = zoom_frame(frame, [masks[i] for i in drawn], zoom)
+            annotated = draw_tracks(zoomed, drawn_masks, drawn, labels)
             writer.write(annotated)
             if args.save_frames:
                 cv2.imwrite(os.path.join(frames_dir, f"{t:05d}.jpg"), annotated)
@@ -293,6 +389,7 @@ def run_demo(args) -> Dict[str, object]:
     os.replace(tmp_path, video_path)
 
     summary = {"video": video_path, "num_frames": length, "height": height, "width": width,
+               "video_height": height * zoom, "video_width": width * zoom,
                "num_predictions": int(len(output["pred_scores"])), "drawn": drawn, "labels": labels,
                "confidence_threshold": args.confidence_threshold, "max_tracks": args.max_tracks,
                "class_names": class_names, "tracks": list(tracks.values())}

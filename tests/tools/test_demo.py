@@ -106,7 +106,7 @@ def test_demo_turns_a_video_into_an_annotated_video(tmp_path, config):
     args = demo.parse_args([
         "--input", video, "--config-file", config,
         "--output", out, "--confidence-threshold", "0", "--max-tracks", "2", "--save-frames", "--save-masks",
-        "--results-json", "--no-progress", "--allow-random-weights",
+        "--results-json", "--no-progress", "--allow-random-weights", "--render-min-size", "0",
         "--opts", "MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", *method_opts,
     ])
     summary = demo.run_demo(args)

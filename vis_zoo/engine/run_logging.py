@@ -21,6 +21,8 @@ from typing import List, Optional
 
 from detectron2.utils import comm
 
+from .threads import configure_cpu_threads
+
 __all__ = ["FILE_ONLY", "TerminalFilter", "run_summary", "setup_run_logging", "start_run"]
 
 FILE_ONLY = {"file_only": True}
@@ -130,6 +132,7 @@ def setup_run_logging(output_dir: Optional[str], stream=None) -> None:
 
 def run_summary(cfg, *, eval_only: bool, resume: bool) -> str:
     """The few lines shown before a run starts: method, data, length, where everything goes."""
+    import torch
     from detectron2.data import DatasetCatalog, MetadataCatalog
 
     def describe(names) -> str:
@@ -155,6 +158,10 @@ def run_summary(cfg, *, eval_only: bool, resume: bool) -> str:
         ]
         return "\n".join(lines)
     period = cfg.SOLVER.CHECKPOINT_PERIOD
+    device = str(cfg.MODEL.DEVICE)
+    if device.startswith("cpu"):
+        threads = torch.get_num_threads()
+        device += f" ({threads} thread{'s' if threads > 1 else ''}, docs/training.md)"
     evaluation = (
         f"every {cfg.TEST.EVAL_PERIOD} iterations and at the end"
         if cfg.TEST.EVAL_PERIOD > 0
@@ -162,7 +169,7 @@ def run_summary(cfg, *, eval_only: bool, resume: bool) -> str:
     )
     lines = [
         f"Training {cfg.MODEL.META_ARCHITECTURE} for {cfg.SOLVER.MAX_ITER} iterations of "
-        f"{cfg.SOLVER.IMS_PER_BATCH} clips on {cfg.MODEL.DEVICE}, from {weights}"
+        f"{cfg.SOLVER.IMS_PER_BATCH} clips on {device}, from {weights}"
         + (" (or the last checkpoint: --resume)" if resume else ""),
         f"  train: {describe(cfg.DATASETS.TRAIN)}",
         (
@@ -193,6 +200,7 @@ def start_run(cfg, args) -> None:
     if comm.is_main_process() and output_dir:
         os.makedirs(output_dir, exist_ok=True)
     setup_run_logging(output_dir)
+    configure_cpu_threads(cfg.MODEL.DEVICE)
     logger = logging.getLogger("vis_zoo.engine")
     rank = comm.get_rank()
     logger.info(
