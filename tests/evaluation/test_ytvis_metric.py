@@ -7,7 +7,9 @@ import logging
 import numpy as np
 import pytest
 
-from vis_zoo.evaluation import evaluate_ytvis, evaluate_ytvis_loop, track_ious, track_occlusion_score
+from random_ytvis import make_random_ytvis
+from vis_zoo.evaluation import evaluate_ytvis, track_ious, track_occlusion_score
+from ytvis_loop import evaluate_ytvis_loop
 from ytvis_test_utils import box, gt_json, gt_track, pred, rle, two_video_gt, video
 
 approx = lambda x: pytest.approx(x, abs=1e-12)  # noqa: E731
@@ -338,7 +340,6 @@ def test_empty_results_warn(caplog):
 
 
 def test_workers_split_gives_the_same_numbers():
-    from vis_zoo.evaluation.synthetic import make_random_ytvis
 
     gt, results = make_random_ytvis(seed=5, occlusion=True, num_videos=8)
     one, two = evaluate_ytvis(gt, results, workers=1), evaluate_ytvis(gt, results, workers=2)

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from vis_zoo.evaluation import evaluate_ytvis, evaluate_ytvis_loop, track_ious
-from vis_zoo.evaluation.synthetic import make_random_ytvis
-from vis_zoo.evaluation.ytvis_loop import pair_iou_loop
+from random_ytvis import make_random_ytvis
+from vis_zoo.evaluation import evaluate_ytvis, track_ious
+from ytvis_loop import evaluate_ytvis_loop, pair_iou_loop
 from ytvis_test_utils import rle
 
 

@@ -9,7 +9,6 @@ from .results import (
     write_results,
 )
 from .ytvis_evaluation import YTVISEvaluator
-from .ytvis_loop import evaluate_ytvis_loop
 from .ytvis_metric import (
     OCCLUSION_STAT_NAMES,
     STAT_NAMES,
@@ -26,7 +25,6 @@ __all__ = [
     "STAT_NAMES",
     "OCCLUSION_STAT_NAMES",
     "evaluate_ytvis",
-    "evaluate_ytvis_loop",
     "format_results_table",
     "track_ious",
     "track_occlusion_score",

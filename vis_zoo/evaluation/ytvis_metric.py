@@ -29,8 +29,8 @@ How it is made fast (docs/evaluation.md has the numbers):
 * a `Worker` process can take part of the videos' mask work (tools/evaluate.py starts one).
 
 Public entry points: `evaluate_ytvis(gt_json, results)` and `format_results_table(result)`.
-The straightforward per-pair loop implementation used to cross-check this one lives in
-`vis_zoo.evaluation.ytvis_loop`.
+A straightforward per-pair loop implementation, used to cross-check this one, lives with the tests
+(`tests/evaluation/ytvis_loop.py`).
 """
 import bisect
 import contextlib

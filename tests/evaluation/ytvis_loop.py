@@ -2,7 +2,8 @@
 
 Slow on purpose: it walks frames pair by pair with pycocotools RLE merges, matches predictions to GTs
 with nested Python loops, and accumulates precision point by point. It exists to cross-check the
-vectorised `vis_zoo.evaluation.ytvis_metric.evaluate_ytvis` (tests compare the two on random inputs).
+vectorised `vis_zoo.evaluation.ytvis_metric.evaluate_ytvis`: the tests in this folder compare the
+two on random inputs.
 It shares only the JSON parsing/validation and the final summary (means over the precision/recall
 arrays) with the vectorised version.
 """
@@ -12,7 +13,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 import pycocotools.mask as mask_util
 
-from .ytvis_metric import (
+from vis_zoo.evaluation.ytvis_metric import (
     AREA_RANGES,
     IOU_THRESHOLDS,
     MAX_DETS,

@@ -10,7 +10,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import pycocotools.mask as mask_util
 
-from .results import rle_to_json
+from vis_zoo.evaluation.results import rle_to_json
 
 __all__ = ["make_random_ytvis"]
 
