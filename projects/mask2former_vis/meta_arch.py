@@ -23,10 +23,9 @@ from typing import Dict, List, Sequence
 import torch
 import torch.nn.functional as F
 from detectron2.config import configurable
-from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
+from detectron2.modeling import META_ARCH_REGISTRY
 from torch import Tensor, nn
 
-from vis_zoo.config import num_classes_from_config
 from vis_zoo.modeling.backbone import (
     FrameFeatureCache,
     input_frames,
@@ -39,6 +38,7 @@ from vis_zoo.modeling.mask2former import (
     Mask2FormerHead,
     VideoMultiScaleMaskedTransformerDecoder,
     build_mask2former_criterion,
+    mask2former_model_kwargs,
     video_targets,
 )
 from vis_zoo.modeling.mask2former.video_inference import (
@@ -112,24 +112,18 @@ class VideoMaskFormer(VideoInstanceSegmenter):
 
     @classmethod
     def from_config(cls, cfg) -> dict:
-        backbone = build_backbone(cfg)
         vis = cfg.MODEL.VIS
-        return {
-            "backbone": backbone,
-            "sem_seg_head": Mask2FormerHead(cfg, backbone.output_shape()),
-            "criterion": build_mask2former_criterion(cfg, per_frame_mask_losses=True),
-            "num_classes": num_classes_from_config(cfg),
-            "size_divisibility": cfg.MODEL.MASK_FORMER.SIZE_DIVISIBILITY,
-            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
-            "pixel_std": cfg.MODEL.PIXEL_STD,
-            "test_topk_per_video": min(cfg.TEST.DETECTIONS_PER_IMAGE, vis.MAX_NUM_TRACKS),
-            "test_window_size": vis.TEST_WINDOW_SIZE,
-            "test_window_stride": vis.TEST_WINDOW_STRIDE,
-            "test_chunk_size": vis.TEST_CHUNK_SIZE,
-            "test_chunk_pixels_cpu": vis.TEST_CHUNK_PIXELS_CPU,
-            "max_num_tracks": vis.MAX_NUM_TRACKS,
-            "output_rle": vis.OUTPUT_RLE,
-        }
+        criterion = build_mask2former_criterion(cfg, per_frame_mask_losses=True)
+        return dict(
+            mask2former_model_kwargs(cfg, criterion),
+            test_topk_per_video=min(cfg.TEST.DETECTIONS_PER_IMAGE, vis.MAX_NUM_TRACKS),
+            test_window_size=vis.TEST_WINDOW_SIZE,
+            test_window_stride=vis.TEST_WINDOW_STRIDE,
+            test_chunk_size=vis.TEST_CHUNK_SIZE,
+            test_chunk_pixels_cpu=vis.TEST_CHUNK_PIXELS_CPU,
+            max_num_tracks=vis.MAX_NUM_TRACKS,
+            output_rle=vis.OUTPUT_RLE,
+        )
 
     # ================================================================== training
     def forward_train(self, batched_inputs: List[dict]) -> Dict[str, Tensor]:

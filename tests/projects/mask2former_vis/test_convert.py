@@ -54,18 +54,41 @@ def test_converter_uses_every_tensor_and_names_what_is_wrong():
         convert_official_state_dict(wrong, reference)
 
 
-def test_coco_initialisation_skips_the_class_head_only_when_asked():
-    """The official training starts from a COCO instance Mask2Former (81-way class head)."""
-    reference = tiny_model().state_dict()
-    coco = fabricate_official(reference)
-    coco["sem_seg_head.predictor.class_embed.weight"] = torch.zeros(81, 32)
-    coco["sem_seg_head.predictor.class_embed.bias"] = torch.zeros(81)
-    coco["criterion.empty_weight"] = torch.ones(81)
-    with pytest.raises(ValueError, match="class_embed"):
-        convert_official_state_dict(coco, reference)
-    kept = convert_official_state_dict(coco, reference, skip_class_heads=True)
-    assert "sem_seg_head.predictor.class_embed.weight" not in kept
-    assert len(kept) == len(reference) - 3
+def test_training_starts_from_a_coco_mask2former():
+    """The official recipe initialises from a COCO instance Mask2Former: an 81-way class head that
+    is an error by default and left at our initialisation with `skip_class_heads`, every other
+    tensor loaded."""
+    model = tiny_model()
+    ours_before = {k: v.clone() for k, v in model.state_dict().items()}
+    coco = fabricate_official(ours_before, seed=2)
+    for name, shape in (
+        ("sem_seg_head.predictor.class_embed.weight", (81, 32)),
+        ("sem_seg_head.predictor.class_embed.bias", (81,)),
+        ("criterion.empty_weight", (81,)),
+    ):
+        coco[name] = torch.rand(shape)
+    with pytest.raises(ValueError, match="shape mismatches: .*class_embed"):
+        convert_official_state_dict(coco, ours_before)
+    converted = convert_official_state_dict(coco, ours_before, skip_class_heads=True)
+    missing, unexpected = model.load_state_dict(converted, strict=False)
+    assert (
+        sorted(missing)
+        == [
+            "criterion.empty_weight",
+            "sem_seg_head.predictor.class_embed.bias",
+            "sem_seg_head.predictor.class_embed.weight",
+        ]
+        and not unexpected
+    )
+    after = model.state_dict()
+    assert torch.equal(
+        after["sem_seg_head.predictor.class_embed.weight"],
+        ours_before["sem_seg_head.predictor.class_embed.weight"],
+    )
+    assert torch.equal(
+        after["sem_seg_head.pixel_decoder.mask_features.weight"],
+        coco["sem_seg_head.pixel_decoder.mask_features.weight"],
+    )
 
 
 def test_convert_checkpoint_tool_finds_the_method(tmp_path):

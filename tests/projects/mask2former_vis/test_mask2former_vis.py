@@ -41,6 +41,11 @@ TINY = TINY_DETECTOR + [
 ]
 
 
+# A decoder alone: 16 channels, 5 queries, 3 classes, 3 layers (+ the initial prediction).
+TINY_DECODER = dict(in_channels=16, num_classes=3, hidden_dim=16, num_queries=5, nheads=2,
+                    dim_feedforward=32, dec_layers=4, mask_dim=16)
+
+
 def tiny_model(extra=()):
     cfg = build_config("configs/mask2former_vis/synthetic_R18.yaml", TINY + list(extra))
     torch.manual_seed(0)
@@ -111,18 +116,8 @@ def test_clip_decoder_keys_span_every_frame_and_the_image_decoder_is_unchanged()
     encoding removed) is the image decoder.
     """
     torch.manual_seed(0)
-    kwargs = dict(
-        in_channels=16,
-        num_classes=3,
-        hidden_dim=16,
-        num_queries=5,
-        nheads=2,
-        dim_feedforward=32,
-        dec_layers=4,
-        mask_dim=16,
-    )
-    image = MultiScaleMaskedTransformerDecoder(**kwargs).eval()
-    clip = VideoMultiScaleMaskedTransformerDecoder(**kwargs).eval()
+    image = MultiScaleMaskedTransformerDecoder(**TINY_DECODER).eval()
+    clip = VideoMultiScaleMaskedTransformerDecoder(**TINY_DECODER).eval()
     clip.load_state_dict(image.state_dict())  # the same tensors, names included
     assert set(clip.state_dict()) == set(image.state_dict())
     g = torch.Generator().manual_seed(1)
@@ -158,16 +153,7 @@ def test_clip_masks_attend_across_frames():
     """A query's attention mask covers every frame: changing frame 1's features changes what the
     queries see (so their frame-0 masks too), unlike an image decoder run per frame."""
     torch.manual_seed(0)
-    clip = VideoMultiScaleMaskedTransformerDecoder(
-        in_channels=16,
-        num_classes=3,
-        hidden_dim=16,
-        num_queries=5,
-        nheads=2,
-        dim_feedforward=32,
-        dec_layers=3,
-        mask_dim=16,
-    ).eval()
+    clip = VideoMultiScaleMaskedTransformerDecoder(**TINY_DECODER).eval()
     g = torch.Generator().manual_seed(2)
     levels = [torch.randn(1, 2, 16, s, s, generator=g) for s in (2, 4, 8)]
     mask_features = torch.randn(1, 2, 16, 16, 16, generator=g)
@@ -342,15 +328,12 @@ def test_long_video_memory_is_bounded_by_the_window(monkeypatch):
     assert any(track[-1] is not None for track in out["pred_masks"])
 
 
-def test_rle_output_and_bad_input():
-    model = tiny_model(["MODEL.VIS.OUTPUT_RLE", "True"]).eval()
-    with torch.no_grad():
-        out = model([make_test_video(2, seed=4)])[0]
-    assert len(out["pred_masks"]) == 5
-    assert all(len(track) == 2 and track[0]["size"] == [80, 120] for track in out["pred_masks"])
-    with pytest.raises(ValueError, match="video 9"):
-        model([{"video_id": 9, "image": [], "height": 8, "width": 8}])
+def test_bad_settings_and_input_name_the_key_or_video():
     with pytest.raises(ValueError, match="VideoMultiScaleMaskedTransformerDecoder"):
         tiny_model(
             ["MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME", "MultiScaleMaskedTransformerDecoder"]
         )
+    with pytest.raises(ValueError, match="TEST_WINDOW_STRIDE"):
+        tiny_model(["MODEL.VIS.TEST_WINDOW_STRIDE", "0"])
+    with pytest.raises(ValueError, match="video 9"):
+        tiny_model().eval()([{"video_id": 9, "image": [], "height": 8, "width": 8}])

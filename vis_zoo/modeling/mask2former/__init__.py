@@ -5,7 +5,7 @@ image model. Mask2Former-VIS runs the same modules with clip queries
 (`VideoMultiScaleMaskedTransformerDecoder`)."""
 from .config import add_mask2former_config
 from .criterion import Mask2FormerCriterion, build_mask2former_criterion, point_sampled_mask_losses
-from .head import Mask2FormerHead, build_mask2former_head
+from .head import Mask2FormerHead, build_mask2former_head, mask2former_model_kwargs
 from .layers import CrossAttentionLayer, FFNLayer, SelfAttentionLayer
 from .matcher import PointHungarianMatcher
 from .pixel_decoder import MSDeformAttnPixelDecoder
@@ -18,4 +18,5 @@ __all__ = [
     "build_mask2former_head", "CrossAttentionLayer", "FFNLayer", "SelfAttentionLayer",
     "PointHungarianMatcher", "MSDeformAttnPixelDecoder", "MultiScaleMaskedTransformerDecoder",
     "video_targets", "build_mask2former_criterion", "VideoMultiScaleMaskedTransformerDecoder",
+    "mask2former_model_kwargs",
 ]

@@ -15,7 +15,7 @@ from .pixel_decoder import MSDeformAttnPixelDecoder
 from .transformer_decoder import MultiScaleMaskedTransformerDecoder
 from .video_transformer_decoder import VideoMultiScaleMaskedTransformerDecoder
 
-__all__ = ["Mask2FormerHead", "build_mask2former_head"]
+__all__ = ["Mask2FormerHead", "build_mask2former_head", "mask2former_model_kwargs"]
 
 _PIXEL_DECODERS = {"MSDeformAttnPixelDecoder": MSDeformAttnPixelDecoder}
 _DECODERS = {
@@ -69,8 +69,9 @@ class Mask2FormerHead(nn.Module):
         return out
 
     def decode_pixels_for_queries(self, features: Dict[str, Tensor]) -> Dict[str, object]:
-        """The pixel decoder for `predictor.forward_queries`: "multi_scale_features", "pixel_features"
-        (F4 [N, C, H/4, W/4]) and "level_mask_features" (per level [N, mask_dim, h_l, w_l])."""
+        """The pixel decoder for `predictor.forward_queries`: "multi_scale_features",
+        "pixel_features" (F4 [N, C, H/4, W/4]) and "level_mask_features" (per level
+        [N, mask_dim, h_l, w_l])."""
         import torch.nn.functional as F
 
         pd = self.pixel_decoder(features, compute_mask_features=False)
@@ -78,7 +79,8 @@ class Mask2FormerHead(nn.Module):
         # conv(resize(F4)) == resize(conv(F4)): the attention masks need only the level-size maps.
         pd["level_mask_features"] = [
             self.pixel_decoder.mask_features(
-                F.interpolate(pd["pixel_features"], size=feat.shape[-2:], mode="bilinear", align_corners=False))
+                F.interpolate(pd["pixel_features"], size=feat.shape[-2:], mode="bilinear",
+                              align_corners=False))
             for feat in pd["multi_scale_features"]
         ]
         return pd
@@ -93,3 +95,17 @@ class Mask2FormerHead(nn.Module):
 
 def build_mask2former_head(cfg, input_shape: Dict[str, ShapeSpec]) -> Mask2FormerHead:
     return Mask2FormerHead(cfg, input_shape)
+
+
+def mask2former_model_kwargs(cfg, criterion: nn.Module) -> Dict[str, object]:
+    """What every meta-architecture on the Mask2Former detector takes from the config: "backbone",
+    "sem_seg_head", the given "criterion", "num_classes", "size_divisibility", "pixel_mean",
+    "pixel_std" (Mask2Former-VIS's `from_config` adds its test settings to these)."""
+    from detectron2.modeling import build_backbone
+
+    backbone = build_backbone(cfg)
+    head = Mask2FormerHead(cfg, backbone.output_shape())
+    return dict(backbone=backbone, sem_seg_head=head, criterion=criterion,
+                num_classes=num_classes_from_config(cfg), pixel_mean=cfg.MODEL.PIXEL_MEAN,
+                size_divisibility=cfg.MODEL.MASK_FORMER.SIZE_DIVISIBILITY,
+                pixel_std=cfg.MODEL.PIXEL_STD)
