@@ -67,6 +67,7 @@ class IFC(VideoInstanceSegmenter):
         window_stride: int = 18,
         chunk_size: int = 36,
         output_rle: bool = False,
+        test_store_dir: str = "",
         fold_frozen_bn: bool = True,
     ):
         super().__init__()
@@ -98,6 +99,7 @@ class IFC(VideoInstanceSegmenter):
         self.window_stride = window_stride
         self.chunk_size = chunk_size
         self.output_rle = output_rle
+        self.test_store_dir = test_store_dir or None  # RLE masks' temporary file
         self.fold_frozen_bn = fold_frozen_bn
         self._folded_backbone = FoldedBackboneCache()
         self.register_pixel_normalization(pixel_mean, pixel_std)
@@ -147,6 +149,7 @@ class IFC(VideoInstanceSegmenter):
             "window_stride": cfg.MODEL.VIS.TEST_WINDOW_STRIDE,
             "chunk_size": cfg.MODEL.VIS.TEST_CHUNK_SIZE,
             "output_rle": cfg.MODEL.VIS.OUTPUT_RLE,
+            "test_store_dir": cfg.MODEL.VIS.TEST_STORE_DIR,
         }
 
     # ------------------------------------------------------------------ shared forward pieces
@@ -224,7 +227,8 @@ class IFC(VideoInstanceSegmenter):
             keep = probs.argmax(-1) < self.num_classes  # drop queries whose best class is no-object
             return ClipPrediction(frame_ids, probs[keep], mask_logits[-1, 0][keep])
 
-        writer = VideoMaskWriter(length, out_size, output_rle=self.output_rle)
+        writer = VideoMaskWriter(length, out_size, output_rle=self.output_rle,
+                                store_dir=self.test_store_dir)
         window = self.window_size if self.window_size > 0 else length
         class_probs = associate_clip_windows(
             length, clip_fn, window_size=window, window_stride=min(self.window_stride, window) or window,

@@ -10,9 +10,11 @@ aligned to frame t-1's aligned queries by Hungarian matching on cosine distance 
 (decoder-normed) embeddings (`vis_zoo.modeling.query_matching`), so query slot q is one track
 through the video. Class logits are averaged over frames, the top-k (slot, class) pairs are kept
 with their softmax probability as score, and each kept slot's per-frame mask embedding is dotted with
-that frame's mask features (kept at /4, as VITA's) to give its masks.
+that frame's mask features to give its masks. The top slots are known only after the last frame,
+so every slot's masks are rendered as soon as its frame is aligned and kept as RLE on disk
+(`VideoMaskWriter`); the mask features are dropped chunk by chunk and memory does not grow with T.
 """
-from typing import Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 from detectron2.config import configurable
@@ -23,13 +25,17 @@ from vis_zoo.config import num_classes_from_config
 from vis_zoo.modeling.backbone import input_frames, normalize_and_pad, video_frames
 from vis_zoo.modeling.mask2former import (Mask2FormerCriterion, Mask2FormerHead, build_mask2former_criterion,
                                           video_targets)
-from vis_zoo.modeling.mask2former.video_inference import (check_detector_pass_settings, render_video_masks,
-                                                          run_frame_detector, top_query_class_pairs)
+from vis_zoo.modeling.mask2former.video_inference import (
+    DetectorChunk, check_detector_pass_settings, mask_logits_to_output, run_frame_detector,
+    top_query_class_pairs)
 from vis_zoo.modeling.meta_arch import VideoInstanceSegmenter
-from vis_zoo.modeling.postprocessing import build_video_output
+from vis_zoo.modeling.postprocessing import VideoMaskWriter, build_video_output, decode_track_masks
 from vis_zoo.modeling.query_matching import match_queries_to_previous_frame
 
 __all__ = ["MinVIS"]
+
+# Slots whose masks are rendered at once: bounds the float temporary to 25 x H x W per frame.
+RENDER_SLOT_GROUP = 25
 
 
 @META_ARCH_REGISTRY.register()
@@ -43,7 +49,8 @@ class MinVIS(VideoInstanceSegmenter):
                  num_classes: int, size_divisibility: int, pixel_mean: Sequence[float], pixel_std: Sequence[float],
                  test_topk_per_video: int = 10, test_chunk_size: int = 30,
                  test_chunk_pixels_cpu: int = 2 * 360 * 640, test_interpolate_chunk_size: int = 5,
-                 test_feature_store: str = "auto", output_rle: bool = False):
+                 test_feature_store: str = "auto", output_rle: bool = False,
+                 test_store_dir: str = ""):
         super().__init__()
         self.backbone = backbone
         self.sem_seg_head = sem_seg_head
@@ -60,6 +67,7 @@ class MinVIS(VideoInstanceSegmenter):
         self.test_interpolate_chunk_size = max(1, test_interpolate_chunk_size)
         self.test_feature_store = test_feature_store
         self.output_rle = output_rle
+        self.test_store_dir = test_store_dir or None
 
     @classmethod
     def from_config(cls, cfg) -> dict:
@@ -79,6 +87,7 @@ class MinVIS(VideoInstanceSegmenter):
             "test_interpolate_chunk_size": vis.TEST_INTERPOLATE_CHUNK_SIZE,
             "test_feature_store": vis.TEST_FEATURE_STORE,
             "output_rle": cfg.MODEL.VIS.OUTPUT_RLE,
+            "test_store_dir": vis.TEST_STORE_DIR,
         }
 
     # ================================================================== training
@@ -96,18 +105,24 @@ class MinVIS(VideoInstanceSegmenter):
 
     # ================================================================== inference
     @torch.no_grad()
-    def track_queries(self, frames: Sequence[Tensor], video_id="?"):
+    def track_queries(self, frames: Sequence[Tensor], video_id="?",
+                      on_frames: Optional[Callable[[DetectorChunk, Tensor], None]] = None):
         """Detector over the frames with online query alignment.
 
-        Returns (mean class logits [Q, K+1] of each aligned slot, mask embeddings [T, Q, C] of each
-        slot in each frame, DetectedFrames with the mask features [T, C, h4, w4])."""
+        `on_frames(chunk, mask_embeds [t, Q, C])` receives each detector pass (`DetectorChunk`:
+        its first frame, mask features [t, C, h4, w4], input sizes) with its aligned per-slot mask
+        embeddings as soon as the chunk is aligned; nothing of them is kept.
+
+        Returns (mean class logits [Q, K+1] of each aligned slot, DetectedFrames without mask
+        features: the padded and unpadded input size)."""
         predictor = self.sem_seg_head.predictor
         logit_sum: List[Tensor] = []
-        mask_embeds: List[Tensor] = []
         previous: List[Tensor] = []  # the last aligned embeddings [Q, C]
 
-        def align_chunk(start: int, out: Dict[str, Tensor]) -> None:
-            queries, logits = out["frame_queries"][-1], out["pred_logits"]  # [t, Q, C], [t, Q, K+1]
+        def align_chunk(chunk: DetectorChunk) -> None:
+            queries, logits = chunk.frame_queries[-1], chunk.pred_logits  # [t, Q, C], [t, Q, K+1]
+            start = chunk.start
+            mask_embeds = []
             for t in range(queries.shape[0]):
                 if previous:
                     try:
@@ -123,25 +138,53 @@ class MinVIS(VideoInstanceSegmenter):
                 else:
                     logit_sum.append(cur_logits.clone())
                 mask_embeds.append(predictor.mask_embed(cur_q))
+            if on_frames is not None:
+                on_frames(chunk, torch.stack(mask_embeds))
 
         detected = run_frame_detector(
             frames, backbone=self.backbone, head=self.sem_seg_head, pixel_mean=self.pixel_mean,
             pixel_std=self.pixel_std, size_divisibility=self.size_divisibility,
             chunk_size=self.test_chunk_size, cpu_pixels_per_pass=self.test_chunk_pixels_cpu,
-            feature_store=self.test_feature_store,
-            project_mask_features=self.sem_seg_head.pixel_decoder.mask_features, on_chunk=align_chunk)
-        return logit_sum[0] / len(frames), torch.stack(mask_embeds), detected
+            feature_store=None, project_mask_features=self.sem_seg_head.pixel_decoder.mask_features,
+            on_chunk=align_chunk)
+        return logit_sum[0] / len(frames), detected
 
     @torch.no_grad()
     def inference_video(self, video: dict) -> dict:
+        """Online: each frame's masks of every slot are rendered at the output size, RLE-encoded
+        and written to disk as soon as its queries are aligned (the top slots are known only at
+        the end); the mask features are dropped chunk by chunk. Memory does not grow with T."""
         frames = input_frames(video)
-        mean_logits, mask_embeds, detected = self.track_queries(frames, video.get("video_id", "?"))
-        out_h = int(video.get("height", detected.image_hw[0]))
-        out_w = int(video.get("width", detected.image_hw[1]))
+        num_frames = len(frames)
+        if "height" in video and "width" in video:
+            out_hw = (int(video["height"]), int(video["width"]))
+        else:
+            out_hw = tuple(int(v) for v in frames[0].shape[-2:])
+        writer = VideoMaskWriter(num_frames, out_hw, output_rle=True, store_dir=self.test_store_dir)
+
+        def render(chunk: DetectorChunk, mask_embeds: Tensor) -> None:
+            t_chunk, num_slots, _ = mask_embeds.shape
+            h4, w4 = chunk.mask_features.shape[-2:]
+            every_slot = torch.ones(num_slots, dtype=torch.bool)
+            group = RENDER_SLOT_GROUP
+            for t in range(t_chunk):
+                features = chunk.mask_features[t].flatten(1)  # [C, h4·w4]
+                binary = []
+                # a group of slots at a time: the padded-size float logits of all 100 slots of a
+                # 360x640 frame would be ~100 MB of fresh pages on every frame
+                for s in range(0, num_slots, group):
+                    logits = torch.matmul(mask_embeds[t, s:s + group], features).view(-1, 1, h4, w4)
+                    binary.append(mask_logits_to_output(
+                        logits, padded_hw=chunk.padded_hw, image_hw=chunk.image_hw,
+                        output_hw=out_hw)[0][:, 0])
+                writer.write_binary(chunk.start + t, torch.cat(binary), every_slot)
+
+        mean_logits, _ = self.track_queries(frames, video.get("video_id", "?"), on_frames=render)
         top_scores, labels, slot = top_query_class_pairs(mean_logits, self.test_topk_per_video)
-        masks, _ = render_video_masks(
-            mask_embeds[:, slot], detected.mask_features, padded_hw=detected.padded_hw,
-            image_hw=detected.image_hw, output_hw=(out_h, out_w), frames_per_step=self.test_interpolate_chunk_size,
-            output_rle=self.output_rle, device=self.device)
+        slot_masks = writer.track_masks(mean_logits.shape[0])
+        masks = [slot_masks[q] for q in slot.tolist()]
+        if not self.output_rle:
+            masks = [decode_track_masks(m) for m in masks]
         # MinVIS scores a track by its class probability alone (no mask-quality factor)
-        return build_video_output((out_h, out_w), top_scores, labels, masks)
+        return build_video_output(out_hw, top_scores, labels, masks)
+

@@ -55,7 +55,7 @@ class SeqFormer(VideoInstanceSegmenter):
                  pixel_mean: Sequence[float], pixel_std: Sequence[float], size_divisibility: int = 32,
                  test_topk: int = 10, mask_threshold: float = 0.5, test_chunk_size: int = 36,
                  test_window_size: int = 36, test_window_stride: int = 18, output_rle: bool = False,
-                 max_num_tracks: int = 100):
+                 max_num_tracks: int = 100, test_store_dir: str = ""):
         super().__init__()
         if hidden_dim % 32 != 0:
             raise ValueError(f"SeqFormer: hidden_dim must be a multiple of 32 (GroupNorm), got {hidden_dim}")
@@ -124,6 +124,7 @@ class SeqFormer(VideoInstanceSegmenter):
         self.test_chunk_size = test_chunk_size
         self.test_window_size, self.test_window_stride = test_window_size, test_window_stride
         self.output_rle, self.max_num_tracks = output_rle, max_num_tracks
+        self.test_store_dir = test_store_dir or None  # RLE masks' temporary file
 
     @classmethod
     def from_config(cls, cfg):
@@ -162,6 +163,7 @@ class SeqFormer(VideoInstanceSegmenter):
             "test_window_size": cfg.MODEL.VIS.TEST_WINDOW_SIZE,
             "test_window_stride": cfg.MODEL.VIS.TEST_WINDOW_STRIDE,
             "output_rle": cfg.MODEL.VIS.OUTPUT_RLE,
+            "test_store_dir": cfg.MODEL.VIS.TEST_STORE_DIR,
             "max_num_tracks": cfg.MODEL.VIS.MAX_NUM_TRACKS,
         }
 
@@ -359,7 +361,8 @@ class SeqFormer(VideoInstanceSegmenter):
             logits = self.class_embed[-1](hs[-1, 0])  # [Q, K]
             return logits, hs[-1, 0], references[-1][0], feats["mask_feats"]
 
-        writer = VideoMaskWriter(num_frames, out_hw, output_rle=self.output_rle, mask_threshold=0.0)
+        writer = VideoMaskWriter(num_frames, out_hw, output_rle=self.output_rle, mask_threshold=0.0,
+                                store_dir=self.test_store_dir)
         if num_frames <= self.test_window_size:
             logits, hs, reference, mask_feats = run_clip(list(range(num_frames)))
             scores, idx = logits.sigmoid().flatten().topk(min(self.test_topk, logits.numel()))

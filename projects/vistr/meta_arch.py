@@ -72,6 +72,7 @@ class VisTR(VideoInstanceSegmenter):
         test_window_stride: int = 18,
         test_mask_head_chunk: int = 6,
         output_rle: bool = False,
+        test_store_dir: str = "",
         max_num_tracks: int = 100,
         in_features: Sequence[str] = ("res2", "res3", "res4", "res5"),
         mask_prior_prob: float = 0.0,
@@ -91,7 +92,8 @@ class VisTR(VideoInstanceSegmenter):
             test_chunk_size: frames per backbone pass at test time.
             test_window_stride: stride between the T-frame windows of a long video.
             test_mask_head_chunk: frames per mask-head pass at test time.
-            output_rle: return per-frame RLE instead of bool tensors.
+            output_rle: return per-frame RLE (in a temporary file) instead of bool tensors.
+            test_store_dir: folder of that file (empty: the system temporary folder).
             max_num_tracks: cap on tracks returned per video.
             mask_prior_prob: initial foreground probability of the mask logits (0 = the official
                 default init); see `build_instance_fusion_head`.
@@ -141,6 +143,7 @@ class VisTR(VideoInstanceSegmenter):
         self.test_window_stride = test_window_stride
         self.test_mask_head_chunk = max(1, test_mask_head_chunk)
         self.output_rle = output_rle
+        self.test_store_dir = test_store_dir or None  # RLE masks' temporary file
         self.max_num_tracks = max_num_tracks
         self.register_pixel_normalization(pixel_mean, pixel_std)
 
@@ -199,6 +202,7 @@ class VisTR(VideoInstanceSegmenter):
             "test_window_stride": cfg.MODEL.VIS.TEST_WINDOW_STRIDE,
             "test_mask_head_chunk": vcfg.TEST_MASK_HEAD_CHUNK,
             "output_rle": cfg.MODEL.VIS.OUTPUT_RLE,
+            "test_store_dir": cfg.MODEL.VIS.TEST_STORE_DIR,
             "max_num_tracks": cfg.MODEL.VIS.MAX_NUM_TRACKS,
             "mask_prior_prob": vcfg.MASK_PRIOR_PROB,
             "attention_map_init_gain": vcfg.ATTENTION_MAP_INIT_GAIN,
@@ -471,7 +475,8 @@ class VisTR(VideoInstanceSegmenter):
         probs = window["probs"][:length, :, :-1]  # [L, N, K+1], no-object left out
         frame_scores, frame_labels = probs.max(-1)  # [L, N]
         writer = VideoMaskWriter(length, image_size, output_rle=self.output_rle,
-                                 mask_threshold=_logit(self.mask_threshold), track_chunk=self.num_slots)
+                                 mask_threshold=_logit(self.mask_threshold),
+                                 track_chunk=self.num_slots, store_dir=self.test_store_dir)
         all_slots = torch.ones(self.num_slots, dtype=torch.bool)
         for f in range(length):
             writer(f, window["mask_logits"][f], all_slots)
@@ -506,7 +511,8 @@ class VisTR(VideoInstanceSegmenter):
         probability; masks are the window-averaged logits, upsampled frame by frame."""
         mask_logit_threshold = _logit(self.mask_threshold)
         writer = VideoMaskWriter(length, image_size, output_rle=self.output_rle,
-                                 mask_threshold=mask_logit_threshold, track_chunk=self.num_slots)
+                                 mask_threshold=mask_logit_threshold, track_chunk=self.num_slots,
+                                 store_dir=self.test_store_dir)
 
         def clip_fn(frame_ids: List[int]) -> ClipPrediction:
             window = self._window_predictions(cache, frame_ids)

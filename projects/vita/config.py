@@ -39,3 +39,7 @@ def add_vita_config(cfg: CN) -> None:
     # Encoder windows processed per attention call at test time (bounds the attention memory on
     # very long videos; windows are independent, so the result does not depend on it).
     v.TEST_ENC_WINDOW_BATCH = 64
+    # Videos longer than this run the VITA module block by block (this many frames per block), with
+    # the object tokens in temporary files: memory independent of the length, the same result up to
+    # float rounding. Up to it, one pass over all tokens (the official computation).
+    v.TEST_STREAM_FRAMES = 120

@@ -8,8 +8,10 @@ mask embeddings dotted with `vita_mask_features(F4)` of every frame.
 Inference (one video at a time, any length): frames go through the detector MODEL.VIS.TEST_CHUNK_SIZE
 at a time (on CPU as many as fit in MODEL.VIS.TEST_CHUNK_PIXELS_CPU pixels); only the last layer's frame queries
 [T, fQ, C] and the VITA mask features [T, C, H/4, W/4] are kept (the frame-level /4 mask predictions
-are never computed). One offline VITA pass over all object tokens then gives the video queries; masks
-are produced MODEL.VIS.TEST_INTERPOLATE_CHUNK_SIZE frames at a time.
+are never computed), the features where MODEL.VIS.TEST_FEATURE_STORE says: in memory, in a temporary
+file, or recomputed by a second backbone + pixel-decoder pass for long videos. One offline VITA pass
+over all object tokens then gives the video queries; masks are produced
+MODEL.VIS.TEST_INTERPOLATE_CHUNK_SIZE frames at a time and kept as RLE on disk.
 """
 import math
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -23,8 +25,9 @@ from vis_zoo.config import num_classes_from_config
 from vis_zoo.modeling.backbone import input_frames, normalize_and_pad, video_frames
 from vis_zoo.modeling.mask2former import (Mask2FormerCriterion, Mask2FormerHead, PointHungarianMatcher,
                                           build_mask2former_criterion, video_targets)
-from vis_zoo.modeling.mask2former.video_inference import (check_detector_pass_settings, render_video_masks,
-                                                          run_frame_detector, top_query_class_pairs)
+from vis_zoo.modeling.mask2former.video_inference import (
+    DetectorChunk, DiskFeatureStore, MaskFeatureStore, check_detector_pass_settings,
+    render_video_masks, run_frame_detector, top_query_class_pairs)
 from vis_zoo.modeling.meta_arch import VideoInstanceSegmenter
 from vis_zoo.modeling.postprocessing import build_video_output
 
@@ -48,7 +51,8 @@ class Vita(VideoInstanceSegmenter):
                  test_chunk_size: int = 18, test_chunk_pixels_cpu: int = 2 * 360 * 640,
                  test_interpolate_chunk_size: int = 5,
                  test_keep_query_ratio: float = 1.0, test_feature_store: str = "auto",
-                 output_rle: bool = False):
+                 test_feature_memory_mb: float = 1024.0, test_store_dir: str = "",
+                 output_rle: bool = False, test_stream_frames: int = 120):
         super().__init__()
         self.backbone = backbone
         self.sem_seg_head = sem_seg_head
@@ -68,6 +72,12 @@ class Vita(VideoInstanceSegmenter):
         self.test_keep_query_ratio = test_keep_query_ratio
         check_detector_pass_settings(test_chunk_size, test_chunk_pixels_cpu, test_feature_store)
         self.test_feature_store = test_feature_store
+        self.test_feature_memory_mb = test_feature_memory_mb
+        self.test_store_dir = test_store_dir or None
+        if test_stream_frames < 1:
+            raise ValueError(
+                f"MODEL.VITA.TEST_STREAM_FRAMES must be >= 1, got {test_stream_frames}")
+        self.test_stream_frames = test_stream_frames
         self.test_chunk_size = test_chunk_size
         self.test_chunk_pixels_cpu = test_chunk_pixels_cpu
         self.test_interpolate_chunk_size = max(1, test_interpolate_chunk_size)
@@ -122,7 +132,10 @@ class Vita(VideoInstanceSegmenter):
             "test_interpolate_chunk_size": vis.TEST_INTERPOLATE_CHUNK_SIZE,
             "test_keep_query_ratio": v.TEST_KEEP_QUERY_RATIO,
             "test_feature_store": vis.TEST_FEATURE_STORE,
+            "test_feature_memory_mb": vis.TEST_FEATURE_MEMORY_MB,
+            "test_store_dir": vis.TEST_STORE_DIR,
             "output_rle": cfg.MODEL.VIS.OUTPUT_RLE,
+            "test_stream_frames": v.TEST_STREAM_FRAMES,
         }
 
     # ================================================================== training
@@ -173,15 +186,20 @@ class Vita(VideoInstanceSegmenter):
         return torch.gather(frame_queries, 1, index[..., None].expand(-1, -1, frame_queries.shape[-1])), index
 
     @torch.no_grad()
-    def encode_frames(self, frames: Sequence[Tensor]):
-        """Detector over all frames, in chunks. Returns (frame_queries [T, fQ', C], query_index [T, fQ']
-        or None, DetectedFrames: mask features [T, C, h4, w4] on the store device, padded and
-        unpadded size)."""
+    def encode_frames(self, frames: Sequence[Tensor],
+                      token_store: Optional[MaskFeatureStore] = None):
+        """Detector over all frames, in chunks. Returns (frame_queries [T, fQ', C], or None when
+        they went to `token_store`; query_index [T, fQ'] or None; DetectedFrames: the mask
+        features [T, C, h4, w4] in the MODEL.VIS.TEST_FEATURE_STORE store, padded and unpadded
+        size)."""
         queries, indices = [], []
 
-        def keep_last_layer_queries(_start: int, out: Dict[str, Tensor]) -> None:
-            fq, index = self._keep_queries(out["frame_queries"][-1], out["pred_logits"])
-            queries.append(fq)
+        def keep_last_layer_queries(chunk: DetectorChunk) -> None:
+            fq, index = self._keep_queries(chunk.frame_queries[-1], chunk.pred_logits)
+            if token_store is None:
+                queries.append(fq)
+            else:
+                token_store.add(chunk.start, fq)
             if index is not None:
                 indices.append(index)
 
@@ -189,28 +207,42 @@ class Vita(VideoInstanceSegmenter):
             frames, backbone=self.backbone, head=self.sem_seg_head, pixel_mean=self.pixel_mean,
             pixel_std=self.pixel_std, size_divisibility=self.size_divisibility,
             chunk_size=self.test_chunk_size, cpu_pixels_per_pass=self.test_chunk_pixels_cpu,
-            feature_store=self.test_feature_store,
-            project_mask_features=self.vita_module.vita_mask_features, on_chunk=keep_last_layer_queries)
+            feature_store=self.test_feature_store, feature_memory_mb=self.test_feature_memory_mb,
+            store_dir=self.test_store_dir,
+            project_mask_features=self.vita_module.vita_mask_features,
+            on_chunk=keep_last_layer_queries)
         query_index = torch.cat(indices) if indices else None
-        return torch.cat(queries), query_index, detected
+        return (torch.cat(queries) if queries else None), query_index, detected
 
     @torch.no_grad()
     def inference_video(self, video: dict) -> dict:
+        """Up to MODEL.VITA.TEST_STREAM_FRAMES frames, one VITA pass over all object tokens (the
+        official computation); longer videos keep the tokens in temporary files and run the VITA
+        module block by block (`VITAModule.infer_streamed`: the same result up to float rounding,
+        memory independent of the length)."""
         frames = input_frames(video)
         num_frames = len(frames)
-        frame_queries, query_index, detected = self.encode_frames(frames)
+        if num_frames <= self.test_stream_frames:
+            frame_queries, query_index, detected = self.encode_frames(frames)
+            vita_out = self.vita_module(frame_queries[None], num_frames=num_frames,
+                                        query_index=query_index)
+            mask_cls = vita_out["pred_logits"][-1, 0]  # [cQ, K+1]
+            mask_embed = vita_out["pred_mask_embed"][-1, 0]  # [cQ, C]
+            del vita_out, frame_queries
+        else:
+            tokens = DiskFeatureStore(num_frames, self.test_store_dir)
+            _, query_index, detected = self.encode_frames(frames, token_store=tokens)
+            mask_cls, mask_embed = self.vita_module.infer_streamed(
+                tokens.read, num_frames, DiskFeatureStore(num_frames, self.test_store_dir),
+                query_index=query_index, block_frames=self.test_stream_frames)
+            tokens.close()
         out_h = int(video.get("height", detected.image_hw[0]))
         out_w = int(video.get("width", detected.image_hw[1]))
-
-        vita_out = self.vita_module(frame_queries[None], num_frames=num_frames, query_index=query_index)
-        mask_cls = vita_out["pred_logits"][-1, 0]  # [cQ, K+1]
-        mask_embed = vita_out["pred_mask_embed"][-1, 0]  # [cQ, C]
-        del vita_out, frame_queries
 
         top_scores, labels, query_idx = top_query_class_pairs(mask_cls, self.test_topk_per_video)
         masks, mask_scores = render_video_masks(
             mask_embed[query_idx], detected.mask_features, padded_hw=detected.padded_hw,
             image_hw=detected.image_hw, output_hw=(out_h, out_w), frames_per_step=self.test_interpolate_chunk_size,
-            output_rle=self.output_rle, device=self.device)
+            output_rle=self.output_rle, device=self.device, store_dir=self.test_store_dir)
         final_scores = top_scores * mask_scores
         return build_video_output((out_h, out_w), final_scores, labels, masks)

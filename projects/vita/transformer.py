@@ -7,7 +7,7 @@ queries per frame, cQ video queries, C channels, D = decoder outputs returned (a
 with deep supervision, else the last).
 """
 import math
-from typing import Dict, Optional
+from typing import Callable, Dict, Iterable, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +18,7 @@ from vis_zoo.config import num_classes_from_config
 from vis_zoo.modeling.mask2former.layers import CrossAttentionLayer, FFNLayer, SelfAttentionLayer
 from vis_zoo.modeling.transformer_layers import MLP
 
-__all__ = ["VITAModule", "shifted_window_mask"]
+__all__ = ["VITAModule", "shifted_window_mask", "streamed_cross_attention"]
 
 
 def shifted_window_mask(pad_mask: Tensor, window: int, num_queries: int, num_heads: int) -> Tensor:
@@ -47,6 +47,50 @@ def shifted_window_mask(pad_mask: Tensor, window: int, num_queries: int, num_hea
     mask = mask.view(n * num_windows * num_heads, window * num_queries, window * num_queries)
     # -1000 rather than -inf: as the official code (a fully blocked row stays finite).
     return mask.float() * -1000
+
+
+@torch.no_grad()
+def streamed_cross_attention(layer: CrossAttentionLayer, tgt: Tensor, query_pos: Tensor,
+                             memory_blocks: Iterable[Tuple[Tensor, Tensor]]) -> Tensor:
+    """`layer(tgt, memory, pos=pos, query_pos=query_pos)` without the whole memory at once: the
+    memory comes as blocks (memory [S_b, N, C], pos [S_b, N, C]) and the softmax over all of them
+    is accumulated block by block (running maximum, rescaled sums), so memory is bounded by one
+    block whatever the number of keys. Equal to the layer up to float rounding (no masks; the
+    layer's dropout is 0 at test time).
+
+    Args:
+        tgt: [Q, N, C] queries; query_pos: [Q, N, C].
+    Returns:
+        [Q, N, C].
+    """
+    attn = layer.multihead_attn
+    num_q, batch, channels = tgt.shape
+    heads = attn.num_heads
+    head_dim = channels // heads
+    w_q, w_k, w_v = attn.in_proj_weight.chunk(3)
+    b_q, b_k, b_v = attn.in_proj_bias.chunk(3)
+    x = layer.norm(tgt) if layer.normalize_before else tgt
+    q = F.linear(x + query_pos, w_q, b_q).view(num_q, batch * heads, head_dim).transpose(0, 1)
+    q = q * head_dim ** -0.5  # [N*h, Q, d]
+    running_max = q.new_full((batch * heads, num_q, 1), -math.inf)
+    denominator = q.new_zeros((batch * heads, num_q, 1))
+    weighted = q.new_zeros((batch * heads, num_q, head_dim))
+    for memory, pos in memory_blocks:
+        length = memory.shape[0]
+        k = F.linear(memory + pos, w_k, b_k).view(length, batch * heads, head_dim).transpose(0, 1)
+        v = F.linear(memory, w_v, b_v).view(length, batch * heads, head_dim).transpose(0, 1)
+        scores = torch.bmm(q, k.transpose(1, 2))  # [N*h, Q, S_b]
+        new_max = torch.maximum(running_max, scores.amax(-1, keepdim=True))
+        rescale = torch.exp(running_max - new_max)
+        probs = torch.exp(scores - new_max)
+        denominator = denominator * rescale + probs.sum(-1, keepdim=True)
+        weighted = weighted * rescale + torch.bmm(probs, v)
+        running_max = new_max
+    out = (weighted / denominator).transpose(0, 1).reshape(num_q, batch, channels)
+    out = attn.out_proj(out)
+    if layer.normalize_before:
+        return tgt + out
+    return layer.norm(tgt + out)
 
 
 class VITAModule(nn.Module):
@@ -193,6 +237,65 @@ class VITAModule(nn.Module):
                     shift_mask = shifted_window_mask(pad_mask, w, fq, self.num_heads).to(x.dtype)
                 x = self._windows_layer(idx, x, pad_mask, shift_mask)
         return x[:t]
+
+    # ------------------------------------------------------------------ long videos
+    @torch.no_grad()
+    def infer_streamed(self, read_queries: Callable[[int, int], Tensor], num_frames: int,
+                       encoded_store, query_index: Optional[Tensor] = None,
+                       block_frames: int = 120) -> Tuple[Tensor, Tensor]:
+        """The test-time forward on a video of any length, with memory bounded by a block of
+        frames: what `forward` gives as pred_logits[-1, 0] and pred_mask_embed[-1, 0], up to float
+        rounding.
+
+        The object encoder runs on blocks of `block_frames` frames, each with `enc_layers` windows
+        of context on either side: windows are aligned to the video's, and a layer spreads a
+        block's artificial edge at most one window further, so every kept frame sees exactly the
+        frames it would see in the whole video. The encoded tokens go to `encoded_store` (a
+        `MaskFeatureStore`, e.g. on disk) and the object decoder's cross-attention reads them back
+        a block at a time (`streamed_cross_attention`).
+
+        Args:
+            read_queries: (start, end) -> the last detector layer's frame queries
+                [end - start, fQ, C].
+            encoded_store: receives and gives back the encoded tokens [T, fQ, C].
+            query_index: [T, fQ] (token pruning) or None.
+        Returns:
+            (class logits [cQ, K+1], mask embeddings [cQ, C]).
+        """
+        if self.window_size == 0 and self.enc_layers > 0:
+            raise ValueError("VITA: streaming needs the windowed object encoder "
+                             "(MODEL.VITA.ENC_WINDOW_SIZE > 0)")
+        w = max(1, self.window_size)
+        block = max(w, block_frames // w * w)
+        context = self.enc_layers * w
+        for start in range(0, num_frames, block):
+            end = min(num_frames, start + block)
+            lo, hi = max(0, start - context), min(num_frames, end + context)
+            x = self.input_proj_dec(read_queries(lo, hi)[:, :, None])  # [t, fQ, 1, C]
+            x = self.encode_frame_query(x)
+            encoded_store.add(start, x[start - lo:end - lo, :, 0])
+            del x
+
+        def memory_blocks():
+            for start in range(0, num_frames, block):
+                end = min(num_frames, start + block)
+                tokens = encoded_store.read(start, end)  # [t, fQ, C]
+                if query_index is None:
+                    pos = self.fq_pos.weight[None].expand(end - start, -1, -1)
+                else:
+                    pos = self.fq_pos.weight[query_index[start:end]]
+                yield tokens.flatten(0, 1)[:, None], pos.flatten(0, 1)[:, None]
+
+        query_embed = self.query_embed.weight[:, None]
+        output = self.query_feat.weight[:, None]
+        for i in range(self.num_layers):
+            output = streamed_cross_attention(self.transformer_cross_attention_layers[i], output,
+                                              query_embed, memory_blocks())
+            output = self.transformer_self_attention_layers[i](
+                output, tgt_mask=None, tgt_key_padding_mask=None, query_pos=query_embed)
+            output = self.transformer_ffn_layers[i](output)
+        decoded = self.decoder_norm(output)[:, 0]  # [cQ, C]
+        return self.class_embed(decoded), self.mask_embed(decoded)
 
     # ------------------------------------------------------------------ forward
     def forward(self, frame_queries: Tensor, num_frames: int, query_index: Optional[Tensor] = None) -> Dict:

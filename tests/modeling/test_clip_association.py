@@ -4,8 +4,10 @@ import torch
 from pycocotools import mask as mask_util
 from scipy.optimize import linear_sum_assignment
 
-from vis_zoo.modeling import (ClipPrediction, FrameFeatureCache, SoftIoUTrackAssociator, VideoMaskWriter,
-                              associate_clip_windows, select_track_classes, window_spans)
+from vis_zoo.modeling import (ClipPrediction, FrameFeatureCache, RLEFrameStore,
+                              SoftIoUTrackAssociator, VideoMaskWriter, associate_clip_windows,
+                              decode_track_masks, encode_rle, select_track_classes, window_spans)
+from vis_zoo.modeling.postprocessing import encode_rle_counts
 
 
 def test_window_spans():
@@ -199,9 +201,36 @@ def test_writer_bool_and_rle_agree_and_upsample_to_original_size():
     as_bool, as_rle = bool_writer.track_masks(3), rle_writer.track_masks(3)
     up = torch.nn.functional.interpolate(logits[None], size=(20, 28), mode="bilinear", align_corners=False)[0] > 0
     assert torch.equal(as_bool[0][1], up[0]) and not as_bool[1].any() and not as_bool[0][0].any()
-    assert as_rle[1] == [None, None] and as_rle[0][0] is None
+    assert list(as_rle[1]) == [None, None] and as_rle[0][0] is None
     assert isinstance(as_rle[2][1]["counts"], str)
     assert np.array_equal(mask_util.decode(as_rle[2][1]).astype(bool), up[2].numpy())
+    assert torch.equal(decode_track_masks(as_rle[2]), as_bool[2])
+    assert as_rle[2].mask_size == (20, 28) and len(rle_writer.track_masks(5)[4]) == 2
+
+
+def test_rle_frame_store_reads_back_any_frame_and_track():
+    """Frames written in any order with any number of tracks; absent tracks and unwritten frames
+    read as None; memory holds two numbers per frame, the masks are in the file."""
+    g = torch.Generator().manual_seed(1)
+    masks = torch.rand(4, 3, 9, 11, generator=g) > 0.6  # [T, n, H, W]
+    store = RLEFrameStore(5, (9, 11))
+    for frame, num_tracks in [(2, 3), (0, 1), (3, 2), (1, 3)]:
+        counts = encode_rle_counts(masks[frame, :num_tracks])
+        counts[0] = None if frame == 3 else counts[0]
+        store.write_frame(frame, counts)
+    expected = {0: 1, 1: 3, 2: 3, 3: 2}
+    for frame in range(5):
+        for track in range(3):
+            rle = store.read(frame, track)
+            if frame == 4 or track >= expected.get(frame, 0) or (frame, track) == (3, 0):
+                assert rle is None
+            else:
+                assert rle == encode_rle(masks[frame, track])
+    assert store.num_bytes > 0
+    with pytest.raises(ValueError, match="already written"):
+        store.write_frame(2, [None])
+    with pytest.raises(IndexError):
+        store.write_frame(5, [None])
 
 
 def test_select_track_classes():

@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from vis_zoo.modeling.mask2former.video_inference import frames_per_detector_pass, render_video_masks
+from vis_zoo.modeling.postprocessing import decode_track_masks
 
 
 def test_frames_per_detector_pass():
@@ -53,7 +54,63 @@ def test_top_query_class_pairs_and_pass_settings():
     assert labels.tolist() == [1, 0, 1] and queries.tolist() == [1, 0, 0]
     assert len(top_query_class_pairs(logits, 10)[0]) == 4  # at most Q * K pairs
     check_detector_pass_settings(18, 460800, "auto")
-    with pytest.raises(ValueError, match="MODEL.VIS.TEST_FEATURE_STORE must be auto/device/cpu"):
-        check_detector_pass_settings(18, 460800, "disk")
+    for store in ("device", "cpu", "disk", "recompute"):
+        check_detector_pass_settings(18, 460800, store)
+    with pytest.raises(ValueError, match="TEST_FEATURE_STORE must be one of auto/device/cpu/disk"):
+        check_detector_pass_settings(18, 460800, "ram")
     with pytest.raises(ValueError, match="MODEL.VIS.TEST_CHUNK_SIZE and MODEL.VIS.TEST_CHUNK_PIXELS_CPU"):
         check_detector_pass_settings(0, 460800, "auto")
+
+
+def test_auto_feature_store_keeps_a_bounded_amount_in_memory():
+    from vis_zoo.modeling.mask2former.video_inference import feature_store_kind
+
+    cpu, frame_mb = torch.device("cpu"), 2**20
+    # one official window on the device, then memory up to the budget, then recomputation
+    assert feature_store_kind("auto", cpu, 36, 100 * frame_mb, 1024) == "device"
+    assert feature_store_kind("auto", cpu, 37, 10 * frame_mb, 1024) == "cpu"
+    assert feature_store_kind("auto", cpu, 103, 10 * frame_mb, 1024) == "recompute"
+    assert feature_store_kind("disk", cpu, 5, frame_mb, 1024) == "disk"
+
+
+def test_feature_stores_give_back_what_was_added():
+    """Memory, disk and recomputed stores return the same features for any range of frames; the
+    recomputed one computes on the detector's own chunks (the first pass's values exactly)."""
+    from vis_zoo.modeling.mask2former.video_inference import (DiskFeatureStore, MemoryFeatureStore,
+                                                              RecomputedFeatureStore)
+
+    g = torch.Generator().manual_seed(0)
+    features = torch.randn(7, 4, 3, 5, generator=g)
+    computed = []
+
+    def compute(start, end):
+        computed.append((start, end))
+        return features[start:end].clone()
+
+    memory, disk = MemoryFeatureStore(7, torch.device("cpu")), DiskFeatureStore(7)
+    recomputed = RecomputedFeatureStore(7, 3, compute)
+    for start in range(0, 7, 3):  # the detector's chunks of 3 frames
+        for store in (memory, disk, recomputed):
+            store.add(start, features[start:start + 3])
+    for start, end in [(0, 7), (2, 5), (6, 7), (4, 6)]:
+        for store in (memory, disk, recomputed):
+            assert torch.equal(store.read(start, end), features[start:end])
+    assert set(computed) <= {(0, 3), (3, 6), (6, 7)}
+    disk.close()
+
+
+def test_render_from_a_store_equals_render_from_the_tensor():
+    from vis_zoo.modeling.mask2former.video_inference import DiskFeatureStore
+
+    g = torch.Generator().manual_seed(3)
+    feats = torch.randn(5, 8, 6, 10, generator=g)
+    embed = torch.randn(3, 8, generator=g)
+    kwargs = dict(padded_hw=(24, 40), image_hw=(22, 37), output_hw=(30, 50), frames_per_step=2,
+                  device=torch.device("cpu"))
+    dense, dense_scores = render_video_masks(embed, feats, output_rle=False, **kwargs)
+    store = DiskFeatureStore(5)
+    store.add(0, feats)
+    rle, rle_scores = render_video_masks(embed, store, output_rle=True, **kwargs)
+    torch.testing.assert_close(rle_scores, dense_scores, rtol=0, atol=0)
+    for masks, track in zip(dense, rle):
+        assert len(track) == 5 and torch.equal(decode_track_masks(track), masks)

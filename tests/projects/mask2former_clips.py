@@ -7,8 +7,9 @@ from detectron2.structures import BitMasks, Boxes, Instances
 from vis_zoo.modeling.postprocessing import check_video_output
 
 # A tiny Mask2Former detector (4 classes, 32 channels, 8 queries); each test adds its DEC_LAYERS.
+# No datasets: the class count is the tests' own, not the synthetic data's.
 TINY_DETECTOR = [
-    "MODEL.DEVICE", "cpu",
+    "MODEL.DEVICE", "cpu", "DATASETS.TRAIN", "()", "DATASETS.TEST", "()",
     "MODEL.SEM_SEG_HEAD.NUM_CLASSES", "4",
     "MODEL.SEM_SEG_HEAD.CONVS_DIM", "32", "MODEL.SEM_SEG_HEAD.MASK_DIM", "32",
     "MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS", "1",

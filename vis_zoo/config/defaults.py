@@ -111,15 +111,26 @@ def add_vis_config(cfg: CN) -> None:
     # temporaries of 100-350 MB that glibc maps fresh on every allocation (page faults on first
     # touch); under its 32 MB mmap threshold they are reused. Outputs do not depend on it.
     cfg.MODEL.VIS.TEST_CHUNK_PIXELS_CPU = 2 * 360 * 640
-    # Where those methods keep per-frame mask features at test time: "auto" (the model's device up
-    # to 36 frames, else CPU), "device" or "cpu".
+    # Where VITA keeps per-frame mask features at test time until its video queries are known:
+    # "auto" (the model's device up to 36 frames, else CPU memory while the video's features fit in
+    # TEST_FEATURE_MEMORY_MB, else "recompute"), "device", "cpu", "disk" (a temporary file in
+    # TEST_STORE_DIR) or "recompute" (a second backbone + pixel-decoder pass: memory independent of
+    # the video length). MinVIS renders every frame's masks at once and keeps no features.
     cfg.MODEL.VIS.TEST_FEATURE_STORE = "auto"
-    # Frames per mask-upsampling step when the masks are rendered from stored features (VITA, MinVIS).
+    cfg.MODEL.VIS.TEST_FEATURE_MEMORY_MB = 1024
+    # Folder of the temporary files of long-video inference (RLE output masks, "disk" features);
+    # empty: the system temporary folder (TMPDIR). The files have no name; they vanish with the
+    # process.
+    cfg.MODEL.VIS.TEST_STORE_DIR = ""
+    # Frames per mask-upsampling step when the masks are rendered from stored features (VITA).
     cfg.MODEL.VIS.TEST_INTERPOLATE_CHUNK_SIZE = 5
     # Clip-based methods: window length and stride for videos longer than one window.
     cfg.MODEL.VIS.TEST_WINDOW_SIZE = 36
     cfg.MODEL.VIS.TEST_WINDOW_STRIDE = 18
-    # Return per-frame masks RLE-encoded (saves memory on long videos).
+    # Output masks as RLE in a temporary file (memory independent of the video length) instead of
+    # bool [T, H, W] tensors per track (T x H x W bytes each); the evaluator and the demo take
+    # either.
+    # Every method's Base config turns it on.
     cfg.MODEL.VIS.OUTPUT_RLE = False
     cfg.MODEL.VIS.MAX_NUM_TRACKS = 100  # cap on tracks kept per video
 

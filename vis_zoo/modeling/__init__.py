@@ -27,8 +27,9 @@ from .matcher import MaskHungarianMatcher
 from .pointwise import PointwiseConv2d, PointwiseConv3d, pointwise_conv
 from .position_encoding import PositionEmbeddingSine2D
 from .meta_arch import VideoInstanceSegmenter
-from .postprocessing import (VideoMaskWriter, build_video_output, check_video_output, empty_video_output,
-                             encode_rle, select_track_classes, track_has_pixels)
+from .postprocessing import (RLEFrameStore, StoredTrackMasks, VideoMaskWriter, build_video_output,
+                             check_video_output, decode_track_masks, empty_video_output, encode_rle,
+                             select_track_classes, track_has_pixels)
 from .query_matching import match_queries_to_previous_frame
 from .targets import clip_targets_from_batch, downsample_clip_masks
 from .transformer_layers import (MLP, TransformerDecoderLayer, TransformerEncoderLayer, clone_modules,

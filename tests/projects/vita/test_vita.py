@@ -184,7 +184,8 @@ def test_inference_matches_training_path_detector():
         full = model.sem_seg_head(model.backbone(images.tensor), num_frame_query_layers=1)
     assert index is None and detected.padded_hw == (64, 96) and detected.image_hw == (64, 96)
     torch.testing.assert_close(fq, full["frame_queries"][-1], atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(detected.mask_features, model.vita_module.vita_mask_features(full["pixel_features"]))
+    torch.testing.assert_close(detected.mask_features.read(0, 3),
+                               model.vita_module.vita_mask_features(full["pixel_features"]))
 
 
 def test_token_pruning_keeps_most_foreground_queries():
@@ -243,3 +244,54 @@ def test_bad_input_is_reported():
     a, b = make_clip(num_frames=2, seed=5), make_clip(num_frames=3, seed=6)
     with pytest.raises(ValueError, match="equal length"):
         model([a, b])
+
+
+@pytest.mark.parametrize("store", ["cpu", "disk", "recompute"])
+def test_feature_stores_give_the_same_output(store):
+    """Mask features kept in memory, in a temporary file or recomputed by a second pass: the same
+    scores and masks (the recomputation runs on the first pass's chunks, bitwise equal)."""
+    video = make_test_video(5, seed=6)
+    reference = tiny_model(["MODEL.VIS.TEST_FEATURE_STORE", "device"]).eval()
+    model = tiny_model(["MODEL.VIS.TEST_FEATURE_STORE", store, "MODEL.VIS.TEST_CHUNK_PIXELS_CPU",
+                        str(2 * 64 * 96)]).eval()
+    reference.test_chunk_pixels_cpu = model.test_chunk_pixels_cpu
+    with torch.no_grad():
+        expected, out = reference([video])[0], model([video])[0]
+    assert torch.equal(out["pred_scores"], expected["pred_scores"])
+    assert torch.equal(out["pred_labels"], expected["pred_labels"])
+    for a, b in zip(out["pred_masks"], expected["pred_masks"]):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("keep_ratio", [1.0, 0.5])
+def test_streamed_vita_module_equals_one_pass(keep_ratio):
+    """Blocks of 4 frames with 2 encoder windows of context each side and the cross-attention
+    accumulated block by block give the one-pass result: encoder tokens, class logits and masks."""
+    from vis_zoo.modeling.mask2former.video_inference import MemoryFeatureStore
+
+    extra = ["MODEL.VITA.ENC_LAYERS", "4", "MODEL.VITA.TEST_KEEP_QUERY_RATIO", str(keep_ratio)]
+    model = tiny_model(extra).eval()
+    g = torch.Generator().manual_seed(0)
+    # larger weights than the init: attention far from uniform
+    for p in model.vita_module.parameters():
+        p.data = torch.randn(p.shape, generator=g) * 0.3
+    video = make_test_video(15, seed=7)
+    with torch.no_grad():
+        fq, index, _ = model.encode_frames(video["image"])
+        full = model.vita_module(fq[None], num_frames=15, query_index=index)
+        encoded = MemoryFeatureStore(15, torch.device("cpu"))
+        logits, embed = model.vita_module.infer_streamed(lambda s, e: fq[s:e], 15, encoded,
+                                                         query_index=index, block_frames=4)
+        vita = model.vita_module
+        expected_tokens = vita.encode_frame_query(vita.input_proj_dec(fq[:, :, None]))
+        one_pass = model([video])[0]
+        model.test_stream_frames = 4
+        streamed = model([video])[0]
+    torch.testing.assert_close(encoded.read(0, 15), expected_tokens[:, :, 0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(logits, full["pred_logits"][-1, 0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(embed, full["pred_mask_embed"][-1, 0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(streamed["pred_scores"], one_pass["pred_scores"],
+                               atol=1e-5, rtol=1e-5)
+    assert torch.equal(streamed["pred_labels"], one_pass["pred_labels"])
+    for a, b in zip(streamed["pred_masks"], one_pass["pred_masks"]):
+        assert (a != b).float().mean() < 1e-3

@@ -1,10 +1,12 @@
 """Bounded-memory video inference on the Mask2Former frame detector, shared by VITA and MinVIS.
 
 Both methods run the detector over a video's frames in small chunks and keep, per frame, only its
-query vectors (a few hundred floats per query) and one map of mask features [C, H/4, W/4]; the /4
-mask logits of every query (Q·H/4·W/4 floats per frame) are never materialised. Once the tracks are
-known, `render_video_masks` dots each track's mask embedding with the stored features a few frames
-at a time and writes binary masks at the output size.
+query vectors (a few hundred floats per query); the /4 mask logits of every query (Q·H/4·W/4
+floats per frame) are never materialised. Each chunk's projected mask features [t, C, H/4, W/4]
+are handed to the caller with the chunk's queries (MinVIS renders its masks from them at once)
+and, when the caller needs them again later (VITA: its video queries are known only after the
+last frame), kept in a `MaskFeatureStore`: in memory, in a temporary file, or recomputed from
+the frames on demand, as MODEL.VIS.TEST_FEATURE_STORE says.
 
     check_detector_pass_settings(chunk_size, cpu_pixels_per_pass, feature_store)  # at build
     detected = run_frame_detector(frames, backbone=..., head=..., chunk_size=18, cpu_pixels_per_pass=...,
@@ -12,33 +14,50 @@ at a time and writes binary masks at the output size.
     scores, labels, query_idx = top_query_class_pairs(class_logits, k)
     masks, mask_scores = render_video_masks(embed[query_idx], detected.mask_features, ...)
 """
+import os
+import tempfile
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vis_zoo.modeling.backbone import normalize_and_pad
-from vis_zoo.modeling.postprocessing import encode_rle
+from vis_zoo.modeling.postprocessing import VideoMaskWriter
 
-__all__ = ["feature_store_device", "frames_per_detector_pass", "check_detector_pass_settings", "DetectedFrames",
-           "run_frame_detector", "top_query_class_pairs", "render_video_masks"]
+__all__ = ["FEATURE_STORES", "feature_store_kind", "frames_per_detector_pass",
+           "check_detector_pass_settings", "MaskFeatureStore", "MemoryFeatureStore",
+           "DiskFeatureStore", "RecomputedFeatureStore", "DetectorChunk", "DetectedFrames",
+           "run_frame_detector", "top_query_class_pairs", "mask_logits_to_output",
+           "render_video_masks"]
 
 # Up to this many frames the mask features stay on the model's device with the "auto" store (as the
-# official VITA and MinVIS keep a whole 36-frame window there); longer videos keep them on the CPU.
+# official VITA and MinVIS keep a whole 36-frame window there).
 AUTO_STORE_MAX_FRAMES_ON_DEVICE = 36
 
+FEATURE_STORES = ("auto", "device", "cpu", "disk", "recompute")
 
-def feature_store_device(mode: str, device: torch.device, num_frames: int) -> torch.device:
-    """Where per-frame mask features are kept: "device", "cpu" or "auto" (device up to 36 frames)."""
-    if mode == "cpu":
-        return torch.device("cpu")
-    if mode == "device":
-        return device
-    if mode == "auto":
-        return device if num_frames <= AUTO_STORE_MAX_FRAMES_ON_DEVICE else torch.device("cpu")
-    raise ValueError(f"feature store must be auto/device/cpu, got {mode!r}")
+
+def feature_store_kind(mode: str, device: torch.device, num_frames: int, frame_bytes: int,
+                       memory_budget_mb: float) -> str:
+    """Where a video's mask features are kept: "device", "cpu", "disk" or "recompute".
+
+    "auto": on the model's device up to 36 frames; in CPU memory while the whole video's features
+    (`num_frames` x `frame_bytes`) fit in `memory_budget_mb`; beyond, recomputed in a second pass
+    over the frames (memory independent of the video length, about 1.7x the detector time; see
+    docs/long_videos.md). Any other mode is taken as it is.
+    """
+    if mode not in FEATURE_STORES:
+        raise ValueError(f"feature store must be one of {'/'.join(FEATURE_STORES)}, got {mode!r}")
+    if mode != "auto":
+        return mode
+    if num_frames <= AUTO_STORE_MAX_FRAMES_ON_DEVICE:
+        return "device"
+    if num_frames * frame_bytes <= memory_budget_mb * 2**20:
+        return "cpu"
+    return "recompute"
 
 
 def frames_per_detector_pass(frame_hw: Tuple[int, int], device: torch.device, chunk_size: int,
@@ -66,18 +85,139 @@ def check_detector_pass_settings(chunk_size: int, cpu_pixels_per_pass: int, feat
     if chunk_size < 1 or cpu_pixels_per_pass < 1:
         raise ValueError(f"MODEL.VIS.TEST_CHUNK_SIZE and MODEL.VIS.TEST_CHUNK_PIXELS_CPU must be >= 1, got "
                          f"{chunk_size} and {cpu_pixels_per_pass}")
-    if feature_store not in ("auto", "device", "cpu"):
-        raise ValueError(f"MODEL.VIS.TEST_FEATURE_STORE must be auto/device/cpu, got {feature_store!r}")
+    if feature_store not in FEATURE_STORES:
+        raise ValueError(f"MODEL.VIS.TEST_FEATURE_STORE must be one of {'/'.join(FEATURE_STORES)}, "
+                         f"got {feature_store!r}")
+
+
+class MaskFeatureStore:
+    """A video's per-frame mask features [T, C, h4, w4]: `add(start, features [t, C, h4, w4])` in
+    frame order while the detector runs, `read(start, end)` -> [end - start, C, h4, w4] after."""
+
+    num_frames: int
+
+    def add(self, start: int, features: Tensor) -> None:
+        raise NotImplementedError
+
+    def read(self, start: int, end: int) -> Tensor:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return self.num_frames
+
+
+class MemoryFeatureStore(MaskFeatureStore):
+    """One [T, C, h4, w4] buffer on `device`, filled chunk by chunk (collecting chunks in a list and
+    concatenating them at the end would hold every frame's features twice at the peak)."""
+
+    def __init__(self, num_frames: int, device: torch.device):
+        self.num_frames = int(num_frames)
+        self.device = device
+        self.features: Optional[Tensor] = None
+
+    def add(self, start: int, features: Tensor) -> None:
+        if self.features is None:
+            self.features = features.new_empty((self.num_frames, *features.shape[1:]),
+                                               device=self.device)
+        self.features[start:start + features.shape[0]] = features
+
+    def read(self, start: int, end: int) -> Tensor:
+        return self.features[start:end]
+
+
+class DiskFeatureStore(MaskFeatureStore):
+    """The features in an unnamed temporary file (deleted when the store is garbage-collected or
+    the process ends), read back with positioned reads: they occupy the page cache, which the
+    kernel evicts under memory pressure, never this process's resident memory."""
+
+    def __init__(self, num_frames: int, directory: Optional[str] = None):
+        self.num_frames = int(num_frames)
+        self._file = tempfile.TemporaryFile(prefix="vis_zoo_features_", dir=directory or None)
+        self._frame_shape: Optional[Tuple[int, ...]] = None
+        self._dtype: Optional[torch.dtype] = None
+
+    @property
+    def _frame_bytes(self) -> int:
+        return int(np.prod(self._frame_shape)) * torch.finfo(self._dtype).bits // 8
+
+    def add(self, start: int, features: Tensor) -> None:
+        if self._frame_shape is None:
+            self._frame_shape, self._dtype = tuple(features.shape[1:]), features.dtype
+        data = features.detach().cpu().contiguous().numpy().tobytes()
+        written = os.pwrite(self._file.fileno(), data, start * self._frame_bytes)
+        if written != len(data):
+            raise OSError(f"DiskFeatureStore: wrote {written} of {len(data)} bytes (disk full?)")
+
+    def read(self, start: int, end: int) -> Tensor:
+        out = torch.empty((end - start, *self._frame_shape), dtype=self._dtype)
+        buffer = memoryview(out.numpy()).cast("B")
+        read = os.preadv(self._file.fileno(), [buffer], start * self._frame_bytes)
+        if read != len(buffer):
+            raise OSError(f"DiskFeatureStore: frames {start}..{end - 1} were not written")
+        return out
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class RecomputedFeatureStore(MaskFeatureStore):
+    """Nothing is kept: `read` runs `compute(start, end)` again on the detector's own chunks (so
+    the features are bitwise those of the first pass) and keeps only the last chunk computed."""
+
+    def __init__(self, num_frames: int, chunk_size: int, compute: Callable[[int, int], Tensor]):
+        self.num_frames = int(num_frames)
+        self.chunk_size = int(chunk_size)
+        self.compute = compute
+        self._chunk_start = -1
+        self._chunk: Optional[Tensor] = None
+        self.num_computed = 0  # frames recomputed so far
+
+    def add(self, start: int, features: Tensor) -> None:
+        pass
+
+    def read(self, start: int, end: int) -> Tensor:
+        parts = []
+        frame = start
+        while frame < end:
+            chunk_start = frame - frame % self.chunk_size
+            if chunk_start != self._chunk_start:
+                self._chunk = None  # free the previous chunk before computing the next
+                chunk_end = min(chunk_start + self.chunk_size, self.num_frames)
+                self._chunk = self.compute(chunk_start, chunk_end)
+                self._chunk_start = chunk_start
+                self.num_computed += chunk_end - chunk_start
+            stop = min(end, chunk_start + self.chunk_size)
+            parts.append(self._chunk[frame - chunk_start:stop - chunk_start])
+            frame = stop
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+@dataclass
+class DetectorChunk:
+    """One detector pass, as `run_frame_detector` hands it to its caller.
+
+    start: index of the chunk's first frame.
+    frame_queries: [L, t, Q, C] (the last L decoder layers); pred_logits: [t, Q, K+1].
+    mask_features: the projected /4 pixel features [t, C, h4, w4] on the model's device.
+    padded_hw: the detector's padded input size; image_hw: the frames' unpadded size.
+    """
+    start: int
+    frame_queries: Tensor
+    pred_logits: Tensor
+    mask_features: Tensor
+    padded_hw: Tuple[int, int]
+    image_hw: Tuple[int, int]
 
 
 @dataclass
 class DetectedFrames:
     """What `run_frame_detector` keeps of a video.
 
-    mask_features: [T, C, h4, w4] on the store device (the projected /4 pixel features).
+    mask_features: the per-frame projected /4 pixel features [T, C, h4, w4] in a `MaskFeatureStore`
+        (None when the caller asked for none).
     padded_hw: the detector's padded input size; image_hw: the frames' unpadded size.
     """
-    mask_features: Tensor
+    mask_features: Optional[MaskFeatureStore]
     padded_hw: Tuple[int, int]
     image_hw: Tuple[int, int]
 
@@ -85,50 +225,74 @@ class DetectedFrames:
 @torch.no_grad()
 def run_frame_detector(frames: Sequence[Tensor], *, backbone: nn.Module, head: nn.Module, pixel_mean: Tensor,
                        pixel_std: Tensor, size_divisibility: int, chunk_size: int, cpu_pixels_per_pass: int,
-                       feature_store: str, project_mask_features: Callable[[Tensor], Tensor],
-                       on_chunk: Callable[[int, Dict[str, Tensor]], None],
-                       num_frame_query_layers: int = 1) -> DetectedFrames:
+                       feature_store: Optional[str],
+                       project_mask_features: Callable[[Tensor], Tensor],
+                       on_chunk: Callable[[DetectorChunk], None],
+                       num_frame_query_layers: int = 1, feature_memory_mb: float = 1024.0,
+                       store_dir: Optional[str] = None) -> DetectedFrames:
     """Backbone + Mask2Former head (`head.forward_queries`) over the frames, a few at a time.
 
     The model's device is `pixel_mean`'s; frames per pass come from `frames_per_detector_pass`
-    (`chunk_size` on CUDA, the `cpu_pixels_per_pass` budget on CPU) and the mask features are kept
-    where `feature_store_device(feature_store, ...)` says.
+    (`chunk_size` on CUDA, the `cpu_pixels_per_pass` budget on CPU). Frames are indexed one chunk
+    at a time, in order, so `frames` may be a lazy sequence that decodes them on demand.
 
     Args:
         frames: T tensors [3, H, W] (one size for the whole video).
-        project_mask_features: F4 [t, C4, h4, w4] -> the stored per-frame features [t, C, h4, w4].
-        on_chunk: called as on_chunk(first_frame_index, out) with the head's query outputs for the
-            chunk: "frame_queries" [L, t, Q, C] and "pred_logits" [t, Q, K+1].
+        feature_store: where the mask features are kept (`feature_store_kind`, with
+            `feature_memory_mb` and `store_dir` for the file); None keeps none.
+        project_mask_features: F4 [t, C4, h4, w4] -> the per-frame features [t, C, h4, w4].
+        on_chunk: called with each pass's `DetectorChunk` (queries, class logits, mask features).
     Raises:
         ValueError when frames do not share one size (naming the frames).
     """
     device = pixel_mean.device
+    num_frames = len(frames)
     chunk_size = frames_per_detector_pass(tuple(frames[0].shape[-2:]), device, chunk_size, cpu_pixels_per_pass)
-    store_device = feature_store_device(feature_store, device, len(frames))
-    mask_features = None
-    padded_hw = image_hw = None
-    for start in range(0, len(frames), chunk_size):
-        chunk = frames[start:start + chunk_size]
-        images = normalize_and_pad(chunk, pixel_mean, pixel_std, size_divisibility)
+
+    def detect(start: int, queries: bool):
+        images = normalize_and_pad(frames[start:start + chunk_size], pixel_mean, pixel_std,
+                                   size_divisibility)
         # channels-last frames: the same convolutions, ~1.3x faster on CPU (oneDNN) and on
         # tensor-core GPUs; only float rounding changes.
         features = backbone(images.tensor.contiguous(memory_format=torch.channels_last))
-        out = head.forward_queries(features, num_frame_query_layers=num_frame_query_layers)
-        del features
-        on_chunk(start, out)
-        chunk_features = project_mask_features(out["pixel_features"])
-        if mask_features is None:
-            # One [T, C, h4, w4] buffer filled chunk by chunk: collecting chunks in a list and
-            # concatenating them at the end would hold every frame's features twice at the peak.
-            mask_features = chunk_features.new_empty((len(frames), *chunk_features.shape[1:]), device=store_device)
-        elif chunk_features.shape[1:] != mask_features.shape[1:]:
-            raise ValueError(f"video frames must share one size: frames {start}..{start + len(chunk) - 1} give "
-                             f"mask features {tuple(chunk_features.shape[1:])}, earlier frames "
-                             f"{tuple(mask_features.shape[1:])}")
-        mask_features[start:start + len(chunk)] = chunk_features
+        if queries:
+            out = head.forward_queries(features, num_frame_query_layers=num_frame_query_layers)
+        else:
+            decoded = head.pixel_decoder(features, compute_mask_features=False)
+            out = {"pixel_features": decoded["pixel_features"]}
+        return images, out, project_mask_features(out.pop("pixel_features"))
+
+    def recompute(start: int, end: int) -> Tensor:
+        return detect(start, queries=False)[2]
+
+    store: Optional[MaskFeatureStore] = None
+    feature_shape = padded_hw = image_hw = None
+    for start in range(0, num_frames, chunk_size):
+        images, out, chunk_features = detect(start, queries=True)
+        if feature_shape is None:
+            feature_shape = tuple(chunk_features.shape[1:])
+            frame_bytes = chunk_features[0].numel() * chunk_features.element_size()
+            kind = None if feature_store is None else feature_store_kind(
+                feature_store, device, num_frames, frame_bytes, feature_memory_mb)
+            if kind in ("device", "cpu"):
+                store_device = device if kind == "device" else torch.device("cpu")
+                store = MemoryFeatureStore(num_frames, store_device)
+            elif kind == "disk":
+                store = DiskFeatureStore(num_frames, store_dir)
+            elif kind == "recompute":
+                store = RecomputedFeatureStore(num_frames, chunk_size, recompute)
+        elif tuple(chunk_features.shape[1:]) != feature_shape:
+            last = start + chunk_features.shape[0] - 1
+            raise ValueError(f"video frames must share one size: frames {start}..{last} give mask "
+                             f"features {tuple(chunk_features.shape[1:])}, earlier frames "
+                             f"{feature_shape}")
         padded_hw, image_hw = tuple(images.tensor.shape[-2:]), tuple(images.image_sizes[0])
+        on_chunk(DetectorChunk(start, out["frame_queries"], out["pred_logits"], chunk_features,
+                               padded_hw, image_hw))
+        if store is not None:
+            store.add(start, chunk_features)
         del out, images, chunk_features
-    return DetectedFrames(mask_features, padded_hw, image_hw)
+    return DetectedFrames(store, padded_hw, image_hw)
 
 
 def top_query_class_pairs(class_logits: Tensor, k: int) -> Tuple[Tensor, Tensor, Tensor]:
@@ -146,25 +310,51 @@ def top_query_class_pairs(class_logits: Tensor, k: int) -> Tuple[Tensor, Tensor,
     return top_scores, top_idx % num_classes, torch.div(top_idx, num_classes, rounding_mode="floor")
 
 
+def mask_logits_to_output(logits: Tensor, *, padded_hw: Tuple[int, int], image_hw: Tuple[int, int],
+                          output_hw: Tuple[int, int]) -> Tuple[Tensor, Tensor, Tensor]:
+    """/4 mask logits [k, t, h4, w4] -> (binary masks bool [k, t, H_out, W_out] on the CPU, the
+    logits at the input size [k, t, h, w] and their binarisation there, both on the logits' device).
+
+    Resized to the padded input, cropped to the image, resized to the output size and thresholded
+    at 0 (= sigmoid > 0.5), as Mask2Former-based methods do."""
+    logits = F.interpolate(logits, size=padded_hw, mode="bilinear", align_corners=False)
+    logits = logits[:, :, : image_hw[0], : image_hw[1]]
+    hard = logits > 0.0
+    if tuple(output_hw) == tuple(image_hw):
+        # a bilinear resize to the same size (align_corners=False) is the identity: skip it
+        binary = hard.cpu()
+    else:
+        resized = F.interpolate(logits, size=tuple(output_hw), mode="bilinear", align_corners=False)
+        binary = (resized > 0.0).cpu()
+    return binary, logits, hard
+
+
 @torch.no_grad()
-def render_video_masks(mask_embed: Tensor, mask_features: Tensor, *, padded_hw: Tuple[int, int],
-                       image_hw: Tuple[int, int], output_hw: Tuple[int, int], frames_per_step: int,
-                       output_rle: bool, device: torch.device) -> Tuple[List[object], Tensor]:
+def render_video_masks(mask_embed: Tensor, mask_features: Union[Tensor, MaskFeatureStore], *,
+                       padded_hw: Tuple[int, int], image_hw: Tuple[int, int],
+                       output_hw: Tuple[int, int],
+                       frames_per_step: int, output_rle: bool, device: torch.device,
+                       store_dir: Optional[str] = None) -> Tuple[List[object], Tensor]:
     """Binary masks of k tracks over T frames, computed `frames_per_step` frames at a time.
 
-    Logits (mask embedding · features at /4) are resized to the padded input, cropped to the image,
-    resized to the output size and thresholded at 0, as Mask2Former-based methods do.
+    Logits (mask embedding · features at /4) go through `mask_logits_to_output`.
 
     Args:
         mask_embed: [k, C] (one embedding per track for all frames, as VITA) or [T, k, C] (one per
-            frame, as MinVIS).
-        mask_features: [T, C, h4, w4] (any device; moved to `device` step by step).
+            frame).
+        mask_features: [T, C, h4, w4] (any device; moved to `device` step by step) or a
+            `MaskFeatureStore` of them.
+        store_dir: folder of the RLE masks' temporary file (`VideoMaskWriter`).
     Returns:
-        (per track a bool [T, H_out, W_out] cpu tensor, or a list of T RLE dicts with output_rle;
-         mean foreground probability inside each track's mask at the input size, float [k]: the
-         Mask2Former mask score, 0 for an empty mask).
+        (per track a bool [T, H_out, W_out] cpu tensor, or with output_rle a `StoredTrackMasks` of
+         T RLE dicts; mean foreground probability inside each track's mask at the input size,
+         float [k]: the Mask2Former mask score, 0 for an empty mask).
     """
-    num_frames = mask_features.shape[0]
+    if isinstance(mask_features, Tensor):
+        tensor = mask_features
+        mask_features = MemoryFeatureStore(tensor.shape[0], tensor.device)
+        mask_features.features = tensor
+    num_frames = len(mask_features)
     per_frame = mask_embed.dim() == 3
     if per_frame and mask_embed.shape[0] != num_frames:
         raise ValueError(f"render_video_masks: {mask_embed.shape[0]} frames of embeddings for {num_frames} "
@@ -172,31 +362,21 @@ def render_video_masks(mask_embed: Tensor, mask_features: Tensor, *, padded_hw: 
     k = mask_embed.shape[-2]
     numerator = torch.zeros(k, dtype=torch.float32, device=device)
     denominator = torch.zeros(k, dtype=torch.float32, device=device)
-    track_masks: List[list] = [[] for _ in range(k)]
+    writer = VideoMaskWriter(num_frames, output_hw, output_rle=output_rle, store_dir=store_dir)
+    all_tracks = torch.ones(k, dtype=torch.bool)
     step = max(1, frames_per_step)
     for start in range(0, num_frames, step):
-        feats = mask_features[start:start + step].to(device)
+        feats = mask_features.read(start, min(start + step, num_frames)).to(device)
         t_chunk, _, h4, w4 = feats.shape
         embed = mask_embed[start:start + step].to(device) if per_frame else mask_embed.to(device)
         # [k, C] @ [t, C, h·w] (or [t, k, C] @ [t, C, h·w]) -> [t, k, h·w]: a batched matmul on the
         # features as they are stored (an einsum to "kthw" first copies them into a permuted layout)
         logits = torch.matmul(embed, feats.flatten(2)).view(t_chunk, k, h4, w4).transpose(0, 1)
-        logits = F.interpolate(logits, size=padded_hw, mode="bilinear", align_corners=False)
-        logits = logits[:, :, : image_hw[0], : image_hw[1]]
-        hard = logits > 0.0  # = sigmoid > 0.5
+        binary, logits, hard = mask_logits_to_output(logits, padded_hw=padded_hw, image_hw=image_hw,
+                                                     output_hw=output_hw)
         numerator += (logits.sigmoid().flatten(1) * hard.flatten(1)).sum(1)
         denominator += hard.flatten(1).sum(1)
-        if tuple(output_hw) == tuple(image_hw):
-            # a bilinear resize to the same size (align_corners=False) is the identity: skip it
-            binary = hard.cpu()
-        else:
-            binary = (F.interpolate(logits, size=tuple(output_hw), mode="bilinear", align_corners=False) > 0.0).cpu()
-        for q in range(k):
-            if output_rle:
-                track_masks[q].extend(encode_rle(m) for m in binary[q])
-            else:
-                track_masks[q].append(binary[q])
-        del logits, hard, binary
-    masks = track_masks if output_rle else [
-        torch.cat(m) if m else torch.zeros((0, *output_hw), dtype=torch.bool) for m in track_masks]
-    return masks, numerator / (denominator + 1e-6)
+        for t in range(t_chunk):
+            writer.write_binary(start + t, binary[:, t], all_tracks)
+        del logits, hard, binary, feats
+    return writer.track_masks(k), numerator / (denominator + 1e-6)
