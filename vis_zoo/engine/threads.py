@@ -3,8 +3,9 @@
 PyTorch's default is one thread per core. On a 2-core machine that other jobs also load, its
 OpenMP threads wait for each other at every operator: training `configs/vita/synthetic_R18.yaml`
 took 12.1 s per iteration with 2 threads against 1.3 s with 1, inference 195 ms per frame against
-37 ms (interleaved measurements in one process, load average 10; docs/training.md). On an idle
-machine a second thread gains little for these small models, so one thread is the default on CPU.
+37 ms (interleaved measurements in one process, load average 10; docs/training.md). One thread
+loses at most a factor of the core count when the machine is idle and avoids that collapse when it
+is not, so it is the default on CPU.
 
 `VIS_ZOO_CPU_THREADS=N` chooses N; `OMP_NUM_THREADS` set in the environment is respected as well.
 """
