@@ -19,14 +19,13 @@ class names and the class count are then known before training starts (the train
 model's class count against them, the demo labels with them).
 """
 
-import json
 import os
 import re
 from typing import Any, Dict, List, Sequence, Tuple
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from .ytvis import category_metadata, register_ytvis_instances
+from .ytvis import category_metadata, read_json_object, register_ytvis_instances
 
 __all__ = ["dataset_name_from_json", "read_json_categories", "register_config_datasets"]
 
@@ -47,14 +46,11 @@ def read_json_categories(json_file: str, *, where: str) -> Dict[str, Any]:
     """`thing_classes` and `thing_dataset_id_to_contiguous_id` from a YouTube-VIS JSON's categories.
 
     Raises FileNotFoundError / ValueError naming `where` (the config key) and the file."""
-    if not os.path.isfile(json_file):
-        raise FileNotFoundError(f"{where}: annotation file {json_file} does not exist")
     try:
-        with open(json_file, "r") as f:
-            data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{where}: {json_file} is not valid JSON ({e})") from e
-    categories = data.get("categories") if isinstance(data, dict) else None
+        data = read_json_object(json_file)
+    except (FileNotFoundError, ValueError) as e:
+        raise type(e)(f"{where}: {e}") from e
+    categories = data.get("categories")
     if not isinstance(categories, list) or not categories:
         raise ValueError(
             f"{where}: {json_file} has no 'categories' list; a YouTube-VIS JSON "

@@ -166,7 +166,8 @@ def category_metadata(categories: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
 # ----------------------------------------------------------------------------------------------
 # loader
 # ----------------------------------------------------------------------------------------------
-def _read_json(json_file: str) -> Dict[str, Any]:
+def read_json_object(json_file: str) -> Dict[str, Any]:
+    """The JSON file's top-level object; errors name the file (missing, not JSON, not an object)."""
     if not os.path.isfile(json_file):
         raise FileNotFoundError(f"{json_file}: annotation file not found")
     try:
@@ -216,7 +217,7 @@ def load_ytvis_json(
     """
     json_file = os.fspath(json_file)
     image_root = os.path.abspath(os.fspath(image_root))
-    data = _read_json(json_file)
+    data = read_json_object(json_file)
 
     videos = data.get("videos")
     if not isinstance(videos, list) or len(videos) == 0:
