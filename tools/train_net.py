@@ -5,8 +5,11 @@
     python tools/train_net.py --config-file CFG --eval-only MODEL.WEIGHTS out/model_final.pth
     python tools/train_net.py --config-file CFG --num-gpus 2        # 2 processes (gloo on CPU)
     python tools/train_net.py --config-file CFG --resume            # continue from last_checkpoint
+    python tools/train_net.py --config-file CFG --train-data my/train.json my/frames \
+        --test-data my/valid.json my/frames                          # YouTube-VIS-format data
 
-Trailing `KEY VALUE` pairs override the config. The method is chosen by MODEL.META_ARCHITECTURE.
+Trailing `KEY VALUE` pairs override the config (`--opts KEY VALUE ...` is the same). The terminal
+shows a summary and the progress; OUTPUT_DIR/log.txt has everything (docs/training.md). The method is chosen by MODEL.META_ARCHITECTURE.
 A config with MODEL.INIT_STAGE_CONFIG first trains that config (vis_zoo/engine/init_stage.py).
 """
 import logging
@@ -32,10 +35,11 @@ def main(args):
     with config_errors_as_exit():
         cfg = setup(args)
     _RUN["output_dir"] = cfg.OUTPUT_DIR
-    logger.info(run_summary(cfg, eval_only=args.eval_only, resume=args.resume))
     if args.eval_only:
         check_eval_weights(cfg, resume=args.resume,
                            allow_random_weights=getattr(args, "allow_random_weights", False))
+    logger.info(run_summary(cfg, eval_only=args.eval_only, resume=args.resume))
+    if args.eval_only:
         model = VISTrainer.build_model(cfg)
         # strict: weights of another method or config must not be evaluated as if they fitted
         checkpointer = AtomicDetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR, strict_model=True)
