@@ -236,17 +236,17 @@ def build_demo_model(cfg, allow_random_weights: bool = False):
 
 
 def model_input_fn(cfg, height: int, width: int):
-    """BGR HxWx3 uint8 frame -> uint8 tensor [C, H', W'] in cfg.INPUT.FORMAT at the test size (the
-    test mapper's transform: short side MIN_SIZE_TEST, long side at most MAX_SIZE_TEST, rounded as
-    INPUT.TEST_RESIZE_ROUNDING says)."""
-    from detectron2.data import transforms as T
+    """BGR HxWx3 uint8 frame -> uint8 tensor [C, H', W'] in cfg.INPUT.FORMAT at the test size: the
+    test mapper's own transform and conversion (`vis_zoo.data.test_frames`) after OpenCV's BGR
+    frame is put in the model's format."""
     from detectron2.data.detection_utils import convert_PIL_to_numpy
     from PIL import Image
 
     from vis_zoo.data.augmentation import build_clip_augmentation
+    from vis_zoo.data.test_frames import ModelInput, test_frame_transform
 
-    aug_input = T.AugInput(np.zeros((height, width, 3), dtype=np.uint8))
-    transform = T.AugmentationList(build_clip_augmentation(cfg, is_train=False))(aug_input)
+    augmentations = build_clip_augmentation(cfg, is_train=False)
+    to_model = ModelInput(test_frame_transform(augmentations, height, width))
     image_format = cfg.INPUT.FORMAT
 
     def fn(frame_bgr: np.ndarray) -> torch.Tensor:
@@ -256,10 +256,7 @@ def model_input_fn(cfg, height: int, width: int):
             image = frame_bgr[:, :, ::-1]
         else:  # any other detectron2 format (e.g. "L", "YUV-BT.601") through PIL, as read_image does
             image = convert_PIL_to_numpy(Image.fromarray(frame_bgr[:, :, ::-1]), image_format)
-        image = transform.apply_image(np.ascontiguousarray(image))
-        if image.ndim == 2:
-            image = image[:, :, None]
-        return torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        return to_model(image)
 
     return fn
 

@@ -273,12 +273,34 @@ def test_unreadable_frame_names_video_and_file(tmp_path):
     os.remove(video["file_names"][1])
     with open(video["file_names"][2], "wb") as f:
         f.write(b"not a jpeg")
-    mapper = make_mapper(is_train=False)
+    frames = make_mapper(is_train=False)(video)["image"]  # read when the model indexes them
+    assert frames[0].shape[0] == 3
     with pytest.raises(FrameReadError, match=r"video 42 frame 1: .*00001\.jpg"):
-        mapper(video)
-    video["file_names"][1] = video["file_names"][0]
+        frames[1]
     with pytest.raises(FrameReadError, match=r"video 42 frame 2: .*00002\.jpg"):
-        mapper(video)
+        frames[2]
+
+
+def test_test_mapper_reads_frames_lazily_as_the_eager_clip_transform(tmp_path):
+    """Each frame is read when indexed, never kept, equal to the clip transform applied to all
+    frames at once; the lazy sequence pickles small (a data-loader worker sends it)."""
+    import pickle
+
+    from vis_zoo.data.augmentation import apply_clip_augmentations
+    from vis_zoo.data.dataset_mapper import read_frame
+
+    video = make_video(tmp_path, length=4, video_id=5)
+    augs = [T.ResizeShortestEdge(24, 1000)]
+    out = make_mapper(is_train=False, augmentations=augs)(video)
+    eager, _ = apply_clip_augmentations(augs, [read_frame(f, "BGR", "") for f in video["file_names"]])
+    frames = pickle.loads(pickle.dumps(out["image"]))
+    assert len(pickle.dumps(out["image"])) < 4000 and len(frames) == 4
+    for t in (2, 0, 3, 1):
+        assert torch.equal(frames[t], torch.from_numpy(eager[t].transpose(2, 0, 1).copy()))
+    assert [f.shape for f in frames[1:3]] == [(3, 24, 32)] * 2
+    video["height"] = 50
+    with pytest.raises(ValueError, match="video 5 frame 0 .* the dataset dict says"):
+        make_mapper(is_train=False)(video)["image"][0]
 
 
 def test_bad_annotations_length_is_an_error(tmp_path):

@@ -3,7 +3,8 @@
 Output contract (docs/architecture.md, one dict per clip):
     video_id, height, width (original frame size), length (frames in the source video),
     frame_idx (sampled frame indices), file_names (of the sampled frames),
-    image: list of T uint8 tensors [C, H', W'] in INPUT.FORMAT,
+    image: T uint8 tensors [C, H', W'] in INPUT.FORMAT: a list in training; at test time a lazy
+        sequence (`vis_zoo.utils.video_io.MappedFrames`) that reads a frame when it is indexed,
     instances (training only): list of T `Instances` of image size (H', W') with
         gt_ids [N] long, gt_classes [N] long, gt_boxes Boxes [N, 4] XYXY, gt_masks BitMasks [N, H', W'].
     Row i is the same track in every frame; gt_ids[i] = -1 (and an empty box and mask) in a frame
@@ -19,11 +20,15 @@ from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.structures import BitMasks, Instances, polygons_to_bitmask
 
+from vis_zoo.utils.video_io import MappedFrames
+
 from .augmentation import (
     apply_clip_augmentations,
     build_clip_augmentation,
     transform_clip_annotations,
 )
+from .test_frames import (FrameReadError, ImageFileFrames, ModelInput, read_frame, test_frame_transform,
+                          to_chw_tensor)
 
 __all__ = [
     "YTVISDatasetMapper",
@@ -34,10 +39,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-class FrameReadError(RuntimeError):
-    """A frame (or image) of a dataset dict could not be read."""
 
 
 def sample_frame_indices(
@@ -159,18 +160,6 @@ def build_clip_instances(
     return out
 
 
-def _read_frame(path: str, image_format: str, what: str) -> np.ndarray:
-    try:
-        return utils.read_image(path, format=image_format)
-    except Exception as e:  # missing file, truncated/corrupt JPEG, permission, ...
-        raise FrameReadError(f"{what}: cannot read frame file '{path}': {type(e).__name__}: {e}") from e
-
-
-def _to_chw_tensor(image: np.ndarray) -> torch.Tensor:
-    """HxWxC uint8 array -> uint8 tensor [C, H, W]."""
-    return torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
-
-
 def _is_valid_annotation(anno: Dict) -> bool:
     """Crowd regions and missing segmentations (YTVIS writes None for absent frames) are no track."""
     return anno.get("iscrowd", 0) == 0 and anno.get("segmentation", None) is not None
@@ -181,7 +170,8 @@ class YTVISDatasetMapper:
 
     Training: T = `sampling_frame_num` frames sampled by `sample_frame_indices`, one augmentation
     sampled for the whole clip, per-frame `instances` aligned by track (see module docstring).
-    Test: every frame, test augmentations, no `instances`.
+    Test: every frame, test augmentations, no `instances`; the frames are read lazily, when the
+    model indexes them (a FrameReadError or a size mismatch surfaces then, naming the frame).
     """
 
     @configurable
@@ -248,9 +238,23 @@ class YTVISDatasetMapper:
             frame_idx = list(range(length))
 
         height, width = int(dataset_dict["height"]), int(dataset_dict["width"])
+        if not self.is_train:
+            # Every frame of the video, read and resized only when the model indexes it (a chunk
+            # or window at a time): memory does not grow with the video's length.
+            source = ImageFileFrames(file_names, self.image_format, height, width, what, frame_idx)
+            transform = test_frame_transform(self.augmentations, height, width)
+            return {
+                "video_id": video_id,
+                "height": height,
+                "width": width,
+                "length": length,
+                "frame_idx": frame_idx,
+                "file_names": file_names,
+                "image": MappedFrames(source, ModelInput(transform)),
+            }
         frames = []
         for i in frame_idx:
-            frame = _read_frame(file_names[i], self.image_format, f"{what} frame {i}")
+            frame = read_frame(file_names[i], self.image_format, f"{what} frame {i}")
             if frame.shape[:2] != (height, width):
                 raise ValueError(
                     f"{what} frame {i} ('{file_names[i]}'): image is {frame.shape[1]}x"
@@ -267,10 +271,8 @@ class YTVISDatasetMapper:
             "length": length,
             "frame_idx": frame_idx,
             "file_names": [file_names[i] for i in frame_idx],
-            "image": [_to_chw_tensor(f) for f in frames],
+            "image": [to_chw_tensor(f) for f in frames],
         }
-        if not self.is_train:
-            return out
         if annotations is None:
             raise KeyError(f"{what}: training needs 'annotations' in the dataset dict")
 
@@ -380,7 +382,7 @@ class CocoClipDatasetMapper:
         if "file_name" not in dataset_dict:
             raise KeyError(f"{what}: dataset dict has no 'file_name'")
         file_name = dataset_dict["file_name"]
-        image = _read_frame(file_name, self.image_format, what)
+        image = read_frame(file_name, self.image_format, what)
         height = int(dataset_dict.get("height", image.shape[0]))
         width = int(dataset_dict.get("width", image.shape[1]))
         if image.shape[:2] != (height, width):
@@ -398,7 +400,7 @@ class CocoClipDatasetMapper:
                 "length": 1,
                 "frame_idx": [0],
                 "file_names": [file_name],
-                "image": [_to_chw_tensor(frames[0])],
+                "image": [to_chw_tensor(frames[0])],
             }
 
         annos = [dict(a, id=i) for i, a in enumerate(
@@ -420,6 +422,6 @@ class CocoClipDatasetMapper:
             "length": num_frames,
             "frame_idx": list(range(num_frames)),
             "file_names": [file_name] * num_frames,
-            "image": [_to_chw_tensor(f) for f in frames],
+            "image": [to_chw_tensor(f) for f in frames],
             "instances": build_clip_instances(frame_annos, list(range(len(annos))), image_size),
         }
