@@ -5,7 +5,7 @@
     python tools/benchmark.py --methods ifc         # rerun one method: only its rows change
     python tools/benchmark.py --stages speed max_frames --methods vita vistr
     python tools/benchmark.py --table-only          # redraw MODEL_ZOO.md and the plots from the results file
-    python tools/benchmark.py --quick               # smoke run: tiny sizes, no accuracy training (writes to output/)
+    python tools/benchmark.py --quick               # smoke run, minutes (writes to output/)
     python tools/benchmark.py --table-only --accuracy-from ifc/synthetic_R18=output/ifc   # accuracy of a finished run
     python tools/benchmark.py --methods vita --stages params speed --train-data JSON FRAMES
 
@@ -38,12 +38,14 @@ def parse_args(argv=None):
 
     from vis_zoo.engine.cli import add_config_arguments
     from vis_zoo.engine.threads import cpu_threads
-    from vis_zoo.zoo.benchmark import DEFAULT_CONFIG_NAMES, STAGES
+    from vis_zoo.zoo.benchmark import DEFAULT_CONFIG_NAMES, QUICK_CONFIG_NAMES, STAGES
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", nargs="+", default=None, help="method folders under --config-root (default: all)")
-    p.add_argument("--config-names", nargs="+", default=list(DEFAULT_CONFIG_NAMES),
-                   help="config file names (without .yaml) benchmarked for every method")
+    p.add_argument("--config-names", nargs="+", default=None,
+                   help="config file names (without .yaml) benchmarked for every method "
+                        f"(default {' '.join(DEFAULT_CONFIG_NAMES)}; "
+                        f"--quick: {' '.join(QUICK_CONFIG_NAMES)})")
     p.add_argument("--config-root", default=os.path.join(REPO_ROOT, "configs"))
     p.add_argument("--stages", nargs="+", default=None, choices=STAGES,
                    help="measurements to run (default: all; --quick: all but accuracy)")
@@ -68,7 +70,9 @@ def parse_args(argv=None):
     p.add_argument("--train-iters", type=int, default=None, help="timed training iterations (default 3)")
     p.add_argument("--train-batch", type=int, default=None, help="videos per training iteration (default 1)")
     p.add_argument("--quick", action="store_true",
-                   help="smoke run: tiny sizes, one repeat, T <= 2, one training step, no accuracy training")
+                   help="smoke run (a couple of minutes): the synthetic_R18 configs, tiny sizes, "
+                        "one repeat, T = 2, one training step; no max-T search, no accuracy "
+                        "training; tables and plots marked as a smoke run")
     p.add_argument("--results", default=None, help="results JSON (default model_zoo/benchmark_results.json)")
     p.add_argument("--model-zoo-md", default=None, help="markdown file to update (default MODEL_ZOO.md)")
     p.add_argument("--plots-dir", default=None, help="where the PNG plots go (default model_zoo/)")
@@ -124,6 +128,9 @@ def parse_accuracy_from(items):
 def main(argv=None) -> int:
     args = parse_args(argv)
     from vis_zoo.zoo.benchmark import (
+        DEFAULT_CONFIG_NAMES,
+        QUICK_CONFIG_NAMES,
+        QUICK_SKIPPED_STAGES,
         STAGES,
         accuracy_from_runs,
         apply_accuracy_from,
@@ -157,10 +164,13 @@ def main(argv=None) -> int:
 
         overrides = config_overrides(args, config_file="")
         settings = build_settings(args)
-        stages = args.stages or [s for s in STAGES if not (args.quick and s == "accuracy")]
-        entries = discover_configs(args.config_root, args.config_names, args.methods)
+        skipped = QUICK_SKIPPED_STAGES if args.quick else ()
+        stages = args.stages or [s for s in STAGES if s not in skipped]
+        config_names = args.config_names or (
+            QUICK_CONFIG_NAMES if args.quick else DEFAULT_CONFIG_NAMES)
+        entries = discover_configs(args.config_root, config_names, args.methods)
         if not entries:
-            print(f"no configs named {args.config_names} under {args.config_root}", file=sys.stderr)
+            print(f"no configs named {config_names} under {args.config_root}", file=sys.stderr)
             return 2
         known = set(load_results(results)["rows"]) | {e.key for e in entries}
         missing = sorted(set(accuracy) - known)

@@ -405,6 +405,22 @@ def _plt():
     return plt
 
 
+SMOKE_RUN_NOTE = "SMOKE RUN (--quick): tiny sizes, one repeat - not measurements"
+
+
+def _is_smoke_run(rows: Sequence[dict]) -> bool:
+    return any(r.get("settings", {}).get("quick") for r in rows)
+
+
+def _mark_smoke_run(fig, rows: Sequence[dict]) -> None:
+    """Stamp a figure of `--quick` rows so that nobody reads its numbers as measurements."""
+    if not _is_smoke_run(rows):
+        return
+    fig.text(0.5, 0.5, "SMOKE RUN", fontsize=64, color="red", alpha=0.18, ha="center",
+             va="center", rotation=25, weight="bold")
+    fig.text(0.5, 0.005, SMOKE_RUN_NOTE, fontsize=9, color="red", ha="center", va="bottom")
+
+
 def plot_memory_time(results: dict, path: str) -> Optional[str]:
     """Peak memory and seconds per video versus T, one line per row (both axes log2 in T)."""
     rows = [r for r in sorted_rows(results) if any("error" not in p for p in r.get("curve", []))]
@@ -437,8 +453,11 @@ def plot_memory_time(results: dict, path: str) -> Optional[str]:
     axes[1].yaxis.set_major_formatter(plain)
     axes[1].yaxis.set_minor_formatter(ticker.NullFormatter())
     axes[0].legend(fontsize=7)
-    fig.suptitle("Inference peak memory and time versus video length (random weights)", fontsize=10)
-    fig.tight_layout()
+    title = "Inference peak memory and time versus video length (random weights)"
+    fig.suptitle(("SMOKE RUN - " if _is_smoke_run(rows) else "") + title, fontsize=10,
+                 color="red" if _is_smoke_run(rows) else "black")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    _mark_smoke_run(fig, rows)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -470,7 +489,10 @@ def plot_ap_vs_train_time(results: dict, path: str) -> Optional[str]:
     ax.set_xlabel("training wall time incl. evaluation (minutes)")
     ax.set_ylabel("AP on the synthetic validation split")
     ax.grid(True, alpha=0.3)
-    fig.tight_layout()
+    if _is_smoke_run(rows):
+        ax.set_title("SMOKE RUN - AP after 2 iterations", fontsize=10, color="red")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    _mark_smoke_run(fig, rows)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
