@@ -89,10 +89,14 @@ def resolve_num_classes(cfg) -> Optional[int]:
         others = [c for c in counts if c[2] != count]
         if others:
             other_key, other, other_count = others[0]
+            hint = ""
+            if other_key == "DATASETS.TEST":  # most likely the config file's test set was kept
+                hint = ("; name your test set with --test-data JSON FRAMES (or DATASETS.TEST), or "
+                        "test on none with DATASETS.TEST \"()\"")
             raise ValueError(
                 f"{key} is unset ({value}) and the datasets disagree: "
                 f"{source_key} {_describe(source)} "
-                f"has {count} classes, {other_key} {_describe(other)} has {other_count}"
+                f"has {count} classes, {other_key} {_describe(other)} has {other_count}{hint}"
             )
         node[parts[-1]] = count
         logger.info(f"{key} = {count}, the number of classes of {source_key} {source!r}")
