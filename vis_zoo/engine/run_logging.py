@@ -14,6 +14,8 @@ is a file. Here:
 A message meant for the file alone passes `extra=FILE_ONLY` to the logger.
 """
 
+import contextlib
+import io
 import logging
 import os
 import sys
@@ -206,7 +208,11 @@ def start_run(cfg, args) -> None:
     logger.info(
         f"Rank of current process: {rank}. World size: {comm.get_world_size()}", extra=FILE_ONLY
     )
-    logger.info("Environment info:\n" + collect_env_info(), extra=FILE_ONLY)
+    # collecting it imports torch.utils.cpp_extension, which prints a CUDA_HOME note to stderr on
+    # machines with a CUDA toolkit but no GPU: that note belongs in the log with the rest
+    with contextlib.redirect_stderr(io.StringIO()) as printed:
+        environment = collect_env_info()
+    logger.info(f"Environment info:\n{environment}{printed.getvalue()}", extra=FILE_ONLY)
     logger.info(f"Command line: {' '.join(sys.argv)}\nArguments: {args}", extra=FILE_ONLY)
     config_file = getattr(args, "config_file", "")
     if config_file:
