@@ -6,6 +6,7 @@
     python tools/benchmark.py --stages speed max_frames --methods vita vistr
     python tools/benchmark.py --table-only          # redraw MODEL_ZOO.md and the plots from the results file
     python tools/benchmark.py --quick               # smoke run, minutes (writes to output/)
+    python tools/benchmark.py --stages long_video --config-names ytvis19_R50   # hours
     python tools/benchmark.py --table-only --accuracy-from ifc/synthetic_R18=output/ifc   # accuracy of a finished run
     python tools/benchmark.py --methods vita --stages params speed --train-data JSON FRAMES
 
@@ -48,7 +49,8 @@ def parse_args(argv=None):
                         f"--quick: {' '.join(QUICK_CONFIG_NAMES)})")
     p.add_argument("--config-root", default=os.path.join(REPO_ROOT, "configs"))
     p.add_argument("--stages", nargs="+", default=None, choices=STAGES,
-                   help="measurements to run (default: all; --quick: all but accuracy)")
+                   help="measurements to run (default: all but long_video, which runs only when "
+                        "named; --quick: also without max_frames and accuracy)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=cpu_threads(),
                    help="torch CPU threads (default: as training, vis_zoo/engine/threads.py)")
@@ -130,6 +132,7 @@ def main(argv=None) -> int:
     from vis_zoo.zoo.benchmark import (
         DEFAULT_CONFIG_NAMES,
         QUICK_CONFIG_NAMES,
+        OPT_IN_STAGES,
         QUICK_SKIPPED_STAGES,
         STAGES,
         accuracy_from_runs,
@@ -139,7 +142,8 @@ def main(argv=None) -> int:
         run_benchmark,
         save_results,
     )
-    from vis_zoo.zoo.table import plot_ap_vs_train_time, plot_memory_time, update_model_zoo
+    from vis_zoo.zoo.table import (plot_ap_vs_train_time, plot_long_video, plot_memory_time,
+                                   update_model_zoo)
 
     out_default = os.path.join(REPO_ROOT, "output", "benchmark_quick") if args.quick else None
     results = args.results or os.path.join(out_default or os.path.join(REPO_ROOT, "model_zoo"),
@@ -150,8 +154,10 @@ def main(argv=None) -> int:
     work_dir = args.work_dir or os.path.join(out_default or os.path.join(REPO_ROOT, "output"), "benchmark_runs")
 
     def regenerate(data) -> None:
-        plots = [p for p in (plot_memory_time(data, os.path.join(plots_dir, "memory_time_vs_frames.png")),
-                             plot_ap_vs_train_time(data, os.path.join(plots_dir, "ap_vs_train_time.png"))) if p]
+        plots = [plot_memory_time(data, os.path.join(plots_dir, "memory_time_vs_frames.png")),
+                 plot_ap_vs_train_time(data, os.path.join(plots_dir, "ap_vs_train_time.png")),
+                 plot_long_video(data, os.path.join(plots_dir, "long_video_memory.png"))]
+        plots = [p for p in plots if p]
         update_model_zoo(md_path, data, REPO_ROOT, plots)
 
     try:  # read the finished runs first: a bad KEY=RUN_DIR fails before hours of benchmarking
@@ -164,7 +170,7 @@ def main(argv=None) -> int:
 
         overrides = config_overrides(args, config_file="")
         settings = build_settings(args)
-        skipped = QUICK_SKIPPED_STAGES if args.quick else ()
+        skipped = (QUICK_SKIPPED_STAGES if args.quick else ()) + OPT_IN_STAGES
         stages = args.stages or [s for s in STAGES if s not in skipped]
         config_names = args.config_names or (
             QUICK_CONFIG_NAMES if args.quick else DEFAULT_CONFIG_NAMES)

@@ -32,7 +32,8 @@ def read_frame(path: str, image_format: str, what: str) -> np.ndarray:
     try:
         return utils.read_image(path, format=image_format)
     except Exception as e:  # missing file, truncated/corrupt JPEG, permission, ...
-        raise FrameReadError(f"{what}: cannot read frame file '{path}': {type(e).__name__}: {e}") from e
+        raise FrameReadError(f"{what}: cannot read frame file '{path}': "
+                             f"{type(e).__name__}: {e}") from e
 
 
 def test_frame_transform(augmentations: Sequence[T.Augmentation], height: int, width: int

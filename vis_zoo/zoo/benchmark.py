@@ -14,6 +14,9 @@ an error in its row, and peak memory is that measurement's own. The stages:
               (`vis_zoo.zoo.stages.search_max_frames`; a method that rejects one window of T keeps
               its own, noted in the row); `max_frames_cap` bounds the search (">= cap").
 "train_speed" training seconds per iteration on a random batch (`vis_zoo.zoo.stages.child_train`).
+"long_video"  peak memory and ms per frame of one call on long videos, T = 100, 1,000, 10,000 at
+              180x320 and T = 100, 1,000 at 360x640 (`vis_zoo.zoo.long_video`); hours on a CPU,
+              so it runs only when named (--stages long_video).
 "accuracy"    the training script on the config (its own schedule, in a subprocess), then AP, AP50,
               AP75, AR1, AR10 and the wall time (`vis_zoo.zoo.runs`); only for configs whose test
               datasets are synthetic (metadata key `synthetic_split`). A row given a finished run
@@ -28,6 +31,7 @@ from dataclasses import asdict, dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .child import run_child
+from .long_video import LONG_VIDEO_POINTS, QUICK_LONG_VIDEO_POINTS, measure_long_video
 from .results import (
     apply_accuracy_from,
     load_results,
@@ -59,13 +63,16 @@ DEFAULT_CONFIG_NAMES = ("synthetic_R18", "ytvis19_R50")
 # take many processes (the max-T search) or a training run (accuracy), so that it takes minutes.
 QUICK_CONFIG_NAMES = ("synthetic_R18",)
 QUICK_SKIPPED_STAGES = ("max_frames", "accuracy")
-STAGES = ("model", "speed", "max_frames", "train_speed", "accuracy")
+STAGES = ("model", "speed", "max_frames", "train_speed", "long_video", "accuracy")
+# Stages that run only when asked for by name (hours each).
+OPT_IN_STAGES = ("long_video",)
 
 __all__ = [
     "ACCURACY_KEYS",
     "BenchmarkEntry",
     "BenchmarkSettings",
     "DEFAULT_CONFIG_NAMES",
+    "OPT_IN_STAGES",
     "STAGES",
     "accuracy_from_run",
     "accuracy_from_runs",
@@ -117,6 +124,7 @@ class BenchmarkSettings:
     accuracy_opts: Tuple[str, ...] = ()  # extra KEY VALUE overrides for the accuracy training run
     child_timeout_s: float = 3 * 3600
     quick: bool = False
+    long_video_points: Tuple[Tuple[int, int, int], ...] = LONG_VIDEO_POINTS  # (H, W, T)
 
     @classmethod
     def quick_settings(cls, **overrides) -> "BenchmarkSettings":
@@ -134,6 +142,7 @@ class BenchmarkSettings:
             train_batch=1,
             child_timeout_s=600,
             quick=True,
+            long_video_points=QUICK_LONG_VIDEO_POINTS,
             accuracy_opts=("SOLVER.MAX_ITER", "2", "SOLVER.CHECKPOINT_PERIOD", "1000000"),
         )
         values.update(overrides)
@@ -312,6 +321,14 @@ def benchmark_entry(
         else:
             row.update(res)
 
+    if "long_video" in stages:
+        row["long_video"] = measure_long_video(
+            entry.config_file, settings.long_video_points, device=settings.device,
+            threads=settings.threads, opts=opts, timeout_s=settings.child_timeout_s * 8, step=step)
+        failed = [p for p in row["long_video"]["points"] if "error" in p]
+        if failed:
+            row["errors"]["long_video"] = failed[0]["error"]
+
     if accuracy_from and entry.key in accuracy_from:
         apply_accuracy_from({"rows": {entry.key: row}}, {entry.key: accuracy_from[entry.key]})
     elif "accuracy" in stages:
@@ -353,6 +370,8 @@ def count_steps(settings: BenchmarkSettings, stages: Sequence[str]) -> int:
         n += probes
     if "accuracy" in stages:
         n += 1
+    if "long_video" in stages:
+        n += len(settings.long_video_points)
     return n
 
 

@@ -7,7 +7,8 @@ one warm-up call is excluded (`measure_speed(..., warmup=False)` skips it: the b
 need the peak of one call only); then ``repeats`` timed calls of ``model([video])`` under
 ``torch.no_grad()`` (each the whole pipeline: backbone, heads, association, masks at original size)
 give frames per second = T / median time. The video is T random uint8 frames of the given size,
-given at that size (``height``/``width`` equal to the frame size, i.e. no resizing after the model).
+made as the model reads them (`RandomFrames`: none is held in memory), given at that size
+(``height``/``width`` equal to the frame size, i.e. no resizing after the model).
 """
 import argparse
 import json
@@ -17,7 +18,8 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
-from typing import List, Optional, Sequence
+from collections.abc import Sequence
+from typing import List, Optional
 
 import torch
 
@@ -41,10 +43,37 @@ class SpeedResult:
     mode: str = "model"  # "model": the whole inference; "backbone": model.backbone alone on the frames
 
 
-def random_video(num_frames: int, height: int, width: int, seed: int = 0) -> dict:
-    """A test-mapper-like input: T uint8 RGB frames [3, H, W]."""
-    g = torch.Generator().manual_seed(seed)
-    frames = [torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=g) for _ in range(num_frames)]
+class RandomFrames(Sequence):
+    """T random uint8 frames [3, H, W], each made when indexed from a generator seeded by
+    (seed, frame index): the same frame every time, and none held in memory (a benchmark of a
+    10,000-frame video measures the model, not its input)."""
+
+    def __init__(self, num_frames: int, height: int, width: int, seed: int = 0):
+        self.num_frames, self.height, self.width, self.seed = num_frames, height, width, seed
+
+    def __len__(self) -> int:
+        return self.num_frames
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        index = int(index) + (self.num_frames if int(index) < 0 else 0)
+        if not 0 <= index < self.num_frames:
+            raise IndexError(f"frame {index} outside [0, {self.num_frames})")
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
+        return torch.randint(0, 256, (3, self.height, self.width), dtype=torch.uint8, generator=g)
+
+
+def random_video(num_frames: int, height: int, width: int, seed: int = 0,
+                 lazy: bool = False) -> dict:
+    """A test-mapper-like input: T uint8 RGB frames [3, H, W], in a list, or with `lazy` a
+    `RandomFrames` sequence that makes each frame when the model reads it."""
+    if lazy:
+        frames = RandomFrames(num_frames, height, width, seed)
+    else:
+        g = torch.Generator().manual_seed(seed)
+        frames = [torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=g)
+                  for _ in range(num_frames)]
     return {"video_id": 0, "height": height, "width": width, "length": num_frames,
             "frame_idx": list(range(num_frames)), "file_names": [""] * num_frames, "image": frames}
 
@@ -68,7 +97,7 @@ def measure_speed(config_file: str, frames: int, height: int, width: int, *, thr
     torch.manual_seed(seed)
     model = build_model(cfg).eval()
     device = torch.device(cfg.MODEL.DEVICE)
-    video = random_video(frames, height, width, seed)
+    video = random_video(frames, height, width, seed, lazy=True)  # frames made as read
 
     chunk = max(1, int(cfg.MODEL.VIS.TEST_CHUNK_SIZE))
     pixel_mean = torch.tensor(cfg.MODEL.PIXEL_MEAN, device=device).view(-1, 1, 1)
@@ -166,11 +195,12 @@ def run_measurement_child(cmd: Sequence[str], threads: int, *, timeout: float = 
 
 def measure_speed_in_subprocess(config_file: str, frames: int, height: int, width: int, *, threads: int = 2,
                                 repeats: int = 3, opts: Sequence[str] = (), timeout: float = 3600,
-                                mode: str = "model") -> SpeedResult:
-    """Run `measure_speed` in a fresh interpreter; raises RuntimeError with its stderr on failure."""
+                                mode: str = "model", warmup: bool = True) -> SpeedResult:
+    """Run `measure_speed` in a fresh interpreter; raises RuntimeError with its stderr on failure.
+    `warmup=False` times the first call (a long-video measurement cannot afford a second one)."""
     cmd = [sys.executable, "-m", "vis_zoo.zoo.speed", "--config-file", config_file, "--frames", str(frames),
            "--size", str(height), str(width), "--threads", str(threads), "--repeats", str(repeats),
-           "--mode", mode, *opts]
+           "--mode", mode, *([] if warmup else ["--no-warmup"]), *opts]
     return SpeedResult(**run_measurement_child(cmd, threads, timeout=timeout,
                                                what=f"speed measurement (T={frames}, {config_file})"))
 
@@ -202,10 +232,12 @@ def _child(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--mode", default="model", choices=["model", "backbone"])
+    parser.add_argument("--no-warmup", action="store_true", help="time the first call")
     parser.add_argument("opts", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     result = measure_speed(args.config_file, args.frames, args.size[0], args.size[1], threads=args.threads,
-                           repeats=args.repeats, opts=args.opts, mode=args.mode)
+                           repeats=args.repeats, opts=args.opts, mode=args.mode,
+                           warmup=not args.no_warmup)
     print(json.dumps(asdict(result)))
 
 

@@ -1,0 +1,54 @@
+"""The "long_video" benchmark stage: its points, the table of MODEL_ZOO.md and the plot."""
+import pytest
+
+from vis_zoo.zoo import long_video
+from vis_zoo.zoo.benchmark import OPT_IN_STAGES, STAGES, BenchmarkSettings, count_steps
+from vis_zoo.zoo.speed import SpeedResult
+from vis_zoo.zoo.table import display_name, plot_long_video, render_table
+
+
+def _fake_measurement(calls):
+    def measure(config_file, frames, height, width, *, threads, repeats, opts, timeout, warmup):
+        calls.append((height, width, frames, warmup, repeats))
+        if frames == 10000:
+            raise RuntimeError("speed measurement failed (exit -9): killed")
+        peak = 1.0 + frames * 1e-5 + height * width * 1e-6
+        return SpeedResult(config_file, frames, height, width, threads, frames / (0.5 * frames),
+                           0.5 * frames, [0.5 * frames], peak, None, "cpu", 3.0)
+    return measure
+
+
+def test_points_run_short_first_without_warm_up_and_a_failure_keeps_the_others(monkeypatch):
+    calls = []
+    monkeypatch.setattr("vis_zoo.zoo.speed.measure_speed_in_subprocess", _fake_measurement(calls))
+    result = long_video.measure_long_video("configs/ifc/ytvis19_R50.yaml", long_video.LONG_VIDEO_POINTS,
+                                           device="cpu", threads=1)
+    assert [c[:3] for c in calls] == [(180, 320, 100), (360, 640, 100), (180, 320, 1000),
+                                      (360, 640, 1000), (180, 320, 10000)]
+    assert all(warmup is False and repeats == 1 for *_, warmup, repeats in calls)
+    points = result["points"]
+    assert "killed" in points[-1]["error"] and all("peak_gb" in p for p in points[:-1])
+    assert points[0]["ms_per_frame"] == pytest.approx(500.0)
+
+
+def test_long_video_is_opt_in_and_counted():
+    assert "long_video" in STAGES and "long_video" in OPT_IN_STAGES
+    settings = BenchmarkSettings()
+    assert count_steps(settings, ["long_video"]) == 1 + len(long_video.LONG_VIDEO_POINTS)
+    assert BenchmarkSettings.quick_settings().long_video_points == long_video.QUICK_LONG_VIDEO_POINTS
+
+
+def test_table_and_plot(tmp_path, monkeypatch):
+    monkeypatch.setattr("vis_zoo.zoo.speed.measure_speed_in_subprocess", _fake_measurement([]))
+    row = {"key": "vita/ytvis19_R50", "method": "vita", "config": "configs/vita/ytvis19_R50.yaml",
+           "facts": {}, "settings": {"frames": 8}, "machine": {}}
+    row["long_video"] = long_video.measure_long_video(
+        row["config"], long_video.LONG_VIDEO_POINTS, device="cpu", threads=1)
+    table = long_video.long_video_table([row], display_name)
+    lines = table.splitlines()
+    assert lines[0] == "**180x320**" and lines[4].startswith("| VITA | 1.06 | 1.07 | failed | +1% |")
+    assert "**360x640**" in table and "| VITA | 1.23 | 1.24 | +1% |" in table
+    assert "### Long videos" in render_table({"rows": {row["key"]: row}}, str(tmp_path), str(tmp_path))
+    path = plot_long_video({"rows": {row["key"]: row}}, str(tmp_path / "long.png"))
+    assert open(path, "rb").read(4) == b"\x89PNG"
+    assert plot_long_video({"rows": {}}, str(tmp_path / "none.png")) is None
