@@ -207,7 +207,10 @@ def test_killed_runs_resume_from_the_newest_complete_checkpoint(synthetic_root, 
     iterations = _checkpoint_iterations(out)  # every checkpoint on disk is complete
     assert all(it == int(n[len("model_"):-len(".pth")]) for n, it in iterations.items()), iterations
     last = open(os.path.join(out, "last_checkpoint")).read()
-    assert iterations[last] == max(iterations.values()), (delay, last, iterations)
+    # last_checkpoint names the newest checkpoint, or the one before it when the kill fell between
+    # the rename of a new checkpoint and the update of last_checkpoint (both files complete).
+    newest_first = sorted(iterations.values(), reverse=True)
+    assert iterations[last] in newest_first[:2], (delay, last, iterations)
 
     # 3. the newest checkpoint damaged (as by an interrupted copy): two processes resume from the one
     # before it, and finish the schedule
