@@ -4,9 +4,12 @@ from .results import (
     encode_track_masks,
     invert_id_map,
     load_results_file,
+    ResultsJsonWriter,
     rle_to_json,
+    video_output_entries,
     video_output_to_results,
     write_results,
+    write_results_zip,
 )
 from .ytvis_evaluation import YTVISEvaluator
 from .ytvis_metric import (
@@ -33,5 +36,8 @@ __all__ = [
     "load_results_file",
     "rle_to_json",
     "video_output_to_results",
+    "video_output_entries",
+    "ResultsJsonWriter",
     "write_results",
+    "write_results_zip",
 ]

@@ -4,10 +4,11 @@ A results entry is one predicted track:
     {"video_id": int, "category_id": dataset category id, "score": float,
      "segmentations": [compressed RLE {"size": [H, W], "counts": str} or None] * T}
 """
+import contextlib
 import json
 import os
 import zipfile
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import pycocotools.mask as mask_util
@@ -22,7 +23,10 @@ __all__ = [
     "rle_to_json",
     "encode_track_masks",
     "video_output_to_results",
+    "video_output_entries",
+    "ResultsJsonWriter",
     "write_results",
+    "write_results_zip",
     "load_results_file",
     "invert_id_map",
 ]
@@ -58,13 +62,15 @@ def encode_track_masks(masks) -> List[dict]:
     return [rle_to_json(r) for r in mask_util.encode(fortran)]
 
 
-def _check_rle_frames(frames: Sequence, length: int, height: int, width: int, what: str) -> List:
+def _checked_rle_frames(frames: Sequence, length: int, height: int, width: int,
+                        what: str) -> Iterator[Optional[dict]]:
+    """The T frames of one track as JSON-ready compressed RLEs (or None), checked and converted one
+    at a time (a long video's track is never all in memory)."""
     if len(frames) != length:
         raise ValueError(f"{what}: {len(frames)} frames of masks, the video has {length}")
-    out = []
     for t, rle in enumerate(frames):
         if rle is None:
-            out.append(None)
+            yield None
             continue
         if not isinstance(rle, Mapping) or "counts" not in rle or "size" not in rle:
             raise ValueError(f"{what}, frame {t}: expected an RLE dict or None, got {type(rle).__name__}")
@@ -73,8 +79,60 @@ def _check_rle_frames(frames: Sequence, length: int, height: int, width: int, wh
             raise ValueError(f"{what}, frame {t}: mask size {size} != video size [{height}, {width}]")
         if isinstance(rle["counts"], list):  # uncompressed RLE -> compressed
             rle = mask_util.frPyObjects(dict(rle), height, width)
-        out.append(rle_to_json(rle))
-    return out
+        yield rle_to_json(rle)
+
+
+def video_output_entries(
+    video_id,
+    output: Mapping,
+    *,
+    length: int,
+    height: int,
+    width: int,
+    contiguous_to_dataset_id: Optional[Mapping[int, int]] = None,
+) -> Iterator[dict]:
+    """`video_output_to_results`, one entry at a time, each entry's "segmentations" an iterator
+    that checks and converts the track's masks frame by frame when consumed."""
+    what = f"video {video_id}"
+    for key in ("pred_scores", "pred_labels", "pred_masks"):
+        if key not in output:
+            raise ValueError(f"{what}: model output has no '{key}' (keys: {sorted(output)})")
+    scores = _to_numpy(output["pred_scores"]).reshape(-1).astype(np.float64)
+    labels = _to_numpy(output["pred_labels"]).reshape(-1).astype(np.int64)
+    masks = output["pred_masks"]
+    if len(scores) != len(labels) or len(scores) != len(masks):
+        raise ValueError(
+            f"{what}: {len(scores)} scores, {len(labels)} labels and {len(masks)} masks (must be equal)"
+        )
+    for i in range(len(scores)):
+        label = int(labels[i])
+        if contiguous_to_dataset_id is not None:
+            if label not in contiguous_to_dataset_id:
+                raise ValueError(f"{what}: predicted label {label} is not a contiguous id of the dataset")
+            category_id = int(contiguous_to_dataset_id[label])
+        else:
+            category_id = label
+        track = masks[i]
+        if not hasattr(track, "shape"):  # T RLE dicts / None: a list, or the model's on-disk sequence
+            segmentations = _checked_rle_frames(track, length, height, width, f"{what}, track {i}")
+        else:
+            arr = track
+            shape = tuple(arr.shape)
+            if len(shape) != 3:
+                raise ValueError(f"{what}, track {i}: masks must be [T, H, W], got shape {shape}")
+            if shape[0] != length:
+                raise ValueError(f"{what}, track {i}: {shape[0]} frames of masks, the video has {length}")
+            if shape[1:] != (height, width):
+                raise ValueError(
+                    f"{what}, track {i}: mask size {list(shape[1:])} != video size [{height}, {width}]"
+                )
+            segmentations = iter(encode_track_masks(arr))
+        yield {
+            "video_id": video_id,
+            "category_id": category_id,
+            "score": float(scores[i]),
+            "segmentations": segmentations,
+        }
 
 
 def video_output_to_results(
@@ -95,64 +153,83 @@ def video_output_to_results(
     video. `contiguous_to_dataset_id` maps labels to dataset category ids
     (identity when None).
     """
-    what = f"video {video_id}"
-    for key in ("pred_scores", "pred_labels", "pred_masks"):
-        if key not in output:
-            raise ValueError(f"{what}: model output has no '{key}' (keys: {sorted(output)})")
-    scores = _to_numpy(output["pred_scores"]).reshape(-1).astype(np.float64)
-    labels = _to_numpy(output["pred_labels"]).reshape(-1).astype(np.int64)
-    masks = output["pred_masks"]
-    if len(scores) != len(labels) or len(scores) != len(masks):
-        raise ValueError(
-            f"{what}: {len(scores)} scores, {len(labels)} labels and {len(masks)} masks (must be equal)"
-        )
-    results = []
-    for i in range(len(scores)):
-        label = int(labels[i])
-        if contiguous_to_dataset_id is not None:
-            if label not in contiguous_to_dataset_id:
-                raise ValueError(f"{what}: predicted label {label} is not a contiguous id of the dataset")
-            category_id = int(contiguous_to_dataset_id[label])
+    entries = video_output_entries(video_id, output, length=length, height=height, width=width,
+                                   contiguous_to_dataset_id=contiguous_to_dataset_id)
+    return [dict(e, segmentations=list(e["segmentations"])) for e in entries]
+
+
+class ResultsJsonWriter:
+    """A results file (a JSON list of results entries) written entry by entry, frame by frame, as
+    the videos are processed: memory holds one frame's mask at a time, whatever the length of the
+    videos. The file is written under a temporary name next to `path` and appears at `path`, whole,
+    only on `close()` (`vis_zoo.utils.io.atomic_open`); `abort()` (or an exception inside a `with`
+    block) removes it. `entries` counts the entries written.
+
+        with ResultsJsonWriter("out/results.json") as writer:
+            writer.add_video(video_id, output, length=T, height=H, width=W)
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self.entries = 0
+        self._stack = contextlib.ExitStack()
+        self._file = self._stack.enter_context(atomic_open(path, "w"))
+        self._file.write("[")
+
+    def write_entry(self, entry: Mapping) -> None:
+        """One entry; its "segmentations" may be any iterable of RLE dicts / None."""
+        head = {k: v for k, v in entry.items() if k != "segmentations"}
+        text = json.dumps(head)
+        # json.dumps's own separators: the same bytes as json.dumps of the whole list
+        self._file.write((", " if self.entries else "") + text[:-1] + ', "segmentations": [')
+        for t, rle in enumerate(entry["segmentations"]):
+            self._file.write((", " if t else "") + json.dumps(rle))
+        self._file.write("]}")
+        self.entries += 1
+
+    def add_video(self, video_id, output: Mapping, **video) -> int:
+        """Every track of one model output (`video_output_entries` arguments); returns how many."""
+        before = self.entries
+        for entry in video_output_entries(video_id, output, **video):
+            self.write_entry(entry)
+        return self.entries - before
+
+    def close(self) -> str:
+        self._file.write("]")
+        self._stack.close()
+        return self.path
+
+    def abort(self) -> None:
+        error = RuntimeError("results file abandoned")
+        self._stack.__exit__(type(error), error, None)
+
+    def __enter__(self) -> "ResultsJsonWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
         else:
-            category_id = label
-        track = masks[i]
-        if not hasattr(track, "shape"):  # T RLE dicts / None: a list, or the model's on-disk sequence
-            segmentations = _check_rle_frames(track, length, height, width, f"{what}, track {i}")
-        else:
-            arr = track
-            shape = tuple(arr.shape)
-            if len(shape) != 3:
-                raise ValueError(f"{what}, track {i}: masks must be [T, H, W], got shape {shape}")
-            if shape[0] != length:
-                raise ValueError(f"{what}, track {i}: {shape[0]} frames of masks, the video has {length}")
-            if shape[1:] != (height, width):
-                raise ValueError(
-                    f"{what}, track {i}: mask size {list(shape[1:])} != video size [{height}, {width}]"
-                )
-            segmentations = encode_track_masks(arr)
-        results.append(
-            {
-                "video_id": video_id,
-                "category_id": category_id,
-                "score": float(scores[i]),
-                "segmentations": segmentations,
-            }
-        )
-    return results
+            self.abort()
+
+
+def write_results_zip(json_path: str, zip_path: str) -> str:
+    """`zip_path` holding `json_path` as "results.json" (the CodaLab submission), copied in blocks
+    and written atomically."""
+    with atomic_open(zip_path, "wb") as f:
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            zf.write(json_path, "results.json")
+    return zip_path
 
 
 def write_results(results: List[dict], output_dir: str, name: str = "results") -> Tuple[str, str]:
     """Write `<name>.json` and `<name>.zip` (holding `results.json`: the CodaLab submission),
     each atomically. Returns the two paths."""
-    text = json.dumps(results)
     json_path = os.path.join(output_dir, f"{name}.json")
-    zip_path = os.path.join(output_dir, f"{name}.zip")
-    with atomic_open(json_path, "w") as f:
-        f.write(text)
-    with atomic_open(zip_path, "wb") as f:
-        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr("results.json", text)
-    return json_path, zip_path
+    with ResultsJsonWriter(json_path) as writer:
+        for entry in results:
+            writer.write_entry(entry)
+    return json_path, write_results_zip(json_path, os.path.join(output_dir, f"{name}.zip"))
 
 
 def invert_id_map(dataset_id_to_contiguous_id: Mapping[int, int]) -> Dict[int, int]:

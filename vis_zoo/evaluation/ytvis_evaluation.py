@@ -10,7 +10,8 @@ from detectron2.data import MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
-from .results import invert_id_map, video_output_to_results, write_results
+from .results import (ResultsJsonWriter, invert_id_map, video_output_entries, write_results,
+                      write_results_zip)
 from .ytvis_metric import evaluate_ytvis, format_results_table, gc_paused
 
 __all__ = ["YTVISEvaluator"]
@@ -62,9 +63,20 @@ class YTVISEvaluator(DatasetEvaluator):
         self._contiguous_to_dataset_id = invert_id_map(id_map) if id_map else None
         self._json_file = self._metadata.get("json_file", None)
         self._predictions = []
+        self._writer: Optional[ResultsJsonWriter] = None
+
+    def _streams_results(self) -> bool:
+        """One process writing its results file: entries go to disk as each video is processed
+        (a long video's masks are never all in memory), and are kept only when they are scored."""
+        return bool(self._output_dir) and (not self._distributed or comm.get_world_size() == 1)
 
     def reset(self):
         self._predictions = []
+        if self._writer is not None:
+            self._writer.abort()
+        self._writer = None
+        if self._streams_results():
+            self._writer = ResultsJsonWriter(os.path.join(self._output_dir, "results.json"))
 
     def process(self, inputs, outputs):
         """inputs: test-mapper dicts (video_id, height, width, length); outputs: one model output
@@ -79,16 +91,22 @@ class YTVISEvaluator(DatasetEvaluator):
                 if key not in inp:
                     raise ValueError(f"video {video_id}: input has no '{key}'")
             length = inp["length"] if "length" in inp else len(inp["file_names"])
-            self._predictions.extend(
-                video_output_to_results(
-                    video_id,
-                    out,
-                    length=int(length),
-                    height=int(inp["height"]),
-                    width=int(inp["width"]),
-                    contiguous_to_dataset_id=self._contiguous_to_dataset_id,
-                )
+            entries = video_output_entries(
+                video_id,
+                out,
+                length=int(length),
+                height=int(inp["height"]),
+                width=int(inp["width"]),
+                contiguous_to_dataset_id=self._contiguous_to_dataset_id,
             )
+            for entry in entries:
+                if self._results_only and self._writer is not None:
+                    self._writer.write_entry(entry)  # frame by frame, nothing kept
+                    continue
+                entry["segmentations"] = list(entry["segmentations"])
+                if self._writer is not None:
+                    self._writer.write_entry(entry)
+                self._predictions.append(entry)
 
     def evaluate(self):
         if self._distributed:
@@ -100,7 +118,13 @@ class YTVISEvaluator(DatasetEvaluator):
         else:
             predictions = self._predictions
 
-        if self._output_dir:
+        if self._writer is not None:
+            count, json_path = self._writer.entries, self._writer.close()
+            self._writer = None
+            zip_path = write_results_zip(json_path, os.path.join(self._output_dir, "results.zip"))
+            self._logger.info("Wrote %d predicted tracks to %s and the submission %s", count,
+                              json_path, zip_path)
+        elif self._output_dir:
             json_path, zip_path = write_results(predictions, self._output_dir)
             self._logger.info(
                 "Wrote %d predicted tracks to %s and the submission %s", len(predictions), json_path, zip_path
