@@ -19,12 +19,10 @@ Output, in --output (a folder):
     results.json           every prediction in the YouTube-VIS submission format (--results-json;
                            category ids of the config's DATASETS.TEST[0] metadata when it has them)
 
-Memory: frames are decoded lazily (never the whole video) and masks are kept as RLE
-(MODEL.VIS.OUTPUT_RLE is forced on), so memory is bounded by the model's own long-video path: backbone
-work in chunks of MODEL.VIS.TEST_CHUNK_SIZE frames and, for clip-based methods, windows of
-MODEL.VIS.TEST_WINDOW_SIZE frames. What every model still keeps for the whole video is small
-per-frame state (VITA: frame queries and 1/4-resolution mask features per frame, on the CPU for long
-videos). The annotated video is rendered in a second lazy pass over the input.
+Memory does not grow with the video: frames are decoded lazily (never the whole video), masks are
+RLE-encoded into a temporary file as each frame is finished (MODEL.VIS.OUTPUT_RLE is forced on) and
+read back frame by frame for rendering and for results.json, and every model's long-video path is
+bounded (docs/long_videos.md). The annotated video is rendered in a second lazy pass over the input.
 """
 import argparse
 import colorsys
@@ -306,8 +304,8 @@ def run_demo(args) -> Dict[str, object]:
     from tqdm import tqdm
 
     from vis_zoo.engine.setup import build_config
-    from vis_zoo.evaluation import video_output_to_results
-    from vis_zoo.utils.io import atomic_open, atomic_write_json
+    from vis_zoo.evaluation import ResultsJsonWriter
+    from vis_zoo.utils.io import atomic_open
     from vis_zoo.utils.video_io import MappedFrames, open_frames
 
     opts = config_overrides(args)
@@ -391,10 +389,11 @@ def run_demo(args) -> Dict[str, object]:
                "confidence_threshold": args.confidence_threshold, "max_tracks": args.max_tracks,
                "class_names": class_names, "tracks": list(tracks.values())}
     if args.results_json:
-        results = video_output_to_results(0, output, length=length, height=height, width=width,
-                                          contiguous_to_dataset_id=to_dataset_id)
         summary["results_json"] = os.path.join(args.output, "results.json")
-        atomic_write_json(summary["results_json"], results)
+        # entry by entry and frame by frame from the masks on disk: a long video's never all in memory
+        with ResultsJsonWriter(summary["results_json"]) as results:
+            results.add_video(0, output, length=length, height=height, width=width,
+                              contiguous_to_dataset_id=to_dataset_id)
     with atomic_open(os.path.join(args.output, "demo_summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
     return summary
