@@ -59,6 +59,14 @@ def _sizes(rows: Sequence[dict]) -> List[Tuple[int, int]]:
     return sorted({(p["height"], p["width"]) for r in rows for p in r["long_video"]["points"]})
 
 
+def _peak_cell(point: Optional[dict]) -> str:
+    if point is None:
+        return "not run"
+    if "error" not in point:
+        return f"{point['peak_gb']:.2f}"
+    return "timed out" if "timed out" in point["error"].lower() else "failed"
+
+
 def long_video_table(rows: Sequence[dict], name: Callable[[dict], str]) -> str:
     """Markdown: per row and size, peak memory (GB) at each T, ms per frame at each T, and the
     growth of the peak from the smallest to the largest T measured. `name(row)` labels a row."""
@@ -79,8 +87,7 @@ def long_video_table(rows: Sequence[dict], name: Callable[[dict], str]) -> str:
             if not points:
                 continue
             measured = [points[t] for t in frames if t in points and "error" not in points[t]]
-            peak = [f"{points[t]['peak_gb']:.2f}" if t in points and "error" not in points[t]
-                    else ("failed" if t in points else "not run") for t in frames]
+            peak = [_peak_cell(points.get(t)) for t in frames]
             speed = [f"{points[t]['ms_per_frame']:.0f}" if t in points and "error" not in points[t]
                      else "" for t in frames]
             growth = ""
