@@ -32,7 +32,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-METHODS = ("vistr", "ifc", "seqformer", "vita", "minvis")
+from projects import METHODS  # noqa: E402  (the method folders; importing none of them yet)
+
 CONFIG_NAMES = ("ytvis19_R50", "synthetic_R18")
 
 
@@ -252,6 +253,34 @@ def format_table(rows: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
+def check_config(rows: List[dict], method: str, config_name: str, config_file: str,
+                 device: torch.device, args) -> None:
+    """Build, train (fp32, AMP) and infer (real-sized and long video) one config; rows appended.
+    The model goes out of scope on return, so one config's memory is freed before the next."""
+    built: Dict[str, object] = {}
+
+    def build():
+        built["cfg"], built["model"] = build_model_for(config_file, device)
+        millions = sum(p.numel() for p in built["model"].parameters()) / 1e6
+        return {"detail": f"{millions:.2f} M parameters"}
+
+    run_check(rows, method, config_name, "build", build, device)
+    if "model" not in built:
+        return
+    cfg, model = built["cfg"], built["model"]
+    for amp in (False, True):
+        run_check(rows, method, config_name, "train AMP" if amp else "train fp32",
+                  lambda amp=amp: check_training(cfg, model, device, amp=amp, iters=args.train_iters,
+                                                 height=args.train_size[0],
+                                                 width=args.train_size[1]),
+                  device)
+    for frames, (h, w) in ((args.frames, args.size), (args.long_frames, args.long_size)):
+        run_check(rows, method, config_name, f"infer {frames}×{h}×{w}",
+                  lambda frames=frames, h=h, w=w: check_inference(cfg, model, device, frames=frames,
+                                                                  height=h, width=w),
+                  device)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     device = torch.device(args.device)
@@ -260,7 +289,6 @@ def main(argv=None) -> int:
         if message:
             print(message)
             return 0
-    import projects  # noqa: F401  (registers the meta-architectures)
     from vis_zoo.utils.io import atomic_write_json
 
     rows: List[dict] = []
@@ -268,28 +296,8 @@ def main(argv=None) -> int:
     for method in args.methods:
         for config_name in args.config_names:
             config_file = os.path.join(REPO_ROOT, "configs", method, f"{config_name}.yaml")
-            if not os.path.exists(config_file):
-                continue
-            built: Dict[str, object] = {}
-
-            def build():
-                built["cfg"], built["model"] = build_model_for(config_file, device)
-                return {"detail": f"{sum(p.numel() for p in built['model'].parameters()) / 1e6:.2f} M parameters"}
-
-            run_check(rows, method, config_name, "build", build, device)
-            if "model" not in built:
-                continue
-            cfg, model = built["cfg"], built["model"]
-            for amp in (False, True):
-                run_check(rows, method, config_name, "train AMP" if amp else "train fp32",
-                          lambda amp=amp: check_training(cfg, model, device, amp=amp, iters=args.train_iters,
-                                                         height=args.train_size[0], width=args.train_size[1]),
-                          device)
-            for frames, (h, w) in ((args.frames, args.size), (args.long_frames, args.long_size)):
-                run_check(rows, method, config_name, f"infer {frames}×{h}×{w}",
-                          lambda frames=frames, h=h, w=w: check_inference(cfg, model, device, frames=frames,
-                                                                          height=h, width=w), device)
-            del built, model
+            if os.path.exists(config_file):
+                check_config(rows, method, config_name, config_file, device, args)
     if device.type == "cuda" and torch.cuda.device_count() >= 2 and not args.skip_two_process:
         import tempfile
 

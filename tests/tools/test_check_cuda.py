@@ -64,7 +64,10 @@ def test_every_method_trains_and_infers_on_cpu_without_the_detectron2_extension(
     failed = [f"{r['method']} {r['check']}: {r['detail']}" for r in result["rows"] if r["status"] != "ok"]
     assert not failed and proc.returncode == 0, "\n".join(failed) + proc.stderr[-2000:]
     checks = {(r["method"], r["check"]) for r in result["rows"]}
-    for method in ("vistr", "ifc", "seqformer", "vita", "minvis"):
+    from projects import METHODS
+
+    assert {"vistr", "ifc", "seqformer", "vita", "minvis"} <= set(METHODS)
+    for method in METHODS:
         for check in ("build", "train fp32", "train AMP", "infer 3×64×96", "infer 12×48×64"):
             assert (method, check) in checks
     importers = attempts.read_text().splitlines() if attempts.exists() else []
