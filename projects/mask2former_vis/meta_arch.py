@@ -75,6 +75,7 @@ class VideoMaskFormer(VideoInstanceSegmenter):
         test_chunk_pixels_cpu: int = 2 * 360 * 640,
         max_num_tracks: int = 100,
         output_rle: bool = False,
+        test_store_dir: str = "",
     ):
         super().__init__()
         if not isinstance(sem_seg_head.predictor, VideoMultiScaleMaskedTransformerDecoder):
@@ -109,6 +110,7 @@ class VideoMaskFormer(VideoInstanceSegmenter):
         self.test_chunk_pixels_cpu = test_chunk_pixels_cpu
         self.max_num_tracks = max_num_tracks
         self.output_rle = output_rle
+        self.test_store_dir = test_store_dir or None  # the RLE output masks' temporary file
 
     @classmethod
     def from_config(cls, cfg) -> dict:
@@ -123,6 +125,7 @@ class VideoMaskFormer(VideoInstanceSegmenter):
             test_chunk_pixels_cpu=vis.TEST_CHUNK_PIXELS_CPU,
             max_num_tracks=vis.MAX_NUM_TRACKS,
             output_rle=vis.OUTPUT_RLE,
+            test_store_dir=vis.TEST_STORE_DIR,
         )
 
     # ================================================================== training
@@ -221,7 +224,9 @@ class VideoMaskFormer(VideoInstanceSegmenter):
         cache = FrameFeatureCache(
             lambda ids: self.frame_features([frames[i] for i in ids], sizes), per_pass
         )
-        writer = VideoMaskWriter(length, out_hw, output_rle=self.output_rle)
+        writer = VideoMaskWriter(
+            length, out_hw, output_rle=self.output_rle, store_dir=self.test_store_dir
+        )
 
         def write_frame(frame: int, logits: Tensor, valid: Tensor) -> None:
             # as the official: /4 logits -> padded input size -> cropped to the image -> output size
