@@ -113,7 +113,8 @@ def plot_long_video_memory(rows: Sequence[dict], path: str, name: Callable[[dict
     import matplotlib.pyplot as plt
     from matplotlib import ticker
 
-    sizes = _sizes(rows)
+    sizes = sorted({(p["height"], p["width"]) for r in rows for p in r["long_video"]["points"]
+                    if "error" not in p})
     fig, axes = plt.subplots(1, len(sizes), figsize=(5.5 * len(sizes), 4.2), squeeze=False)
     for ax, (height, width) in zip(axes[0], sizes):
         for r in rows:

@@ -1,0 +1,84 @@
+"""Every method's long-video path in bounded memory: the peak resident memory of a 500-frame video
+stays within a small margin of a 50-frame one.
+
+Small models and frames keep the test fast, with the same code paths as a real long video: RLE
+output masks on disk, windows and association (VisTR, IFC, SeqFormer), MinVIS's online masks,
+VITA's feature store past its memory budget and its streamed VITA module. Frames are made when the
+model reads them, as the test mapper reads them from disk. The peak is the kernel's high-water
+mark of this process, reset before each video (/proc/self/clear_refs), so both videos are measured
+in the same process after the same warm-up.
+"""
+import os
+
+import pytest
+import torch
+from detectron2.modeling import build_model
+
+from vis_zoo.engine.setup import build_config
+from vis_zoo.zoo.speed import random_video
+
+HEIGHT, WIDTH = 80, 128
+SHORT, LONG = 50, 500
+# The allocator keeps freed memory at its own pace (IFC's peak moves by up to ~12 MB between calls
+# of any length); what this test is for grows by more: VITA's or MinVIS's mask features kept for
+# the 450 extra frames would add 450 x 32 x 20 x 32 x 4 bytes = 37 MB, bool output masks 4.6 MB
+# per track (10 tracks and more).
+MARGIN_MB, MARGIN_FRACTION = 8, 0.02
+
+TINY = {
+    "minvis": ["MODEL.SEM_SEG_HEAD.CONVS_DIM", "32", "MODEL.SEM_SEG_HEAD.MASK_DIM", "32",
+               "MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS", "1",
+               "MODEL.MASK_FORMER.HIDDEN_DIM", "32", "MODEL.MASK_FORMER.NHEADS", "4",
+               "MODEL.MASK_FORMER.DIM_FEEDFORWARD", "64", "MODEL.MASK_FORMER.DEC_LAYERS", "2"],
+    "ifc": [],
+    "seqformer": [],
+    "vistr": [],
+}
+TINY["vita"] = TINY["minvis"] + [
+    "MODEL.VITA.HIDDEN_DIM", "32", "MODEL.VITA.NHEADS", "4", "MODEL.VITA.DIM_FEEDFORWARD", "64",
+    "MODEL.VITA.ENC_LAYERS", "2", "MODEL.VITA.DEC_LAYERS", "2", "MODEL.VITA.LAST_LAYER_NUM", "1",
+    # features past 8 MB are recomputed, tokens of videos past 120 frames go to disk
+    "MODEL.VIS.TEST_FEATURE_MEMORY_MB", "8",
+]
+
+
+def _high_water_mark_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def _reset_high_water_mark() -> None:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def _peak_mb(model, num_frames: int) -> float:
+    video = random_video(num_frames, HEIGHT, WIDTH, seed=num_frames, lazy=True)
+    _reset_high_water_mark()
+    with torch.no_grad():
+        output = model([video])[0]
+    peak = _high_water_mark_mb()
+    assert all(len(track) == num_frames for track in output["pred_masks"])
+    return peak
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux /proc")
+@pytest.mark.parametrize("method", ["minvis", "vita", "ifc", "seqformer", "vistr"])
+def test_peak_memory_does_not_grow_with_the_video(method):
+    opts = ["MODEL.DEVICE", "cpu", "DATASETS.TRAIN", "()", "DATASETS.TEST", "()",
+            "MODEL.VIS.OUTPUT_RLE", "True", *TINY[method]]
+    if method in ("minvis", "vita"):
+        opts += ["MODEL.SEM_SEG_HEAD.NUM_CLASSES", "5"]
+    cfg = build_config(f"configs/{method}/synthetic_R18.yaml", opts)
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    _peak_mb(model, SHORT)  # warm-up: allocator pools, oneDNN caches
+    short = _peak_mb(model, SHORT)
+    long = _peak_mb(model, LONG)
+    print(f"{method}: peak {short:.0f} MB at {SHORT} frames, {long:.0f} MB at {LONG}")
+    assert long <= short * (1 + MARGIN_FRACTION) + MARGIN_MB, (
+        f"{method}: peak memory grows with the video: {short:.0f} MB at {SHORT} frames, "
+        f"{long:.0f} MB at {LONG}")
