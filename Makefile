@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CONFIG ?= configs/vita/synthetic_R18.yaml
 
-.PHONY: setup test train
+.PHONY: setup test train lint format
 setup:  ## create $(VENV) with Python 3.10, install the pinned stack and vis_zoo (editable)
 	VENV=$(VENV) scripts/setup_env.sh
 
@@ -14,3 +14,10 @@ test:  ## the whole test suite (CPU, tiny synthetic inputs)
 
 train:  ## the main job: train + evaluate a method on the built-in synthetic dataset, into the config's OUTPUT_DIR
 	$(PY) tools/train_net.py --config-file $(CONFIG)
+
+lint:  ## ruff: pyflakes + pycodestyle at line length 100, and the formatting (settings in ruff.toml)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format:  ## rewrite the tree in the project's format, then fix what `ruff check` still reports
+	$(VENV)/bin/ruff format .

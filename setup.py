@@ -3,6 +3,7 @@
 Each folder `projects/<method>/` is installed as the package `vis_zoo_projects.<method>` so that a
 method imports the shared pieces from `vis_zoo` and never needs a `sys.path` hack.
 """
+
 import os
 
 from setuptools import find_packages, setup
@@ -11,7 +12,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def project_packages():
-    """Map every `projects/<method>` folder (with an `__init__.py`) to `vis_zoo_projects.<method>`."""
+    """Map every `projects/<method>` folder (with an `__init__.py`) to
+    `vis_zoo_projects.<method>`."""
     packages, package_dir = ["vis_zoo_projects"], {"vis_zoo_projects": "projects"}
     root = os.path.join(HERE, "projects")
     for name in sorted(os.listdir(root)):
@@ -26,7 +28,8 @@ proj_packages, proj_dirs = project_packages()
 setup(
     name="vis_zoo",
     version="0.1.0",
-    description="Transformer video instance segmentation (VisTR, IFC, SeqFormer, VITA) on detectron2",
+    description="Transformer video instance segmentation (VisTR, IFC, SeqFormer, VITA) on "
+    "detectron2",
     python_requires=">=3.10",
     packages=find_packages(include=["vis_zoo", "vis_zoo.*"]) + proj_packages,
     package_dir={**proj_dirs},

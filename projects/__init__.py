@@ -6,6 +6,7 @@ meta-architecture in detectron2's META_ARCH_REGISTRY and its config keys with
 `vis_zoo.config.register_method_config`. Nothing imports every method, so one broken method folder
 cannot stop the others.
 """
+
 import importlib
 from types import ModuleType
 from typing import Optional

@@ -1,4 +1,5 @@
 """Fixtures shared by every test directory."""
+
 import os
 
 import pytest
@@ -9,7 +10,8 @@ def synthetic_root(tmp_path_factory):
     """Cache root holding the registered synthetic datasets, generated once per test session.
 
     Sets $VIS_ZOO_CACHE to a fresh temp dir (restored afterwards), so `synthetic_vis_train`,
-    `synthetic_vis_val`, `synthetic_vis_long` and `synthetic_img_train` load from there; train and val
+    `synthetic_vis_val`, `synthetic_vis_long` and `synthetic_img_train` load from there; train and
+    val
     are generated up front (~2 s), long and img_train on first use (~1 s each). Subprocesses inherit
     the variable; passing the returned path as cfg.DATASETS.SYNTHETIC_ROOT points at the same data.
     """

@@ -30,6 +30,7 @@ The reference predates NumPy 1.18 and Python 3: it is run with ``np.float = floa
 ``unicode = str`` defined and ``np.linspace`` accepting its float count, its ``pycocotools/_mask``
 extension is taken from the installed pycocotools, and nothing else is changed.
 """
+
 import argparse
 import datetime
 import json
@@ -47,7 +48,20 @@ import pycocotools.mask as mask_util
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EVALUATE = os.path.join(REPO, "tools", "evaluate.py")
-STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+STAT_NAMES = (
+    "AP",
+    "AP50",
+    "AP75",
+    "APs",
+    "APm",
+    "APl",
+    "AR1",
+    "AR10",
+    "AR100",
+    "ARs",
+    "ARm",
+    "ARl",
+)
 OCCLUSION_LABELS = ("no_occlusion", "slight_occlusion", "severe_occlusion")
 
 
@@ -72,7 +86,8 @@ CASES = {
 
 
 def scaled(spec: CaseSpec, scale: float) -> CaseSpec:
-    """The same case with `scale` times the videos and GT tracks (at least one of each per video)."""
+    """The same case with `scale` times the videos and GT tracks (at least one of each per
+    video)."""
     videos = max(1, int(round(spec.videos * scale)))
     return replace(spec, videos=videos, gt_tracks=max(videos, int(round(spec.gt_tracks * scale))))
 
@@ -81,7 +96,9 @@ def scaled(spec: CaseSpec, scale: float) -> CaseSpec:
 # Case generation: RLEs are built from the geometry (no full-frame masks), so a 100k-frame case
 # takes seconds.
 # ----------------------------------------------------------------------------------------------
-def _ellipse_runs(rng, height: int, width: int, cy: float, cx: float, ry: float, rx: float) -> List[int]:
+def _ellipse_runs(
+    rng, height: int, width: int, cy: float, cx: float, ry: float, rx: float
+) -> List[int]:
     """Uncompressed column-major RLE counts of a filled ellipse with ±1 px ragged edges."""
     x0, x1 = max(0, int(np.ceil(cx - rx))), min(width - 1, int(np.floor(cx + rx)))
     if x1 < x0:
@@ -102,11 +119,14 @@ def _ellipse_runs(rng, height: int, width: int, cy: float, cx: float, ry: float,
     bounds[0], bounds[-1] = 0, height * width
     bounds[1:-1:2], bounds[2:-1:2] = starts, ends
     runs = np.diff(bounds)
-    return (runs[:-1] if runs[-1] == 0 else runs).tolist()  # no empty run after the last object pixel
+    return (
+        runs[:-1] if runs[-1] == 0 else runs
+    ).tolist()  # no empty run after the last object pixel
 
 
 def _track(rng, length: int, height: int, width: int, present_prob: float, like=None):
-    """One track's per-frame ellipses [(cy, cx, ry, rx) or None]; `like` = a track to copy noisily."""
+    """One track's per-frame ellipses [(cy, cx, ry, rx) or None]; `like` = a track to copy
+    noisily."""
     if like is None:
         ry = rng.uniform(0.05, 0.35) * height
         rx = rng.uniform(0.05, 0.3) * width
@@ -117,8 +137,10 @@ def _track(rng, length: int, height: int, width: int, present_prob: float, like=
     else:
         dy, dx = rng.normal(0, 0.05, size=2)
         sy, sx = rng.uniform(0.8, 1.2, size=2)
-        frames = [None if f is None else (f[0] + dy * f[2], f[1] + dx * f[3], f[2] * sy, f[3] * sx)
-                  for f in like]
+        frames = [
+            None if f is None else (f[0] + dy * f[2], f[1] + dx * f[3], f[2] * sy, f[3] * sx)
+            for f in like
+        ]
     return [f if rng.random() < present_prob else None for f in frames]
 
 
@@ -129,8 +151,9 @@ def _encode_track(rng, frames, height: int, width: int):
     segs: List[Optional[dict]] = [None] * len(frames)
     areas: List[Optional[int]] = [None] * len(frames)
     if present:
-        rles = mask_util.frPyObjects([{"counts": runs[t], "size": [height, width]} for t in present],
-                                     height, width)
+        rles = mask_util.frPyObjects(
+            [{"counts": runs[t], "size": [height, width]} for t in present], height, width
+        )
         for t, r, a in zip(present, rles, mask_util.area(rles)):
             segs[t] = {"size": [height, width], "counts": r["counts"].decode("ascii")}
             areas[t] = int(a)
@@ -143,24 +166,44 @@ def make_case(spec: CaseSpec, seed: int = 0) -> Tuple[dict, List[dict]]:
     height, width = spec.size
     cat_ids = [k + 1 for k in range(spec.categories)]
     categories = [{"id": c, "name": f"class{c}", "supercategory": "object"} for c in cat_ids]
-    gt_per_video = 1 + rng.multinomial(spec.gt_tracks - spec.videos, np.ones(spec.videos) / spec.videos)
+    gt_per_video = 1 + rng.multinomial(
+        spec.gt_tracks - spec.videos, np.ones(spec.videos) / spec.videos
+    )
     videos, annotations, results = [], [], []
     for v in range(spec.videos):
         vid = v + 1
         length = int(rng.integers(spec.frames[0], spec.frames[1] + 1))
-        videos.append({"id": vid, "height": height, "width": width, "length": length,
-                       "file_names": [f"{vid:05d}/{t:05d}.jpg" for t in range(length)]})
+        videos.append(
+            {
+                "id": vid,
+                "height": height,
+                "width": width,
+                "length": length,
+                "file_names": [f"{vid:05d}/{t:05d}.jpg" for t in range(length)],
+            }
+        )
         gts = []
         for _ in range(int(gt_per_video[v])):
             frames = _track(rng, length, height, width, present_prob=0.95)
             segs, areas = _encode_track(rng, frames, height, width)
             category = int(rng.choice(cat_ids))
-            ann = {"id": len(annotations) + 1, "video_id": vid, "category_id": category, "iscrowd": 0,
-                   "segmentations": segs, "areas": areas, "bboxes": [None] * length,
-                   "height": height, "width": width, "length": length}
+            ann = {
+                "id": len(annotations) + 1,
+                "video_id": vid,
+                "category_id": category,
+                "iscrowd": 0,
+                "segmentations": segs,
+                "areas": areas,
+                "bboxes": [None] * length,
+                "height": height,
+                "width": width,
+                "length": length,
+            }
             if spec.occlusion:
-                ann["occlusion"] = [None if s is None else str(rng.choice(OCCLUSION_LABELS, p=[0.4, 0.35, 0.25]))
-                                    for s in segs]
+                ann["occlusion"] = [
+                    None if s is None else str(rng.choice(OCCLUSION_LABELS, p=[0.4, 0.35, 0.25]))
+                    for s in segs
+                ]
             annotations.append(ann)
             gts.append((frames, category))
         for p in range(spec.preds_per_video):
@@ -173,15 +216,24 @@ def make_case(spec: CaseSpec, seed: int = 0) -> Tuple[dict, List[dict]]:
                 category = int(rng.choice(cat_ids))
                 frames = _track(rng, length, height, width, present_prob=0.9)
             segs, _ = _encode_track(rng, frames, height, width)
-            results.append({"video_id": vid, "category_id": category, "score": float(rng.random()),
-                            "segmentations": segs})
+            results.append(
+                {
+                    "video_id": vid,
+                    "category_id": category,
+                    "score": float(rng.random()),
+                    "segmentations": segs,
+                }
+            )
     return {"videos": videos, "categories": categories, "annotations": annotations}, results
 
 
 def write_case(spec: CaseSpec, seed: int, workdir: str) -> Tuple[str, str]:
     """Generate a case and write `<name>_gt.json` / `<name>_results.json` into workdir."""
     gt, results = make_case(spec, seed)
-    paths = os.path.join(workdir, f"{spec.name}_gt.json"), os.path.join(workdir, f"{spec.name}_results.json")
+    paths = (
+        os.path.join(workdir, f"{spec.name}_gt.json"),
+        os.path.join(workdir, f"{spec.name}_results.json"),
+    )
     for path, data in zip(paths, (gt, results)):
         with open(path + ".tmp", "w", encoding="utf-8") as f:
             json.dump(data, f)
@@ -220,7 +272,8 @@ ev.evaluate()
 ev.accumulate()
 ev.summarize()
 sys.stdout.flush()
-print(json.dumps({"stats": [float(x) for x in ev.stats], "after_parse_s": time.perf_counter() - t0}))
+after_parse_s = time.perf_counter() - t0
+print(json.dumps({"stats": [float(x) for x in ev.stats], "after_parse_s": after_parse_s}))
 """
 
 
@@ -265,7 +318,8 @@ def _tree_pss_kb(pid: int) -> int:
 
 
 def run_process(cmd: List[str], env: Optional[Dict[str, str]] = None, sample_memory: bool = False):
-    """Run a command as a fresh process: (wall seconds, peak RSS MB, peak PSS MB or nan, stdout, stderr).
+    """Run a command as a fresh process: (wall seconds, peak RSS MB, peak PSS MB or nan, stdout,
+    stderr).
 
     Peak RSS: ru_maxrss from os.wait4, i.e. the largest single process of the tree (what
     /usr/bin/time reports). With sample_memory, the proportional set size of the whole process tree
@@ -323,7 +377,9 @@ def parse_ours(out: str, err: str) -> Tuple[List[float], float]:
 
 def parse_reference(out: str, err: str) -> Tuple[List[float], float]:
     line = _last_json_line(out, "the reference scorer")
-    return [float("nan") if x == -1 else float(x) for x in line["stats"][:12]], line["after_parse_s"]
+    return [float("nan") if x == -1 else float(x) for x in line["stats"][:12]], line[
+        "after_parse_s"
+    ]
 
 
 def measure(cmd: List[str], parse, env: Dict[str, str], repeats: int) -> Run:
@@ -356,17 +412,31 @@ def max_stat_difference(a: List[float], b: List[float]) -> float:
 
 def format_table(rows: List[dict]) -> str:
     """Markdown table of the benchmark rows (one per case and scorer)."""
-    lines = ["| case | scorer | wall s | CPU s | after parsing s | peak RSS MB | peak PSS MB (all processes) "
-             "| faster: wall / CPU / after parsing |",
-             "|---|---|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        "| case | scorer | wall s | CPU s | after parsing s | peak RSS MB | peak PSS MB (all "
+        "processes) "
+        "| faster: wall / CPU / after parsing |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['case']} | {r['scorer']} | {r['wall_s']:.2f} | {r['cpu_s']:.2f} | {r['after_parse_s']:.3f} | "
-                     f"{r['peak_rss_mb']:.0f} | {r['peak_pss_mb']:.0f} | {r.get('speedup', '')} |")
+        lines.append(
+            f"| {r['case']} | {r['scorer']} | {r['wall_s']:.2f} | {r['cpu_s']:.2f} | "
+            f"{r['after_parse_s']:.3f} | "
+            f"{r['peak_rss_mb']:.0f} | {r['peak_pss_mb']:.0f} | {r.get('speedup', '')} |"
+        )
     return "\n".join(lines)
 
 
-def benchmark(cases: List[CaseSpec], seed: int, workdir: str, reference_root: Optional[str], repeats: int = 1,
-              threads: int = 1, workers: Optional[int] = None, log=print) -> Tuple[List[dict], bool]:
+def benchmark(
+    cases: List[CaseSpec],
+    seed: int,
+    workdir: str,
+    reference_root: Optional[str],
+    repeats: int = 1,
+    threads: int = 1,
+    workers: Optional[int] = None,
+    log=print,
+) -> Tuple[List[dict], bool]:
     """Generate every case, time our command (and the reference when given), compare the numbers.
 
     Returns (table rows, whether every comparison agreed to 1e-6)."""
@@ -377,19 +447,25 @@ def benchmark(cases: List[CaseSpec], seed: int, workdir: str, reference_root: Op
     for spec in cases:
         t0 = time.perf_counter()
         gt_path, res_path = write_case(spec, seed, workdir)
-        log(f"{spec.name}: {spec.videos} videos, {spec.gt_tracks} GT tracks, "
-            f"{spec.videos * spec.preds_per_video} predicted tracks, {spec.size[0]}x{spec.size[1]}; "
-            f"written in {time.perf_counter() - t0:.1f} s ({os.path.getsize(gt_path) / 1e6:.1f} + "
-            f"{os.path.getsize(res_path) / 1e6:.1f} MB)")
+        log(
+            f"{spec.name}: {spec.videos} videos, {spec.gt_tracks} GT tracks, "
+            f"{spec.videos * spec.preds_per_video} predicted tracks, "
+            f"{spec.size[0]}x{spec.size[1]}; written in {time.perf_counter() - t0:.1f} s "
+            f"({os.path.getsize(gt_path) / 1e6:.1f} + {os.path.getsize(res_path) / 1e6:.1f} MB)"
+        )
         ours = measure(ours_command(gt_path, res_path, workers), parse_ours, env, repeats)
         row = {"case": spec.name, "scorer": "tools/evaluate.py", **vars(ours)}
         rows.append(row)
         if reference_root:
-            ref = measure(reference_command(reference_root, gt_path, res_path), parse_reference, env, repeats)
+            ref = measure(
+                reference_command(reference_root, gt_path, res_path), parse_reference, env, repeats
+            )
             diff = max_stat_difference(ours.stats, ref.stats)
             agree &= diff <= 1e-6
-            row["speedup"] = (f"{ref.wall_s / ours.wall_s:.1f}x / {ref.cpu_s / ours.cpu_s:.1f}x / "
-                              f"{ref.after_parse_s / ours.after_parse_s:.1f}x")
+            row["speedup"] = (
+                f"{ref.wall_s / ours.wall_s:.1f}x / {ref.cpu_s / ours.cpu_s:.1f}x / "
+                f"{ref.after_parse_s / ours.after_parse_s:.1f}x"
+            )
             row["max_abs_diff"] = diff
             rows.append({"case": spec.name, "scorer": "reference ytvoseval", **vars(ref)})
             log(f"{spec.name}: max |difference| of the 12 numbers = {diff:.2g}")
@@ -408,16 +484,33 @@ def _cpu_name() -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reference-root", help="local checkout of github.com/youtubevos/cocoapi "
-                        "(holds PythonAPI/pycocotools/ytvoseval.py); without it only ours is timed")
-    parser.add_argument("--cases", default="ytvis,ovis", help="comma-separated: " + ", ".join(CASES))
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--reference-root",
+        help="local checkout of github.com/youtubevos/cocoapi "
+        "(holds PythonAPI/pycocotools/ytvoseval.py); without it only ours is timed",
+    )
+    parser.add_argument(
+        "--cases", default="ytvis,ovis", help="comma-separated: " + ", ".join(CASES)
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--scale", type=float, default=1.0, help="scale the number of videos and GT tracks")
-    parser.add_argument("--repeats", type=int, default=1, help="runs per scorer; the fastest is reported")
-    parser.add_argument("--threads", type=int, default=1, help="OMP/BLAS threads of each scorer process")
-    parser.add_argument("--workers", type=int, help="tools/evaluate.py --workers (default: its own default)")
-    parser.add_argument("--workdir", help="where the generated files go (default: a temporary folder)")
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="scale the number of videos and GT tracks"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="runs per scorer; the fastest is reported"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=1, help="OMP/BLAS threads of each scorer process"
+    )
+    parser.add_argument(
+        "--workers", type=int, help="tools/evaluate.py --workers (default: its own default)"
+    )
+    parser.add_argument(
+        "--workdir", help="where the generated files go (default: a temporary folder)"
+    )
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.cases.split(",") if n.strip()]
@@ -425,18 +518,24 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown case(s) {unknown}; choose from {sorted(CASES)}")
     if args.reference_root and not os.path.isfile(
-            os.path.join(args.reference_root, "PythonAPI", "pycocotools", "ytvoseval.py")):
-        parser.error(f"--reference-root {args.reference_root!r} has no PythonAPI/pycocotools/ytvoseval.py")
+        os.path.join(args.reference_root, "PythonAPI", "pycocotools", "ytvoseval.py")
+    ):
+        parser.error(
+            f"--reference-root {args.reference_root!r} has no PythonAPI/pycocotools/ytvoseval.py"
+        )
     cases = [scaled(CASES[n], args.scale) for n in names]
     with tempfile.TemporaryDirectory(prefix="vis_zoo_eval_bench_") as tmp:
         workdir = args.workdir or tmp
         os.makedirs(workdir, exist_ok=True)
-        rows, agree = benchmark(cases, args.seed, workdir, args.reference_root, args.repeats, args.threads,
-                                args.workers)
+        rows, agree = benchmark(
+            cases, args.seed, workdir, args.reference_root, args.repeats, args.threads, args.workers
+        )
     print()
-    print(f"{datetime.date.today().isoformat()}, {_cpu_name()}, {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f} at the end, Python {platform.python_version()}, "
-          f"{args.threads} BLAS thread(s) per scorer")
+    print(
+        f"{datetime.date.today().isoformat()}, {_cpu_name()}, {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.1f} at the end, Python {platform.python_version()}, "
+        f"{args.threads} BLAS thread(s) per scorer"
+    )
     print(format_table(rows))
     if args.json:
         with open(args.json + ".tmp", "w", encoding="utf-8") as f:

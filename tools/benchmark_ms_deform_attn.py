@@ -17,6 +17,7 @@ Peak memory, in MB (2^20 bytes), from `vis_zoo.zoo.memory`: on CUDA the allocato
 (`peak_cuda_gb`, reset before the case); on CPU the growth of the process' peak RSS (`peak_rss_gb`;
 each case runs in a fresh subprocess). Times are the median of --repeat runs after one warm-up.
 """
+
 import argparse
 import json
 import os
@@ -37,7 +38,8 @@ CASES = {
 
 
 def stacked_core(value, shapes, locations, weights):
-    """Reference formulation: sample every level, stack all samples, weight, sum (plain autograd)."""
+    """Reference formulation: sample every level, stack all samples, weight, sum (plain
+    autograd)."""
     n, _, heads, dim = value.shape
     _, lq, _, levels, points, _ = locations.shape
     per_level = value.split([h * w for h, w in shapes], dim=1)
@@ -46,7 +48,9 @@ def stacked_core(value, shapes, locations, weights):
     for lvl, (h, w) in enumerate(shapes):
         v = per_level[lvl].flatten(2).transpose(1, 2).reshape(n * heads, dim, h, w)
         g = grids[:, :, :, lvl].transpose(1, 2).flatten(0, 1)
-        samples.append(F.grid_sample(v, g, mode="bilinear", padding_mode="zeros", align_corners=False))
+        samples.append(
+            F.grid_sample(v, g, mode="bilinear", padding_mode="zeros", align_corners=False)
+        )
     wts = weights.transpose(1, 2).reshape(n * heads, 1, lq, levels * points)
     out = (torch.stack(samples, dim=-2).flatten(-2) * wts).sum(-1)
     return out.view(n, heads * dim, lq).transpose(1, 2).contiguous()
@@ -72,8 +76,11 @@ def run_case(case, impl, frames, device, backward, repeat, heads=8, points=4, ch
     if backward:
         for t in (value, loc, wts):
             t.requires_grad_(True)
-    fn = (lambda: ms_deform_attn_core(value, shapes, loc, wts)) if impl == "ours" else \
-        (lambda: stacked_core(value, shapes, loc, wts))
+    fn = (
+        (lambda: ms_deform_attn_core(value, shapes, loc, wts))
+        if impl == "ours"
+        else (lambda: stacked_core(value, shapes, loc, wts))
+    )
 
     def once():
         if backward:
@@ -98,12 +105,21 @@ def run_case(case, impl, frames, device, backward, repeat, heads=8, points=4, ch
         t0 = time.perf_counter()
         once()
         times.append(time.perf_counter() - t0)
-    return {"case": case, "impl": impl, "frames": frames, "queries": lq, "backward": backward,
-            "time_ms": 1000 * statistics.median(times), "peak_mb": peak_gb * 1024}
+    return {
+        "case": case,
+        "impl": impl,
+        "frames": frames,
+        "queries": lq,
+        "backward": backward,
+        "time_ms": 1000 * statistics.median(times),
+        "peak_mb": peak_gb * 1024,
+    }
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--frames", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
@@ -115,13 +131,30 @@ def main():
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if args.one:
-        print(json.dumps(run_case(args.one[0], args.one[1], args.frames, device, args.backward, args.repeat)))
+        print(
+            json.dumps(
+                run_case(args.one[0], args.one[1], args.frames, device, args.backward, args.repeat)
+            )
+        )
         return
     rows = []
     for case in args.cases:
         for impl in ("stacked", "ours"):
-            cmd = [sys.executable, __file__, "--one", case, impl, "--frames", str(args.frames),
-                   "--threads", str(args.threads), "--device", args.device, "--repeat", str(args.repeat)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--one",
+                case,
+                impl,
+                "--frames",
+                str(args.frames),
+                "--threads",
+                str(args.threads),
+                "--device",
+                args.device,
+                "--repeat",
+                str(args.repeat),
+            ]
             if args.backward:
                 cmd.append("--backward")
             out = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
@@ -132,7 +165,10 @@ def main():
     print(f"device={args.device} threads={args.threads} frames={args.frames} {mode}")
     print(f"{'case':15s} {'impl':8s} {'Lq':>6s} {'time ms':>10s} {'peak MB':>10s}")
     for r in rows:
-        print(f"{r['case']:15s} {r['impl']:8s} {r['queries']:6d} {r['time_ms']:10.1f} {r['peak_mb']:10.1f}")
+        print(
+            f"{r['case']:15s} {r['impl']:8s} {r['queries']:6d} {r['time_ms']:10.1f} "
+            f"{r['peak_mb']:10.1f}"
+        )
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 """Prove every method on a CUDA GPU: training with and without AMP, inference on a real-sized and a
 long video, the masked-attention kernels, and two-process (NCCL) training when two GPUs are present.
 
-    python tools/check_cuda.py                      # all methods, R-50 YouTube-VIS + synthetic configs
+    python tools/check_cuda.py                      # all methods, R-50 YouTube-VIS + synthetic
+    configs
     python tools/check_cuda.py --methods vita --json cuda_check.json
 
 Random weights throughout. For each method and config (MODEL.DEVICE is set to the device):
@@ -18,6 +19,7 @@ Prints one table and writes it as JSON (--json). Without CUDA it says so and exi
 anything; `--device cpu` runs the same checks on the CPU (small sizes, for testing this tool).
 Exit status 1 when any check failed.
 """
+
 import argparse
 import os
 import subprocess
@@ -38,10 +40,16 @@ CONFIG_NAMES = ("ytvis19_R50", "synthetic_R18")
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    p.add_argument("--config-names", nargs="+", default=list(CONFIG_NAMES),
-                   help="config file names under configs/<method>/ (without .yaml)")
+    p.add_argument(
+        "--config-names",
+        nargs="+",
+        default=list(CONFIG_NAMES),
+        help="config file names under configs/<method>/ (without .yaml)",
+    )
     p.add_argument("--device", default="cuda", help="cuda (default) or cpu (to test this tool)")
     p.add_argument("--train-iters", type=int, default=4, help="optimizer steps per training check")
     p.add_argument("--train-size", type=int, nargs=2, default=[360, 640], metavar=("H", "W"))
@@ -58,20 +66,27 @@ def cuda_unavailable_message() -> Optional[str]:
     """None when CUDA can be used, else one line saying why nothing will run."""
     if torch.cuda.is_available():
         return None
-    return (f"CUDA is not available here (torch {torch.__version__}, built with CUDA "
-            f"{torch.version.cuda or 'none'}): no check was run.")
+    return (
+        f"CUDA is not available here (torch {torch.__version__}, built with CUDA "
+        f"{torch.version.cuda or 'none'}): no check was run."
+    )
 
 
 def machine_facts(device: torch.device) -> Dict[str, object]:
-    facts = {"torch": torch.__version__, "cuda": torch.version.cuda, "device": str(device),
-             "python": sys.version.split()[0]}
+    facts = {
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "device": str(device),
+        "python": sys.version.split()[0],
+    }
     if device.type == "cuda":
         facts["gpu"] = torch.cuda.get_device_name(device)
         facts["gpu_count"] = torch.cuda.device_count()
     return facts
 
 
-# ---------------------------------------------------------------------------------------- the checks
+# ---------------------------------------------------------------------------------------- the
+# checks
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -84,7 +99,7 @@ def _reset_peak(device: torch.device) -> None:
 
 
 def _peak_gb(device: torch.device) -> Optional[float]:
-    return torch.cuda.max_memory_allocated(device) / 1024 ** 3 if device.type == "cuda" else None
+    return torch.cuda.max_memory_allocated(device) / 1024**3 if device.type == "cuda" else None
 
 
 def build_model_for(config_file: str, device: torch.device):
@@ -98,8 +113,9 @@ def build_model_for(config_file: str, device: torch.device):
     return cfg, build_model(cfg)
 
 
-def check_training(cfg, model, device: torch.device, *, amp: bool, iters: int, height: int,
-                   width: int) -> Dict[str, object]:
+def check_training(
+    cfg, model, device: torch.device, *, amp: bool, iters: int, height: int, width: int
+) -> Dict[str, object]:
     """`iters` optimizer steps on one random clip of INPUT.SAMPLING_FRAME_NUM frames.
 
     Raises AssertionError on a non-finite loss or when no parameter changed."""
@@ -109,8 +125,9 @@ def check_training(cfg, model, device: torch.device, *, amp: bool, iters: int, h
 
     model.train()
     optimizer = build_optimizer(cfg, model)
-    batch = random_training_batch(1, int(cfg.INPUT.SAMPLING_FRAME_NUM), height, width,
-                                  num_classes_from_config(cfg))
+    batch = random_training_batch(
+        1, int(cfg.INPUT.SAMPLING_FRAME_NUM), height, width, num_classes_from_config(cfg)
+    )
     # float16 + a gradient scaler on CUDA (as detectron2's AMPTrainer); CPU autocast runs bfloat16.
     amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
     scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda")
@@ -124,8 +141,9 @@ def check_training(cfg, model, device: torch.device, *, amp: bool, iters: int, h
             loss_dict = model(batch)
         loss = sum(loss_dict.values())
         if not torch.isfinite(loss):
-            raise AssertionError(f"non-finite loss {float(loss)}: "
-                                 f"{ {k: float(v) for k, v in loss_dict.items()} }")
+            raise AssertionError(
+                f"non-finite loss {float(loss)}: { {k: float(v) for k, v in loss_dict.items()} }"
+            )
         optimizer.zero_grad()
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -138,12 +156,17 @@ def check_training(cfg, model, device: torch.device, *, amp: bool, iters: int, h
     if changed == 0:
         raise AssertionError(f"no parameter changed in {iters} steps (losses {losses})")
     model.eval()
-    return {"s_per_iter": sorted(times)[len(times) // 2], "peak_gb": _peak_gb(device),
-            "detail": f"loss {losses[0]:.3g} -> {losses[-1]:.3g}, {changed}/{len(after)} tensors changed"}
+    return {
+        "s_per_iter": sorted(times)[len(times) // 2],
+        "peak_gb": _peak_gb(device),
+        "detail": f"loss {losses[0]:.3g} -> {losses[-1]:.3g}, {changed}/{len(after)} tensors "
+        "changed",
+    }
 
 
-def check_inference(cfg, model, device: torch.device, *, frames: int, height: int,
-                    width: int) -> Dict[str, object]:
+def check_inference(
+    cfg, model, device: torch.device, *, frames: int, height: int, width: int
+) -> Dict[str, object]:
     """One random video through the model's inference path; finite, valid outputs; synchronised
     frames per second (after a warm-up call on a 2-frame video) and peak CUDA memory."""
     from vis_zoo.evaluation.results import video_output_to_results
@@ -164,8 +187,11 @@ def check_inference(cfg, model, device: torch.device, *, frames: int, height: in
         raise AssertionError(f"non-finite scores: {scores.tolist()}")
     # Raises a ValueError naming the video when masks, lengths or sizes are inconsistent.
     results = video_output_to_results(0, output, length=frames, height=height, width=width)
-    return {"fps": frames / seconds, "peak_gb": _peak_gb(device),
-            "detail": f"{len(results)} tracks, {seconds:.2f} s"}
+    return {
+        "fps": frames / seconds,
+        "peak_gb": _peak_gb(device),
+        "detail": f"{len(results)} tracks, {seconds:.2f} s",
+    }
 
 
 def check_attention(device: torch.device) -> Dict[str, object]:
@@ -185,11 +211,15 @@ def check_attention(device: torch.device) -> Dict[str, object]:
     worst = 0.0
     dtypes = [torch.float32] + ([torch.float16] if device.type == "cuda" else [])
     for dtype in dtypes:
-        with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+        with (
+            torch.no_grad(),
+            torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32),
+        ):
             fused = attention(query, key, key, attn_mask=blocked)[0].float()
         with torch.no_grad():
-            reference = torch.nn.MultiheadAttention.forward(attention, query, key, key, attn_mask=blocked,
-                                                            need_weights=True)[0]
+            reference = torch.nn.MultiheadAttention.forward(
+                attention, query, key, key, attn_mask=blocked, need_weights=True
+            )[0]
         if not torch.isfinite(fused).all():
             raise AssertionError(f"non-finite attention output in {dtype}")
         error = (fused - reference).abs().max().item()
@@ -200,13 +230,31 @@ def check_attention(device: torch.device) -> Dict[str, object]:
     return {"detail": f"max |fused - explicit softmax| {worst:.2g} ({', '.join(map(str, dtypes))})"}
 
 
-def check_two_process_training(config_file: str, output_dir: str, iters: int = 4) -> Dict[str, object]:
-    """tools/train_net.py --num-gpus 2 for `iters` iterations (NCCL); finite losses in metrics.json."""
+def check_two_process_training(
+    config_file: str, output_dir: str, iters: int = 4
+) -> Dict[str, object]:
+    """tools/train_net.py --num-gpus 2 for `iters` iterations (NCCL); finite losses in
+    metrics.json."""
     import json
 
-    cmd = [sys.executable, os.path.join(REPO_ROOT, "tools", "train_net.py"), "--config-file", config_file,
-           "--num-gpus", "2", "SOLVER.MAX_ITER", str(iters), "SOLVER.CHECKPOINT_PERIOD", str(iters),
-           "TEST.EVAL_PERIOD", "0", "DATASETS.TEST", "()", "OUTPUT_DIR", output_dir]
+    cmd = [
+        sys.executable,
+        os.path.join(REPO_ROOT, "tools", "train_net.py"),
+        "--config-file",
+        config_file,
+        "--num-gpus",
+        "2",
+        "SOLVER.MAX_ITER",
+        str(iters),
+        "SOLVER.CHECKPOINT_PERIOD",
+        str(iters),
+        "TEST.EVAL_PERIOD",
+        "0",
+        "DATASETS.TEST",
+        "()",
+        "OUTPUT_DIR",
+        output_dir,
+    ]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     if proc.returncode != 0:
@@ -216,12 +264,21 @@ def check_two_process_training(config_file: str, output_dir: str, iters: int = 4
     losses = [x for x in losses if x is not None]
     if not losses or not all(x == x and abs(x) != float("inf") for x in losses):
         raise AssertionError(f"losses in metrics.json: {losses}")
-    return {"detail": f"{iters} iterations in {time.perf_counter() - start:.0f} s, last loss {losses[-1]:.3g}"}
+    return {
+        "detail": f"{iters} iterations in {time.perf_counter() - start:.0f} s, last loss "
+        f"{losses[-1]:.3g}"
+    }
 
 
 # -------------------------------------------------------------------------------------- the table
-def run_check(rows: List[dict], method: str, config: str, name: str, fn: Callable[[], dict],
-              device: torch.device) -> None:
+def run_check(
+    rows: List[dict],
+    method: str,
+    config: str,
+    name: str,
+    fn: Callable[[], dict],
+    device: torch.device,
+) -> None:
     """Run one check, append its row (status "ok" or "FAIL"), print progress."""
     row = {"method": method, "config": config, "check": name}
     try:
@@ -240,21 +297,27 @@ def run_check(rows: List[dict], method: str, config: str, name: str, fn: Callabl
 
 def format_table(rows: Sequence[dict]) -> str:
     """Markdown table of the rows (method, config, check, status, s/iter, fps, peak GB, detail)."""
+
     def number(value, digits):
         return "—" if value is None else f"{value:.{digits}f}"
 
-    lines = ["| method | config | check | status | s/iter | fps | peak GB | detail |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| method | config | check | status | s/iter | fps | peak GB | detail |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         detail = str(r.get("detail", "")).replace("|", "/").replace("\n", " ")[:160]
-        lines.append(f"| {r['method']} | {r['config']} | {r['check']} | {r['status']} | "
-                     f"{number(r.get('s_per_iter'), 3)} | {number(r.get('fps'), 2)} | "
-                     f"{number(r.get('peak_gb'), 2)} | {detail} |")
+        lines.append(
+            f"| {r['method']} | {r['config']} | {r['check']} | {r['status']} | "
+            f"{number(r.get('s_per_iter'), 3)} | {number(r.get('fps'), 2)} | "
+            f"{number(r.get('peak_gb'), 2)} | {detail} |"
+        )
     return "\n".join(lines)
 
 
-def check_config(rows: List[dict], method: str, config_name: str, config_file: str,
-                 device: torch.device, args) -> None:
+def check_config(
+    rows: List[dict], method: str, config_name: str, config_file: str, device: torch.device, args
+) -> None:
     """Build, train (fp32, AMP) and infer (real-sized and long video) one config; rows appended.
     The model goes out of scope on return, so one config's memory is freed before the next."""
     built: Dict[str, object] = {}
@@ -269,16 +332,33 @@ def check_config(rows: List[dict], method: str, config_name: str, config_file: s
         return
     cfg, model = built["cfg"], built["model"]
     for amp in (False, True):
-        run_check(rows, method, config_name, "train AMP" if amp else "train fp32",
-                  lambda amp=amp: check_training(cfg, model, device, amp=amp, iters=args.train_iters,
-                                                 height=args.train_size[0],
-                                                 width=args.train_size[1]),
-                  device)
+        run_check(
+            rows,
+            method,
+            config_name,
+            "train AMP" if amp else "train fp32",
+            lambda amp=amp: check_training(
+                cfg,
+                model,
+                device,
+                amp=amp,
+                iters=args.train_iters,
+                height=args.train_size[0],
+                width=args.train_size[1],
+            ),
+            device,
+        )
     for frames, (h, w) in ((args.frames, args.size), (args.long_frames, args.long_size)):
-        run_check(rows, method, config_name, f"infer {frames}×{h}×{w}",
-                  lambda frames=frames, h=h, w=w: check_inference(cfg, model, device, frames=frames,
-                                                                  height=h, width=w),
-                  device)
+        run_check(
+            rows,
+            method,
+            config_name,
+            f"infer {frames}×{h}×{w}",
+            lambda frames=frames, h=h, w=w: check_inference(
+                cfg, model, device, frames=frames, height=h, width=w
+            ),
+            device,
+        )
 
 
 def main(argv=None) -> int:
@@ -304,8 +384,14 @@ def main(argv=None) -> int:
         for method in args.methods:
             config_file = os.path.join(REPO_ROOT, "configs", method, "synthetic_R18.yaml")
             with tempfile.TemporaryDirectory() as out:
-                run_check(rows, method, "synthetic_R18", "train 2 processes (NCCL)",
-                          lambda: check_two_process_training(config_file, out), device)
+                run_check(
+                    rows,
+                    method,
+                    "synthetic_R18",
+                    "train 2 processes (NCCL)",
+                    lambda: check_two_process_training(config_file, out),
+                    device,
+                )
     table = format_table(rows)
     facts = machine_facts(device)
     print(f"\n{facts}\n\n{table}")

@@ -2,7 +2,8 @@
 """Run a VIS Zoo model on your own video and write an annotated video.
 
     python tools/demo.py --input my_video.mp4 --config-file configs/vita/ytvis19_R50.yaml \
-        --output demo_out --weights model_final.pth [--save-frames] [--save-masks] [--results-json] \
+        --output demo_out --weights model_final.pth [--save-frames] [--save-masks] [--results-json]
+        \
         [--confidence-threshold 0.3] [KEY VALUE ...]
 
 Input: a video file (anything OpenCV reads) or a folder of frame images (natural name order).
@@ -24,6 +25,7 @@ RLE-encoded into a temporary file as each frame is finished (MODEL.VIS.OUTPUT_RL
 read back frame by frame for rendering and for results.json, and every model's long-video path is
 bounded (docs/long_videos.md). The annotated video is rendered in a second lazy pass over the input.
 """
+
 import argparse
 import colorsys
 import json
@@ -43,25 +45,49 @@ logger = logging.getLogger("vis_zoo.demo")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--input", required=True, help="video file or folder of frame images")
     parser.add_argument("--output", required=True, help="output folder (created)")
     parser.add_argument("--weights", default=None, help="checkpoint (same as MODEL.WEIGHTS PATH)")
-    parser.add_argument("--confidence-threshold", type=float, default=0.5,
-                        help="draw tracks whose score is at least this (results.json keeps every prediction)")
-    parser.add_argument("--max-tracks", type=int, default=20, help="draw at most this many tracks (highest score)")
-    parser.add_argument("--save-frames", action="store_true", help="also write the annotated frames as JPEGs")
-    parser.add_argument("--save-masks", action="store_true", help="also write one binary PNG per track and frame")
-    parser.add_argument("--results-json", action="store_true", help="also write results.json (submission format)")
-    parser.add_argument("--max-frames", type=int, default=None, help="only the first N frames of the input")
-    parser.add_argument("--fps", type=float, default=None, help="output frame rate (default: the input's)")
-    parser.add_argument("--render-min-size", type=int, default=360,
-                        help="draw a video whose short side is below this many pixels at an integer "
-                             "multiple of its size, so that labels stay small against it (0: never)")
+    parser.add_argument(
+        "--confidence-threshold",
+        type=float,
+        default=0.5,
+        help="draw tracks whose score is at least this (results.json keeps every prediction)",
+    )
+    parser.add_argument(
+        "--max-tracks", type=int, default=20, help="draw at most this many tracks (highest score)"
+    )
+    parser.add_argument(
+        "--save-frames", action="store_true", help="also write the annotated frames as JPEGs"
+    )
+    parser.add_argument(
+        "--save-masks", action="store_true", help="also write one binary PNG per track and frame"
+    )
+    parser.add_argument(
+        "--results-json", action="store_true", help="also write results.json (submission format)"
+    )
+    parser.add_argument(
+        "--max-frames", type=int, default=None, help="only the first N frames of the input"
+    )
+    parser.add_argument(
+        "--fps", type=float, default=None, help="output frame rate (default: the input's)"
+    )
+    parser.add_argument(
+        "--render-min-size",
+        type=int,
+        default=360,
+        help="draw a video whose short side is below this many pixels at an integer "
+        "multiple of its size, so that labels stay small against it (0: never)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument("--allow-random-weights", action="store_true",
-                        help="run without MODEL.WEIGHTS (a random model: meaningless masks) "
-                             "on purpose")
+    parser.add_argument(
+        "--allow-random-weights",
+        action="store_true",
+        help="run without MODEL.WEIGHTS (a random model: meaningless masks) on purpose",
+    )
     # --config-file, --train-data/--test-data (class names), trailing KEY VALUE or --opts overrides
     add_config_arguments(parser)
     return parser.parse_args(argv)
@@ -95,8 +121,9 @@ def zoom_frame(frame_bgr: np.ndarray, masks: Sequence[Optional[np.ndarray]], zoo
         return frame_bgr, masks
     height, width = frame_bgr.shape[:2]
     frame = cv2.resize(frame_bgr, (width * zoom, height * zoom), interpolation=cv2.INTER_LINEAR)
-    return frame, [None if m is None else np.repeat(np.repeat(m, zoom, axis=0), zoom, axis=1)
-                   for m in masks]
+    return frame, [
+        None if m is None else np.repeat(np.repeat(m, zoom, axis=0), zoom, axis=1) for m in masks
+    ]
 
 
 def label_style(height: int, width: int) -> Dict[str, float]:
@@ -111,6 +138,7 @@ def label_style(height: int, width: int) -> Dict[str, float]:
 def fit_label(text: str, max_width: int, style: Dict[str, float]):
     """(text, (w, h), baseline) of the label, shortened until it fits `max_width` pixels: first the
     class name loses letters (ending in "."), then the text is cut from the end."""
+
     def size(t):
         return cv2.getTextSize(t, FONT, style["scale"], style["thickness"])
 
@@ -126,8 +154,16 @@ def fit_label(text: str, max_width: int, style: Dict[str, float]):
     return text, (w, h), base
 
 
-def place_label(box_w: int, box_h: int, anchor_x: int, anchor_y: int, mask_bottom: int,
-                height: int, width: int, taken: List[Sequence[int]]) -> Sequence[int]:
+def place_label(
+    box_w: int,
+    box_h: int,
+    anchor_x: int,
+    anchor_y: int,
+    mask_bottom: int,
+    height: int,
+    width: int,
+    taken: List[Sequence[int]],
+) -> Sequence[int]:
     """Top-left corner (x, y) of a box_w x box_h label for a mask whose top-left is the anchor:
     just above the mask, else just inside its top, else just below it, each moved down past the
     labels already placed; always inside the frame. `taken` holds the placed boxes (x0, y0, x1, y1).
@@ -149,8 +185,13 @@ def place_label(box_w: int, box_h: int, anchor_x: int, anchor_y: int, mask_botto
     return x, int(np.clip(anchor_y, 0, max(0, height - box_h)))
 
 
-def draw_tracks(frame_bgr: np.ndarray, masks: Sequence[Optional[np.ndarray]], track_ids: Sequence[int],
-                labels: Sequence[str], alpha: float = 0.45) -> np.ndarray:
+def draw_tracks(
+    frame_bgr: np.ndarray,
+    masks: Sequence[Optional[np.ndarray]],
+    track_ids: Sequence[int],
+    labels: Sequence[str],
+    alpha: float = 0.45,
+) -> np.ndarray:
     """Overlay one frame's masks: a translucent fill in the track's colour, an outline (dark, then
     the colour) that stays visible on a background of the same colour, and a label box kept inside
     the frame and clear of the other labels. Text size follows the frame size (`label_style`).
@@ -171,10 +212,14 @@ def draw_tracks(frame_bgr: np.ndarray, masks: Sequence[Optional[np.ndarray]], tr
             continue
         canvas[mask] = (1 - alpha) * canvas[mask] + alpha * track_color(tid)
     out = canvas.clip(0, 255).astype(np.uint8)
-    present = [(m, t, text) for m, t, text in zip(masks, track_ids, labels) if m is not None and m.any()]
+    present = [
+        (m, t, text) for m, t, text in zip(masks, track_ids, labels) if m is not None and m.any()
+    ]
     for mask, tid, _ in present:
         color = tuple(int(c) for c in track_color(tid))
-        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        contours, _ = cv2.findContours(
+            mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+        )
         cv2.drawContours(out, contours, -1, (0, 0, 0), style["outline"] + 2, cv2.LINE_AA)
         cv2.drawContours(out, contours, -1, color, style["outline"], cv2.LINE_AA)
     taken: List[Sequence[int]] = []
@@ -184,20 +229,30 @@ def draw_tracks(frame_bgr: np.ndarray, masks: Sequence[Optional[np.ndarray]], tr
         text, (tw, th), base = fit_label(text, width - 2 * pad, style)
         box_w, box_h = tw + 2 * pad, th + base + 2 * pad
         ys, xs = np.nonzero(mask)
-        x, y = place_label(box_w, box_h, int(xs.min()), int(ys.min()), int(ys.max()), height, width,
-                           taken)
+        x, y = place_label(
+            box_w, box_h, int(xs.min()), int(ys.min()), int(ys.max()), height, width, taken
+        )
         taken.append((x, y, x + box_w, y + box_h))
         cv2.rectangle(out, (x, y), (x + box_w - 1, y + box_h - 1), color, -1)
         # dark text on a light colour, white on a dark one
         luminance = 0.114 * color[0] + 0.587 * color[1] + 0.299 * color[2]
         ink = (0, 0, 0) if luminance > 140 else (255, 255, 255)
-        cv2.putText(out, text, (x + pad, y + pad + th), FONT, style["scale"], ink, style["thickness"],
-                    cv2.LINE_AA)
+        cv2.putText(
+            out,
+            text,
+            (x + pad, y + pad + th),
+            FONT,
+            style["scale"],
+            ink,
+            style["thickness"],
+            cv2.LINE_AA,
+        )
     return out
 
 
 def frame_mask(track_masks, frame: int) -> Optional[np.ndarray]:
-    """One frame of one track: entries are a bool [T, H, W] tensor or a list of T RLE dicts / None."""
+    """One frame of one track: entries are a bool [T, H, W] tensor or a list of T RLE dicts /
+    None."""
     if isinstance(track_masks, torch.Tensor):
         return track_masks[frame].cpu().numpy().astype(bool)
     rle = track_masks[frame]
@@ -221,15 +276,20 @@ def build_demo_model(cfg, allow_random_weights: bool = False):
 
     model = build_model(cfg)
     if cfg.MODEL.WEIGHTS:
-        # the training tools' checkpointer: a damaged file is named in the error, models adapt old weights
+        # the training tools' checkpointer: a damaged file is named in the error, models adapt old
+        # weights
         # strict: a checkpoint of another method or config is an error naming what does not fit
         AtomicDetectionCheckpointer(model, strict_model=True).load(cfg.MODEL.WEIGHTS)
     elif allow_random_weights:
-        logger.warning("MODEL.WEIGHTS is empty: the model has random weights (predictions are meaningless)")
+        logger.warning(
+            "MODEL.WEIGHTS is empty: the model has random weights (predictions are meaningless)"
+        )
     else:
-        raise SystemExit("error: no weights: give --weights PATH (e.g. output/<run>/model_final.pth) "
-                         "or MODEL.WEIGHTS PATH; --allow-random-weights runs a random model on "
-                         "purpose")
+        raise SystemExit(
+            "error: no weights: give --weights PATH (e.g. output/<run>/model_final.pth) "
+            "or MODEL.WEIGHTS PATH; --allow-random-weights runs a random model on "
+            "purpose"
+        )
     return model.eval()
 
 
@@ -252,7 +312,7 @@ def model_input_fn(cfg, height: int, width: int):
             image = frame_bgr
         elif image_format == "RGB":
             image = frame_bgr[:, :, ::-1]
-        else:  # any other detectron2 format (e.g. "L", "YUV-BT.601") through PIL, as read_image does
+        else:  # any other detectron2 format ("L", "YUV-BT.601", ...) through PIL, as read_image
             image = convert_PIL_to_numpy(Image.fromarray(frame_bgr[:, :, ::-1]), image_format)
         return to_model(image)
 
@@ -275,8 +335,12 @@ def dataset_info(cfg):
     return names, (invert_id_map(id_map) if id_map else None)
 
 
-def describe_tracks(output: Dict, class_names: Optional[Sequence[str]],
-                    to_dataset_id: Optional[Dict], drawn: Sequence[int]) -> Dict[int, Dict[str, object]]:
+def describe_tracks(
+    output: Dict,
+    class_names: Optional[Sequence[str]],
+    to_dataset_id: Optional[Dict],
+    drawn: Sequence[int],
+) -> Dict[int, Dict[str, object]]:
     """Every output track, highest score first: {index: {"id", "class", "category_id", "score",
     "drawn"}}; "class" is the dataset's class name ("class <k>" without names), "category_id" the
     dataset's own id (None without the metadata)."""
@@ -285,14 +349,19 @@ def describe_tracks(output: Dict, class_names: Optional[Sequence[str]],
     for i in torch.argsort(scores, descending=True).tolist():
         label = int(output["pred_labels"][i])
         known = bool(class_names) and 0 <= label < len(class_names)
-        tracks[i] = {"id": i, "class": class_names[label] if known else f"class {label}",
-                     "category_id": to_dataset_id.get(label) if to_dataset_id else None,
-                     "score": round(float(scores[i]), 4), "drawn": i in drawn}
+        tracks[i] = {
+            "id": i,
+            "class": class_names[label] if known else f"class {label}",
+            "category_id": to_dataset_id.get(label) if to_dataset_id else None,
+            "score": round(float(scores[i]), 4),
+            "drawn": i in drawn,
+        }
     return tracks
 
 
 def select_tracks(output: Dict, threshold: float, max_tracks: int) -> List[int]:
-    """Indices of the predictions to draw: score >= threshold, highest scores first, at most max_tracks."""
+    """Indices of the predictions to draw: score >= threshold, highest scores first, at most
+    max_tracks."""
     scores = output["pred_scores"].float().cpu()
     order = torch.argsort(scores, descending=True).tolist()
     return [i for i in order if float(scores[i]) >= threshold][:max_tracks]
@@ -300,7 +369,8 @@ def select_tracks(output: Dict, threshold: float, max_tracks: int) -> List[int]:
 
 # ----------------------------------------------------------------------------------------- main
 def run_demo(args) -> Dict[str, object]:
-    """Run the demo; returns {"video": path, "num_frames": T, "num_predictions": K, "drawn": [ids], ...}."""
+    """Run the demo; returns {"video": path, "num_frames": T, "num_predictions": K, "drawn": [ids],
+    ...}."""
     from tqdm import tqdm
 
     from vis_zoo.engine.setup import build_config
@@ -327,7 +397,9 @@ def run_demo(args) -> Dict[str, object]:
     class_names, to_dataset_id = dataset_info(cfg)
 
     bar = tqdm(total=length, desc="inference (frames read)", unit="frame", disable=args.no_progress)
-    frames = MappedFrames(source, model_input_fn(cfg, height, width), on_first_read=lambda i: bar.update(1))
+    frames = MappedFrames(
+        source, model_input_fn(cfg, height, width), on_first_read=lambda i: bar.update(1)
+    )
     video = {"video_id": 0, "height": height, "width": width, "length": length, "image": frames}
     with torch.no_grad():
         output = model([video])[0]
@@ -349,17 +421,21 @@ def run_demo(args) -> Dict[str, object]:
             mask_dirs[i] = os.path.join(args.output, "masks", folder)
             track["masks"] = os.path.join("masks", folder)
             os.makedirs(mask_dirs[i], exist_ok=True)
-    # Written under a temporary name, renamed at the end and removed on failure, so a crash leaves no
+    # Written under a temporary name, renamed at the end and removed on failure, so a crash leaves
+    # no
     # half video behind.
     tmp_path = os.path.join(args.output, f".{name}.tmp.mp4")
     zoom = render_zoom(height, width, args.render_min_size)
-    writer = cv2.VideoWriter(tmp_path, cv2.VideoWriter_fourcc(*"mp4v"), fps,
-                             (width * zoom, height * zoom))
+    writer = cv2.VideoWriter(
+        tmp_path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width * zoom, height * zoom)
+    )
     if not writer.isOpened():
         writer.release()
         if os.path.exists(tmp_path):
             os.remove(tmp_path)
-        raise RuntimeError(f"cannot open a video writer for {tmp_path!r} (OpenCV without an mp4v encoder?)")
+        raise RuntimeError(
+            f"cannot open a video writer for {tmp_path!r} (OpenCV without an mp4v encoder?)"
+        )
     rendered = False
     try:
         for t in tqdm(range(length), desc="rendering", unit="frame", disable=args.no_progress):
@@ -372,8 +448,11 @@ def run_demo(args) -> Dict[str, object]:
                 cv2.imwrite(os.path.join(frames_dir, f"{t:05d}.jpg"), annotated)
             for i, folder in mask_dirs.items():
                 mask = masks[i]
-                png = (np.zeros((height, width), np.uint8) if mask is None
-                       else mask.astype(np.uint8) * 255)
+                png = (
+                    np.zeros((height, width), np.uint8)
+                    if mask is None
+                    else mask.astype(np.uint8) * 255
+                )
                 cv2.imwrite(os.path.join(folder, f"{t:05d}.png"), png)
         rendered = True
     finally:
@@ -383,17 +462,34 @@ def run_demo(args) -> Dict[str, object]:
             os.remove(tmp_path)  # a crash midway: the half-written video must not stay behind
     os.replace(tmp_path, video_path)
 
-    summary = {"video": video_path, "num_frames": length, "height": height, "width": width,
-               "video_height": height * zoom, "video_width": width * zoom,
-               "num_predictions": int(len(output["pred_scores"])), "drawn": drawn, "labels": labels,
-               "confidence_threshold": args.confidence_threshold, "max_tracks": args.max_tracks,
-               "class_names": class_names, "tracks": list(tracks.values())}
+    summary = {
+        "video": video_path,
+        "num_frames": length,
+        "height": height,
+        "width": width,
+        "video_height": height * zoom,
+        "video_width": width * zoom,
+        "num_predictions": int(len(output["pred_scores"])),
+        "drawn": drawn,
+        "labels": labels,
+        "confidence_threshold": args.confidence_threshold,
+        "max_tracks": args.max_tracks,
+        "class_names": class_names,
+        "tracks": list(tracks.values()),
+    }
     if args.results_json:
         summary["results_json"] = os.path.join(args.output, "results.json")
-        # entry by entry and frame by frame from the masks on disk: a long video's never all in memory
+        # entry by entry and frame by frame from the masks on disk: a long video's never all in
+        # memory
         with ResultsJsonWriter(summary["results_json"]) as results:
-            results.add_video(0, output, length=length, height=height, width=width,
-                              contiguous_to_dataset_id=to_dataset_id)
+            results.add_video(
+                0,
+                output,
+                length=length,
+                height=height,
+                width=width,
+                contiguous_to_dataset_id=to_dataset_id,
+            )
     with atomic_open(os.path.join(args.output, "demo_summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
     return summary
@@ -413,11 +509,16 @@ def main(argv=None) -> int:
         return 2
     note = ""
     if summary["tracks"] and not summary["drawn"]:
-        note = (f"; no track reached --confidence-threshold {summary['confidence_threshold']} "
-                f"(best score {summary['tracks'][0]['score']:.2f})")
-    print(f"wrote {summary['video']} ({summary['num_frames']} frames, {summary['num_predictions']} predictions, "
-          f"{len(summary['drawn'])} drawn{note}); every track: "
-          f"{os.path.join(os.path.dirname(summary['video']), 'demo_summary.json')}")
+        note = (
+            f"; no track reached --confidence-threshold {summary['confidence_threshold']} "
+            f"(best score {summary['tracks'][0]['score']:.2f})"
+        )
+    print(
+        f"wrote {summary['video']} ({summary['num_frames']} frames, {summary['num_predictions']} "
+        "predictions, "
+        f"{len(summary['drawn'])} drawn{note}); every track: "
+        f"{os.path.join(os.path.dirname(summary['video']), 'demo_summary.json')}"
+    )
     return 0
 
 

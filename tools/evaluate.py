@@ -11,6 +11,7 @@ Only numpy and pycocotools are imported: the metric module is loaded on its own,
 the `vis_zoo` package (whose import registers the datasets with detectron2 and so loads torch,
 ~2 s and ~550 MB before any work).
 """
+
 import time
 
 _T_START = time.perf_counter()  # before the imports: --timings reports them
@@ -49,16 +50,28 @@ def load_metric():
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("gt_json", help="YouTube-VIS / OVIS annotation JSON with annotations")
     parser.add_argument("results", help="results.json (list of predicted tracks) or results.zip")
-    parser.add_argument("--ovis", action="store_true",
-                        help="report the OVIS occlusion APs/ARs (automatic when the GT has occlusion labels)")
-    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
-                        help="processes for the mask work (default: 2 where there are 2 CPUs)")
-    parser.add_argument("--timings", action="store_true",
-                        help="print to stderr a JSON line with the seconds spent importing, parsing and scoring "
-                             "(wall), and the CPU seconds of this process and of its worker")
+    parser.add_argument(
+        "--ovis",
+        action="store_true",
+        help="report the OVIS occlusion APs/ARs (automatic when the GT has occlusion labels)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="processes for the mask work (default: 2 where there are 2 CPUs)",
+    )
+    parser.add_argument(
+        "--timings",
+        action="store_true",
+        help="print to stderr a JSON line with the seconds spent importing, parsing and scoring "
+        "(wall), and the CPU seconds of this process and of its worker",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     metric = load_metric()
@@ -72,11 +85,14 @@ def main(argv=None) -> int:
             results = metric.load_results_file(args.results)
         t_parsed = time.perf_counter()
         if not gt.get("videos"):
-            raise ValueError(f"GT JSON {args.gt_json!r} has no videos (its 'videos' list is empty or missing): "
-                             "there is nothing to score")
+            raise ValueError(
+                f"GT JSON {args.gt_json!r} has no videos (its 'videos' list is empty or missing): "
+                "there is nothing to score"
+            )
         if not gt.get("annotations"):
             raise ValueError(
-                f"GT JSON {args.gt_json!r} has no annotations (a valid/test split): no local score is "
+                f"GT JSON {args.gt_json!r} has no annotations (a valid/test split): no local score "
+                "is "
                 "possible; submit the results.zip to the evaluation server"
             )
         result = metric.evaluate_ytvis(gt, results, ovis=True if args.ovis else None, worker=worker)
@@ -87,14 +103,28 @@ def main(argv=None) -> int:
         if worker is not None:
             worker.close()
     print(metric.format_results_table(result))
-    numbers = {k: (None if math.isnan(v) else round(v, 6)) for k, v in result.as_percentages().items()}
+    numbers = {
+        k: (None if math.isnan(v) else round(v, 6)) for k, v in result.as_percentages().items()
+    }
     print(json.dumps(numbers), flush=True)
     if args.timings:
         t_end = time.perf_counter()
-        own, helper = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-        print(json.dumps({"import_s": t_imported - _T_START, "parse_s": t_parsed - t_imported,
-                          "after_parse_s": t_end - t_parsed, "cpu_s": own.ru_utime + own.ru_stime,
-                          "worker_cpu_s": helper.ru_utime + helper.ru_stime}), file=sys.stderr)
+        own, helper = (
+            resource.getrusage(resource.RUSAGE_SELF),
+            resource.getrusage(resource.RUSAGE_CHILDREN),
+        )
+        print(
+            json.dumps(
+                {
+                    "import_s": t_imported - _T_START,
+                    "parse_s": t_parsed - t_imported,
+                    "after_parse_s": t_end - t_parsed,
+                    "cpu_s": own.ru_utime + own.ru_stime,
+                    "worker_cpu_s": helper.ru_utime + helper.ru_stime,
+                }
+            ),
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -9,9 +9,11 @@
         --test-data my/valid.json my/frames                          # YouTube-VIS-format data
 
 Trailing `KEY VALUE` pairs override the config (`--opts KEY VALUE ...` is the same). The terminal
-shows a summary and the progress; OUTPUT_DIR/log.txt has everything (docs/training.md). The method is chosen by MODEL.META_ARCHITECTURE.
+shows a summary and the progress; OUTPUT_DIR/log.txt has everything (docs/training.md). The method
+is chosen by MODEL.META_ARCHITECTURE.
 A config with MODEL.INIT_STAGE_CONFIG first trains that config (vis_zoo/engine/init_stage.py).
 """
+
 import logging
 import os
 import shlex
@@ -36,13 +38,18 @@ def main(args):
         cfg = setup(args)
     _RUN["output_dir"] = cfg.OUTPUT_DIR
     if args.eval_only:
-        check_eval_weights(cfg, resume=args.resume,
-                           allow_random_weights=getattr(args, "allow_random_weights", False))
+        check_eval_weights(
+            cfg,
+            resume=args.resume,
+            allow_random_weights=getattr(args, "allow_random_weights", False),
+        )
     logger.info(run_summary(cfg, eval_only=args.eval_only, resume=args.resume))
     if args.eval_only:
         model = VISTrainer.build_model(cfg)
         # strict: weights of another method or config must not be evaluated as if they fitted
-        checkpointer = AtomicDetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR, strict_model=True)
+        checkpointer = AtomicDetectionCheckpointer(
+            model, save_dir=cfg.OUTPUT_DIR, strict_model=True
+        )
         checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         results = VISTrainer.test(cfg, model)
         if comm.is_main_process():
@@ -50,7 +57,8 @@ def main(args):
         return results
 
     if cfg.MODEL.INIT_STAGE_CONFIG and not cfg.MODEL.WEIGHTS:
-        # train the initialisation stage (unless a resumed run has its own checkpoint to continue from)
+        # train the initialisation stage (unless a resumed run has its own checkpoint to continue
+        # from)
         if not (args.resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint"))):
             weights = run_init_stage(cfg, args.config_file, VISTrainer)
             cfg.defrost()
@@ -65,9 +73,11 @@ def main(args):
 def cli(argv=None, main_func=main):
     """Parse the command line, run `main_func(args)` in each process (tests pass a wrapper)."""
     parser = build_argument_parser(__doc__)
-    parser.add_argument("--allow-random-weights", action="store_true",
-                        help="with --eval-only: evaluate without MODEL.WEIGHTS (a random model) "
-                             "on purpose")
+    parser.add_argument(
+        "--allow-random-weights",
+        action="store_true",
+        help="with --eval-only: evaluate without MODEL.WEIGHTS (a random model) on purpose",
+    )
     args = parser.parse_args(argv)
     try:
         return launch(
@@ -80,8 +90,10 @@ def cli(argv=None, main_func=main):
         )
     except KeyboardInterrupt:
         # Ctrl-C: one line saying how to go on, instead of a traceback from wherever training was
-        print(f"\n{interrupted_message(args, sys.argv if argv is None else [__file__, *argv])}",
-              file=sys.stderr)
+        print(
+            f"\n{interrupted_message(args, sys.argv if argv is None else [__file__, *argv])}",
+            file=sys.stderr,
+        )
         raise SystemExit(130) from None
 
 
@@ -99,8 +111,10 @@ def interrupted_message(args, argv) -> str:
             checkpoint = os.path.join(output_dir, f.read().strip())
     if checkpoint is None:
         where = f" in {output_dir}" if output_dir else ""
-        return (f"Interrupted before the first checkpoint{where}; --resume would start over: "
-                f"{shlex.join(command)}")
+        return (
+            f"Interrupted before the first checkpoint{where}; --resume would start over: "
+            f"{shlex.join(command)}"
+        )
     return f"Interrupted; continue from {checkpoint} with: {shlex.join(command)}"
 
 

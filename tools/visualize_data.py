@@ -8,6 +8,7 @@ same colour in every frame) and labelled "<track id>:<class name>". Tracks absen
     python tools/visualize_data.py --config-file configs/.../x.yaml --output vis_out --num-clips 8 \
         [--train-data JSON FRAMES] [KEY VALUE ...]
 """
+
 import argparse
 import colorsys
 import itertools
@@ -61,15 +62,17 @@ def draw_frame(image_rgb: np.ndarray, instances, class_names: Sequence[str]) -> 
     canvas = canvas.clip(0, 255).astype(np.uint8)
     for mask, track_id in zip(masks, ids):
         if track_id >= 0 and mask.any():
-            contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL,
-                                           cv2.CHAIN_APPROX_SIMPLE)
+            contours, _ = cv2.findContours(
+                mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+            )
             cv2.drawContours(canvas, contours, -1, track_color(track_id).tolist(), 1)
     # Text last so masks never hide it; black outline keeps it readable on any colour.
     for text, (x, y), color in labels:
         origin = (x, max(y - 2, 10))
         cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 2, cv2.LINE_AA)
-        cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.35, color.tolist(), 1,
-                    cv2.LINE_AA)
+        cv2.putText(
+            canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.35, color.tolist(), 1, cv2.LINE_AA
+        )
     return canvas
 
 

@@ -4,6 +4,7 @@ Test-time windowing uses the shared keys: MODEL.VIS.TEST_WINDOW_SIZE (the offici
 test time, INPUT.SAMPLING_FRAME_NUM) and MODEL.VIS.TEST_WINDOW_STRIDE (official CLIP_STRIDE);
 MODEL.VIS.MAX_NUM_TRACKS is the association's track cap (official: 50, hard-coded).
 """
+
 from detectron2.config import CfgNode as CN
 
 from vis_zoo.config import register_method_config

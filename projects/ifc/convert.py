@@ -7,6 +7,7 @@ plus the criterion's ``empty_weight`` buffer; the backbone is detectron2's ResNe
 exactly once and, given the reference state_dict of our model, every one of ours filled with the
 same shape; otherwise a ValueError lists the offending keys.
 """
+
 from collections import OrderedDict
 from typing import Mapping, Optional, Tuple
 
@@ -33,16 +34,18 @@ def map_official_key(key: str) -> Optional[str]:
     """Our name for an official key, or None if no rule covers it."""
     for official, ours in KEY_RULES:
         if key.startswith(official):
-            return ours + key[len(official):]
+            return ours + key[len(official) :]
     return None
 
 
-def convert_official_state_dict(official: Mapping[str, torch.Tensor],
-                                reference: Optional[Mapping[str, torch.Tensor]] = None) -> "OrderedDict[str, torch.Tensor]":
+def convert_official_state_dict(
+    official: Mapping[str, torch.Tensor], reference: Optional[Mapping[str, torch.Tensor]] = None
+) -> "OrderedDict[str, torch.Tensor]":
     """Rename an official IFC state_dict to ours.
 
     Args:
-        official: the official ``checkpoint["model"]`` (a whole checkpoint with a "model" key is accepted).
+        official: the official ``checkpoint["model"]`` (a whole checkpoint with a "model" key is
+        accepted).
         reference: our model's state_dict (names and shapes to check against); None skips the checks
             against our model but still requires every official key to be mapped.
     Raises:
@@ -51,5 +54,8 @@ def convert_official_state_dict(official: Mapping[str, torch.Tensor],
     # FrozenBN never has num_batches_tracked: its presence means a different backbone, so it is
     # left unmapped (and reported).
     return convert_with_key_map(
-        official, lambda key: None if key.endswith("num_batches_tracked") else map_official_key(key),
-        reference, "IFC")
+        official,
+        lambda key: None if key.endswith("num_batches_tracked") else map_official_key(key),
+        reference,
+        "IFC",
+    )

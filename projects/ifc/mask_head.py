@@ -1,5 +1,7 @@
-"""IFC's mask head: a small FPN on the encoded stride-32 features with res4/res3 lateral inputs, then
+"""IFC's mask head: a small FPN on the encoded stride-32 features with res4/res3 lateral inputs,
+then
 a dynamic 1x1 kernel per query (shared by all frames of the clip, no bias) at stride 8."""
+
 from typing import Optional
 
 import torch
@@ -14,7 +16,8 @@ class IFCMaskHead(nn.Module):
     """Official ``MaskHead(hidden_dim, [res4 channels, res3 channels])``.
 
     lay1+gn1 (no ReLU) at /32 -> + adapter1(res4), nearest-up -> lay2+gn2 (no ReLU) at /16
-    -> + adapter2(res3), nearest-up -> lay3+gn3+ReLU at /8 -> depthwise 5x5 + ReLU + pointwise 1x1 + ReLU.
+    -> + adapter2(res3), nearest-up -> lay3+gn3+ReLU at /8 -> depthwise 5x5 + ReLU + pointwise 1x1 +
+    ReLU.
     Kernels: convert_to_weight (3-layer MLP) of each decoder output.
 
     The lateral 1x1 adapters depend only on the backbone features, so ``project_laterals`` may run
@@ -23,7 +26,9 @@ class IFCMaskHead(nn.Module):
     Init: every Conv2d kaiming_uniform(a=1), bias 0.
     """
 
-    def __init__(self, *, hidden_dim: int, res4_channels: int, res3_channels: int, num_groups: int = 32):
+    def __init__(
+        self, *, hidden_dim: int, res4_channels: int, res3_channels: int, num_groups: int = 32
+    ):
         super().__init__()
         self.lay1 = nn.Conv2d(hidden_dim, hidden_dim, 3, padding=1)
         self.gn1 = nn.GroupNorm(num_groups, hidden_dim)
@@ -31,8 +36,9 @@ class IFCMaskHead(nn.Module):
         self.gn2 = nn.GroupNorm(num_groups, hidden_dim)
         self.lay3 = nn.Conv2d(hidden_dim, hidden_dim, 3, padding=1)
         self.gn3 = nn.GroupNorm(num_groups, hidden_dim)
-        self.out_lay = DepthwiseSeparableConv2d(hidden_dim, hidden_dim, 5, padding=2,
-                                                activation1=F.relu, activation2=F.relu)
+        self.out_lay = DepthwiseSeparableConv2d(
+            hidden_dim, hidden_dim, 5, padding=2, activation1=F.relu, activation2=F.relu
+        )
         self.adapter1 = nn.Conv2d(res4_channels, hidden_dim, 1)
         self.adapter2 = nn.Conv2d(res3_channels, hidden_dim, 1)
         self.convert_to_weight = MLP(hidden_dim, hidden_dim, hidden_dim, 3)
@@ -54,8 +60,14 @@ class IFCMaskHead(nn.Module):
         x = F.relu(self.gn3(self.lay3(x)))
         return self.out_lay(x)
 
-    def forward(self, memory: Tensor, lateral16: Tensor, lateral8: Tensor, hs: Tensor,
-                pixel_feats: Optional[Tensor] = None) -> Tensor:
+    def forward(
+        self,
+        memory: Tensor,
+        lateral16: Tensor,
+        lateral8: Tensor,
+        hs: Tensor,
+        pixel_feats: Optional[Tensor] = None,
+    ) -> Tensor:
         """
         Args:
             memory: [B*T, C, h32, w32]; lateral16/lateral8: projected res4/res3; hs: [L, B, Q, C].

@@ -6,11 +6,13 @@ class head + dynamic mask head -> mask-based Hungarian matching and losses over 
 
 Inference (one video at a time, any length): per-frame work (backbone, input projection, lateral
 adapters, position encoding) runs in chunks of MODEL.VIS.TEST_CHUNK_SIZE frames and is cached only
-while a window needs it; the video is one clip when it has <= MODEL.VIS.TEST_WINDOW_SIZE frames, else
+while a window needs it; the video is one clip when it has <= MODEL.VIS.TEST_WINDOW_SIZE frames,
+else
 windows every MODEL.VIS.TEST_WINDOW_STRIDE frames joined by the shared soft-IoU association
 (``vis_zoo.modeling.clip_association``). Masks stay at stride 8 until each frame is final, then are
 upsampled to the original size (bool, or RLE with MODEL.VIS.OUTPUT_RLE).
 """
+
 import logging
 from typing import Dict, List
 
@@ -21,11 +23,26 @@ from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from torch import Tensor, nn
 
 from vis_zoo.config import num_classes_from_config
-from vis_zoo.modeling import (MLP, ClipMaskSetCriterion, ClipPrediction, FoldedBackboneCache, FrameFeatureCache,
-                              MaskHungarianMatcher, PositionEmbeddingSine2D, VideoInstanceSegmenter,
-                              VideoMaskWriter, associate_clip_windows, backbone_with_masks,
-                              build_video_output, clip_targets_from_batch, downsample_clip_masks,
-                              input_frames, normalize_and_pad, select_track_classes, video_frames)
+from vis_zoo.modeling import (
+    MLP,
+    ClipMaskSetCriterion,
+    ClipPrediction,
+    FoldedBackboneCache,
+    FrameFeatureCache,
+    MaskHungarianMatcher,
+    PositionEmbeddingSine2D,
+    VideoInstanceSegmenter,
+    VideoMaskWriter,
+    associate_clip_windows,
+    backbone_with_masks,
+    build_video_output,
+    clip_targets_from_batch,
+    downsample_clip_masks,
+    input_frames,
+    normalize_and_pad,
+    select_track_classes,
+    video_frames,
+)
 
 from .mask_head import IFCMaskHead
 from .transformer import IFCTransformer
@@ -74,8 +91,10 @@ class IFC(VideoInstanceSegmenter):
         shapes = backbone.output_shape()
         for level in ("res3", "res4", "res5"):
             if level not in shapes:
-                raise ValueError(f"IFC needs backbone outputs res3, res4, res5; got {sorted(shapes)} "
-                                 "(set MODEL.RESNETS.OUT_FEATURES)")
+                raise ValueError(
+                    f"IFC needs backbone outputs res3, res4, res5; got {sorted(shapes)} "
+                    "(set MODEL.RESNETS.OUT_FEATURES)"
+                )
         hidden_dim = transformer.d_model
         self.backbone = backbone
         self.input_proj = nn.Conv2d(shapes["res5"].channels, hidden_dim, kernel_size=1)
@@ -112,18 +131,34 @@ class IFC(VideoInstanceSegmenter):
         shapes = backbone.output_shape()
         missing = [lvl for lvl in ("res3", "res4", "res5") if lvl not in shapes]
         if missing:
-            raise ValueError(f"IFC needs backbone outputs res3, res4, res5; missing {missing} "
-                             f"(MODEL.RESNETS.OUT_FEATURES = {list(cfg.MODEL.RESNETS.OUT_FEATURES)})")
+            raise ValueError(
+                f"IFC needs backbone outputs res3, res4, res5; missing {missing} "
+                f"(MODEL.RESNETS.OUT_FEATURES = {list(cfg.MODEL.RESNETS.OUT_FEATURES)})"
+            )
         transformer = IFCTransformer(
-            d_model=c.HIDDEN_DIM, nhead=c.NHEADS, num_encoder_layers=c.ENC_LAYERS,
-            num_decoder_layers=c.DEC_LAYERS, num_memory_bus=c.NUM_MEMORY_BUS,
-            dim_feedforward=c.DIM_FEEDFORWARD, dropout=c.DROPOUT, normalize_before=c.PRE_NORM,
+            d_model=c.HIDDEN_DIM,
+            nhead=c.NHEADS,
+            num_encoder_layers=c.ENC_LAYERS,
+            num_decoder_layers=c.DEC_LAYERS,
+            num_memory_bus=c.NUM_MEMORY_BUS,
+            dim_feedforward=c.DIM_FEEDFORWARD,
+            dropout=c.DROPOUT,
+            normalize_before=c.PRE_NORM,
         )
-        mask_head = IFCMaskHead(hidden_dim=c.HIDDEN_DIM, res4_channels=shapes["res4"].channels,
-                                res3_channels=shapes["res3"].channels)
+        mask_head = IFCMaskHead(
+            hidden_dim=c.HIDDEN_DIM,
+            res4_channels=shapes["res4"].channels,
+            res3_channels=shapes["res3"].channels,
+        )
         matcher = MaskHungarianMatcher(cost_class=c.CLASS_WEIGHT, cost_dice=c.DICE_WEIGHT)
-        criterion = ClipMaskSetCriterion(num_classes=num_classes, matcher=matcher, eos_coef=c.NO_OBJECT_WEIGHT)
-        base_weights = {"loss_ce": c.CLASS_WEIGHT, "loss_mask": c.MASK_WEIGHT, "loss_dice": c.DICE_WEIGHT}
+        criterion = ClipMaskSetCriterion(
+            num_classes=num_classes, matcher=matcher, eos_coef=c.NO_OBJECT_WEIGHT
+        )
+        base_weights = {
+            "loss_ce": c.CLASS_WEIGHT,
+            "loss_mask": c.MASK_WEIGHT,
+            "loss_dice": c.DICE_WEIGHT,
+        }
         weight_dict = dict(base_weights)
         if c.DEEP_SUPERVISION:  # auxiliary losses of decoder layers 0..L-2, same weights
             for i in range(c.DEC_LAYERS - 1):
@@ -160,22 +195,38 @@ class IFC(VideoInstanceSegmenter):
         "pos" [N, C, h32, w32], "lateral16" [N, C, h16, w16], "lateral8" [N, C, h8, w8].
         """
         images = normalize_and_pad(frames, self.pixel_mean, self.pixel_std)
-        # inference: FrozenBN folded into the convs (same function, faster); training: the backbone itself
-        backbone = self._folded_backbone.get(self.backbone) if not self.training and self.fold_frozen_bn \
+        # inference: FrozenBN folded into the convs (same function, faster); training: the backbone
+        # itself
+        backbone = (
+            self._folded_backbone.get(self.backbone)
+            if not self.training and self.fold_frozen_bn
             else self.backbone
+        )
         feats, masks = backbone_with_masks(backbone, images)
         src = self.input_proj(feats["res5"])
         pos = self.position_embedding(masks["res5"]).to(src.dtype)
         lateral16, lateral8 = self.mask_head.project_laterals(feats["res4"], feats["res3"])
-        return {"src": src, "mask": masks["res5"], "pos": pos, "lateral16": lateral16, "lateral8": lateral8}
+        return {
+            "src": src,
+            "mask": masks["res5"],
+            "pos": pos,
+            "lateral16": lateral16,
+            "lateral8": lateral8,
+        }
 
     def clip_forward(self, feats: Dict[str, Tensor], num_videos: int, return_intermediate: bool):
         """Transformer + heads on B clips of T frames (feats video-major, N = B*T).
 
         Returns class logits [L, B, Q, K+1] and mask logits [L, B, Q, T, h8, w8].
         """
-        hs, memory = self.transformer(feats["src"], feats["mask"], self.query_embed.weight, feats["pos"],
-                                      num_videos, return_intermediate)
+        hs, memory = self.transformer(
+            feats["src"],
+            feats["mask"],
+            self.query_embed.weight,
+            feats["pos"],
+            num_videos,
+            return_intermediate,
+        )
         class_logits = self.class_embed(hs)
         mask_logits = self.mask_head(memory, feats["lateral16"], feats["lateral8"], hs)
         return class_logits, mask_logits
@@ -184,29 +235,38 @@ class IFC(VideoInstanceSegmenter):
     def forward_train(self, batched_inputs: List[dict]) -> Dict[str, Tensor]:
         frames, lengths = video_frames(batched_inputs)
         if len(set(lengths)) != 1:
-            raise ValueError(f"IFC training needs the same number of frames per clip, got {lengths} for videos "
-                             f"{[v.get('video_id', '?') for v in batched_inputs]}")
+            raise ValueError(
+                f"IFC training needs the same number of frames per clip, got {lengths} for videos "
+                f"{[v.get('video_id', '?') for v in batched_inputs]}"
+            )
         num_videos = len(batched_inputs)
         feats = self.frame_features(frames)
         class_logits, mask_logits = self.clip_forward(feats, num_videos, self.deep_supervision)
         outputs = {"pred_logits": class_logits[-1], "pred_masks": mask_logits[-1]}
         if self.deep_supervision:
-            outputs["aux_outputs"] = [{"pred_logits": a, "pred_masks": b}
-                                      for a, b in zip(class_logits[:-1], mask_logits[:-1])]
+            outputs["aux_outputs"] = [
+                {"pred_logits": a, "pred_masks": b}
+                for a, b in zip(class_logits[:-1], mask_logits[:-1])
+            ]
 
         targets = clip_targets_from_batch(batched_inputs, self.device)
         for t in targets:
             full = t.pop("masks")
             t["masks"] = downsample_clip_masks(full, self.mask_stride)
-            t["match_masks"] = t["masks"] if self.match_stride == self.mask_stride \
+            t["match_masks"] = (
+                t["masks"]
+                if self.match_stride == self.mask_stride
                 else downsample_clip_masks(full, self.match_stride)
+            )
 
         losses = self.criterion(outputs, targets)
         logs = {k: losses.pop(k) for k in [k for k in losses if k.startswith("log_")]}
         _log_scalars(logs)
         for k in list(losses):
             if k not in self.weight_dict:
-                raise KeyError(f"IFC: loss {k!r} has no weight (weights: {sorted(self.weight_dict)})")
+                raise KeyError(
+                    f"IFC: loss {k!r} has no weight (weights: {sorted(self.weight_dict)})"
+                )
             losses[k] = losses[k] * self.weight_dict[k]
         return losses
 
@@ -216,9 +276,14 @@ class IFC(VideoInstanceSegmenter):
         """One video of any length -> the output contract dict."""
         frames = input_frames(video)
         length = len(frames)
-        out_size = (video.get("height", frames[0].shape[-2]), video.get("width", frames[0].shape[-1]))
+        out_size = (
+            video.get("height", frames[0].shape[-2]),
+            video.get("width", frames[0].shape[-1]),
+        )
 
-        cache = FrameFeatureCache(lambda ids: self.frame_features([frames[i] for i in ids]), self.chunk_size)
+        cache = FrameFeatureCache(
+            lambda ids: self.frame_features([frames[i] for i in ids]), self.chunk_size
+        )
 
         def clip_fn(frame_ids: List[int]) -> ClipPrediction:
             feats = cache.get(frame_ids)
@@ -227,19 +292,26 @@ class IFC(VideoInstanceSegmenter):
             keep = probs.argmax(-1) < self.num_classes  # drop queries whose best class is no-object
             return ClipPrediction(frame_ids, probs[keep], mask_logits[-1, 0][keep])
 
-        writer = VideoMaskWriter(length, out_size, output_rle=self.output_rle,
-                                store_dir=self.test_store_dir)
+        writer = VideoMaskWriter(
+            length, out_size, output_rle=self.output_rle, store_dir=self.test_store_dir
+        )
         window = self.window_size if self.window_size > 0 else length
         class_probs = associate_clip_windows(
-            length, clip_fn, window_size=window, window_stride=min(self.window_stride, window) or window,
-            max_num_tracks=self.max_num_tracks, match_threshold=self.match_threshold,
-            frame_sink=writer, on_window_done=cache.release_before,
+            length,
+            clip_fn,
+            window_size=window,
+            window_stride=min(self.window_stride, window) or window,
+            max_num_tracks=self.max_num_tracks,
+            match_threshold=self.match_threshold,
+            frame_sink=writer,
+            on_window_done=cache.release_before,
         )
         masks = writer.track_masks(class_probs.shape[0])
         if class_probs.shape[0] == 0:
             class_probs = class_probs.new_zeros((0, self.num_classes + 1))
         track_idx, scores, labels = select_track_classes(
-            class_probs, multi_class=self.multi_class, class_threshold=self.class_threshold)
+            class_probs, multi_class=self.multi_class, class_threshold=self.class_threshold
+        )
         return build_video_output(out_size, scores, labels, [masks[i] for i in track_idx.tolist()])
 
 
@@ -253,4 +325,4 @@ def _log_scalars(values: Dict[str, Tensor]) -> None:
         storage = get_event_storage()
     except (AssertionError, ImportError):
         return
-    storage.put_scalars(**{k[len("log_"):]: float(v) for k, v in values.items()})
+    storage.put_scalars(**{k[len("log_") :]: float(v) for k, v in values.items()})

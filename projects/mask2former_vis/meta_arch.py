@@ -196,8 +196,8 @@ class VideoMaskFormer(VideoInstanceSegmenter):
         predictor = self.sem_seg_head.predictor
         levels = range(predictor.num_feature_levels)
         out = predictor.forward_queries(
-            [feats[f"features{l}"][None] for l in levels],
-            [feats[f"level_mask_features{l}"][None] for l in levels],
+            [feats[f"features{level}"][None] for level in levels],
+            [feats[f"level_mask_features{level}"][None] for level in levels],
         )
         logits = out["pred_logits"][0].float()  # [Q, K+1]
         _, _, query_idx = top_query_class_pairs(logits, self.test_topk_per_video)

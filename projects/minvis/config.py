@@ -4,6 +4,7 @@ MinVIS adds no model keys of its own. Its test-time detector passes use the shar
 MODEL.VIS.TEST_CHUNK_SIZE (30 in configs/minvis/Base-MinVIS.yaml, the official 30-frame
 WINDOW_INFERENCE window), TEST_CHUNK_PIXELS_CPU, TEST_INTERPOLATE_CHUNK_SIZE and TEST_FEATURE_STORE.
 """
+
 from detectron2.config import CfgNode as CN
 
 from vis_zoo.config import register_method_config

@@ -6,6 +6,7 @@ Mask2Former image checkpoint (e.g. the COCO initialisation, with ``skip_class_he
 official tensor must be used exactly once and every one of ours filled with the same shape;
 otherwise a ValueError lists the offending keys.
 """
+
 from collections import OrderedDict
 from typing import Mapping, Optional
 
@@ -16,10 +17,14 @@ from vis_zoo.modeling.mask2former.checkpoint import convert_detector_checkpoint,
 __all__ = ["convert_official_state_dict"]
 
 
-def convert_official_state_dict(official: Mapping[str, torch.Tensor],
-                                reference: Optional[Mapping[str, torch.Tensor]] = None,
-                                skip_class_heads: bool = False) -> "OrderedDict[str, torch.Tensor]":
+def convert_official_state_dict(
+    official: Mapping[str, torch.Tensor],
+    reference: Optional[Mapping[str, torch.Tensor]] = None,
+    skip_class_heads: bool = False,
+) -> "OrderedDict[str, torch.Tensor]":
     """Rename an official MinVIS (or Mask2Former) state_dict to ours and check it: the detector's
     key map and checks (`vis_zoo.modeling.mask2former.checkpoint.convert_detector_checkpoint`, whose
     arguments these are), with nothing beside the detector."""
-    return convert_detector_checkpoint(official, map_detector_key, reference, "MinVIS", skip_class_heads)
+    return convert_detector_checkpoint(
+        official, map_detector_key, reference, "MinVIS", skip_class_heads
+    )

@@ -1,19 +1,23 @@
 """MinVIS meta-architecture: the per-frame Mask2Former baseline with query-embedding tracking.
 
 Training: every sampled frame is an independent image for the Mask2Former detector
-(`vis_zoo.modeling.mask2former`), with the frame-level Hungarian losses only (official: one frame per
+(`vis_zoo.modeling.mask2former`), with the frame-level Hungarian losses only (official: one frame
+per
 video, SAMPLING_FRAME_NUM 1).
 
-Inference (one video at a time, any length): frames go through the detector MODEL.VIS.TEST_CHUNK_SIZE
+Inference (one video at a time, any length): frames go through the detector
+MODEL.VIS.TEST_CHUNK_SIZE
 at a time (on CPU as many as fit in MODEL.VIS.TEST_CHUNK_PIXELS_CPU pixels). Frame t's queries are
 aligned to frame t-1's aligned queries by Hungarian matching on cosine distance of their
 (decoder-normed) embeddings (`vis_zoo.modeling.query_matching`), so query slot q is one track
 through the video. Class logits are averaged over frames, the top-k (slot, class) pairs are kept
-with their softmax probability as score, and each kept slot's per-frame mask embedding is dotted with
+with their softmax probability as score, and each kept slot's per-frame mask embedding is dotted
+with
 that frame's mask features to give its masks. The top slots are known only after the last frame,
 so every slot's masks are rendered as soon as its frame is aligned and kept as RLE on disk
 (`VideoMaskWriter`); the mask features are dropped chunk by chunk and memory does not grow with T.
 """
+
 from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
@@ -23,11 +27,19 @@ from torch import Tensor, nn
 
 from vis_zoo.config import num_classes_from_config
 from vis_zoo.modeling.backbone import input_frames, normalize_and_pad, video_frames
-from vis_zoo.modeling.mask2former import (Mask2FormerCriterion, Mask2FormerHead, build_mask2former_criterion,
-                                          video_targets)
+from vis_zoo.modeling.mask2former import (
+    Mask2FormerCriterion,
+    Mask2FormerHead,
+    build_mask2former_criterion,
+    video_targets,
+)
 from vis_zoo.modeling.mask2former.video_inference import (
-    DetectorChunk, check_detector_pass_settings, mask_logits_to_output, run_frame_detector,
-    top_query_class_pairs)
+    DetectorChunk,
+    check_detector_pass_settings,
+    mask_logits_to_output,
+    run_frame_detector,
+    top_query_class_pairs,
+)
 from vis_zoo.modeling.meta_arch import VideoInstanceSegmenter
 from vis_zoo.modeling.postprocessing import VideoMaskWriter, build_video_output, decode_track_masks
 from vis_zoo.modeling.query_matching import match_queries_to_previous_frame
@@ -40,17 +52,30 @@ RENDER_SLOT_GROUP = 25
 
 @META_ARCH_REGISTRY.register()
 class MinVIS(VideoInstanceSegmenter):
-    """MinVIS (Huang et al., NeurIPS 2022). Training returns a weighted loss dict; inference returns one
+    """MinVIS (Huang et al., NeurIPS 2022). Training returns a weighted loss dict; inference returns
+    one
     output dict per video: image_size, pred_scores [K], pred_labels [K], pred_masks (K x bool
     [T, H, W], or K lists of T RLE dicts with MODEL.VIS.OUTPUT_RLE)."""
 
     @configurable
-    def __init__(self, *, backbone: nn.Module, sem_seg_head: Mask2FormerHead, criterion: Mask2FormerCriterion,
-                 num_classes: int, size_divisibility: int, pixel_mean: Sequence[float], pixel_std: Sequence[float],
-                 test_topk_per_video: int = 10, test_chunk_size: int = 30,
-                 test_chunk_pixels_cpu: int = 2 * 360 * 640, test_interpolate_chunk_size: int = 5,
-                 test_feature_store: str = "auto", output_rle: bool = False,
-                 test_store_dir: str = ""):
+    def __init__(
+        self,
+        *,
+        backbone: nn.Module,
+        sem_seg_head: Mask2FormerHead,
+        criterion: Mask2FormerCriterion,
+        num_classes: int,
+        size_divisibility: int,
+        pixel_mean: Sequence[float],
+        pixel_std: Sequence[float],
+        test_topk_per_video: int = 10,
+        test_chunk_size: int = 30,
+        test_chunk_pixels_cpu: int = 2 * 360 * 640,
+        test_interpolate_chunk_size: int = 5,
+        test_feature_store: str = "auto",
+        output_rle: bool = False,
+        test_store_dir: str = "",
+    ):
         super().__init__()
         self.backbone = backbone
         self.sem_seg_head = sem_seg_head
@@ -98,15 +123,21 @@ class MinVIS(VideoInstanceSegmenter):
         outputs = self.sem_seg_head(self.backbone(images.tensor))
         frame_targets: List[dict] = []
         for video, length in zip(batched_inputs, lengths):
-            frame_targets.extend(video_targets([video], images.tensor.shape[-2:], length, self.device)[0])
+            frame_targets.extend(
+                video_targets([video], images.tensor.shape[-2:], length, self.device)[0]
+            )
         losses, _ = self.criterion(outputs, frame_targets)
         weights = self.criterion.weight_dict
         return {k: v * weights[k] for k, v in losses.items() if k in weights}
 
     # ================================================================== inference
     @torch.no_grad()
-    def track_queries(self, frames: Sequence[Tensor], video_id="?",
-                      on_frames: Optional[Callable[[DetectorChunk, Tensor], None]] = None):
+    def track_queries(
+        self,
+        frames: Sequence[Tensor],
+        video_id="?",
+        on_frames: Optional[Callable[[DetectorChunk, Tensor], None]] = None,
+    ):
         """Detector over the frames with online query alignment.
 
         `on_frames(chunk, mask_embeds [t, Q, C])` receives each detector pass (`DetectorChunk`:
@@ -128,7 +159,9 @@ class MinVIS(VideoInstanceSegmenter):
                     try:
                         perm = match_queries_to_previous_frame(previous[0], queries[t])
                     except FloatingPointError as error:
-                        raise FloatingPointError(f"MinVIS, video {video_id}, frame {start + t}: {error}") from None
+                        raise FloatingPointError(
+                            f"MinVIS, video {video_id}, frame {start + t}: {error}"
+                        ) from None
                     cur_q, cur_logits = queries[t][perm], logits[t][perm]
                 else:
                     cur_q, cur_logits = queries[t], logits[t]
@@ -142,11 +175,18 @@ class MinVIS(VideoInstanceSegmenter):
                 on_frames(chunk, torch.stack(mask_embeds))
 
         detected = run_frame_detector(
-            frames, backbone=self.backbone, head=self.sem_seg_head, pixel_mean=self.pixel_mean,
-            pixel_std=self.pixel_std, size_divisibility=self.size_divisibility,
-            chunk_size=self.test_chunk_size, cpu_pixels_per_pass=self.test_chunk_pixels_cpu,
-            feature_store=None, project_mask_features=self.sem_seg_head.pixel_decoder.mask_features,
-            on_chunk=align_chunk)
+            frames,
+            backbone=self.backbone,
+            head=self.sem_seg_head,
+            pixel_mean=self.pixel_mean,
+            pixel_std=self.pixel_std,
+            size_divisibility=self.size_divisibility,
+            chunk_size=self.test_chunk_size,
+            cpu_pixels_per_pass=self.test_chunk_pixels_cpu,
+            feature_store=None,
+            project_mask_features=self.sem_seg_head.pixel_decoder.mask_features,
+            on_chunk=align_chunk,
+        )
         return logit_sum[0] / len(frames), detected
 
     @torch.no_grad()
@@ -173,10 +213,17 @@ class MinVIS(VideoInstanceSegmenter):
                 # a group of slots at a time: the padded-size float logits of all 100 slots of a
                 # 360x640 frame would be ~100 MB of fresh pages on every frame
                 for s in range(0, num_slots, group):
-                    logits = torch.matmul(mask_embeds[t, s:s + group], features).view(-1, 1, h4, w4)
-                    binary.append(mask_logits_to_output(
-                        logits, padded_hw=chunk.padded_hw, image_hw=chunk.image_hw,
-                        output_hw=out_hw)[0][:, 0])
+                    logits = torch.matmul(mask_embeds[t, s : s + group], features).view(
+                        -1, 1, h4, w4
+                    )
+                    binary.append(
+                        mask_logits_to_output(
+                            logits,
+                            padded_hw=chunk.padded_hw,
+                            image_hw=chunk.image_hw,
+                            output_hw=out_hw,
+                        )[0][:, 0]
+                    )
                 writer.write_binary(chunk.start + t, torch.cat(binary), every_slot)
 
         mean_logits, _ = self.track_queries(frames, video.get("video_id", "?"), on_frames=render)
@@ -187,4 +234,3 @@ class MinVIS(VideoInstanceSegmenter):
             masks = [decode_track_masks(m) for m in masks]
         # MinVIS scores a track by its class probability alone (no mask-quality factor)
         return build_video_output(out_hw, top_scores, labels, masks)
-

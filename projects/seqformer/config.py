@@ -1,4 +1,6 @@
-"""SeqFormer config keys (cfg.MODEL.SEQFORMER.*), defaults = the official R-50 YouTube-VIS recipe."""
+"""SeqFormer config keys (cfg.MODEL.SEQFORMER.*), defaults = the official R-50 YouTube-VIS
+recipe."""
+
 from detectron2.config import CfgNode as CN
 
 from vis_zoo.config import register_method_config
@@ -6,7 +8,8 @@ from vis_zoo.config import register_method_config
 
 @register_method_config("SeqFormer", num_classes_key="MODEL.SEQFORMER.NUM_CLASSES")
 def add_seqformer_config(cfg):
-    """Add cfg.MODEL.SEQFORMER with the official defaults (wjf5203/SeqFormer main.py + r50 script)."""
+    """Add cfg.MODEL.SEQFORMER with the official defaults (wjf5203/SeqFormer main.py + r50
+    script)."""
     cfg.MODEL.SEQFORMER = CN()
     c = cfg.MODEL.SEQFORMER
     # Contiguous classes (YTVIS-19: 40). The official head has 42 logits indexed by YTVIS id; the

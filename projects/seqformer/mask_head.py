@@ -1,20 +1,28 @@
-"""SeqFormer's mask branch: a small FPN-like head giving 8-channel mask features at /8 per frame, and a
+"""SeqFormer's mask branch: a small FPN-like head giving 8-channel mask features at /8 per frame,
+and a
 CondInst-style dynamic head whose 1x1-conv weights are generated per query by `controller`.
 
 Names follow the official code (`mask_head.lay1..lay4`, `mask_head.dcn`, `controller.layers.*`).
 """
+
 from typing import List, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["MaskHeadSmallConv", "aligned_bilinear", "parse_dynamic_params", "dynamic_mask_logits",
-           "mask_feature_locations"]
+__all__ = [
+    "MaskHeadSmallConv",
+    "aligned_bilinear",
+    "parse_dynamic_params",
+    "dynamic_mask_logits",
+    "mask_feature_locations",
+]
 
 
 class MaskHeadSmallConv(nn.Module):
-    """Fuses the encoder memory at /32, /16, /8 (top-down, nearest upsampling) into 8 channels at /8.
+    """Fuses the encoder memory at /32, /16, /8 (top-down, nearest upsampling) into 8 channels at
+    /8.
 
     x = relu(lay3(F32)); x = relu(lay4(F16 + up(x))); x = relu(dcn(F8 + up(x)));
     x = relu(lay1(x)) (C -> C/4); x = relu(lay2(x)) (C/4 -> C/32). `dcn` is an ordinary conv.
@@ -35,8 +43,12 @@ class MaskHeadSmallConv(nn.Module):
     def forward(self, feats: Sequence[Tensor]) -> Tensor:
         """feats: [F8, F16, F32], each [N, C, h_l, w_l] -> [N, C/32, h_8, w_8]."""
         x = F.relu(self.lay3(feats[-1]))
-        x = F.relu(self.lay4(feats[-2] + F.interpolate(x, size=feats[-2].shape[-2:], mode="nearest")))
-        x = F.relu(self.dcn(feats[-3] + F.interpolate(x, size=feats[-3].shape[-2:], mode="nearest")))
+        x = F.relu(
+            self.lay4(feats[-2] + F.interpolate(x, size=feats[-2].shape[-2:], mode="nearest"))
+        )
+        x = F.relu(
+            self.dcn(feats[-3] + F.interpolate(x, size=feats[-3].shape[-2:], mode="nearest"))
+        )
         x = F.relu(self.lay1(x))
         return F.relu(self.lay2(x))
 
@@ -54,25 +66,30 @@ def aligned_bilinear(tensor: Tensor, factor: int) -> Tensor:
     oh, ow = factor * h + 1, factor * w + 1
     tensor = F.interpolate(tensor, size=(oh, ow), mode="bilinear", align_corners=True)
     tensor = F.pad(tensor, pad=(factor // 2, 0, factor // 2, 0), mode="replicate")
-    return tensor[:, :, :oh - 1, :ow - 1]
+    return tensor[:, :, : oh - 1, : ow - 1]
 
 
 def mask_feature_locations(h: int, w: int, stride: int, device, dtype=torch.float32) -> Tensor:
-    """Pixel position of every mask-feature cell: (j*stride + stride//2, i*stride + stride//2), [h, w, 2]."""
+    """Pixel position of every mask-feature cell: (j*stride + stride//2, i*stride + stride//2), [h,
+    w, 2]."""
     xs = torch.arange(0, w * stride, step=stride, dtype=dtype, device=device)
     ys = torch.arange(0, h * stride, step=stride, dtype=dtype, device=device)
     shift_y, shift_x = torch.meshgrid(ys, xs, indexing="ij")
     return torch.stack((shift_x, shift_y), dim=-1) + stride // 2
 
 
-def parse_dynamic_params(params: Tensor, channels: int, weight_nums: List[int], bias_nums: List[int]):
+def parse_dynamic_params(
+    params: Tensor, channels: int, weight_nums: List[int], bias_nums: List[int]
+):
     """params [Q, P] -> weights [Q, out, in] and biases [Q, out] per dynamic layer.
 
     The split order is [W0, W1, W2, b0, b1, b2]; each W is (out, in) row-major.
     """
     if params.shape[1] != sum(weight_nums) + sum(bias_nums):
-        raise ValueError(f"dynamic params have {params.shape[1]} channels, expected "
-                         f"{sum(weight_nums) + sum(bias_nums)}")
+        raise ValueError(
+            f"dynamic params have {params.shape[1]} channels, expected "
+            f"{sum(weight_nums) + sum(bias_nums)}"
+        )
     splits = list(torch.split(params, weight_nums + bias_nums, dim=1))
     n = len(weight_nums)
     weights, biases = [], []
@@ -83,9 +100,18 @@ def parse_dynamic_params(params: Tensor, channels: int, weight_nums: List[int], 
     return weights, biases
 
 
-def dynamic_mask_logits(mask_feats: Tensor, ref_xy: Tensor, params: Tensor, *, channels: int,
-                        weight_nums: List[int], bias_nums: List[int], feat_stride: int = 8,
-                        out_stride: int = 4, rel_coord: bool = True) -> Tensor:
+def dynamic_mask_logits(
+    mask_feats: Tensor,
+    ref_xy: Tensor,
+    params: Tensor,
+    *,
+    channels: int,
+    weight_nums: List[int],
+    bias_nums: List[int],
+    feat_stride: int = 8,
+    out_stride: int = 4,
+    rel_coord: bool = True,
+) -> Tensor:
     """Mask logits of Q queries on each of T frames.
 
     Args:

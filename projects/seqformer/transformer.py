@@ -4,7 +4,7 @@ decoder whose video-level instance queries are split into per-frame box queries.
 Shapes: B videos, T frames, Q queries, C channels, L levels, S = sum_l H_l * W_l tokens per frame.
 Parameter names follow the official code (wjf5203/SeqFormer, models/deformable_transformer.py).
 """
-import math
+
 from typing import List, Optional, Tuple
 
 import torch
@@ -12,13 +12,25 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vis_zoo.modeling.attention import MaskedMultiheadAttention
-from vis_zoo.modeling.deformable_transformer import (DeformableEncoder, DeformableEncoderLayer,
-                                                     reset_deformable_parameters)
-from vis_zoo.modeling.ms_deform_attn import MSDeformAttn, ms_deform_attn_core, spatial_shapes_to_list
+from vis_zoo.modeling.deformable_transformer import (
+    DeformableEncoder,
+    DeformableEncoderLayer,
+    reset_deformable_parameters,
+)
+from vis_zoo.modeling.ms_deform_attn import (
+    MSDeformAttn,
+    ms_deform_attn_core,
+    spatial_shapes_to_list,
+)
 from vis_zoo.modeling.transformer_layers import MLP, clone_modules, get_activation_fn
 
-__all__ = ["inverse_sigmoid", "SeqFormerMSDeformAttn", "SeqFormerDecoderLayer", "SeqFormerDecoder",
-           "SeqFormerTransformer"]
+__all__ = [
+    "inverse_sigmoid",
+    "SeqFormerMSDeformAttn",
+    "SeqFormerDecoderLayer",
+    "SeqFormerDecoder",
+    "SeqFormerTransformer",
+]
 
 
 def inverse_sigmoid(x: Tensor, eps: float = 1e-5) -> Tensor:
@@ -41,12 +53,21 @@ class SeqFormerMSDeformAttn(MSDeformAttn):
 class SeqFormerDecoderLayer(nn.Module):
     """One decoder layer (post-norm, dropout 0.1).
 
-    Instance query `tgt` [B, Q, C]; box queries `tgt_box` [B, T, Q, C] (or [B, Q, C] before the first
+    Instance query `tgt` [B, Q, C]; box queries `tgt_box` [B, T, Q, C] (or [B, Q, C] before the
+    first
     layer, when all frames share it).
     """
 
-    def __init__(self, d_model=256, d_ffn=1024, dropout=0.1, activation="relu", n_levels=4,
-                 n_heads=8, n_points=4):
+    def __init__(
+        self,
+        d_model=256,
+        d_ffn=1024,
+        dropout=0.1,
+        activation="relu",
+        n_levels=4,
+        n_heads=8,
+        n_points=4,
+    ):
         super().__init__()
         self.cross_attn = SeqFormerMSDeformAttn(d_model, n_levels, n_heads, n_points)
         self.dropout1 = nn.Dropout(dropout)
@@ -79,8 +100,15 @@ class SeqFormerDecoderLayer(nn.Module):
         q = (x + pos).transpose(0, 1)
         return attn(q, q, x.transpose(0, 1), need_weights=False)[0].transpose(0, 1)
 
-    def forward(self, tgt: Tensor, tgt_box: Tensor, query_pos: Tensor, reference_points: Tensor,
-                values: Tensor, spatial_shapes: List[Tuple[int, int]]) -> Tuple[Tensor, Tensor]:
+    def forward(
+        self,
+        tgt: Tensor,
+        tgt_box: Tensor,
+        query_pos: Tensor,
+        reference_points: Tensor,
+        values: Tensor,
+        spatial_shapes: List[Tuple[int, int]],
+    ) -> Tuple[Tensor, Tensor]:
         """
         Args:
             tgt [B, Q, C]; tgt_box [B, Q, C] (first layer) or [B, T, Q, C]; query_pos [B, Q, C].
@@ -96,21 +124,26 @@ class SeqFormerDecoderLayer(nn.Module):
         # 2. box-query self-attention, each frame separately with shared weights
         if tgt_box.dim() == 3:
             tgt_box = self.norm2_box(
-                tgt_box + self.dropout2_box(self._self_attention(self.self_attn_box, tgt_box, query_pos))
+                tgt_box
+                + self.dropout2_box(self._self_attention(self.self_attn_box, tgt_box, query_pos))
             )
             box_query = (tgt_box + query_pos).unsqueeze(1).expand(b, t, q, -1)
         else:
             flat = tgt_box.flatten(0, 1)
             pos = query_pos.unsqueeze(1).expand(b, t, q, -1).flatten(0, 1)
-            flat = self.norm2_box(flat + self.dropout2_box(self._self_attention(self.self_attn_box, flat, pos)))
+            flat = self.norm2_box(
+                flat + self.dropout2_box(self._self_attention(self.self_attn_box, flat, pos))
+            )
             tgt_box = flat.view(b, t, q, -1)
             box_query = tgt_box + query_pos.unsqueeze(1)
         # 3. per-frame deformable cross-attention; offsets/weights come from the box query
         attn = self.cross_attn
-        locations, weights = attn.sampling(box_query.flatten(0, 1), reference_points.flatten(0, 1),
-                                           spatial_shapes)
-        sampled = ms_deform_attn_core(values, spatial_shapes, locations, weights,
-                                      attn.recompute_backward).view(b, t, q, -1)
+        locations, weights = attn.sampling(
+            box_query.flatten(0, 1), reference_points.flatten(0, 1), spatial_shapes
+        )
+        sampled = ms_deform_attn_core(
+            values, spatial_shapes, locations, weights, attn.recompute_backward
+        ).view(b, t, q, -1)
         inst_update = attn.output_proj(sampled)  # [B, T, Q, C]
         box_update = attn.output_proj_box(sampled)
         # 4. box query update
@@ -142,16 +175,28 @@ class SeqFormerDecoder(nn.Module):
         self.num_layers = num_layers
         self.bbox_embed = clone_modules(MLP(d_model, d_model, 4, 3), num_layers)
 
-    def frame_values(self, layer: SeqFormerDecoderLayer, memory: Tensor, padding_mask: Optional[Tensor]):
+    def frame_values(
+        self, layer: SeqFormerDecoderLayer, memory: Tensor, padding_mask: Optional[Tensor]
+    ):
         """memory [B*T, S, C] -> this layer's values [B*T, S, heads, head_dim]."""
         attn = layer.cross_attn
         value = attn.value_proj(memory)
         if padding_mask is not None:
             value = value.masked_fill(padding_mask[..., None], 0.0)
-        return value.view(memory.shape[0], memory.shape[1], attn.n_heads, attn.d_model // attn.n_heads)
+        return value.view(
+            memory.shape[0], memory.shape[1], attn.n_heads, attn.d_model // attn.n_heads
+        )
 
-    def forward(self, tgt: Tensor, reference_points: Tensor, memory: Tensor, spatial_shapes,
-                valid_ratios: Tensor, query_pos: Tensor, padding_mask: Optional[Tensor] = None):
+    def forward(
+        self,
+        tgt: Tensor,
+        reference_points: Tensor,
+        memory: Tensor,
+        spatial_shapes,
+        valid_ratios: Tensor,
+        query_pos: Tensor,
+        padding_mask: Optional[Tensor] = None,
+    ):
         """
         Args:
             tgt, query_pos: [B, Q, C]. reference_points: [B, T, Q, 2] (sigmoid space).
@@ -159,7 +204,8 @@ class SeqFormerDecoder(nn.Module):
         Returns:
             hs [n_layers, B, Q, C]; hs_box [n_layers, B, T, Q, C];
             boxes [n_layers, B, T, Q, 4] (refined boxes of each layer, with gradient);
-            references: list of n_layers tensors [B, T, Q, 2 or 4], the reference entering each layer.
+            references: list of n_layers tensors [B, T, Q, 2 or 4], the reference entering each
+            layer.
         """
         b, t = memory.shape[:2]
         shapes = spatial_shapes_to_list(spatial_shapes)
@@ -180,8 +226,9 @@ class SeqFormerDecoder(nn.Module):
             if reference_points.shape[-1] == 4:
                 new_ref = (delta + inverse_sigmoid(reference_points)).sigmoid()
             else:
-                new_ref = torch.cat([delta[..., :2] + inverse_sigmoid(reference_points), delta[..., 2:]],
-                                    -1).sigmoid()
+                new_ref = torch.cat(
+                    [delta[..., :2] + inverse_sigmoid(reference_points), delta[..., 2:]], -1
+                ).sigmoid()
             reference_points = new_ref.detach()
             hs.append(output)
             hs_box.append(output_box)
@@ -190,19 +237,38 @@ class SeqFormerDecoder(nn.Module):
 
 
 class SeqFormerTransformer(nn.Module):
-    """Per-frame deformable encoder + SeqFormer decoder; owns `level_embed` and `reference_points`."""
+    """Per-frame deformable encoder + SeqFormer decoder; owns `level_embed` and
+    `reference_points`."""
 
-    def __init__(self, d_model=256, nhead=8, num_encoder_layers=6, num_decoder_layers=6,
-                 dim_feedforward=1024, dropout=0.1, activation="relu", num_feature_levels=4,
-                 dec_n_points=4, enc_n_points=4):
+    def __init__(
+        self,
+        d_model=256,
+        nhead=8,
+        num_encoder_layers=6,
+        num_decoder_layers=6,
+        dim_feedforward=1024,
+        dropout=0.1,
+        activation="relu",
+        num_feature_levels=4,
+        dec_n_points=4,
+        enc_n_points=4,
+    ):
         super().__init__()
         self.d_model, self.nhead, self.num_feature_levels = d_model, nhead, num_feature_levels
-        enc_layer = DeformableEncoderLayer(d_model, dim_feedforward, dropout, activation,
-                                           num_feature_levels, nhead, enc_n_points,
-                                           attn=SeqFormerMSDeformAttn)
+        enc_layer = DeformableEncoderLayer(
+            d_model,
+            dim_feedforward,
+            dropout,
+            activation,
+            num_feature_levels,
+            nhead,
+            enc_n_points,
+            attn=SeqFormerMSDeformAttn,
+        )
         self.encoder = DeformableEncoder(enc_layer, num_encoder_layers)
-        dec_layer = SeqFormerDecoderLayer(d_model, dim_feedforward, dropout, activation,
-                                          num_feature_levels, nhead, dec_n_points)
+        dec_layer = SeqFormerDecoderLayer(
+            d_model, dim_feedforward, dropout, activation, num_feature_levels, nhead, dec_n_points
+        )
         self.decoder = SeqFormerDecoder(dec_layer, num_decoder_layers, d_model)
         self.level_embed = nn.Parameter(torch.empty(num_feature_levels, d_model))
         self.reference_points = nn.Linear(d_model, 2)
@@ -216,14 +282,27 @@ class SeqFormerTransformer(nn.Module):
         nn.init.constant_(self.reference_points.bias, 0.0)
         nn.init.normal_(self.level_embed)
 
-    def encode(self, src: Tensor, pos: Tensor, padding_mask: Tensor, spatial_shapes: Tensor,
-               level_start_index: Tensor, valid_ratios: Tensor) -> Tensor:
+    def encode(
+        self,
+        src: Tensor,
+        pos: Tensor,
+        padding_mask: Tensor,
+        spatial_shapes: Tensor,
+        level_start_index: Tensor,
+        valid_ratios: Tensor,
+    ) -> Tensor:
         """Encoder on flattened frames: src, pos [F, S, C] (pos includes level_embed),
         padding_mask [F, S], valid_ratios [F, L, 2] -> memory [F, S, C]."""
         return self.encoder(src, spatial_shapes, level_start_index, valid_ratios, pos, padding_mask)
 
-    def decode(self, memory: Tensor, padding_mask: Optional[Tensor], spatial_shapes, valid_ratios: Tensor,
-               query_embed: Tensor):
+    def decode(
+        self,
+        memory: Tensor,
+        padding_mask: Optional[Tensor],
+        spatial_shapes,
+        valid_ratios: Tensor,
+        query_embed: Tensor,
+    ):
         """memory [B, T, S, C]; padding_mask [B, T, S]; valid_ratios [B, L, 2]; query_embed [Q, 2C].
 
         Returns the decoder outputs (see SeqFormerDecoder.forward).
@@ -235,5 +314,6 @@ class SeqFormerTransformer(nn.Module):
         tgt = tgt.unsqueeze(0).expand(b, -1, -1)
         reference_points = self.reference_points(query_pos).sigmoid()
         reference_points = reference_points.unsqueeze(1).repeat(1, t, 1, 1)  # [B, T, Q, 2]
-        return self.decoder(tgt, reference_points, memory, spatial_shapes, valid_ratios, query_pos,
-                            padding_mask)
+        return self.decoder(
+            tgt, reference_points, memory, spatial_shapes, valid_ratios, query_pos, padding_mask
+        )

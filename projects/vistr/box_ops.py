@@ -3,6 +3,7 @@
 Matching uses plain IoU, the loss uses GIoU; both are element-wise (pairs along the last axis but
 one), boxes in normalised (cx, cy, w, h).
 """
+
 import torch
 from torch import Tensor
 
@@ -31,5 +32,9 @@ def paired_generalized_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     area2 = (boxes2[:, 2:] - boxes2[:, :2]).prod(-1)
     union = area1 + area2 - inter
     iou = (inter + 1e-6) / (union + 1e-6)
-    enclosing = (torch.max(boxes1[:, 2:], boxes2[:, 2:]) - torch.min(boxes1[:, :2], boxes2[:, :2])).clamp(min=0).prod(-1)
+    enclosing = (
+        (torch.max(boxes1[:, 2:], boxes2[:, 2:]) - torch.min(boxes1[:, :2], boxes2[:, :2]))
+        .clamp(min=0)
+        .prod(-1)
+    )
     return iou - ((enclosing - union) + 1e-6) / (enclosing + 1e-6)

@@ -1,4 +1,5 @@
 """cfg.MODEL.VISTR.*: VisTR's own keys, defaults = the official R-50 YouTube-VIS 2019 recipe."""
+
 from detectron2.config import CfgNode as CN
 
 from vis_zoo.config import register_method_config

@@ -1,7 +1,9 @@
 """Official VisTR checkpoint (Epiphqny/VisTR, `torch.load(p)["model"]`) -> our state_dict.
 
-Official layout (Epiphqny/VisTR @ 445c9e4, models/segmentation.py): `vistr.backbone.0.body.*` (torchvision ResNet), `vistr.input_proj.*`,
-`vistr.transformer.*`, `vistr.class_embed.*`, `vistr.bbox_embed.layers.*`, `vistr.query_embed.weight`,
+Official layout (Epiphqny/VisTR @ 445c9e4, models/segmentation.py): `vistr.backbone.0.body.*`
+(torchvision ResNet), `vistr.input_proj.*`,
+`vistr.transformer.*`, `vistr.class_embed.*`, `vistr.bbox_embed.layers.*`,
+`vistr.query_embed.weight`,
 and, outside `vistr.`, `bbox_attention.*`, `mask_head.*`, `insmask_head.*`.
 Ours: the same names without `vistr.`, except the backbone, which is detectron2's ResNet
 (`backbone.stem.conv1`, `backbone.res{2-5}.{k}.conv{m}[.norm]`, `.shortcut[.norm]`).
@@ -9,6 +11,7 @@ Ours: the same names without `vistr.`, except the backbone, which is detectron2'
 Every official tensor must be used, and (given the target model's state_dict) every target tensor
 must be produced with the same shape; otherwise a ValueError lists what is wrong.
 """
+
 import re
 from typing import Dict, Mapping, Optional
 
@@ -58,11 +61,11 @@ def _resnet_key(name: str) -> Optional[str]:
 def official_to_ours_key(key: str) -> Optional[str]:
     """Our name for an official key; None if the key is not part of the model (unknown)."""
     if key.startswith(_OFFICIAL_BACKBONE):
-        mapped = _resnet_key(key[len(_OFFICIAL_BACKBONE):])
+        mapped = _resnet_key(key[len(_OFFICIAL_BACKBONE) :])
         return None if mapped is None else "backbone." + mapped
     for prefix in _SAME_NAME_PREFIXES:
         if key.startswith(prefix):
-            return key[len("vistr."):] if key.startswith("vistr.") else key
+            return key[len("vistr.") :] if key.startswith("vistr.") else key
     return None
 
 
@@ -83,5 +86,10 @@ def convert_official_state_dict(
         ValueError listing unknown official keys, duplicate targets, missing target keys or shape
         mismatches.
     """
-    return convert_with_key_map(state_dict, official_to_ours_key, target_state_dict, "VisTR",
-                                ignore=lambda key: key.endswith("num_batches_tracked"))
+    return convert_with_key_map(
+        state_dict,
+        official_to_ours_key,
+        target_state_dict,
+        "VisTR",
+        ignore=lambda key: key.endswith("num_batches_tracked"),
+    )

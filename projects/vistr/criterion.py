@@ -1,5 +1,6 @@
 """VisTR's set criterion: CE (no-object weight), L1 + GIoU on boxes, sigmoid focal + dice on masks,
 with class/box losses repeated on every earlier decoder layer (each with its own matching)."""
+
 from typing import Dict, List, Tuple
 
 import torch
@@ -53,9 +54,13 @@ class VisTRCriterion(nn.Module):
         logits = outputs["pred_logits"]  # [B, Q, K+2]
         batch, query = self._flat_src_index(indices)
         matched = torch.cat([tgt["labels"][j, f] for tgt, (_, j, f) in zip(targets, indices)])
-        target_classes = torch.full(logits.shape[:2], self.num_classes + 1, dtype=torch.long, device=logits.device)
+        target_classes = torch.full(
+            logits.shape[:2], self.num_classes + 1, dtype=torch.long, device=logits.device
+        )
         target_classes[batch, query] = matched
-        return {"loss_ce": F.cross_entropy(logits.transpose(1, 2), target_classes, self.empty_weight)}
+        return {
+            "loss_ce": F.cross_entropy(logits.transpose(1, 2), target_classes, self.empty_weight)
+        }
 
     def loss_boxes(self, outputs, targets, indices, normalizer: float) -> Dict[str, Tensor]:
         batch, query = self._flat_src_index(indices)
@@ -68,39 +73,54 @@ class VisTRCriterion(nn.Module):
         giou = paired_generalized_iou(box_cxcywh_to_xyxy(src), box_cxcywh_to_xyxy(tgt))
         return {"loss_bbox": loss_bbox, "loss_giou": (1 - giou).sum() / normalizer}
 
-    def loss_masks(self, outputs, targets, indices, normalizer: float, mask_fn=None) -> Dict[str, Tensor]:
+    def loss_masks(
+        self, outputs, targets, indices, normalizer: float, mask_fn=None
+    ) -> Dict[str, Tensor]:
         batch, query = self._flat_src_index(indices)
         if mask_fn is not None:
             src = mask_fn(batch, query)  # [P, h4, w4]
         else:
             src = outputs["pred_masks"][batch, query]  # from [B, Q, h4, w4]
         if src.shape[0] == 0:
-            zero = src.sum() * 0.0  # keeps the mask head in the graph (DDP needs every parameter used)
+            zero = (
+                src.sum() * 0.0
+            )  # keeps the mask head in the graph (DDP needs every parameter used)
             return {"loss_mask": zero, "loss_dice": zero}
         tgt = torch.cat([t["masks"][j, f] for t, (_, j, f) in zip(targets, indices)]).to(src.dtype)
-        src = F.interpolate(src[:, None], size=tgt.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+        src = F.interpolate(
+            src[:, None], size=tgt.shape[-2:], mode="bilinear", align_corners=False
+        )[:, 0]
         src, tgt = src.flatten(1), tgt.flatten(1)
         return {
-            "loss_mask": sigmoid_focal_loss(src, tgt, normalizer, self.focal_alpha, self.focal_gamma),
+            "loss_mask": sigmoid_focal_loss(
+                src, tgt, normalizer, self.focal_alpha, self.focal_gamma
+            ),
             "loss_dice": dice_loss(src, tgt, normalizer),
         }
 
-    def forward(self, outputs: Dict, targets: List[Dict[str, Tensor]], mask_fn=None) -> Dict[str, Tensor]:
+    def forward(
+        self, outputs: Dict, targets: List[Dict[str, Tensor]], mask_fn=None
+    ) -> Dict[str, Tensor]:
         """
         Args:
             outputs: "pred_logits" [B, Q, K+2], "pred_boxes" [B, Q, 4], "pred_masks" [B, Q, h4, w4],
                 "aux_outputs" (list of dicts with logits/boxes of decoder layers 0..L-2).
-            targets: per video "labels" [M, T], "boxes" [M, T, 4], "valid" [M, T], "masks" [M, T, H, W]
+            targets: per video "labels" [M, T], "boxes" [M, T, 4], "valid" [M, T], "masks" [M, T, H,
+            W]
                 (padded to the batch's input size).
-            mask_fn: instead of "pred_masks": `mask_fn(batch [P], query [P]) -> [P, h4, w4]`, the mask
-                logits of the matched entries only. Matching reads no masks, so the model can compute
+            mask_fn: instead of "pred_masks": `mask_fn(batch [P], query [P]) -> [P, h4, w4]`, the
+            mask
+                logits of the matched entries only. Matching reads no masks, so the model can
+                compute
                 the masks after it (VisTR's `matched_slot_masks`) and skip the unmatched slots.
         Returns:
             weighted losses.
         """
         # N_b counts every (track, frame) entry, absent frames included (as the official code)
         num_entries = sum(t["labels"].numel() for t in targets)
-        normalizer = torch.as_tensor([num_entries], dtype=torch.float, device=outputs["pred_logits"].device)
+        normalizer = torch.as_tensor(
+            [num_entries], dtype=torch.float, device=outputs["pred_logits"].device
+        )
         if comm.get_world_size() > 1:
             torch.distributed.all_reduce(normalizer)
         normalizer = torch.clamp(normalizer / comm.get_world_size(), min=1).item()
@@ -116,4 +136,7 @@ class VisTRCriterion(nn.Module):
             aux_losses = self.loss_labels(aux, targets, aux_indices)
             aux_losses.update(self.loss_boxes(aux, targets, aux_indices, normalizer))
             losses.update({f"{k}_{i}": v for k, v in aux_losses.items()})
-        return {k: v * self.weight_dict[k.rsplit("_", 1)[0] if k[-1].isdigit() else k] for k, v in losses.items()}
+        return {
+            k: v * self.weight_dict[k.rsplit("_", 1)[0] if k[-1].isdigit() else k]
+            for k, v in losses.items()
+        }

@@ -5,6 +5,7 @@ Module and parameter names follow the official `VisTRsegm` (`bbox_attention.{q,k
 `mask_head.{lay1-4, gn1-5, adapter1-3, conv_offset, dcn}`, `insmask_head.{0..9}`) so checkpoints map
 by name.
 """
+
 import math
 from typing import List, Optional
 
@@ -39,7 +40,8 @@ class MHAttentionMap(nn.Module):
         Args:
             q: [N, Nq, C] queries; k: [N, C, h, w] features; mask: bool [N, h, w], True on padding.
         Returns:
-            [N, Nq, heads, h, w] attention weights (each query's weights sum to 1 over heads × pixels).
+            [N, Nq, heads, h, w] attention weights (each query's weights sum to 1 over heads ×
+            pixels).
         """
         q = self.q_linear(q)
         # k_linear applied per pixel as a 1×1 conv (same weights as the linear layer)
@@ -53,11 +55,14 @@ class MHAttentionMap(nn.Module):
         return F.softmax(weights.flatten(2), dim=-1).view_as(weights)
 
 
-def deform_conv3x3_grid_sample(x: Tensor, offset: Tensor, weight: Tensor, sample_chunk: int = 0) -> Tensor:
+def deform_conv3x3_grid_sample(
+    x: Tensor, offset: Tensor, weight: Tensor, sample_chunk: int = 0
+) -> Tensor:
     """DCNv1 3×3 convolution (stride 1, padding 1, no bias) with bilinear sampling by `grid_sample`.
 
     Same result as `torchvision.ops.deform_conv2d(x, offset, weight, padding=1)`: tap k = (ky, kx)
-    (row-major) of output pixel (i, j) reads x at (i + ky − 1 + Δy_k, j + kx − 1 + Δx_k), bilinearly,
+    (row-major) of output pixel (i, j) reads x at (i + ky − 1 + Δy_k, j + kx − 1 + Δx_k),
+    bilinearly,
     with zeros outside the map. On CPU its backward is far faster than torchvision's kernel.
 
     Args:
@@ -68,10 +73,14 @@ def deform_conv3x3_grid_sample(x: Tensor, offset: Tensor, weight: Tensor, sample
     """
     b, c, h, w = x.shape
     if sample_chunk and b > sample_chunk:
-        return torch.cat([
-            deform_conv3x3_grid_sample(x[s:s + sample_chunk], offset[s:s + sample_chunk], weight)
-            for s in range(0, b, sample_chunk)
-        ])
+        return torch.cat(
+            [
+                deform_conv3x3_grid_sample(
+                    x[s : s + sample_chunk], offset[s : s + sample_chunk], weight
+                )
+                for s in range(0, b, sample_chunk)
+            ]
+        )
     taps = torch.arange(-1, 2, device=x.device, dtype=x.dtype)
     tap_y = taps.repeat_interleave(3).view(1, 9, 1, 1)  # row-major taps: (−1,−1), (−1,0), ...
     tap_x = taps.repeat(3).view(1, 9, 1, 1)
@@ -81,21 +90,32 @@ def deform_conv3x3_grid_sample(x: Tensor, offset: Tensor, weight: Tensor, sample
     sample_y = rows + tap_y + off[:, :, 0]  # [B, 9, H, W] pixel coordinates
     sample_x = cols + tap_x + off[:, :, 1]
     # pixel p -> grid (2p + 1) / size − 1 (align_corners=False), valid for any size >= 1
-    grid = torch.stack([(2 * sample_x + 1) / w - 1, (2 * sample_y + 1) / h - 1], dim=-1)  # [B, 9, H, W, 2]
+    grid = torch.stack(
+        [(2 * sample_x + 1) / w - 1, (2 * sample_y + 1) / h - 1], dim=-1
+    )  # [B, 9, H, W, 2]
     out_channels = weight.shape[0]
     if out_channels < c:
-        # Bilinear sampling (zeros outside) is linear in x, so the taps' weights can be applied first:
-        # project x to 9 tap maps of O channels (a 1×1 projection, as a matmul: [9·O, C] @ [B, C, H·W]
+        # Bilinear sampling (zeros outside) is linear in x, so the taps' weights can be applied
+        # first:
+        # project x to 9 tap maps of O channels (a 1×1 projection, as a matmul: [9·O, C] @ [B, C,
+        # H·W]
         # comes out contiguous in the [B·9, O, H, W] layout grid_sample reads, with no copy), then
         # sample tap k's map at tap k's positions and sum. Same result; O/C of the sampling work
         # (VisTR's DCN halves its channels, and sampling is most of the mask head's CPU time).
-        taps_first = torch.matmul(weight.permute(2, 3, 0, 1).reshape(9 * out_channels, c), x.reshape(b, c, h * w))
+        taps_first = torch.matmul(
+            weight.permute(2, 3, 0, 1).reshape(9 * out_channels, c), x.reshape(b, c, h * w)
+        )
         sampled = F.grid_sample(
-            taps_first.reshape(b * 9, out_channels, h, w), grid.view(b * 9, h, w, 2),
-            mode="bilinear", padding_mode="zeros", align_corners=False,
+            taps_first.reshape(b * 9, out_channels, h, w),
+            grid.view(b * 9, h, w, 2),
+            mode="bilinear",
+            padding_mode="zeros",
+            align_corners=False,
         )
         return sampled.view(b, 9, out_channels, h, w).sum(1)
-    sampled = F.grid_sample(x, grid.view(b, 9 * h, w, 2), mode="bilinear", padding_mode="zeros", align_corners=False)
+    sampled = F.grid_sample(
+        x, grid.view(b, 9 * h, w, 2), mode="bilinear", padding_mode="zeros", align_corners=False
+    )
     sampled = sampled.view(b, c, 9, h, w)
     return torch.einsum("bckhw,ock->bohw", sampled, weight.flatten(2))
 
@@ -175,7 +195,9 @@ class MaskHeadSmallConv(nn.Module):
             [F·Nq, 24, h4, w4] mask features at stride 4.
         """
         nq = bbox_mask.shape[1]
-        x = torch.cat([x.unsqueeze(1).expand(-1, nq, -1, -1, -1).flatten(0, 1), bbox_mask.flatten(0, 1)], 1)
+        x = torch.cat(
+            [x.unsqueeze(1).expand(-1, nq, -1, -1, -1).flatten(0, 1), bbox_mask.flatten(0, 1)], 1
+        )
         x = F.relu(self.gn1(self.lay1(x)))
         x = F.relu(self.gn2(self.lay2(x)))
         for lateral, conv, norm in (
@@ -190,7 +212,8 @@ class MaskHeadSmallConv(nn.Module):
 
     @staticmethod
     def _add_lateral(x: Tensor, lateral: Tensor, nq: int) -> Tensor:
-        """lateral [F, C, H, W] (shared by the frame's Nq queries) + nearest-upsampled x [F·Nq, C, h, w]."""
+        """lateral [F, C, H, W] (shared by the frame's Nq queries) + nearest-upsampled x [F·Nq, C,
+        h, w]."""
         x = F.interpolate(x, size=lateral.shape[-2:], mode="nearest")
         x = x.view(lateral.shape[0], nq, *x.shape[1:]) + lateral.unsqueeze(1)
         return x.flatten(0, 1)
@@ -205,7 +228,8 @@ class DilatedConv3d(nn.Conv3d):
     slow reference kernel; this form trains several times faster. CUDA uses nn.Conv3d.
 
     CPU inference calls oneDNN directly: PyTorch's backend choice sends a batch-1 float input with
-    N·C·T·H ≤ 20480 to the reference kernel (`slow_conv_dilated3d`), and the test-time head runs one slot
+    N·C·T·H ≤ 20480 to the reference kernel (`slow_conv_dilated3d`), and the test-time head runs one
+    slot
     at a time, so every clip of up to ~10 frames at 360p took it: 10–20× slower than oneDNN there
     (T = 5, 360×640, 10 slots: 3.4 s → 0.18 s for the 3-D head; at T = 36 both choose oneDNN).
     """
@@ -218,16 +242,31 @@ class DilatedConv3d(nn.Conv3d):
             return super().forward(x)
         if not torch.is_grad_enabled():
             if x.dtype == torch.float32 and torch.backends.mkldnn.is_available():
-                return torch.mkldnn_convolution(x.contiguous(), self.weight, self.bias, self.padding, self.stride,
-                                                self.dilation, self.groups)
+                return torch.mkldnn_convolution(
+                    x.contiguous(),
+                    self.weight,
+                    self.bias,
+                    self.padding,
+                    self.stride,
+                    self.dilation,
+                    self.groups,
+                )
             return super().forward(x)
         b, c, t, h, w = x.shape
         x = F.pad(x, (0, w % 2, 0, h % 2, 0, t % 2))  # even sizes; the extra zeros act as padding
         t2, h2, w2 = x.shape[2] // 2, x.shape[3] // 2, x.shape[4] // 2
-        x = x.view(b, c, t2, 2, h2, 2, w2, 2).permute(0, 3, 5, 7, 1, 2, 4, 6).reshape(b * 8, c, t2, h2, w2)
+        x = (
+            x.view(b, c, t2, 2, h2, 2, w2, 2)
+            .permute(0, 3, 5, 7, 1, 2, 4, 6)
+            .reshape(b * 8, c, t2, h2, w2)
+        )
         y = F.conv3d(x, self.weight, self.bias, padding=1)
         o = y.shape[1]
-        y = y.view(b, 2, 2, 2, o, t2, h2, w2).permute(0, 4, 5, 1, 6, 2, 7, 3).reshape(b, o, 2 * t2, 2 * h2, 2 * w2)
+        y = (
+            y.view(b, 2, 2, 2, o, t2, h2, w2)
+            .permute(0, 4, 5, 1, 6, 2, 7, 3)
+            .reshape(b, o, 2 * t2, 2 * h2, 2 * w2)
+        )
         return y[:, :, :t, :h, :w]
 
 
@@ -236,9 +275,12 @@ def build_instance_fusion_head(in_channels: int = 24, prior_prob: float = 0.0) -
     [N, 24, T, h, w] -> [N, 1, T, h, w]. Dilated 3×3×3 convs (pad 2, dilation 2) with GN(4) + ReLU.
 
     prior_prob: 0 keeps PyTorch's default init of the last conv (the official model). In (0, 1), its
-    bias starts at logit(prior_prob), so every pixel starts at that foreground probability (the focal-
-    loss prior of Lin et al. 2017). From random init this matters: the official init starts every pixel
-    at p ≈ 0.5, and the small last layer (12 inputs after GroupNorm) moves its output only about lr per
+    bias starts at logit(prior_prob), so every pixel starts at that foreground probability (the
+    focal-
+    loss prior of Lin et al. 2017). From random init this matters: the official init starts every
+    pixel
+    at p ≈ 0.5, and the small last layer (12 inputs after GroupNorm) moves its output only about lr
+    per
     Adam step, so the mask losses spend thousands of steps just lowering the background.
     """
     if not 0.0 <= prior_prob < 1.0:

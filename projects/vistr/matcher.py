@@ -4,6 +4,7 @@ Prediction slot i (queries t·N + i for t < T) is matched to a whole ground-trut
 averaged over the T frames; the match is then expanded to (query, frame) pairs for the frames where
 track j is present. Queries at the other frames stay unmatched (trained as no-object).
 """
+
 from typing import Dict, List, Tuple
 
 import torch
@@ -15,8 +16,15 @@ from .box_ops import box_cxcywh_to_xyxy, paired_iou
 
 
 class VisTRSequenceMatcher(nn.Module):
-    def __init__(self, *, num_frames: int, num_slots: int, cost_class: float = 1.0, cost_bbox: float = 5.0,
-                 cost_iou: float = 2.0):
+    def __init__(
+        self,
+        *,
+        num_frames: int,
+        num_slots: int,
+        cost_class: float = 1.0,
+        cost_bbox: float = 5.0,
+        cost_iou: float = 2.0,
+    ):
         """
         Args:
             num_frames: T; num_slots: N instance slots per frame (queries = T·N, frame-major).
@@ -34,7 +42,9 @@ class VisTRSequenceMatcher(nn.Module):
         self.cost_iou = cost_iou
 
     @torch.no_grad()
-    def cost_matrices(self, pred_logits: Tensor, pred_boxes: Tensor, targets: List[Dict[str, Tensor]]) -> List[Tensor]:
+    def cost_matrices(
+        self, pred_logits: Tensor, pred_boxes: Tensor, targets: List[Dict[str, Tensor]]
+    ) -> List[Tensor]:
         """Cost [N, M_b] for each video, computed for the whole batch at once (targets padded to the
         largest M; padded columns are dropped before returning).
 
@@ -44,7 +54,9 @@ class VisTRSequenceMatcher(nn.Module):
         bs, num_queries = pred_logits.shape[:2]
         t, n = self.num_frames, self.num_slots
         if num_queries != t * n:
-            raise ValueError(f"VisTRSequenceMatcher: {num_queries} queries != num_frames {t} × slots {n}")
+            raise ValueError(
+                f"VisTRSequenceMatcher: {num_queries} queries != num_frames {t} × slots {n}"
+            )
         sizes = [len(tgt["labels"]) for tgt in targets]
         m = max(sizes + [1])
         labels = pred_logits.new_zeros((bs, m, t), dtype=torch.long)
@@ -60,12 +72,16 @@ class VisTRSequenceMatcher(nn.Module):
         out_boxes = pred_boxes.view(bs, t, n, 4).permute(0, 2, 1, 3)[:, :, None]  # [B, N, 1, T, 4]
         tgt_boxes = boxes[:, None]  # [B, 1, M, T, 4]
         cost_bbox = (out_boxes - tgt_boxes).abs().mean((-1, -2))
-        cost_iou = -paired_iou(box_cxcywh_to_xyxy(out_boxes), box_cxcywh_to_xyxy(tgt_boxes)).mean(-1)
+        cost_iou = -paired_iou(box_cxcywh_to_xyxy(out_boxes), box_cxcywh_to_xyxy(tgt_boxes)).mean(
+            -1
+        )
         cost = self.cost_class * cost_class + self.cost_bbox * cost_bbox + self.cost_iou * cost_iou
         return [cost[b, :, : sizes[b]] for b in range(bs)]
 
     @torch.no_grad()
-    def forward(self, outputs: Dict[str, Tensor], targets: List[Dict[str, Tensor]]) -> List[Tuple[Tensor, Tensor, Tensor]]:
+    def forward(
+        self, outputs: Dict[str, Tensor], targets: List[Dict[str, Tensor]]
+    ) -> List[Tuple[Tensor, Tensor, Tensor]]:
         """
         Args:
             outputs: "pred_logits" [B, T·N, K+2], "pred_boxes" [B, T·N, 4].
@@ -82,7 +98,9 @@ class VisTRSequenceMatcher(nn.Module):
             if cost.shape[1] == 0:
                 indices.append((empty, empty, empty))
                 continue
-            slot_ids, track_ids = (ids.numpy() for ids in solve_assignment(cost, type(self).__name__))
+            slot_ids, track_ids = (
+                ids.numpy() for ids in solve_assignment(cost, type(self).__name__)
+            )
             q, j, f = [], [], []
             for i, tr in zip(slot_ids.tolist(), track_ids.tolist()):
                 frames = tgt["valid"][tr].nonzero().flatten().to(device)

@@ -16,6 +16,7 @@ Differences from the official code (which handles one 36-frame clip per GPU):
   * backbone, lateral adapters and input projection run per frame in chunks (a frame seen by two
     windows is computed once), and the mask head in chunks of frames, so memory is bounded.
 """
+
 import logging
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -28,13 +29,22 @@ from detectron2.structures import BitMasks
 from torch import Tensor, nn
 
 from vis_zoo.config import num_classes_from_config
-from vis_zoo.modeling.backbone import (FrameFeatureCache, backbone_with_masks, input_frames, normalize_and_pad,
-                                       video_frames)
+from vis_zoo.modeling.backbone import (
+    FrameFeatureCache,
+    backbone_with_masks,
+    input_frames,
+    normalize_and_pad,
+    video_frames,
+)
 from vis_zoo.modeling.clip_association import ClipPrediction, associate_clip_windows
 from vis_zoo.modeling.pointwise import PointwiseConv2d
 from vis_zoo.modeling.meta_arch import VideoInstanceSegmenter
-from vis_zoo.modeling.postprocessing import (VideoMaskWriter, build_video_output, empty_video_output,
-                                             track_has_pixels)
+from vis_zoo.modeling.postprocessing import (
+    VideoMaskWriter,
+    build_video_output,
+    empty_video_output,
+    track_has_pixels,
+)
 from vis_zoo.modeling.targets import clip_targets_from_batch
 from vis_zoo.modeling.transformer_layers import MLP
 
@@ -104,16 +114,22 @@ class VisTR(VideoInstanceSegmenter):
         hidden_dim, nheads = transformer.d_model, transformer.nhead
         if hidden_dim % 48 != 0:
             raise ValueError(
-                f"VisTR: MODEL.VISTR.HIDDEN_DIM must be a multiple of 48 (3 position axes of sin/cos pairs, "
-                f"and the mask head's widths hidden/2 ... hidden/16); got {hidden_dim}")
+                "VisTR: MODEL.VISTR.HIDDEN_DIM must be a multiple of 48 (3 position axes of "
+                "sin/cos pairs, "
+                f"and the mask head's widths hidden/2 ... hidden/16); got {hidden_dim}"
+            )
         if not 1 <= test_window_stride <= num_frames:
             raise ValueError(
-                f"VisTR: MODEL.VIS.TEST_WINDOW_STRIDE must be in [1, NUM_FRAMES={num_frames}], got {test_window_stride}")
+                f"VisTR: MODEL.VIS.TEST_WINDOW_STRIDE must be in [1, NUM_FRAMES={num_frames}], got "
+                f"{test_window_stride}"
+            )
         shapes = backbone.output_shape()
         missing = [f for f in in_features if f not in shapes]
         if missing:
-            raise ValueError(f"VisTR: backbone lacks features {missing} (has {sorted(shapes)}); set "
-                             "MODEL.RESNETS.OUT_FEATURES to ['res2', 'res3', 'res4', 'res5']")
+            raise ValueError(
+                f"VisTR: backbone lacks features {missing} (has {sorted(shapes)}); set "
+                "MODEL.RESNETS.OUT_FEATURES to ['res2', 'res3', 'res4', 'res5']"
+            )
         self.backbone = backbone
         self.in_features = list(in_features)
         c2, c3, c4, c5 = (shapes[f].channels for f in self.in_features)
@@ -131,7 +147,8 @@ class VisTR(VideoInstanceSegmenter):
         self.bbox_attention = MHAttentionMap(hidden_dim, hidden_dim, nheads)
         self.mask_head = MaskHeadSmallConv(hidden_dim + nheads, [c4, c3, c2], hidden_dim)
         if attention_map_init_gain != 1.0:
-            # input channels [hidden_dim:] of lay1 are the `nheads` attention maps (see MaskHeadSmallConv)
+            # input channels [hidden_dim:] of lay1 are the `nheads` attention maps (see
+            # MaskHeadSmallConv)
             with torch.no_grad():
                 self.mask_head.lay1.weight[:, hidden_dim:] *= attention_map_init_gain
         self.insmask_head = build_instance_fusion_head(self.mask_head.out_channels, mask_prior_prob)
@@ -154,7 +171,9 @@ class VisTR(VideoInstanceSegmenter):
         if cfg.MODEL.VIS.TEST_WINDOW_SIZE != vcfg.NUM_FRAMES:
             raise ValueError(
                 f"VisTR: MODEL.VIS.TEST_WINDOW_SIZE ({cfg.MODEL.VIS.TEST_WINDOW_SIZE}) must equal "
-                f"MODEL.VISTR.NUM_FRAMES ({vcfg.NUM_FRAMES}): the model has one query per frame of its clip")
+                f"MODEL.VISTR.NUM_FRAMES ({vcfg.NUM_FRAMES}): the model has one query per frame of "
+                "its clip"
+            )
         transformer = VisTRTransformer(
             d_model=vcfg.HIDDEN_DIM,
             nhead=vcfg.NHEADS,
@@ -212,7 +231,8 @@ class VisTR(VideoInstanceSegmenter):
         """Inflate a one-frame (T = 1) checkpoint's queries to this model's T frames.
 
         A T = 1 VisTR is DETR with VisTR's mask head; trained on single frames it initialises a
-        T-frame model (the synthetic recipe's stage 1, as the official model starts from image DETR).
+        T-frame model (the synthetic recipe's stage 1, as the official model starts from image
+        DETR).
         Its `query_embed.weight` [N, C] becomes [T·N, C] with slot i's query copied to every frame
         (frame-major rows t·N + i). Every other tensor, and a checkpoint already of T·N rows, is
         returned unchanged. Called by `AtomicDetectionCheckpointer` before loading (the
@@ -225,8 +245,10 @@ class VisTR(VideoInstanceSegmenter):
             return state_dict
         queries = torch.as_tensor(queries)
         if self.num_frames > 1 and tuple(queries.shape) == (self.num_slots, expected[1]):
-            logger.info(f"VisTR: inflating the one-frame checkpoint's {self.num_slots} slot queries "
-                        f"to {self.num_frames} frames")
+            logger.info(
+                f"VisTR: inflating the one-frame checkpoint's {self.num_slots} slot queries "
+                f"to {self.num_frames} frames"
+            )
             state_dict = dict(state_dict)
             state_dict[key] = queries.repeat(self.num_frames, 1)
         return state_dict
@@ -260,8 +282,10 @@ class VisTR(VideoInstanceSegmenter):
         Returns:
             outputs: "pred_logits" [B, T·N, K+2], "pred_boxes" [B, T·N, 4] (normalised cxcywh),
                 "aux_outputs" (layers 0..L-2);
-            mask_inputs: what `slot_masks` needs: "hs" [B·T, N, C] last-layer slot embeddings per frame,
-                "memory" [B·T, C, h, w] encoder memory per frame, "mask" [B·T, h, w] padding (or None),
+            mask_inputs: what `slot_masks` needs: "hs" [B·T, N, C] last-layer slot embeddings per
+            frame,
+                "memory" [B·T, C, h, w] encoder memory per frame, "mask" [B·T, h, w] padding (or
+                None),
                 "fpn0/1/2" the frames' lateral features.
         """
         b, t, n = num_videos, self.num_frames, self.num_slots
@@ -276,21 +300,25 @@ class VisTR(VideoInstanceSegmenter):
         out = {"pred_logits": outputs_class[-1], "pred_boxes": outputs_coord[-1]}
         if self.aux_loss:
             out["aux_outputs"] = [
-                {"pred_logits": lg, "pred_boxes": bx} for lg, bx in zip(outputs_class[:-1], outputs_coord[:-1])
+                {"pred_logits": lg, "pred_boxes": bx}
+                for lg, bx in zip(outputs_class[:-1], outputs_coord[:-1])
             ]
         mask_inputs = {
             # slot queries of frame t attend to frame t's memory
             "hs": hs[-1].reshape(b * t, n, c),
             "memory": memory.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w),
             "mask": mask if bool(mask.any()) else None,
-            "fpn0": feats["fpn0"], "fpn1": feats["fpn1"], "fpn2": feats["fpn2"],
+            "fpn0": feats["fpn0"],
+            "fpn1": feats["fpn1"],
+            "fpn2": feats["fpn2"],
         }
         return out, mask_inputs
 
     def slot_masks(self, mask_inputs: Dict[str, Tensor], slots: Tensor) -> Tensor:
         """Mask head and 3-D fusion head for chosen slots of each video, all frames at once.
 
-        Every slot's masks depend only on its own embeddings (per-query attention maps, GroupNorm per
+        Every slot's masks depend only on its own embeddings (per-query attention maps, GroupNorm
+        per
         sample, the 3-D head per slot), so a subset gives the same values as the full set.
         Args:
             mask_inputs: from `decode`.
@@ -309,11 +337,18 @@ class VisTR(VideoInstanceSegmenter):
         frame_masks = self.mask_head(mask_inputs["memory"], attn, fpns)  # [B·T·k, 24, h4, w4]
         h4, w4 = frame_masks.shape[-2:]
         # each slot's T frames through the 3-D conv: [B·k, 24, T, h4, w4]
-        slot_clips = frame_masks.view(b, t, k, -1, h4, w4).permute(0, 2, 3, 1, 4, 5).reshape(b * k, -1, t, h4, w4)
+        slot_clips = (
+            frame_masks.view(b, t, k, -1, h4, w4)
+            .permute(0, 2, 3, 1, 4, 5)
+            .reshape(b * k, -1, t, h4, w4)
+        )
         return self.insmask_head(slot_clips).view(b, k, t, h4, w4)
 
-    def matched_slot_masks(self, mask_inputs: Dict[str, Tensor], batch: Tensor, query: Tensor) -> Tensor:
-        """Mask logits of the given (video, query) entries only: the mask head runs on the slots that
+    def matched_slot_masks(
+        self, mask_inputs: Dict[str, Tensor], batch: Tensor, query: Tensor
+    ) -> Tensor:
+        """Mask logits of the given (video, query) entries only: the mask head runs on the slots
+        that
         have an entry (padded to the same count per video), not on all N — the mask losses read
         nothing else, so losses and gradients are those of the full head at a fraction of its cost.
 
@@ -327,9 +362,14 @@ class VisTR(VideoInstanceSegmenter):
         slot, frame = query % n, query // n
         chosen = [torch.unique(slot[batch == v]) for v in range(num_videos)]
         k = max(1, max(len(c) for c in chosen))
-        # pad each video's list with its first slot (or slot 0): the padded rows are computed, unused
-        slots = torch.stack([
-            torch.cat([c, (c[:1] if len(c) else slot.new_zeros(1)).expand(k - len(c))]) for c in chosen])
+        # pad each video's list with its first slot (or slot 0): the padded rows are computed,
+        # unused
+        slots = torch.stack(
+            [
+                torch.cat([c, (c[:1] if len(c) else slot.new_zeros(1)).expand(k - len(c))])
+                for c in chosen
+            ]
+        )
         masks = self.slot_masks(mask_inputs, slots)  # [B, k, T, h4, w4]
         position = torch.empty_like(slot)
         for v, c in enumerate(chosen):
@@ -337,7 +377,9 @@ class VisTR(VideoInstanceSegmenter):
             position[in_video] = torch.searchsorted(c, slot[in_video])  # unique() sorts
         return masks[batch.to(masks.device), position.to(masks.device), frame.to(masks.device)]
 
-    def clip_forward(self, feats: Dict[str, Tensor], num_videos: int, mask_head_chunk: Optional[int] = None) -> Dict:
+    def clip_forward(
+        self, feats: Dict[str, Tensor], num_videos: int, mask_head_chunk: Optional[int] = None
+    ) -> Dict:
         """`decode` plus the masks of every slot on every frame.
 
         Args:
@@ -353,13 +395,20 @@ class VisTR(VideoInstanceSegmenter):
             fused = self.slot_masks(mask_inputs, all_slots)  # [B, N, T, h4, w4]
             h4, w4 = fused.shape[-2:]
         else:
-            # test time: chunks of frames through the mask head, written straight into the slot-major
+            # test time: chunks of frames through the mask head, written straight into the
+            # slot-major
             # layout the 3-D head needs (no second copy), then the 3-D head one slot at a time
-            hs_frames, memory_frames, attn_mask = mask_inputs["hs"], mask_inputs["memory"], mask_inputs["mask"]
+            hs_frames, memory_frames, attn_mask = (
+                mask_inputs["hs"],
+                mask_inputs["memory"],
+                mask_inputs["mask"],
+            )
             slot_clips = None
             for s in range(0, b * t, mask_head_chunk):
                 sl = slice(s, s + mask_head_chunk)
-                attn = self.bbox_attention(hs_frames[sl], memory_frames[sl], None if attn_mask is None else attn_mask[sl])
+                attn = self.bbox_attention(
+                    hs_frames[sl], memory_frames[sl], None if attn_mask is None else attn_mask[sl]
+                )
                 fpns = [mask_inputs["fpn0"][sl], mask_inputs["fpn1"][sl], mask_inputs["fpn2"][sl]]
                 chunk = self.mask_head(memory_frames[sl], attn, fpns)
                 chunk = chunk.view(-1, n, *chunk.shape[1:])  # [F, N, 24, h4, w4]
@@ -382,13 +431,20 @@ class VisTR(VideoInstanceSegmenter):
         for video, length in zip(batched_inputs, lengths):
             if length != self.num_frames:
                 raise ValueError(
-                    f"VisTR: video {video.get('video_id', '?')} has {length} training frames but the model's clip "
-                    f"length MODEL.VISTR.NUM_FRAMES is {self.num_frames}; set INPUT.SAMPLING_FRAME_NUM to it")
-        images = normalize_and_pad(frames, self.pixel_mean, self.pixel_std, self.backbone.size_divisibility)
+                    f"VisTR: video {video.get('video_id', '?')} has {length} training frames but "
+                    "the model's clip "
+                    f"length MODEL.VISTR.NUM_FRAMES is {self.num_frames}; set "
+                    "INPUT.SAMPLING_FRAME_NUM to it"
+                )
+        images = normalize_and_pad(
+            frames, self.pixel_mean, self.pixel_std, self.backbone.size_divisibility
+        )
         outputs, mask_inputs = self.decode(self.frame_features(images), len(batched_inputs))
         targets = self.prepare_targets(batched_inputs, images.tensor.shape[-2:])
         # masks only for the slots the criterion matched (see `matched_slot_masks`)
-        return self.criterion(outputs, targets, mask_fn=lambda b, q: self.matched_slot_masks(mask_inputs, b, q))
+        return self.criterion(
+            outputs, targets, mask_fn=lambda b, q: self.matched_slot_masks(mask_inputs, b, q)
+        )
 
     def prepare_targets(self, batched_inputs: List[Dict], padded_size) -> List[Dict[str, Tensor]]:
         """Per video: "labels" long [M, T] (class index + 1, 0 where absent — the official layout),
@@ -410,39 +466,60 @@ class VisTR(VideoInstanceSegmenter):
                 scale = torch.tensor([w, h, w, h], dtype=torch.float32, device=self.device)
                 xyxy = xyxy / scale
                 cxcywh = torch.stack(
-                    [(xyxy[:, 0] + xyxy[:, 2]) / 2, (xyxy[:, 1] + xyxy[:, 3]) / 2,
-                     xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1]], dim=-1)
+                    [
+                        (xyxy[:, 0] + xyxy[:, 2]) / 2,
+                        (xyxy[:, 1] + xyxy[:, 3]) / 2,
+                        xyxy[:, 2] - xyxy[:, 0],
+                        xyxy[:, 3] - xyxy[:, 1],
+                    ],
+                    dim=-1,
+                )
                 boxes[:, f] = cxcywh * valid[:, f, None]
-            labels = torch.where(valid, tgt["labels"][:, None] + 1, torch.zeros_like(valid, dtype=torch.long))
+            labels = torch.where(
+                valid, tgt["labels"][:, None] + 1, torch.zeros_like(valid, dtype=torch.long)
+            )
             if num_tracks and int(labels.max()) > self.num_classes:
                 raise ValueError(
-                    f"VisTR: video {video.get('video_id', '?')} has class {int(labels.max()) - 1} >= "
-                    f"MODEL.VISTR.NUM_CLASSES={self.num_classes}")
+                    f"VisTR: video {video.get('video_id', '?')} has class {int(labels.max()) - 1} "
+                    ">= "
+                    f"MODEL.VISTR.NUM_CLASSES={self.num_classes}"
+                )
             targets.append({"labels": labels, "boxes": boxes, "valid": valid, "masks": masks})
         return targets
 
     # ------------------------------------------------------------------ inference
-    def _window_predictions(self, cache: FrameFeatureCache, frame_ids: List[int]) -> Dict[str, Tensor]:
+    def _window_predictions(
+        self, cache: FrameFeatureCache, frame_ids: List[int]
+    ) -> Dict[str, Tensor]:
         """One T-frame window: "probs" [T, N, K+2] class softmax (last = no-object),
         "mask_logits" [T, N, h4, w4]."""
         feats = cache.get(frame_ids)
         out = self.clip_forward(feats, 1, mask_head_chunk=self.test_mask_head_chunk)
         t, n = self.num_frames, self.num_slots
         probs = out["pred_logits"][0].softmax(-1).view(t, n, -1)
-        return {"probs": probs, "mask_logits": out["pred_masks"][0].view(t, n, *out["pred_masks"].shape[-2:])}
+        return {
+            "probs": probs,
+            "mask_logits": out["pred_masks"][0].view(t, n, *out["pred_masks"].shape[-2:]),
+        }
 
     def _frame_cache(self, frames: Sequence[Tensor]) -> FrameFeatureCache:
         def compute(frame_ids: List[int]) -> Dict[str, Tensor]:
-            images = normalize_and_pad([frames[i] for i in frame_ids], self.pixel_mean, self.pixel_std,
-                                       self.backbone.size_divisibility)
+            images = normalize_and_pad(
+                [frames[i] for i in frame_ids],
+                self.pixel_mean,
+                self.pixel_std,
+                self.backbone.size_divisibility,
+            )
             return self.frame_features(images)
 
         return FrameFeatureCache(compute, self.test_chunk_size)
 
     def processed_frames(self, num_frames: int) -> int:
-        """Frames the network runs on for a `num_frames`-frame video: a shorter video is tiled to the
+        """Frames the network runs on for a `num_frames`-frame video: a shorter video is tiled to
+        the
         clip length T (the whole clip is computed), a longer one is cut into T-frame windows over
-        its own frames. The benchmark divides a video's GFLOPs by this (see vis_zoo/zoo/benchmark.py)."""
+        its own frames. The benchmark divides a video's GFLOPs by this (see
+        vis_zoo/zoo/benchmark.py)."""
         return max(int(num_frames), self.num_frames)
 
     @torch.no_grad()
@@ -474,9 +551,14 @@ class VisTR(VideoInstanceSegmenter):
         frame whose score is below the frame threshold has no mask."""
         probs = window["probs"][:length, :, :-1]  # [L, N, K+1], no-object left out
         frame_scores, frame_labels = probs.max(-1)  # [L, N]
-        writer = VideoMaskWriter(length, image_size, output_rle=self.output_rle,
-                                 mask_threshold=_logit(self.mask_threshold),
-                                 track_chunk=self.num_slots, store_dir=self.test_store_dir)
+        writer = VideoMaskWriter(
+            length,
+            image_size,
+            output_rle=self.output_rle,
+            mask_threshold=_logit(self.mask_threshold),
+            track_chunk=self.num_slots,
+            store_dir=self.test_store_dir,
+        )
         all_slots = torch.ones(self.num_slots, dtype=torch.bool)
         for f in range(length):
             writer(f, window["mask_logits"][f], all_slots)
@@ -498,8 +580,9 @@ class VisTR(VideoInstanceSegmenter):
             return empty_video_output(image_size)
         scores_t = torch.stack(scores).float().cpu()
         order = scores_t.argsort(descending=True)[: self.max_num_tracks].tolist()
-        return build_video_output(image_size, scores_t[order], torch.tensor(labels)[order],
-                                  [kept_masks[i] for i in order])
+        return build_video_output(
+            image_size, scores_t[order], torch.tensor(labels)[order], [kept_masks[i] for i in order]
+        )
 
     def _long_video_output(self, cache: FrameFeatureCache, length: int, image_size) -> Dict:
         """A video longer than T: windows of T frames every `test_window_stride` frames, joined into
@@ -510,31 +593,50 @@ class VisTR(VideoInstanceSegmenter):
         windows. Track class = argmax of those (dropped if it is the unused index 0), score = its
         probability; masks are the window-averaged logits, upsampled frame by frame."""
         mask_logit_threshold = _logit(self.mask_threshold)
-        writer = VideoMaskWriter(length, image_size, output_rle=self.output_rle,
-                                 mask_threshold=mask_logit_threshold, track_chunk=self.num_slots,
-                                 store_dir=self.test_store_dir)
+        writer = VideoMaskWriter(
+            length,
+            image_size,
+            output_rle=self.output_rle,
+            mask_threshold=mask_logit_threshold,
+            track_chunk=self.num_slots,
+            store_dir=self.test_store_dir,
+        )
 
         def clip_fn(frame_ids: List[int]) -> ClipPrediction:
             window = self._window_predictions(cache, frame_ids)
             slot_logits = window["mask_logits"].transpose(0, 1)  # [N, T, h4, w4]
             has_pixel = (slot_logits > mask_logit_threshold).flatten(1).any(1)
-            return ClipPrediction(frame_ids, window["probs"].mean(0)[has_pixel], slot_logits[has_pixel])
+            return ClipPrediction(
+                frame_ids, window["probs"].mean(0)[has_pixel], slot_logits[has_pixel]
+            )
 
         class_probs = associate_clip_windows(
-            length, clip_fn, window_size=self.num_frames, window_stride=self.test_window_stride,
-            max_num_tracks=self.max_num_tracks, frame_sink=writer, on_window_done=cache.release_before)
+            length,
+            clip_fn,
+            window_size=self.num_frames,
+            window_stride=self.test_window_stride,
+            max_num_tracks=self.max_num_tracks,
+            frame_sink=writer,
+            on_window_done=cache.release_before,
+        )
         num_tracks = class_probs.shape[0]
         if num_tracks == 0:
             return empty_video_output(image_size)
         masks = writer.track_masks(num_tracks)
-        scores, best = class_probs[:, :-1].max(-1)  # index 0 included, as in the single-window score
+        scores, best = class_probs[:, :-1].max(
+            -1
+        )  # index 0 included, as in the single-window score
         keep = [i for i in range(num_tracks) if int(best[i]) != 0 and track_has_pixels(masks[i])]
         if not keep:
             return empty_video_output(image_size)
         scores = scores[keep].float().cpu()
         order = scores.argsort(descending=True).tolist()
-        return build_video_output(image_size, scores[order], (best[keep] - 1).cpu()[order],
-                                  [masks[keep[i]] for i in order])
+        return build_video_output(
+            image_size,
+            scores[order],
+            (best[keep] - 1).cpu()[order],
+            [masks[keep[i]] for i in order],
+        )
 
 
 def _logit(p: float) -> float:

@@ -1,4 +1,5 @@
 """The 3-D (t, y, x) sine positional encoding of VisTR (nothing learned)."""
+
 import math
 
 import torch
@@ -14,7 +15,9 @@ class PositionEmbeddingSine3D(nn.Module):
     order [t, y, x], giving 3·num_pos_feats channels (384 = 3 × 128 for VisTR).
     """
 
-    def __init__(self, num_pos_feats: int = 128, temperature: float = 10000.0, scale: float = 2 * math.pi):
+    def __init__(
+        self, num_pos_feats: int = 128, temperature: float = 10000.0, scale: float = 2 * math.pi
+    ):
         super().__init__()
         self.num_pos_feats = num_pos_feats
         self.temperature = temperature
@@ -28,7 +31,9 @@ class PositionEmbeddingSine3D(nn.Module):
             float [B, 3·num_pos_feats, T, h, w]
         """
         if mask.dim() != 4:
-            raise ValueError(f"PositionEmbeddingSine3D expects a [B, T, h, w] mask, got {tuple(mask.shape)}")
+            raise ValueError(
+                f"PositionEmbeddingSine3D expects a [B, T, h, w] mask, got {tuple(mask.shape)}"
+            )
         not_mask = ~mask
         eps = 1e-6
         t_embed = not_mask.cumsum(1, dtype=torch.float32)
@@ -39,7 +44,9 @@ class PositionEmbeddingSine3D(nn.Module):
         x_embed = x_embed / (x_embed[:, :, :, -1:] + eps) * self.scale
 
         dim_t = torch.arange(self.num_pos_feats, dtype=torch.float32, device=mask.device)
-        dim_t = self.temperature ** (2 * torch.div(dim_t, 2, rounding_mode="floor") / self.num_pos_feats)
+        dim_t = self.temperature ** (
+            2 * torch.div(dim_t, 2, rounding_mode="floor") / self.num_pos_feats
+        )
 
         def encode(embed: torch.Tensor) -> torch.Tensor:
             # [B, T, h, w] -> [B, T, h, w, F]: sin on even frequencies, cos on odd, interleaved

@@ -4,14 +4,20 @@
 The shared layers keep the official parameter names, so official checkpoints map one-to-one. They
 call attention with `need_weights=False`, which makes PyTorch use `scaled_dot_product_attention`
 instead of materialising the attention weights as the official code does — same outputs, far less
-memory for the (T·h·w)² encoder attention; we also drop an all-False padding mask for the same reason.
+memory for the (T·h·w)² encoder attention; we also drop an all-False padding mask for the same
+reason.
 """
+
 from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
-from vis_zoo.modeling.transformer_layers import TransformerDecoderLayer, TransformerEncoderLayer, clone_modules
+from vis_zoo.modeling.transformer_layers import (
+    TransformerDecoderLayer,
+    TransformerEncoderLayer,
+    clone_modules,
+)
 
 
 def _padding_or_none(key_padding_mask: Optional[Tensor]) -> Optional[Tensor]:
@@ -44,7 +50,13 @@ class Decoder(nn.Module):
     def forward(self, tgt, memory, memory_key_padding_mask, pos, query_pos) -> Tensor:
         intermediate: List[Tensor] = []
         for layer in self.layers:
-            tgt = layer(tgt, memory, memory_key_padding_mask=memory_key_padding_mask, pos=pos, query_pos=query_pos)
+            tgt = layer(
+                tgt,
+                memory,
+                memory_key_padding_mask=memory_key_padding_mask,
+                pos=pos,
+                query_pos=query_pos,
+            )
             intermediate.append(self.norm(tgt))
         return torch.stack(intermediate)
 
@@ -64,9 +76,14 @@ class VisTRTransformer(nn.Module):
         normalize_before: bool = False,
     ):
         super().__init__()
-        enc_layer = TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout, normalize_before=normalize_before)
-        dec_layer = TransformerDecoderLayer(d_model, nhead, dim_feedforward, dropout, normalize_before=normalize_before)
-        # pre-norm needs a final encoder LayerNorm (official: encoder_norm only when normalize_before)
+        enc_layer = TransformerEncoderLayer(
+            d_model, nhead, dim_feedforward, dropout, normalize_before=normalize_before
+        )
+        dec_layer = TransformerDecoderLayer(
+            d_model, nhead, dim_feedforward, dropout, normalize_before=normalize_before
+        )
+        # pre-norm needs a final encoder LayerNorm (official: encoder_norm only when
+        # normalize_before)
         self.encoder = Encoder(enc_layer, num_encoder_layers, d_model if normalize_before else None)
         self.decoder = Decoder(dec_layer, num_decoder_layers, d_model)
         self.d_model = d_model
@@ -75,7 +92,9 @@ class VisTRTransformer(nn.Module):
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p)
 
-    def forward(self, src: Tensor, mask: Tensor, query_embed: Tensor, pos: Tensor) -> Tuple[Tensor, Tensor]:
+    def forward(
+        self, src: Tensor, mask: Tensor, query_embed: Tensor, pos: Tensor
+    ) -> Tuple[Tensor, Tensor]:
         """
         Args:
             src: [B, C, T, h, w] projected C5 features of the clip.

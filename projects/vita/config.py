@@ -1,4 +1,6 @@
-"""VITA's config keys: cfg.MODEL.VITA.* (and Mask2Former's frame-detector keys, which it builds on)."""
+"""VITA's config keys: cfg.MODEL.VITA.* (and Mask2Former's frame-detector keys, which it builds
+on)."""
+
 from detectron2.config import CfgNode as CN
 
 from vis_zoo.config import register_method_config
@@ -7,7 +9,8 @@ from vis_zoo.modeling.mask2former.config import add_mask2former_config
 
 @register_method_config("Vita", num_classes_key="MODEL.SEM_SEG_HEAD.NUM_CLASSES")
 def add_vita_config(cfg: CN) -> None:
-    """Official defaults (sukjunhwang/VITA, vita/config.py and configs/youtubevis_2019/vita_R50_bs8.yaml).
+    """Official defaults (sukjunhwang/VITA, vita/config.py and
+    configs/youtubevis_2019/vita_R50_bs8.yaml).
 
     Test-time detector passes use the shared MODEL.VIS.TEST_CHUNK_SIZE (official
     MODEL.VITA.TEST_RUN_CHUNK_SIZE, 18: set in configs/vita/Base-VITA.yaml), TEST_CHUNK_PIXELS_CPU,

@@ -1,11 +1,14 @@
-"""The VITA module: object encoder over frame queries (shifted temporal windows), object decoder with
+"""The VITA module: object encoder over frame queries (shifted temporal windows), object decoder
+with
 video queries, and the class / mask-embedding / similarity heads (VITA paper, Sec. 3.2-3.3;
 sukjunhwang/VITA, vita/modeling/transformer_decoder/vita.py).
 
 Shapes: L = frame-decoder layers fed in (3 in training, 1 at test), B videos, T frames, fQ frame
-queries per frame, cQ video queries, C channels, D = decoder outputs returned (all layers in training
+queries per frame, cQ video queries, C channels, D = decoder outputs returned (all layers in
+training
 with deep supervision, else the last).
 """
+
 import math
 from typing import Callable, Dict, Iterable, Optional, Tuple
 
@@ -37,7 +40,11 @@ def shifted_window_mask(pad_mask: Tensor, window: int, num_queries: int, num_hea
     n, t_pad = pad_mask.shape
     num_windows = t_pad // window
     half = int(math.ceil(window / 2))
-    rolled = torch.roll(pad_mask, half, 1).view(n, num_windows, window)[..., None].repeat(1, 1, 1, window)
+    rolled = (
+        torch.roll(pad_mask, half, 1)
+        .view(n, num_windows, window)[..., None]
+        .repeat(1, 1, 1, window)
+    )
     rolled[:, 0] = rolled[:, 0] | rolled[:, 0].transpose(-2, -1)
     rolled[:, -1] = rolled[:, -1] | rolled[:, -1].transpose(-2, -1)
     rolled[:, 0, :half, half:] = True
@@ -50,8 +57,12 @@ def shifted_window_mask(pad_mask: Tensor, window: int, num_queries: int, num_hea
 
 
 @torch.no_grad()
-def streamed_cross_attention(layer: CrossAttentionLayer, tgt: Tensor, query_pos: Tensor,
-                             memory_blocks: Iterable[Tuple[Tensor, Tensor]]) -> Tensor:
+def streamed_cross_attention(
+    layer: CrossAttentionLayer,
+    tgt: Tensor,
+    query_pos: Tensor,
+    memory_blocks: Iterable[Tuple[Tensor, Tensor]],
+) -> Tensor:
     """`layer(tgt, memory, pos=pos, query_pos=query_pos)` without the whole memory at once: the
     memory comes as blocks (memory [S_b, N, C], pos [S_b, N, C]) and the softmax over all of them
     is accumulated block by block (running maximum, rescaled sums), so memory is bounded by one
@@ -71,7 +82,7 @@ def streamed_cross_attention(layer: CrossAttentionLayer, tgt: Tensor, query_pos:
     b_q, b_k, b_v = attn.in_proj_bias.chunk(3)
     x = layer.norm(tgt) if layer.normalize_before else tgt
     q = F.linear(x + query_pos, w_q, b_q).view(num_q, batch * heads, head_dim).transpose(0, 1)
-    q = q * head_dim ** -0.5  # [N*h, Q, d]
+    q = q * head_dim**-0.5  # [N*h, Q, d]
     running_max = q.new_full((batch * heads, num_q, 1), -math.inf)
     denominator = q.new_zeros((batch * heads, num_q, 1))
     weighted = q.new_zeros((batch * heads, num_q, head_dim))
@@ -107,12 +118,27 @@ class VITAModule(nn.Module):
     """
 
     @configurable
-    def __init__(self, *, in_channels: int = 256, hidden_dim: int = 256, num_classes: int,
-                 num_frame_queries: int = 100, num_queries: int = 100, nheads: int = 8,
-                 dim_feedforward: int = 2048, enc_layers: int = 6, dec_layers: int = 3,
-                 enc_window_size: int = 6, pre_norm: bool = False, enforce_input_project: bool = True,
-                 mask_dim: int = 256, aux_loss: bool = True, sim_use_clip: bool = True,
-                 use_sim: bool = True, test_window_batch: int = 64):
+    def __init__(
+        self,
+        *,
+        in_channels: int = 256,
+        hidden_dim: int = 256,
+        num_classes: int,
+        num_frame_queries: int = 100,
+        num_queries: int = 100,
+        nheads: int = 8,
+        dim_feedforward: int = 2048,
+        enc_layers: int = 6,
+        dec_layers: int = 3,
+        enc_window_size: int = 6,
+        pre_norm: bool = False,
+        enforce_input_project: bool = True,
+        mask_dim: int = 256,
+        aux_loss: bool = True,
+        sim_use_clip: bool = True,
+        use_sim: bool = True,
+        test_window_batch: int = 64,
+    ):
         super().__init__()
         self.num_heads = nheads
         self.num_layers = dec_layers
@@ -130,13 +156,19 @@ class VITAModule(nn.Module):
         if enc_layers > 0:
             for _ in range(enc_layers):
                 self.enc_self_attn.append(SelfAttentionLayer(hidden_dim, nheads, 0.0, pre_norm))
-                self.enc_ffn.append(FFNLayer(hidden_dim, dim_feedforward, 0.0, normalize_before=pre_norm))
+                self.enc_ffn.append(
+                    FFNLayer(hidden_dim, dim_feedforward, 0.0, normalize_before=pre_norm)
+                )
         self.transformer_self_attention_layers = nn.ModuleList(
-            SelfAttentionLayer(hidden_dim, nheads, 0.0, pre_norm) for _ in range(dec_layers))
+            SelfAttentionLayer(hidden_dim, nheads, 0.0, pre_norm) for _ in range(dec_layers)
+        )
         self.transformer_cross_attention_layers = nn.ModuleList(
-            CrossAttentionLayer(hidden_dim, nheads, 0.0, pre_norm) for _ in range(dec_layers))
+            CrossAttentionLayer(hidden_dim, nheads, 0.0, pre_norm) for _ in range(dec_layers)
+        )
         self.transformer_ffn_layers = nn.ModuleList(
-            FFNLayer(hidden_dim, dim_feedforward, 0.0, normalize_before=pre_norm) for _ in range(dec_layers))
+            FFNLayer(hidden_dim, dim_feedforward, 0.0, normalize_before=pre_norm)
+            for _ in range(dec_layers)
+        )
 
         self.vita_mask_features = nn.Conv2d(mask_dim, mask_dim, kernel_size=1)
         nn.init.kaiming_uniform_(self.vita_mask_features.weight, a=1)  # c2_xavier_fill
@@ -181,11 +213,17 @@ class VITAModule(nn.Module):
         }
 
     # ------------------------------------------------------------------ encoder
-    def _encoder_layer(self, idx: int, tokens: Tensor, attn_mask=None, key_padding_mask=None) -> Tensor:
-        tokens = self.enc_self_attn[idx](tokens, tgt_mask=attn_mask, tgt_key_padding_mask=key_padding_mask)
+    def _encoder_layer(
+        self, idx: int, tokens: Tensor, attn_mask=None, key_padding_mask=None
+    ) -> Tensor:
+        tokens = self.enc_self_attn[idx](
+            tokens, tgt_mask=attn_mask, tgt_key_padding_mask=key_padding_mask
+        )
         return self.enc_ffn[idx](tokens)
 
-    def _windows_layer(self, idx: int, frame_query: Tensor, pad_mask: Tensor, shift_mask: Optional[Tensor]) -> Tensor:
+    def _windows_layer(
+        self, idx: int, frame_query: Tensor, pad_mask: Tensor, shift_mask: Optional[Tensor]
+    ) -> Tensor:
         """One encoder layer over (optionally shifted) windows. frame_query [T_pad, fQ, LB, C]."""
         t_pad, fq, lb, c = frame_query.shape
         w = self.window_size
@@ -203,7 +241,7 @@ class VITAModule(nn.Module):
         for s in range(0, lb * nw, step):
             e = min(s + step, lb * nw)
             if shifted:
-                m = shift_mask[s * self.num_heads:e * self.num_heads]
+                m = shift_mask[s * self.num_heads : e * self.num_heads]
                 outs.append(self._encoder_layer(idx, x[:, s:e], attn_mask=m))
             else:
                 outs.append(self._encoder_layer(idx, x[:, s:e], key_padding_mask=window_pad[s:e]))
@@ -240,9 +278,14 @@ class VITAModule(nn.Module):
 
     # ------------------------------------------------------------------ long videos
     @torch.no_grad()
-    def infer_streamed(self, read_queries: Callable[[int, int], Tensor], num_frames: int,
-                       encoded_store, query_index: Optional[Tensor] = None,
-                       block_frames: int = 120) -> Tuple[Tensor, Tensor]:
+    def infer_streamed(
+        self,
+        read_queries: Callable[[int, int], Tensor],
+        num_frames: int,
+        encoded_store,
+        query_index: Optional[Tensor] = None,
+        block_frames: int = 120,
+    ) -> Tuple[Tensor, Tensor]:
         """The test-time forward on a video of any length, with memory bounded by a block of
         frames: what `forward` gives as pred_logits[-1, 0] and pred_mask_embed[-1, 0], up to float
         rounding.
@@ -263,8 +306,9 @@ class VITAModule(nn.Module):
             (class logits [cQ, K+1], mask embeddings [cQ, C]).
         """
         if self.window_size == 0 and self.enc_layers > 0:
-            raise ValueError("VITA: streaming needs the windowed object encoder "
-                             "(MODEL.VITA.ENC_WINDOW_SIZE > 0)")
+            raise ValueError(
+                "VITA: streaming needs the windowed object encoder (MODEL.VITA.ENC_WINDOW_SIZE > 0)"
+            )
         w = max(1, self.window_size)
         block = max(w, block_frames // w * w)
         context = self.enc_layers * w
@@ -273,7 +317,7 @@ class VITAModule(nn.Module):
             lo, hi = max(0, start - context), min(num_frames, end + context)
             x = self.input_proj_dec(read_queries(lo, hi)[:, :, None])  # [t, fQ, 1, C]
             x = self.encode_frame_query(x)
-            encoded_store.add(start, x[start - lo:end - lo, :, 0])
+            encoded_store.add(start, x[start - lo : end - lo, :, 0])
             del x
 
         def memory_blocks():
@@ -289,21 +333,27 @@ class VITAModule(nn.Module):
         query_embed = self.query_embed.weight[:, None]
         output = self.query_feat.weight[:, None]
         for i in range(self.num_layers):
-            output = streamed_cross_attention(self.transformer_cross_attention_layers[i], output,
-                                              query_embed, memory_blocks())
+            output = streamed_cross_attention(
+                self.transformer_cross_attention_layers[i], output, query_embed, memory_blocks()
+            )
             output = self.transformer_self_attention_layers[i](
-                output, tgt_mask=None, tgt_key_padding_mask=None, query_pos=query_embed)
+                output, tgt_mask=None, tgt_key_padding_mask=None, query_pos=query_embed
+            )
             output = self.transformer_ffn_layers[i](output)
         decoded = self.decoder_norm(output)[:, 0]  # [cQ, C]
         return self.class_embed(decoded), self.mask_embed(decoded)
 
     # ------------------------------------------------------------------ forward
-    def forward(self, frame_queries: Tensor, num_frames: int, query_index: Optional[Tensor] = None) -> Dict:
+    def forward(
+        self, frame_queries: Tensor, num_frames: int, query_index: Optional[Tensor] = None
+    ) -> Dict:
         if not self.training:
             frame_queries = frame_queries[-1:]
         num_l, bt, fq, c = frame_queries.shape
         if bt % num_frames != 0:
-            raise ValueError(f"VITA: {bt} frame-query sets is not a multiple of num_frames={num_frames}")
+            raise ValueError(
+                f"VITA: {bt} frame-query sets is not a multiple of num_frames={num_frames}"
+            )
         t = num_frames
         b = bt // t
         # [L, B*T, fQ, C] -> [T, fQ, L*B, C]
@@ -323,7 +373,9 @@ class VITAModule(nn.Module):
             dec_pos = self.fq_pos.weight[None, :, None, :].repeat(t, 1, num_l * b, 1).flatten(0, 1)
         else:
             if tuple(query_index.shape) != (bt, fq):
-                raise ValueError(f"VITA: query_index {tuple(query_index.shape)} does not match ({bt}, {fq})")
+                raise ValueError(
+                    f"VITA: query_index {tuple(query_index.shape)} does not match ({bt}, {fq})"
+                )
             pos = self.fq_pos.weight[query_index]  # [B*T, fQ', C]
             pos = pos.view(b, t, fq, c).permute(1, 2, 0, 3)  # [T, fQ', B, C]
             dec_pos = pos.repeat(1, 1, num_l, 1).flatten(0, 1)
@@ -333,9 +385,16 @@ class VITAModule(nn.Module):
         decoder_outputs = []
         for i in range(self.num_layers):
             output = self.transformer_cross_attention_layers[i](
-                output, src, memory_mask=None, memory_key_padding_mask=None, pos=dec_pos, query_pos=query_embed)
+                output,
+                src,
+                memory_mask=None,
+                memory_key_padding_mask=None,
+                pos=dec_pos,
+                query_pos=query_embed,
+            )
             output = self.transformer_self_attention_layers[i](
-                output, tgt_mask=None, tgt_key_padding_mask=None, query_pos=query_embed)
+                output, tgt_mask=None, tgt_key_padding_mask=None, query_pos=query_embed
+            )
             output = self.transformer_ffn_layers[i](output)
             if (self.training and self.aux_loss) or i == self.num_layers - 1:
                 dec_out = self.decoder_norm(output).transpose(0, 1)  # [LB, cQ, C]
@@ -347,6 +406,8 @@ class VITAModule(nn.Module):
             out["pred_cq_embed"] = self.sim_embed_clip(decoder_outputs[-1])
         out["pred_logits"] = pred_cls[-1]
         out["pred_mask_embed"] = pred_mask_embed[-1]
-        out["aux_outputs"] = [{"pred_logits": a, "pred_mask_embed": m}
-                              for a, m in zip(pred_cls[:-1], pred_mask_embed[:-1])]
+        out["aux_outputs"] = [
+            {"pred_logits": a, "pred_mask_embed": m}
+            for a, m in zip(pred_cls[:-1], pred_mask_embed[:-1])
+        ]
         return out

@@ -1,4 +1,5 @@
 """Training/test loaders: mapper choice by metadata, dataset mixing by ratio, rank sharding."""
+
 import itertools
 import uuid
 
@@ -31,8 +32,13 @@ def _write_frame(path, seed):
 
 def _square(track_id, category_id, x0, y0, size):
     polygon = [x0, y0, x0 + size, y0, x0 + size, y0 + size, x0, y0 + size]
-    anno = {"category_id": category_id, "bbox": [x0, y0, size, size],
-            "bbox_mode": BoxMode.XYWH_ABS, "segmentation": [polygon], "iscrowd": 0}
+    anno = {
+        "category_id": category_id,
+        "bbox": [x0, y0, size, size],
+        "bbox_mode": BoxMode.XYWH_ABS,
+        "segmentation": [polygon],
+        "iscrowd": 0,
+    }
     if track_id is not None:
         anno["id"] = track_id
     return anno
@@ -43,15 +49,26 @@ def make_video(tmp_path, length, video_id=1):
     folder = tmp_path / f"video{video_id}"
     folder.mkdir(exist_ok=True)
     files = [_write_frame(str(folder / f"{i:05d}.jpg"), i) for i in range(length)]
-    return {"video_id": video_id, "file_names": files, "height": H, "width": W, "length": length,
-            "annotations": [[_square(5, 1, 10 + i, 8, 20)] for i in range(length)]}
+    return {
+        "video_id": video_id,
+        "file_names": files,
+        "height": H,
+        "width": W,
+        "length": length,
+        "annotations": [[_square(5, 1, 10 + i, 8, 20)] for i in range(length)],
+    }
 
 
 def _image_dict(tmp_path):
     """An image dataset dict (image_id 17) with two instances."""
     path = _write_frame(str(tmp_path / "image.jpg"), 99)
-    return {"file_name": path, "image_id": 17, "height": H, "width": W,
-            "annotations": [_square(None, 3, 4, 4, 30), _square(None, 0, 40, 30, 10)]}
+    return {
+        "file_name": path,
+        "image_id": 17,
+        "height": H,
+        "width": W,
+        "annotations": [_square(None, 3, 4, 4, 30), _square(None, 0, 40, 30, 10)],
+    }
 
 
 @pytest.fixture
@@ -99,8 +116,11 @@ def test_mixing_follows_ratio():
     first = [{"index": i} for i in range(2)]
     second = [{"index": i} for i in range(5)]
     loader = build_mixed_train_loader(
-        [first, second], [_tagging_mapper(0), _tagging_mapper(1)],
-        total_batch_size=4, dataset_ratio=[3, 1], seed=0,
+        [first, second],
+        [_tagging_mapper(0), _tagging_mapper(1)],
+        total_batch_size=4,
+        dataset_ratio=[3, 1],
+        seed=0,
     )
     items = [item for batch in itertools.islice(loader, 500) for item in batch]
     sources = np.array([item["source"] for item in items])
@@ -114,7 +134,9 @@ def test_mixing_follows_ratio():
 def test_default_is_uniform_over_items():
     loader = build_mixed_train_loader(
         [[{"index": 0}], [{"index": i} for i in range(3)]],
-        [_tagging_mapper(0), _tagging_mapper(1)], total_batch_size=4, seed=0,
+        [_tagging_mapper(0), _tagging_mapper(1)],
+        total_batch_size=4,
+        seed=0,
     )
     items = [item for batch in itertools.islice(loader, 100) for item in batch]
     # 1 of 4 items comes from the first dataset: exactly 25% (TrainingSampler permutes epochs).
@@ -124,8 +146,12 @@ def test_default_is_uniform_over_items():
 def test_ratio_length_mismatch_is_an_error():
     with pytest.raises(ValueError, match="DATASET_RATIO has 3 entries but DATASETS.TRAIN has 2"):
         build_mixed_train_loader(
-            [[{"index": 0}], [{"index": 0}]], [_tagging_mapper(0)] * 2,
-            total_batch_size=2, dataset_ratio=[1, 2, 3], names=["a", "b"], seed=0,
+            [[{"index": 0}], [{"index": 0}]],
+            [_tagging_mapper(0)] * 2,
+            total_batch_size=2,
+            dataset_ratio=[1, 2, 3],
+            names=["a", "b"],
+            seed=0,
         )
 
 
@@ -151,10 +177,12 @@ def test_dataset_kind_from_metadata(registered):
 
 def test_train_loader_mixes_video_and_image_datasets(tmp_path, registered):
     videos = [make_video(tmp_path, length=3, video_id=v) for v in (1, 2)]
-    video_name = registered(videos, dataset_kind="video", evaluator_type="ytvis",
-                            thing_classes=["a", "b", "c"])
-    image_name = registered([_image_dict(tmp_path)], evaluator_type="coco",
-                            thing_classes=["a", "b", "c", "d"])
+    video_name = registered(
+        videos, dataset_kind="video", evaluator_type="ytvis", thing_classes=["a", "b", "c"]
+    )
+    image_name = registered(
+        [_image_dict(tmp_path)], evaluator_type="coco", thing_classes=["a", "b", "c", "d"]
+    )
     cfg = _cfg([video_name, image_name], ratio=[1, 1])
     loader = build_vis_train_loader(cfg)
     seen = set()

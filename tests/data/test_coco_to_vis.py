@@ -1,4 +1,6 @@
-"""COCO -> YouTube-VIS / OVIS category tables and the coco2ytvis2019/coco2ytvis2021/coco2ovis datasets."""
+"""COCO -> YouTube-VIS / OVIS category tables and the coco2ytvis2019/coco2ytvis2021/coco2ovis
+datasets."""
+
 import itertools
 import json
 import os
@@ -43,8 +45,14 @@ TABLES = {
 }
 # (COCO name, target name) pairs the official tables map although the names differ
 SYNONYMS = {
-    ("bicycle", "motorbike"), ("motorcycle", "motorbike"), ("car", "sedan"), ("skis", "snowboard"),
-    ("frisbee", "flying_disc"), ("car", "vehical"), ("bus", "vehical"), ("truck", "vehical"),
+    ("bicycle", "motorbike"),
+    ("motorcycle", "motorbike"),
+    ("car", "sedan"),
+    ("skis", "snowboard"),
+    ("frisbee", "flying_disc"),
+    ("car", "vehical"),
+    ("bus", "vehical"),
+    ("truck", "vehical"),
 }
 # same name, not mapped: COCO "mouse" is the computer mouse; the official OVIS table leaves out bird
 NOT_MAPPED_ALTHOUGH_SAME_NAME = {("ytvis_2019", "mouse"), ("ytvis_2021", "mouse"), ("ovis", "bird")}
@@ -70,7 +78,8 @@ def test_table_names_match(target):
     for coco_id, target_id in table.items():
         pair = (_norm(COCO_NAMES[coco_id]), target_names[target_id])
         assert pair[0] == pair[1] or pair in SYNONYMS, (coco_id, target_id, pair)
-    # every COCO category with a same-named target category is mapped onto it (known exceptions aside)
+    # every COCO category with a same-named target category is mapped onto it (known exceptions
+    # aside)
     by_name = {n: i for i, n in target_names.items()}
     for coco_id, coco_name in COCO_NAMES.items():
         name = _norm(coco_name)
@@ -83,7 +92,9 @@ def test_table_spot_checks():
     assert YTVIS_2019_CATEGORIES[COCO_TO_YTVIS_2019[person] - 1]["name"] == "person"
     assert YTVIS_2021_CATEGORIES[COCO_TO_YTVIS_2021[person] - 1]["name"] == "person"
     assert OVIS_CATEGORIES[COCO_TO_OVIS[person] - 1]["name"] == "Person"
-    assert COCO_TO_YTVIS_2019[18] == 8 and COCO_TO_YTVIS_2021[18] == 9 and COCO_TO_OVIS[18] == 4  # dog
+    assert (
+        COCO_TO_YTVIS_2019[18] == 8 and COCO_TO_YTVIS_2021[18] == 9 and COCO_TO_OVIS[18] == 4
+    )  # dog
     assert COCO_TO_YTVIS_2021[16] == 3 and 16 not in COCO_TO_YTVIS_2019  # bird: 2021 only
     assert COCO_TO_OVIS[3] == COCO_TO_OVIS[6] == COCO_TO_OVIS[8] == 25  # car, bus, truck -> Vehical
 
@@ -93,12 +104,20 @@ def test_table_spot_checks():
 # ----------------------------------------------------------------------------------------------
 def _square_anno(ann_id, image_id, category_id, x0, y0, size, iscrowd=0):
     polygon = [x0, y0, x0 + size, y0, x0 + size, y0 + size, x0, y0 + size]
-    return {"id": ann_id, "image_id": image_id, "category_id": category_id, "iscrowd": iscrowd,
-            "bbox": [x0, y0, size, size], "area": size * size, "segmentation": [polygon]}
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": category_id,
+        "iscrowd": iscrowd,
+        "bbox": [x0, y0, size, size],
+        "area": size * size,
+        "segmentation": [polygon],
+    }
 
 
 def write_tiny_coco(root, split="train"):
-    """COCO layout under `root`: coco/{split}2017/*.jpg and coco/annotations/instances_{split}2017.json.
+    """COCO layout under `root`: coco/{split}2017/*.jpg and
+    coco/annotations/instances_{split}2017.json.
 
     image 1: person, dog, chair (chair maps nowhere); image 2: chair only; image 3: bicycle, skis.
     The category list is a subset of COCO's, with bottle (44) but no bottle annotation.
@@ -113,14 +132,16 @@ def write_tiny_coco(root, split="train"):
         Image.fromarray(pixels).save(os.path.join(image_dir, name))
         images.append({"id": image_id, "file_name": name, "height": H, "width": W})
     annotations = [
-        _square_anno(10, 1, 1, 4, 4, 30),     # person
+        _square_anno(10, 1, 1, 4, 4, 30),  # person
         _square_anno(11, 1, 18, 36, 10, 20),  # dog
         _square_anno(12, 1, 62, 20, 30, 12),  # chair: dropped
-        _square_anno(20, 2, 62, 8, 8, 16),    # chair only: image 2 dropped
-        _square_anno(30, 3, 2, 2, 2, 24),     # bicycle
+        _square_anno(20, 2, 62, 8, 8, 16),  # chair only: image 2 dropped
+        _square_anno(30, 3, 2, 2, 2, 24),  # bicycle
         _square_anno(31, 3, 35, 30, 20, 16),  # skis (not in OVIS)
     ]
-    categories = [{"id": i, "name": COCO_NAMES[i], "supercategory": "x"} for i in (1, 2, 18, 35, 44, 62)]
+    categories = [
+        {"id": i, "name": COCO_NAMES[i], "supercategory": "x"} for i in (1, 2, 18, 35, 44, 62)
+    ]
     json_file = os.path.join(root, "coco", "annotations", f"instances_{split}2017.json")
     with open(json_file, "w") as f:
         json.dump({"images": images, "annotations": annotations, "categories": categories}, f)
@@ -129,9 +150,9 @@ def write_tiny_coco(root, split="train"):
 
 # image id -> expected target contiguous ids, per target (image 2 is gone everywhere)
 EXPECTED = {
-    "ytvis_2019": {1: [0, 7], 3: [20, 32]},   # person, dog; motorbike, snowboard
+    "ytvis_2019": {1: [0, 7], 3: [20, 32]},  # person, dog; motorbike, snowboard
     "ytvis_2021": {1: [25, 8], 3: [22, 30]},
-    "ovis": {1: [0, 3], 3: [20]},             # skis dropped too
+    "ovis": {1: [0, 3], 3: [20]},  # skis dropped too
 }
 
 
@@ -164,7 +185,9 @@ def test_loading_remaps_and_drops(tmp_path, registered, target):
     assert meta.json_file == json_file and meta.image_root == image_dir
 
     dicts = DatasetCatalog.get(name)
-    assert {d["image_id"]: [a["category_id"] for a in d["annotations"]] for d in dicts} == EXPECTED[target]
+    assert {d["image_id"]: [a["category_id"] for a in d["annotations"]] for d in dicts} == EXPECTED[
+        target
+    ]
     for d in dicts:
         assert d["file_name"] == os.path.join(image_dir, f"{d['image_id']:012d}.jpg")
         assert (d["height"], d["width"]) == (H, W)
@@ -178,8 +201,14 @@ def test_mapper_and_loader_yield_clips_with_target_classes(tmp_path, registered)
     name = registered(json_file, image_dir, COCO_TO_YTVIS_2019, YTVIS_2019_CATEGORIES)
     dicts = DatasetCatalog.get(name)
 
-    mapper = CocoClipDatasetMapper(is_train=True, sampling_frame_num=3, crop_size_range=(1.0, 1.0),
-                                   min_sizes=(48,), max_size=100, random_flip=False)
+    mapper = CocoClipDatasetMapper(
+        is_train=True,
+        sampling_frame_num=3,
+        crop_size_range=(1.0, 1.0),
+        min_sizes=(48,),
+        max_size=100,
+        random_flip=False,
+    )
     for d in dicts:
         clip = mapper(d)
         assert len(clip["image"]) == len(clip["instances"]) == 3
@@ -221,7 +250,9 @@ def test_target_given_as_registered_dataset(tmp_path, registered):
 def test_errors_name_the_file(tmp_path, registered):
     json_file, image_dir = write_tiny_coco(str(tmp_path))
     # a mapped id that is not a category of the target: caught at registration, file named
-    with pytest.raises(ValueError, match=r"instances_train2017\.json.*to 41, which is not a category id"):
+    with pytest.raises(
+        ValueError, match=r"instances_train2017\.json.*to 41, which is not a category id"
+    ):
         registered(json_file, image_dir, {1: 41}, YTVIS_2019_CATEGORIES)
     with pytest.raises(ValueError, match="int -> int"):
         registered(json_file, image_dir, {"1": 1}, YTVIS_2019_CATEGORIES)
@@ -231,7 +262,9 @@ def test_errors_name_the_file(tmp_path, registered):
     with pytest.raises(FileNotFoundError, match="absent.json"):
         DatasetCatalog.get(name)
     # no mapping key is a category of the JSON (a mapping for another id space)
-    with pytest.raises(ValueError, match=r"instances_train2017\.json.*none of the mapping's source"):
+    with pytest.raises(
+        ValueError, match=r"instances_train2017\.json.*none of the mapping's source"
+    ):
         load_coco_json_for_vis(json_file, image_dir, {100: 1, 101: 28}, YTVIS_2019_CATEGORIES)
     # nothing left after filtering
     with pytest.raises(ValueError, match="no annotation has a mapped category"):
@@ -260,18 +293,22 @@ def test_builtin_registered_with_target_metadata(name):
     assert len(meta.thing_classes) == num_classes
     assert meta.thing_classes == MetadataCatalog.get(f"{target}_train").thing_classes
     assert meta.category_mapping == COCO_TO_VIS_TARGETS[target][0]
-    assert meta.json_file.endswith(os.path.join("coco", "annotations", f"instances_{split}2017.json"))
+    assert meta.json_file.endswith(
+        os.path.join("coco", "annotations", f"instances_{split}2017.json")
+    )
     assert meta.image_root.endswith(os.path.join("coco", f"{split}2017"))
 
 
 def test_builtin_loads_from_standard_coco_layout(tmp_path):
-    """Under $DETECTRON2_DATASETS with the COCO layout, coco2ytvis2019_train loads in a fresh process."""
+    """Under $DETECTRON2_DATASETS with the COCO layout, coco2ytvis2019_train loads in a fresh
+    process."""
     write_tiny_coco(str(tmp_path))
     code = (
         "import vis_zoo\n"
         "from detectron2.data import DatasetCatalog\n"
         "dicts = DatasetCatalog.get('coco2ytvis2019_train')\n"
-        "print(sorted((d['image_id'], [a['category_id'] for a in d['annotations']]) for d in dicts))\n"
+        "print(sorted((d['image_id'], [a['category_id'] for a in d['annotations']]) for d in "
+        "dicts))\n"
         "try:\n"
         "    DatasetCatalog.get('coco2ovis_val')\n"
         "except FileNotFoundError as e:\n"
@@ -279,6 +316,8 @@ def test_builtin_loads_from_standard_coco_layout(tmp_path):
         "    print('missing-ok')\n"
     )
     env = dict(os.environ, DETECTRON2_DATASETS=str(tmp_path), OMP_NUM_THREADS="1")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "[(1, [0, 7]), (3, [20, 32])]" in out.stdout and "missing-ok" in out.stdout

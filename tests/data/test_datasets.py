@@ -1,4 +1,5 @@
 """YouTube-VIS JSON loading/validation and the built-in dataset registrations."""
+
 import json
 import os
 
@@ -43,18 +44,41 @@ def _base_json():
     m2 = _rect_mask(12, 4, 20, 15)
     return {
         "videos": [
-            {"id": 5, "file_names": ["a/0.jpg", "a/1.jpg", "a/2.jpg"], "height": H, "width": W, "length": 3},
+            {
+                "id": 5,
+                "file_names": ["a/0.jpg", "a/1.jpg", "a/2.jpg"],
+                "height": H,
+                "width": W,
+                "length": 3,
+            },
             {"id": 2, "file_names": ["b/0.jpg", "b/1.jpg"], "height": H, "width": W, "length": 2},
         ],
         "annotations": [
-            {"id": 11, "video_id": 5, "category_id": 7, "iscrowd": 0,
-             "segmentations": [_uncompressed(m1), None, _compressed(m1)],
-             "bboxes": [[2, 3, 8, 6], None, [2, 3, 8, 6]],
-             "occlusion": ["no_occlusion", None, "severe_occlusion"]},  # OVIS per-frame labels
-            {"id": 12, "video_id": 5, "category_id": 3, "iscrowd": 0,
-             "segmentations": [None, _compressed(m2), _compressed(m2)], "bboxes": None},
-            {"id": 13, "video_id": 2, "category_id": 7, "iscrowd": 0,
-             "segmentations": [[[2.0, 3.0, 10.0, 3.0, 10.0, 9.0, 2.0, 9.0]], None], "bboxes": [[2, 3, 8, 6], None]},
+            {
+                "id": 11,
+                "video_id": 5,
+                "category_id": 7,
+                "iscrowd": 0,
+                "segmentations": [_uncompressed(m1), None, _compressed(m1)],
+                "bboxes": [[2, 3, 8, 6], None, [2, 3, 8, 6]],
+                "occlusion": ["no_occlusion", None, "severe_occlusion"],
+            },  # OVIS per-frame labels
+            {
+                "id": 12,
+                "video_id": 5,
+                "category_id": 3,
+                "iscrowd": 0,
+                "segmentations": [None, _compressed(m2), _compressed(m2)],
+                "bboxes": None,
+            },
+            {
+                "id": 13,
+                "video_id": 2,
+                "category_id": 7,
+                "iscrowd": 0,
+                "segmentations": [[[2.0, 3.0, 10.0, 3.0, 10.0, 9.0, 2.0, 9.0]], None],
+                "bboxes": [[2, 3, 8, 6], None],
+            },
         ],
         "categories": [{"id": 7, "name": "dog"}, {"id": 3, "name": "cat"}],
     }
@@ -80,7 +104,9 @@ def test_loads_dataset_dicts_per_contract(tmp_path):
     assert [d["video_id"] for d in dicts] == [2, 5]  # sorted by id
     v5 = dicts[1]
     assert v5["length"] == 3 and (v5["height"], v5["width"]) == (H, W)
-    assert v5["file_names"] == [os.path.join(os.path.abspath(image_root), f"a/{i}.jpg") for i in range(3)]
+    assert v5["file_names"] == [
+        os.path.join(os.path.abspath(image_root), f"a/{i}.jpg") for i in range(3)
+    ]
     assert len(v5["annotations"]) == 3
     # frame 0: only track 11; frame 1: only track 12; frame 2: both, in JSON order
     assert [o["id"] for o in v5["annotations"][0]] == [11]
@@ -90,7 +116,10 @@ def test_loads_dataset_dicts_per_contract(tmp_path):
     # ids sorted: 3 (cat) -> 0, 7 (dog) -> 1
     assert obj["category_id"] == 1 and v5["annotations"][1][0]["category_id"] == 0
     assert obj["bbox"] == [2.0, 3.0, 8.0, 6.0] and obj["bbox_mode"] == BoxMode.XYWH_ABS
-    assert obj["occlusion"] == "no_occlusion" and v5["annotations"][2][0]["occlusion"] == "severe_occlusion"
+    assert (
+        obj["occlusion"] == "no_occlusion"
+        and v5["annotations"][2][0]["occlusion"] == "severe_occlusion"
+    )
     assert "occlusion" not in v5["annotations"][1][0]
     # bboxes: null -> computed from the mask
     assert v5["annotations"][1][0]["bbox"] == [12.0, 4.0, 8.0, 11.0]
@@ -100,7 +129,9 @@ def test_loads_dataset_dicts_per_contract(tmp_path):
 
 
 def test_polygon_uncompressed_and_compressed_rle_give_the_same_mask(tmp_path):
-    mask = mask_util.decode(mask_util.merge(mask_util.frPyObjects([[3.0, 2.0, 17.0, 5.0, 9.0, 20.0]], H, W)))
+    mask = mask_util.decode(
+        mask_util.merge(mask_util.frPyObjects([[3.0, 2.0, 17.0, 5.0, 9.0, 20.0]], H, W))
+    )
     assert mask.sum() > 20
     polygon = [[3.0, 2.0, 17.0, 5.0, 9.0, 20.0]]
     data = _base_json()
@@ -115,7 +146,8 @@ def test_polygon_uncompressed_and_compressed_rle_give_the_same_mask(tmp_path):
     assert isinstance(objs[1]["segmentation"]["counts"], str)  # uncompressed -> compressed
     decoded = [
         mask_util.decode(mask_util.merge(mask_util.frPyObjects(o["segmentation"], H, W)))
-        if isinstance(o["segmentation"], list) else mask_util.decode(o["segmentation"])
+        if isinstance(o["segmentation"], list)
+        else mask_util.decode(o["segmentation"])
         for o in objs
     ]
     for d in decoded:
@@ -137,7 +169,8 @@ def test_unlabelled_json_gives_dicts_without_annotations(tmp_path, annotations):
 
 
 def _corrupt(data, case):
-    """Apply one defect; return (data, expected exception type, substrings the message must name)."""
+    """Apply one defect; return (data, expected exception type, substrings the message must
+    name)."""
     ann0 = data["annotations"][0]
     if case == "segmentations_length":
         ann0["segmentations"] = ann0["segmentations"][:2]
@@ -153,7 +186,14 @@ def _corrupt(data, case):
         return ValueError, ["video 5", "annotation 11", "category_id 99"]
     if case == "rle_wrong_size":
         ann0["segmentations"][0]["size"] = [H + 1, W]
-        return ValueError, ["video 5", "annotation 11", "frame 0", "a/0.jpg", "'segmentations'", "size"]
+        return ValueError, [
+            "video 5",
+            "annotation 11",
+            "frame 0",
+            "a/0.jpg",
+            "'segmentations'",
+            "size",
+        ]
     if case == "rle_counts_sum":
         ann0["segmentations"][0]["counts"][-1] += 5
         return ValueError, ["video 5", "frame 0", "'segmentations'", "sum to"]
@@ -194,10 +234,23 @@ def _corrupt(data, case):
 
 
 ERROR_CASES = [
-    "segmentations_length", "bboxes_length", "occlusion_length", "unknown_category", "rle_wrong_size",
-    "rle_counts_sum", "rle_negative_count", "compressed_rle_short", "compressed_rle_garbage",
-    "rle_missing_counts", "polygon_odd", "polygon_too_short", "polygon_empty", "unknown_video",
-    "empty_videos", "length_vs_file_names", "bad_bbox",
+    "segmentations_length",
+    "bboxes_length",
+    "occlusion_length",
+    "unknown_category",
+    "rle_wrong_size",
+    "rle_counts_sum",
+    "rle_negative_count",
+    "compressed_rle_short",
+    "compressed_rle_garbage",
+    "rle_missing_counts",
+    "polygon_odd",
+    "polygon_too_short",
+    "polygon_empty",
+    "unknown_video",
+    "empty_videos",
+    "length_vs_file_names",
+    "bad_bbox",
 ]
 
 
@@ -245,14 +298,21 @@ def test_register_reads_categories_lazily_or_takes_them_from_metadata(tmp_path):
     json_file, image_root = _write(tmp_path, _base_json())
     register_ytvis_instances("test_vis_lazy_meta", {}, json_file, image_root)
     meta = MetadataCatalog.get("test_vis_lazy_meta")
-    assert meta.evaluator_type == "ytvis" and meta.dataset_kind == "video" and meta.json_file == json_file
+    assert (
+        meta.evaluator_type == "ytvis"
+        and meta.dataset_kind == "video"
+        and meta.json_file == json_file
+    )
     assert meta.get("thing_classes") is None  # nothing read yet
     assert len(DatasetCatalog.get("test_vis_lazy_meta")) == 2
     assert meta.thing_classes == ["cat", "dog"]
 
     # given metadata wins: its mapping (here reversed) is what the loader applies
-    given = {"thing_classes": ["dog", "cat"], "thing_dataset_id_to_contiguous_id": {7: 0, 3: 1},
-             "evaluator_type": "ovis"}
+    given = {
+        "thing_classes": ["dog", "cat"],
+        "thing_dataset_id_to_contiguous_id": {7: 0, 3: 1},
+        "evaluator_type": "ovis",
+    }
     register_ytvis_instances("test_vis_given_meta", given, json_file, image_root)
     assert MetadataCatalog.get("test_vis_given_meta").evaluator_type == "ovis"
     v5 = [d for d in DatasetCatalog.get("test_vis_given_meta") if d["video_id"] == 5][0]
@@ -265,9 +325,14 @@ def test_register_reads_categories_lazily_or_takes_them_from_metadata(tmp_path):
 
 
 EXPECTED_BUILTIN = {
-    "ytvis_2019_train": (40, "ytvis"), "ytvis_2019_val": (40, "ytvis"),
-    "ytvis_2021_train": (40, "ytvis"), "ytvis_2021_val": (40, "ytvis"), "ytvis_2022_val": (40, "ytvis"),
-    "ovis_train": (25, "ovis"), "ovis_val": (25, "ovis"), "ovis_test": (25, "ovis"),
+    "ytvis_2019_train": (40, "ytvis"),
+    "ytvis_2019_val": (40, "ytvis"),
+    "ytvis_2021_train": (40, "ytvis"),
+    "ytvis_2021_val": (40, "ytvis"),
+    "ytvis_2022_val": (40, "ytvis"),
+    "ovis_train": (25, "ovis"),
+    "ovis_val": (25, "ovis"),
+    "ovis_test": (25, "ovis"),
 }
 
 
@@ -284,15 +349,21 @@ def test_builtin_datasets_registered_with_class_counts_and_evaluator(name):
 
 
 def test_builtin_category_names_and_layout():
-    m19, m21, m22, ovis = (MetadataCatalog.get(n) for n in ("ytvis_2019_train", "ytvis_2021_train",
-                                                             "ytvis_2022_val", "ovis_val"))
+    m19, m21, m22, ovis = (
+        MetadataCatalog.get(n)
+        for n in ("ytvis_2019_train", "ytvis_2021_train", "ytvis_2022_val", "ovis_val")
+    )
     assert m19.thing_classes[0] == "person" and m19.thing_classes[-1] == "tennis_racket"
     assert m19.thing_classes[5] == "sedan" and m21.thing_classes[13] == "flying_disc"
     assert m21.thing_classes[-1] == "zebra" and m22.thing_classes == m21.thing_classes
     assert ovis.thing_classes[0] == "Person" and ovis.thing_classes[-1] == "Vehical"
     assert len(set(m19.thing_classes)) == 40 and len(set(ovis.thing_classes)) == 25
-    assert MetadataCatalog.get("ovis_test").json_file.endswith(os.path.join("ovis", "annotations_test.json"))
-    assert MetadataCatalog.get("ytvis_2019_val").image_root.endswith(os.path.join("ytvis_2019", "valid", "JPEGImages"))
+    assert MetadataCatalog.get("ovis_test").json_file.endswith(
+        os.path.join("ovis", "annotations_test.json")
+    )
+    assert MetadataCatalog.get("ytvis_2019_val").image_root.endswith(
+        os.path.join("ytvis_2019", "valid", "JPEGImages")
+    )
 
 
 def test_builtin_registration_touches_no_disk(tmp_path):
@@ -314,7 +385,9 @@ def test_builtin_registration_touches_no_disk(tmp_path):
         "    print('lazy-ok')\n" % str(missing)
     )
     env = dict(os.environ, DETECTRON2_DATASETS=str(missing))
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "lazy-ok" in out.stdout
     assert not missing.exists()

@@ -1,5 +1,6 @@
 """YTVISDatasetMapper, clip augmentations, frame sampling and CocoClipDatasetMapper on tiny
 fabricated videos (JPEG frames written to tmp_path)."""
+
 import os
 
 import numpy as np
@@ -41,13 +42,19 @@ def _square_polygon(x0, y0, size):
 def _anno(track_id, category_id, x0, y0, size, as_rle=False, height=H, width=W):
     if as_rle:
         mask = np.zeros((height, width), dtype=np.uint8, order="F")
-        mask[y0:y0 + size, x0:x0 + size] = 1
+        mask[y0 : y0 + size, x0 : x0 + size] = 1
         segm = mask_util.encode(mask)
         segm["counts"] = segm["counts"].decode("ascii")
     else:
         segm = _square_polygon(x0, y0, size)
-    return {"id": track_id, "category_id": category_id, "bbox": [x0, y0, size, size],
-            "bbox_mode": BoxMode.XYWH_ABS, "segmentation": segm, "iscrowd": 0}
+    return {
+        "id": track_id,
+        "category_id": category_id,
+        "bbox": [x0, y0, size, size],
+        "bbox_mode": BoxMode.XYWH_ABS,
+        "segmentation": segm,
+        "iscrowd": 0,
+    }
 
 
 def make_video(tmp_path, length=4, same_frames=False, video_id=1, annotations=None):
@@ -65,8 +72,14 @@ def make_video(tmp_path, length=4, same_frames=False, video_id=1, annotations=No
             if i in (1, 2):
                 frame.append(_anno(3, 0, 36, 20, 12, as_rle=True))
             annotations.append(frame)
-    return {"video_id": video_id, "file_names": files, "height": H, "width": W, "length": length,
-            "annotations": annotations}
+    return {
+        "video_id": video_id,
+        "file_names": files,
+        "height": H,
+        "width": W,
+        "length": length,
+        "annotations": annotations,
+    }
 
 
 def make_mapper(is_train=True, augmentations=None, **kwargs):
@@ -116,8 +129,9 @@ def test_sampling_short_video_and_shuffle():
             if not replace:
                 assert set(idx) == {0, 1, 2}
     assert sample_frame_indices(1, 4, 20, rng=rng) == [0, 0, 0, 0]
-    shuffled = [sample_frame_indices(100, 5, 20, replace=False, shuffle=True, rng=rng)
-                for _ in range(50)]
+    shuffled = [
+        sample_frame_indices(100, 5, 20, replace=False, shuffle=True, rng=rng) for _ in range(50)
+    ]
     assert any(idx != sorted(idx) for idx in shuffled)
 
 
@@ -151,8 +165,11 @@ def test_build_clip_augmentation_from_cfg():
 def test_identical_frames_get_identical_augmentation(tmp_path):
     """Flip, random resize and crop are sampled once per clip: identical frames stay identical."""
     video = make_video(tmp_path, length=4, same_frames=True)
-    augs = [T.RandomCrop("relative_range", (0.5, 0.5)),
-            T.ResizeShortestEdge([24, 32, 40, 56], 1000, "choice"), T.RandomFlip(0.5)]
+    augs = [
+        T.RandomCrop("relative_range", (0.5, 0.5)),
+        T.ResizeShortestEdge([24, 32, 40, 56], 1000, "choice"),
+        T.RandomFlip(0.5),
+    ]
     mapper = make_mapper(augmentations=augs, sampling_frame_num=4, sampling_frame_replace=False)
     np.random.seed(0)
     sizes = set()
@@ -174,7 +191,7 @@ def test_flip_applies_to_every_frame_and_annotation(tmp_path):
     out = transform_clip_annotations(annos, transforms, (H, W), (H, W))
     np.testing.assert_allclose(out[0][0]["bbox"], [W - 10, 0, W, 10])
     flipped = np.zeros((H, W), dtype=np.uint8)
-    flipped[:10, W - 10:] = 1
+    flipped[:10, W - 10 :] = 1
     np.testing.assert_array_equal(out[1][0]["segmentation"], flipped)
     with pytest.raises(ValueError, match="frame 1 has size"):
         apply_clip_augmentations([T.RandomFlip(1.0)], [frames[0], frames[0][:10]])
@@ -183,7 +200,9 @@ def test_flip_applies_to_every_frame_and_annotation(tmp_path):
 # ---------------------------------------------------------------- training mapper
 def test_train_output_contract_and_id_alignment(tmp_path):
     video = make_video(tmp_path, length=4)
-    mapper = make_mapper(sampling_frame_num=4, sampling_frame_range=10, sampling_frame_replace=False)
+    mapper = make_mapper(
+        sampling_frame_num=4, sampling_frame_range=10, sampling_frame_replace=False
+    )
     np.random.seed(0)
     out = mapper(video)
     assert out["frame_idx"] == [0, 1, 2, 3]
@@ -205,7 +224,8 @@ def test_train_output_contract_and_id_alignment(tmp_path):
         # Track 7's box follows its square (x0 = 4 + t, size 16) after the resize.
         np.testing.assert_allclose(
             inst.gt_boxes.tensor[1].numpy(),
-            np.array([4 + t, 6, 20 + t, 22]) * scale, atol=1.5,
+            np.array([4 + t, 6, 20 + t, 22]) * scale,
+            atol=1.5,
         )
 
 
@@ -231,8 +251,13 @@ def test_uncompressed_rle_and_crowd(tmp_path):
     flat = mask.flatten(order="F")
     changes = np.flatnonzero(np.diff(flat)) + 1
     runs = np.diff(np.concatenate([[0], changes, [flat.size]])).tolist()
-    anno = {"id": 4, "category_id": 1, "bbox": [10, 10, 20, 10], "bbox_mode": BoxMode.XYWH_ABS,
-            "segmentation": {"size": [H, W], "counts": runs}}
+    anno = {
+        "id": 4,
+        "category_id": 1,
+        "bbox": [10, 10, 20, 10],
+        "bbox_mode": BoxMode.XYWH_ABS,
+        "segmentation": {"size": [H, W], "counts": runs},
+    }
     crowd = dict(_anno(9, 0, 0, 0, 5), iscrowd=1)
     video = make_video(tmp_path, length=1, annotations=[[anno, crowd]])
     mapper = make_mapper(augmentations=[], sampling_frame_num=1)
@@ -292,7 +317,9 @@ def test_test_mapper_reads_frames_lazily_as_the_eager_clip_transform(tmp_path):
     video = make_video(tmp_path, length=4, video_id=5)
     augs = [T.ResizeShortestEdge(24, 1000)]
     out = make_mapper(is_train=False, augmentations=augs)(video)
-    eager, _ = apply_clip_augmentations(augs, [read_frame(f, "BGR", "") for f in video["file_names"]])
+    eager, _ = apply_clip_augmentations(
+        augs, [read_frame(f, "BGR", "") for f in video["file_names"]]
+    )
     frames = pickle.loads(pickle.dumps(out["image"]))
     assert len(pickle.dumps(out["image"])) < 4000 and len(frames) == 4
     for t in (2, 0, 3, 1):
@@ -325,8 +352,12 @@ def _image_dict(tmp_path):
 
 def test_coco_clip_mapper_shapes_and_ids(tmp_path):
     mapper = CocoClipDatasetMapper(
-        is_train=True, sampling_frame_num=3, crop_size_range=(0.5, 0.9), min_sizes=(32, 40),
-        max_size=100, random_flip=True,
+        is_train=True,
+        sampling_frame_num=3,
+        crop_size_range=(0.5, 0.9),
+        min_sizes=(32, 40),
+        max_size=100,
+        random_flip=True,
     )
     np.random.seed(0)
     saw_cropped_away = False
@@ -335,7 +366,7 @@ def test_coco_clip_mapper_shapes_and_ids(tmp_path):
         assert out["video_id"] == 17 and out["length"] == 3 and out["frame_idx"] == [0, 1, 2]
         shapes = {tuple(img.shape) for img in out["image"]}
         assert len(shapes) == 1  # one common size
-        (_, h, w), = shapes
+        ((_, h, w),) = shapes
         assert min(h, w) in (32, 40)
         for inst in out["instances"]:
             assert inst.image_size == (h, w)
@@ -351,8 +382,12 @@ def test_coco_clip_mapper_shapes_and_ids(tmp_path):
 
 def test_coco_clip_mapper_frames_differ_and_flip_is_per_clip(tmp_path):
     mapper = CocoClipDatasetMapper(
-        is_train=True, sampling_frame_num=4, crop_size_range=(0.5, 0.8), min_sizes=(40,),
-        max_size=100, random_flip=True,
+        is_train=True,
+        sampling_frame_num=4,
+        crop_size_range=(0.5, 0.8),
+        min_sizes=(40,),
+        max_size=100,
+        random_flip=True,
     )
     np.random.seed(1)
     transforms = mapper._frame_transforms(60, 80)
@@ -376,14 +411,18 @@ def test_coco_clip_mapper_from_cfg(tmp_path):
     assert len(out["image"]) == 2 and min(out["image"][0].shape[1:]) == 36
     cfg.INPUT.MIN_SIZE_TEST = 30
     out = CocoClipDatasetMapper(cfg, is_train=False)(_image_dict(tmp_path))
-    assert len(out["image"]) == 1 and out["image"][0].shape == (3, 30, 40) and "instances" not in out
+    assert (
+        len(out["image"]) == 1 and out["image"][0].shape == (3, 30, 40) and "instances" not in out
+    )
 
 
 def test_maps_a_synthetic_video(synthetic_root):
     from detectron2.data import DatasetCatalog
 
     video = DatasetCatalog.get("synthetic_vis_train")[0]
-    mapper = make_mapper(augmentations=[T.ResizeShortestEdge([64], 200, "choice")], sampling_frame_num=3)
+    mapper = make_mapper(
+        augmentations=[T.ResizeShortestEdge([64], 200, "choice")], sampling_frame_num=3
+    )
     np.random.seed(0)
     out = mapper(video)
     assert len(out["image"]) == len(out["instances"]) == 3

@@ -8,6 +8,7 @@ The official rules, written out here independently of vis_zoo:
     shrunk if the long side passes 1333, then `int(x + 0.5)`.
 Frame sizes are the ones found in YouTube-VIS and OVIS.
 """
+
 import glob
 import os
 
@@ -61,7 +62,8 @@ OFFICIAL_SHAPE = {
 
 
 def _dataset_configs():
-    """Every YouTube-VIS / OVIS config of every method (OVIS: VITA and MinVIS publish OVIS configs at
+    """Every YouTube-VIS / OVIS config of every method (OVIS: VITA and MinVIS publish OVIS configs
+    at
     the YouTube-VIS test size; IFC's OVIS config keeps its YouTube-VIS one)."""
     out = []
     for method in OFFICIAL_SHAPE:
@@ -95,8 +97,13 @@ def test_config_gives_the_official_test_size(method, config):
 def test_480x854_by_hand():
     """300 * 854 / 480 = 533.75 and 360 * 854 / 480 = 640.5: truncated by torchvision (VisTR,
     SeqFormer), rounded by detectron2 (IFC, VITA, MinVIS)."""
-    expected = {"vistr": (300, 533), "seqformer": (360, 640), "ifc": (360, 641), "vita": (360, 641),
-                "minvis": (360, 641)}
+    expected = {
+        "vistr": (300, 533),
+        "seqformer": (360, 640),
+        "ifc": (360, 641),
+        "vita": (360, 641),
+        "minvis": (360, 641),
+    }
     for method, shape in expected.items():
         assert _test_resize_shape(_config(f"configs/{method}/ytvis19_R50.yaml"), 480, 854) == shape
         assert OFFICIAL_SHAPE[method](480, 854) == shape
@@ -115,17 +122,21 @@ def test_floor_rule_with_max_size_follows_detr():
     with pytest.raises(ValueError, match="rounding"):
         ShortestEdgeResize(300, rounding="truncate")
     # INPUT.MIN_SIZE_TEST = 0 keeps the frame size, as in detectron2.
-    frames, _ = apply_clip_augmentations([ShortestEdgeResize(0, rounding="floor")],
-                                         [np.zeros((48, 86, 3), dtype=np.uint8)])
+    frames, _ = apply_clip_augmentations(
+        [ShortestEdgeResize(0, rounding="floor")], [np.zeros((48, 86, 3), dtype=np.uint8)]
+    )
     assert frames[0].shape[:2] == (48, 86)
 
 
 @pytest.mark.parametrize("height,width,size", [(480, 854, 300), (48, 86, 30), (406, 720, 360)])
 def test_floor_resize_equals_torchvision_on_pil(height, width, size):
     """Same size and the same pixels as the official call, torchvision Resize(size) on a PIL image
-    (both resample with PIL's bilinear filter on uint8), so a "floor" config sees the official input."""
+    (both resample with PIL's bilinear filter on uint8), so a "floor" config sees the official
+    input."""
     tv = pytest.importorskip("torchvision.transforms")
-    frame = np.random.RandomState(height + width).randint(0, 256, (height, width, 3), dtype=np.uint8)
+    frame = np.random.RandomState(height + width).randint(
+        0, 256, (height, width, 3), dtype=np.uint8
+    )
     official = np.asarray(tv.Resize(size)(Image.fromarray(frame)))
     ours, _ = apply_clip_augmentations([ShortestEdgeResize(size, rounding="floor")], [frame])
     assert ours[0].shape == official.shape
@@ -158,13 +169,20 @@ def test_predicted_masks_at_the_original_frame_size(method, tmp_path):
     from detectron2.modeling import build_model
 
     ytvis = _config(f"configs/{method}/ytvis19_R50.yaml")
-    cfg = _config(f"configs/{method}/synthetic_R18.yaml", [
-        "MODEL.WEIGHTS", "",
-        "INPUT.MIN_SIZE_TEST", str(ytvis.INPUT.MIN_SIZE_TEST),
-        "INPUT.MAX_SIZE_TEST", str(ytvis.INPUT.MAX_SIZE_TEST),
-        "INPUT.TEST_RESIZE_ROUNDING", ytvis.INPUT.TEST_RESIZE_ROUNDING,
-        *_MODEL_OVERRIDES[method],
-    ])
+    cfg = _config(
+        f"configs/{method}/synthetic_R18.yaml",
+        [
+            "MODEL.WEIGHTS",
+            "",
+            "INPUT.MIN_SIZE_TEST",
+            str(ytvis.INPUT.MIN_SIZE_TEST),
+            "INPUT.MAX_SIZE_TEST",
+            str(ytvis.INPUT.MAX_SIZE_TEST),
+            "INPUT.TEST_RESIZE_ROUNDING",
+            ytvis.INPUT.TEST_RESIZE_ROUNDING,
+            *_MODEL_OVERRIDES[method],
+        ],
+    )
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     mapper = YTVISDatasetMapper(cfg, is_train=False)
@@ -172,8 +190,9 @@ def test_predicted_masks_at_the_original_frame_size(method, tmp_path):
         path = str(tmp_path / f"{i}.jpg")
         frame = np.random.RandomState(i).randint(0, 256, (height, width, 3), dtype=np.uint8)
         Image.fromarray(frame).save(path, quality=90)
-        video = mapper({"video_id": i, "file_names": [path], "height": height, "width": width,
-                        "length": 1})
+        video = mapper(
+            {"video_id": i, "file_names": [path], "height": height, "width": width, "length": 1}
+        )
         assert tuple(video["image"][0].shape[1:]) == OFFICIAL_SHAPE[method](height, width)
         with torch.no_grad():
             out = model([video])[0]

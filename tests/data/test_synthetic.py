@@ -1,4 +1,5 @@
 """The synthetic dataset: determinism, content, registration, lazy atomic caching, the CLI tool."""
+
 import json
 import os
 import threading
@@ -26,7 +27,9 @@ SMALL = dict(num_videos=4, min_length=4, max_length=8, height=64, width=80)
 
 def _decode(segm, height, width):
     if isinstance(segm, list):
-        return mask_util.decode(mask_util.merge(mask_util.frPyObjects(segm, height, width))).astype(bool)
+        return mask_util.decode(mask_util.merge(mask_util.frPyObjects(segm, height, width))).astype(
+            bool
+        )
     return mask_util.decode(segm).astype(bool)
 
 
@@ -54,7 +57,9 @@ def test_same_seed_same_bytes_different_seed_different(tmp_path):
 
 @pytest.mark.parametrize("mask_format", ["rle", "compressed_rle", "polygon"])
 def test_generated_json_loads_and_masks_match_boxes_and_frames(tmp_path, mask_format):
-    json_file = generate_synthetic_vis(str(tmp_path / "d"), seed=1, mask_format=mask_format, **SMALL)
+    json_file = generate_synthetic_vis(
+        str(tmp_path / "d"), seed=1, mask_format=mask_format, **SMALL
+    )
     dicts = load_ytvis_json(json_file, str(tmp_path / "d" / "JPEGImages"))
     assert len(dicts) == SMALL["num_videos"]
     num_objects = 0
@@ -81,14 +86,18 @@ def test_generated_json_loads_and_masks_match_boxes_and_frames(tmp_path, mask_fo
 
 def test_objects_differ_from_background_in_the_frames(tmp_path):
     """Masks must sit on the drawn shapes: colour saturation inside masks is far above outside."""
-    json_file = generate_synthetic_vis(str(tmp_path / "d"), seed=2, mask_format="compressed_rle", **SMALL)
+    json_file = generate_synthetic_vis(
+        str(tmp_path / "d"), seed=2, mask_format="compressed_rle", **SMALL
+    )
     dicts = load_ytvis_json(json_file, str(tmp_path / "d" / "JPEGImages"))
     inside, outside = [], []
     for video in dicts:
         for t, objs in enumerate(video["annotations"]):
             if not objs:
                 continue
-            hsv = cv2.cvtColor(cv2.imread(video["file_names"][t]), cv2.COLOR_BGR2HSV)[..., 1].astype(float)
+            hsv = cv2.cvtColor(cv2.imread(video["file_names"][t]), cv2.COLOR_BGR2HSV)[
+                ..., 1
+            ].astype(float)
             union = np.zeros((64, 80), dtype=bool)
             for o in objs:
                 union |= _decode(o["segmentation"], 64, 80)
@@ -152,17 +161,24 @@ def test_image_split_is_coco_style(synthetic_root):
 
 
 def test_generation_writes_one_jpeg_per_frame(tmp_path):
-    # How fast generation is (about 2 s for train + val) is measured by tools/make_synthetic_dataset.py,
+    # How fast generation is (about 2 s for train + val) is measured by
+    # tools/make_synthetic_dataset.py,
     # which prints the time per split, not asserted here: wall time on a shared CI machine is noise.
     for split in ("train", "val"):
         out = str(tmp_path / split)
         generate_synthetic_vis(out, **SYNTHETIC_SPLITS[split])
         with open(os.path.join(out, ANNOTATION_FILE)) as f:
             data = json.load(f)
-        expected = sorted(os.path.normpath(os.path.join(out, "JPEGImages", name))
-                          for v in data["videos"] for name in v["file_names"])
-        written = sorted(os.path.normpath(os.path.join(root, n))
-                         for root, _, names in os.walk(os.path.join(out, "JPEGImages")) for n in names)
+        expected = sorted(
+            os.path.normpath(os.path.join(out, "JPEGImages", name))
+            for v in data["videos"]
+            for name in v["file_names"]
+        )
+        written = sorted(
+            os.path.normpath(os.path.join(root, n))
+            for root, _, names in os.walk(os.path.join(out, "JPEGImages"))
+            for n in names
+        )
         assert written == expected
         assert len(data["videos"]) == SYNTHETIC_SPLITS[split]["num_videos"]
 
@@ -196,7 +212,9 @@ def test_cache_root_resolution_and_racing_generation(tmp_path, monkeypatch):
     parent = os.path.dirname(results[0])
     assert os.listdir(parent) == ["val"]
     # the metadata path follows the current root
-    assert MetadataCatalog.get("synthetic_vis_val").json_file == os.path.join(results[0], "annotations.json")
+    assert MetadataCatalog.get("synthetic_vis_val").json_file == os.path.join(
+        results[0], "annotations.json"
+    )
     assert len(DatasetCatalog.get("synthetic_vis_val")) == SYNTHETIC_SPLITS["val"]["num_videos"]
 
 
@@ -208,11 +226,31 @@ def test_make_synthetic_dataset_tool(tmp_path):
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     out = tmp_path / "out"
-    assert tool.main(["--out", str(out), "--split", "val", "--num-videos", "3", "--seed", "9",
-                      "--height", "48", "--width", "64"]) == 0
+    assert (
+        tool.main(
+            [
+                "--out",
+                str(out),
+                "--split",
+                "val",
+                "--num-videos",
+                "3",
+                "--seed",
+                "9",
+                "--height",
+                "48",
+                "--width",
+                "64",
+            ]
+        )
+        == 0
+    )
     dicts = load_ytvis_json(str(out / "val" / "annotations.json"), str(out / "val" / "JPEGImages"))
     assert len(dicts) == 3 and dicts[0]["height"] == 48 and dicts[0]["width"] == 64
     with pytest.raises(FileExistsError):
         tool.main(["--out", str(out), "--split", "val", "--num-videos", "3"])
     assert tool.main(["--out", str(out), "--split", "val", "--num-videos", "2", "--overwrite"]) == 0
-    assert len(load_ytvis_json(str(out / "val" / "annotations.json"), str(out / "val" / "JPEGImages"))) == 2
+    assert (
+        len(load_ytvis_json(str(out / "val" / "annotations.json"), str(out / "val" / "JPEGImages")))
+        == 2
+    )

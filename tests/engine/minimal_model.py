@@ -7,6 +7,7 @@ frame, score = mean foreground probability). That is a valid (if weak) video ins
 that follows the model output contract, so the whole loop — loader, trainer, checkpointing, the
 evaluator — is exercised with real tensors.
 """
+
 import torch
 import torch.nn.functional as F
 from detectron2.config import configurable
@@ -23,8 +24,10 @@ class MinimalVISModel(nn.Module):
         self.num_classes = num_classes
         # "backbone" in the name: the optimizer's backbone multiplier applies to it.
         self.backbone = nn.Sequential(
-            nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(3, 16, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(16, 16, 3, padding=1),
+            nn.ReLU(),
         )
         self.head = nn.Conv2d(16, num_classes, 1)
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
@@ -73,10 +76,12 @@ class MinimalVISModel(nn.Module):
             masks = probs > 0.5  # [T, K, H, W]
             keep = [c for c in range(self.num_classes) if masks[:, c].any()]
             scores = [float(probs[:, c][masks[:, c]].mean()) for c in keep]
-            outputs.append({
-                "image_size": (video["height"], video["width"]),
-                "pred_scores": torch.tensor(scores, dtype=torch.float32),
-                "pred_labels": torch.tensor(keep, dtype=torch.long),
-                "pred_masks": [masks[:, c].cpu() for c in keep],
-            })
+            outputs.append(
+                {
+                    "image_size": (video["height"], video["width"]),
+                    "pred_scores": torch.tensor(scores, dtype=torch.float32),
+                    "pred_labels": torch.tensor(keep, dtype=torch.long),
+                    "pred_masks": [masks[:, c].cpu() for c in keep],
+                }
+            )
         return outputs

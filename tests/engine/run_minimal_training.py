@@ -1,8 +1,11 @@
-"""Driver used by the engine tests: tools/train_net.py with the test-only MinimalVISModel registered.
+"""Driver used by the engine tests: tools/train_net.py with the test-only MinimalVISModel
+registered.
 
-Run as a script (also under `--num-gpus 2`, where detectron2's `launch` spawns workers that re-import
+Run as a script (also under `--num-gpus 2`, where detectron2's `launch` spawns workers that
+re-import
 this file, so the model is registered in every process).
 """
+
 import importlib.util
 import os
 import sys
@@ -16,12 +19,13 @@ train_net = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(train_net)
 
 
-
 def _pause_while_writing(checkpoint_name: str) -> None:
-    """Make the checkpoint `checkpoint_name` (e.g. "model_0000005") stop half-written and wait there.
+    """Make the checkpoint `checkpoint_name` (e.g. "model_0000005") stop half-written and wait
+    there.
 
     The fault-injection tests set $VIS_ZOO_TEST_PAUSE_WRITING and kill -9 the process once it prints
-    "PAUSED WRITING <name>": a reliable way to kill it during a checkpoint write, which otherwise takes
+    "PAUSED WRITING <name>": a reliable way to kill it during a checkpoint write, which otherwise
+    takes
     a millisecond for this small model.
     """
     import io

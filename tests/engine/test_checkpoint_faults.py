@@ -1,4 +1,6 @@
-"""Checkpoint faults in one process: damaged files, resume fallback, stale temporary files, permissions."""
+"""Checkpoint faults in one process: damaged files, resume fallback, stale temporary files,
+permissions."""
+
 import json
 import logging
 import os
@@ -35,7 +37,11 @@ class _Iteration:
 def _checkpointer(save_dir, **kwargs):
     model = nn.Linear(3, 2)
     trainer = _Iteration()
-    return AtomicDetectionCheckpointer(model, str(save_dir), trainer=trainer, **kwargs), model, trainer
+    return (
+        AtomicDetectionCheckpointer(model, str(save_dir), trainer=trainer, **kwargs),
+        model,
+        trainer,
+    )
 
 
 def _save_iterations(save_dir, iterations):
@@ -65,7 +71,11 @@ def test_truncated_weights_name_the_file_and_its_size(tmp_path, keep_fraction):
     with pytest.raises(DamagedCheckpointError) as info:
         ckpt.resume_or_load(str(weights), resume=False)  # how the trainer loads MODEL.WEIGHTS
     message = str(info.value)
-    assert str(weights) in message and f"({size:,} bytes)" in message and "damaged or incomplete" in message
+    assert (
+        str(weights) in message
+        and f"({size:,} bytes)" in message
+        and "damaged or incomplete" in message
+    )
 
 
 def test_a_file_that_is_not_a_checkpoint_is_named_too(tmp_path):
@@ -85,11 +95,15 @@ def test_resume_falls_back_to_the_newest_checkpoint_that_loads(tmp_path, caplog)
     assert trainer.iteration == 3 and model.bias.tolist() == [3.0, 3.0]
     warning = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Resumed from")]
     assert len(warning) == 1
-    assert str(tmp_path / "model_0000003.pth") in warning[0] and str(tmp_path / "model_0000005.pth") in warning[0]
+    assert (
+        str(tmp_path / "model_0000003.pth") in warning[0]
+        and str(tmp_path / "model_0000005.pth") in warning[0]
+    )
 
 
 def test_resume_order_is_most_recently_written_not_the_name(tmp_path):
-    # A finished run (model_final at iteration 3) resumed with a longer schedule writes model_0000005,
+    # A finished run (model_final at iteration 3) resumed with a longer schedule writes
+    # model_0000005,
     # then model_0000007; model_final is now the oldest checkpoint.
     _save_iterations(tmp_path, [3])
     os.replace(tmp_path / "model_0000003.pth", tmp_path / "model_final.pth")
@@ -97,7 +111,10 @@ def test_resume_order_is_most_recently_written_not_the_name(tmp_path):
     _truncate(tmp_path / "model_0000007.pth")
     ckpt, _, trainer = _checkpointer(tmp_path)
     assert [os.path.basename(p) for p in ckpt.resume_candidates()] == [
-        "model_0000007.pth", "model_0000005.pth", "model_final.pth"]
+        "model_0000007.pth",
+        "model_0000005.pth",
+        "model_final.pth",
+    ]
     ckpt.resume_or_load("", resume=True)
     assert trainer.iteration == 5
 
@@ -128,7 +145,9 @@ def test_resume_without_last_checkpoint_loads_the_weights_as_detectron2_does(tmp
     _save_iterations(tmp_path / "init", [2])
     ckpt, model, trainer = _checkpointer(tmp_path / "run")
     ckpt.resume_or_load(str(tmp_path / "init" / "model_0000002.pth"), resume=True)
-    assert model.bias.tolist() == [2.0, 2.0] and trainer.iteration == -1  # weights only, iteration 0
+    assert (
+        model.bias.tolist() == [2.0, 2.0] and trainer.iteration == -1
+    )  # weights only, iteration 0
 
 
 # ------------------------------------------------------------------------------ temporary files
@@ -150,8 +169,11 @@ def _temporary_files(directory):
 
 
 def test_a_live_writers_file_is_kept_and_a_killed_writers_file_removed(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-c", _PAUSED_WRITER, IO_MODULE, str(tmp_path / "model_0000009.pth")],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _PAUSED_WRITER, IO_MODULE, str(tmp_path / "model_0000009.pth")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout.readline().strip() == "writing"
         [tmp] = _temporary_files(tmp_path)
@@ -166,7 +188,11 @@ def test_a_live_writers_file_is_kept_and_a_killed_writers_file_removed(tmp_path)
 
 
 def test_checkpointer_removes_only_its_stale_files_when_it_writes(tmp_path):
-    ours = [".model_0000005.pth.3k9z2x1a.tmp", ".last_checkpoint.0a1b2c3d4e5f.tmp", ".model_final.pth.a.tmp"]
+    ours = [
+        ".model_0000005.pth.3k9z2x1a.tmp",
+        ".last_checkpoint.0a1b2c3d4e5f.tmp",
+        ".model_final.pth.a.tmp",
+    ]
     others = [".metrics.json.0a1b2c3d4e5f.tmp", "notes.tmp", ".model_0000005.pth"]
     for name in ours + others:
         (tmp_path / name).write_bytes(b"partial")
@@ -175,11 +201,15 @@ def test_checkpointer_removes_only_its_stale_files_when_it_writes(tmp_path):
 
     # rank 1 of a two-process run does not write, so it leaves the folder alone
     _checkpointer(tmp_path, save_to_disk=False)
-    assert _temporary_files(tmp_path) == sorted(ours + ["notes.tmp", ".metrics.json.0a1b2c3d4e5f.tmp"])
+    assert _temporary_files(tmp_path) == sorted(
+        ours + ["notes.tmp", ".metrics.json.0a1b2c3d4e5f.tmp"]
+    )
     # the writer cleans at start-up
     ckpt, _, _ = _checkpointer(tmp_path)
     assert _temporary_files(tmp_path) == sorted([".metrics.json.0a1b2c3d4e5f.tmp", "notes.tmp"])
-    assert os.listdir(tmp_path / "inference") == [".model_0000001.pth.abc.tmp"]  # not its subfolders
+    assert os.listdir(tmp_path / "inference") == [
+        ".model_0000001.pth.abc.tmp"
+    ]  # not its subfolders
     # ... and after each save
     (tmp_path / ours[0]).write_bytes(b"partial")
     ckpt.save("model_0000007")
@@ -213,4 +243,3 @@ def test_atomic_files_get_the_umask_permissions(tmp_path, umask):
     for path in (tmp_path / "model_0000001.pth", tmp_path / "last_checkpoint", json_path, zip_path):
         assert _mode(path) == expected, f"{path}: {oct(_mode(path))} != {oct(expected)}"
     assert json.load(open(json_path)) == []
-

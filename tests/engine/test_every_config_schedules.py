@@ -1,4 +1,5 @@
-"""Every shipped config resolves and yields the learning-rate schedule it asks for: a config whose LR
+"""Every shipped config resolves and yields the learning-rate schedule it asks for: a config whose
+LR
 steps do not fit its MAX_ITER (fvcore rejects a milestone >= the number of updates) only fails when
 training starts, which for the long real-data configs would be hours into a user's job. A config
 with an initialisation stage (MODEL.INIT_STAGE_CONFIG) is checked with its stage, also when the run

@@ -23,10 +23,16 @@ def _groups_by_name(groups):
 
 
 def test_param_groups_apply_backbone_multiplier_and_decays():
-    groups = _groups_by_name(build_param_groups(
-        _Toy(), base_lr=1e-4, weight_decay=0.1, weight_decay_norm=0.2, weight_decay_embed=0.3,
-        backbone_multiplier=0.1,
-    ))
+    groups = _groups_by_name(
+        build_param_groups(
+            _Toy(),
+            base_lr=1e-4,
+            weight_decay=0.1,
+            weight_decay_norm=0.2,
+            weight_decay_embed=0.3,
+            backbone_multiplier=0.1,
+        )
+    )
     assert groups["backbone.weight"]["lr"] == pytest.approx(1e-5)
     assert groups["head.weight"]["lr"] == pytest.approx(1e-4)
     assert groups["norm.weight"]["weight_decay"] == 0.2
@@ -39,8 +45,17 @@ def test_frozen_and_shared_parameters_are_skipped_or_listed_once():
     model = _Toy()
     model.backbone.weight.requires_grad_(False)
     model.head2 = model.head  # shared module
-    names = [g["name"] for g in build_param_groups(
-        model, base_lr=1.0, weight_decay=0, weight_decay_norm=0, weight_decay_embed=0, backbone_multiplier=1)]
+    names = [
+        g["name"]
+        for g in build_param_groups(
+            model,
+            base_lr=1.0,
+            weight_decay=0,
+            weight_decay_norm=0,
+            weight_decay_embed=0,
+            backbone_multiplier=1,
+        )
+    ]
     assert "backbone.weight" not in names
     assert sum(n.endswith("head.weight") or n.endswith("head2.weight") for n in names) == 1
 
@@ -113,10 +128,17 @@ def test_checkpoint_load_lets_the_model_adapt_the_state_dict(tmp_path):
 
 def test_name_lr_multipliers_stack_on_the_backbone_multiplier():
     model = _Toy()
-    groups = _groups_by_name(build_param_groups(
-        model, base_lr=1.0, weight_decay=0, weight_decay_norm=0, weight_decay_embed=0,
-        backbone_multiplier=0.1, name_lr_multipliers=[("head", 0.5), ("backbone.bias", 0.2)],
-    ))
+    groups = _groups_by_name(
+        build_param_groups(
+            model,
+            base_lr=1.0,
+            weight_decay=0,
+            weight_decay_norm=0,
+            weight_decay_embed=0,
+            backbone_multiplier=0.1,
+            name_lr_multipliers=[("head", 0.5), ("backbone.bias", 0.2)],
+        )
+    )
     assert groups["head.weight"]["lr"] == pytest.approx(0.5)
     assert groups["backbone.bias"]["lr"] == pytest.approx(0.02)
     assert groups["backbone.weight"]["lr"] == pytest.approx(0.1)
@@ -128,11 +150,21 @@ def test_seqformer_config_trains_sampling_offsets_at_a_tenth():
 
     from detectron2.modeling import build_model
 
-    cfg = build_config(os.path.join(os.path.dirname(__file__), "..", "..", "configs", "seqformer", "ytvis19_R50.yaml"),
-                       ["MODEL.DEVICE", "cpu"])
+    cfg = build_config(
+        os.path.join(
+            os.path.dirname(__file__), "..", "..", "configs", "seqformer", "ytvis19_R50.yaml"
+        ),
+        ["MODEL.DEVICE", "cpu"],
+    )
     groups = build_param_groups(
-        build_model(cfg), base_lr=1.0, weight_decay=0, weight_decay_norm=0, weight_decay_embed=0,
-        backbone_multiplier=1.0, name_lr_multipliers=[(n, f) for n, f in cfg.SOLVER.LR_MULTIPLIERS])
+        build_model(cfg),
+        base_lr=1.0,
+        weight_decay=0,
+        weight_decay_norm=0,
+        weight_decay_embed=0,
+        backbone_multiplier=1.0,
+        name_lr_multipliers=[(n, f) for n, f in cfg.SOLVER.LR_MULTIPLIERS],
+    )
     offsets = [g["lr"] for g in groups if "sampling_offsets" in g["name"]]
     assert offsets and all(lr == pytest.approx(0.1) for lr in offsets)
     assert any(g["lr"] == pytest.approx(1.0) for g in groups if "class_embed" in g["name"])

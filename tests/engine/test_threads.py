@@ -1,4 +1,5 @@
 """CPU threads: one by default on CPU, the environment can choose."""
+
 import pytest
 import torch
 

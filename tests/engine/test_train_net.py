@@ -1,4 +1,5 @@
 """tools/train_net.py end to end on the synthetic dataset with the test-only minimal model."""
+
 import json
 import os
 import random
@@ -15,27 +16,48 @@ BASE_CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "Ba
 
 def _overrides(output_dir, max_iter, cache_root):
     return [
-        "MODEL.META_ARCHITECTURE", "MinimalVISModel",
-        "MODEL.DEVICE", "cpu",
-        "MODEL.RESNETS.DEPTH", "18",
-        "DATASETS.TRAIN", "('synthetic_vis_train',)",
-        "DATASETS.TEST", "('synthetic_vis_val',)",
-        "DATASETS.SYNTHETIC_ROOT", cache_root,
-        "INPUT.MIN_SIZE_TRAIN", "(64,)",
-        "INPUT.MAX_SIZE_TRAIN", "128",
-        "INPUT.MIN_SIZE_TEST", "64",
-        "INPUT.MAX_SIZE_TEST", "128",
-        "INPUT.SAMPLING_FRAME_NUM", "2",
-        "SOLVER.IMS_PER_BATCH", "2",
-        "SOLVER.BASE_LR", "0.01",
-        "SOLVER.MAX_ITER", str(max_iter),
-        "SOLVER.STEPS", "()",
-        "SOLVER.CHECKPOINT_PERIOD", "2",
-        "SOLVER.CLIP_GRADIENTS.CLIP_VALUE", "1.0",
-        "DATALOADER.NUM_WORKERS", "0",
-        "TEST.EVAL_PERIOD", "0",
-        "OUTPUT_DIR", output_dir,
-        "SEED", "1",
+        "MODEL.META_ARCHITECTURE",
+        "MinimalVISModel",
+        "MODEL.DEVICE",
+        "cpu",
+        "MODEL.RESNETS.DEPTH",
+        "18",
+        "DATASETS.TRAIN",
+        "('synthetic_vis_train',)",
+        "DATASETS.TEST",
+        "('synthetic_vis_val',)",
+        "DATASETS.SYNTHETIC_ROOT",
+        cache_root,
+        "INPUT.MIN_SIZE_TRAIN",
+        "(64,)",
+        "INPUT.MAX_SIZE_TRAIN",
+        "128",
+        "INPUT.MIN_SIZE_TEST",
+        "64",
+        "INPUT.MAX_SIZE_TEST",
+        "128",
+        "INPUT.SAMPLING_FRAME_NUM",
+        "2",
+        "SOLVER.IMS_PER_BATCH",
+        "2",
+        "SOLVER.BASE_LR",
+        "0.01",
+        "SOLVER.MAX_ITER",
+        str(max_iter),
+        "SOLVER.STEPS",
+        "()",
+        "SOLVER.CHECKPOINT_PERIOD",
+        "2",
+        "SOLVER.CLIP_GRADIENTS.CLIP_VALUE",
+        "1.0",
+        "DATALOADER.NUM_WORKERS",
+        "0",
+        "TEST.EVAL_PERIOD",
+        "0",
+        "OUTPUT_DIR",
+        output_dir,
+        "SEED",
+        "1",
     ]
 
 
@@ -79,15 +101,18 @@ def test_train_eval_and_resume(synthetic_root, tmp_path):
 
     # --eval-only with the trained weights.
     eval_out = str(tmp_path / "eval")
-    log = _run(["--eval-only"], _overrides(eval_out, 6, synthetic_root)
-               + ["MODEL.WEIGHTS", os.path.join(out, "model_final.pth")])
+    log = _run(
+        ["--eval-only"],
+        _overrides(eval_out, 6, synthetic_root)
+        + ["MODEL.WEIGHTS", os.path.join(out, "model_final.pth")],
+    )
     assert os.path.isfile(os.path.join(eval_out, "inference", "synthetic_vis_val", "results.json"))
     assert "AP50" in log
 
 
 def test_two_process_training_on_cpu(synthetic_root, tmp_path):
     out = str(tmp_path / "ddp")
-    log = _run(["--num-gpus", "2"], _overrides(out, 2, synthetic_root) + ["TEST.EVAL_PERIOD", "0"])
+    _run(["--num-gpus", "2"], _overrides(out, 2, synthetic_root) + ["TEST.EVAL_PERIOD", "0"])
     assert os.path.isfile(os.path.join(out, "model_final.pth"))
     # the process count is a detail for log.txt, not the terminal
     assert "World size: 2" in open(os.path.join(out, "log.txt")).read()
@@ -99,9 +124,14 @@ def test_init_stage_trains_first_and_initialises_the_run(synthetic_root, tmp_pat
 
     configs = tmp_path / "configs"
     configs.mkdir()
-    stage = build_config(BASE_CONFIG, _overrides("unused", 2, synthetic_root) + ["DATASETS.TEST", "()"])
+    stage = build_config(
+        BASE_CONFIG, _overrides("unused", 2, synthetic_root) + ["DATASETS.TEST", "()"]
+    )
     (configs / "stage.yaml").write_text(stage.dump())
-    run = build_config(BASE_CONFIG, _overrides("unused", 2, synthetic_root) + ["MODEL.INIT_STAGE_CONFIG", "stage.yaml"])
+    run = build_config(
+        BASE_CONFIG,
+        _overrides("unused", 2, synthetic_root) + ["MODEL.INIT_STAGE_CONFIG", "stage.yaml"],
+    )
     (configs / "run.yaml").write_text(run.dump())
     out = str(tmp_path / "run")
     cmd = [sys.executable, DRIVER, "--config-file", str(configs / "run.yaml"), "OUTPUT_DIR", out]
@@ -142,8 +172,13 @@ def _start(extra_args, overrides, log_path, env=None):
     """Start a training run in its own process group, its output going to `log_path`."""
     env = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))
     with open(log_path, "w") as log:
-        return subprocess.Popen([sys.executable, DRIVER, "--config-file", BASE_CONFIG, *extra_args, *overrides],
-                                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, DRIVER, "--config-file", BASE_CONFIG, *extra_args, *overrides],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
 
 
 def _wait_for(proc, log_path, text, timeout=300):
@@ -174,12 +209,16 @@ def _temporary_files(output_dir):
 def _checkpoint_iterations(output_dir):
     import torch
 
-    return {n: torch.load(os.path.join(output_dir, n), map_location="cpu")["iteration"]
-            for n in os.listdir(output_dir) if n.startswith("model_") and n.endswith(".pth")}
+    return {
+        n: torch.load(os.path.join(output_dir, n), map_location="cpu")["iteration"]
+        for n in os.listdir(output_dir)
+        if n.startswith("model_") and n.endswith(".pth")
+    }
 
 
 def test_killed_runs_resume_from_the_newest_complete_checkpoint(synthetic_root, tmp_path):
-    """kill -9 during a checkpoint write, then at a random moment, then damage the newest checkpoint:
+    """kill -9 during a checkpoint write, then at a random moment, then damage the newest
+    checkpoint:
     each --resume continues from the newest checkpoint that loads, and no temporary file is left."""
     from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
@@ -195,7 +234,8 @@ def test_killed_runs_resume_from_the_newest_complete_checkpoint(synthetic_root, 
     assert partial.startswith(".model_0000005.pth.")
     assert open(os.path.join(out, "last_checkpoint")).read() == "model_0000003.pth"
 
-    # 2. resumed from iteration 3 (the write of iteration 5 never completed), then killed at a random
+    # 2. resumed from iteration 3 (the write of iteration 5 never completed), then killed at a
+    # random
     # moment; the start-up removed the killed write's temporary file
     log2 = str(tmp_path / "run2.log")
     proc = _start(["--resume"], overrides, log2)
@@ -205,14 +245,17 @@ def test_killed_runs_resume_from_the_newest_complete_checkpoint(synthetic_root, 
     time.sleep(delay)
     _kill(proc)
     iterations = _checkpoint_iterations(out)  # every checkpoint on disk is complete
-    assert all(it == int(n[len("model_"):-len(".pth")]) for n, it in iterations.items()), iterations
+    assert all(it == int(n[len("model_") : -len(".pth")]) for n, it in iterations.items()), (
+        iterations
+    )
     last = open(os.path.join(out, "last_checkpoint")).read()
     # last_checkpoint names the newest checkpoint, or the one before it when the kill fell between
     # the rename of a new checkpoint and the update of last_checkpoint (both files complete).
     newest_first = sorted(iterations.values(), reverse=True)
     assert iterations[last] in newest_first[:2], (delay, last, iterations)
 
-    # 3. the newest checkpoint damaged (as by an interrupted copy): two processes resume from the one
+    # 3. the newest checkpoint damaged (as by an interrupted copy): two processes resume from the
+    # one
     # before it, and finish the schedule
     with open(os.path.join(out, last), "r+b") as f:
         f.truncate(os.path.getsize(os.path.join(out, last)) // 2)
@@ -220,9 +263,17 @@ def test_killed_runs_resume_from_the_newest_complete_checkpoint(synthetic_root, 
     previous = max(iterations, key=iterations.get)
     port = 20000 + (os.getpid() + 11) % 20000
     log3 = _run(["--resume", "--num-gpus", "2", "--dist-url", f"tcp://127.0.0.1:{port}"], overrides)
-    assert f"Starting training from iteration {iterations[previous] + 1}" in log3, (delay, last, previous)
+    assert f"Starting training from iteration {iterations[previous] + 1}" in log3, (
+        delay,
+        last,
+        previous,
+    )
     resumed = [line for line in log3.splitlines() if "Resumed from" in line]
-    assert resumed and os.path.join(out, previous) in resumed[0] and os.path.join(out, last) in resumed[0]
+    assert (
+        resumed
+        and os.path.join(out, previous) in resumed[0]
+        and os.path.join(out, last) in resumed[0]
+    )
     assert _final_iteration(out) == 119
     assert _temporary_files(out) == []
     metrics = _metrics(out)  # every line parses: kills never cut a line
@@ -251,11 +302,23 @@ def test_truncated_model_weights_name_the_file(synthetic_root, tmp_path):
     from vis_zoo.engine.checkpoint import DamagedCheckpointError
 
     weights = str(tmp_path / "weights.pth")
-    torch.save({"model": {"head.weight": torch.zeros(2, 16, 1, 1)}, "iteration": 3}, str(tmp_path / "full.pth"))
+    torch.save(
+        {"model": {"head.weight": torch.zeros(2, 16, 1, 1)}, "iteration": 3},
+        str(tmp_path / "full.pth"),
+    )
     size = _truncated_copy(str(tmp_path / "full.pth"), weights)
     for mode in (["--eval-only"], []):
         args = run_minimal_training.train_net.build_argument_parser().parse_args(
-            ["--config-file", BASE_CONFIG, *mode, *_overrides(str(tmp_path / "out"), 2, synthetic_root),
-             "MODEL.WEIGHTS", weights])
-        with pytest.raises(DamagedCheckpointError, match=f"{weights} \\({size:,} bytes\\).*damaged or incomplete"):
+            [
+                "--config-file",
+                BASE_CONFIG,
+                *mode,
+                *_overrides(str(tmp_path / "out"), 2, synthetic_root),
+                "MODEL.WEIGHTS",
+                weights,
+            ]
+        )
+        with pytest.raises(
+            DamagedCheckpointError, match=f"{weights} \\({size:,} bytes\\).*damaged or incomplete"
+        ):
             run_minimal_training.train_net.main(args)

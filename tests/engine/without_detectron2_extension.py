@@ -9,6 +9,7 @@ catches the failure (deformable convolution, its fast COCO evaluation, the envir
 caller can check that nothing else did, since a caught ImportError would otherwise hide a path that
 needs the extension. SCRIPT then runs as __main__ with ARGS.
 """
+
 import importlib.abc
 import runpy
 import sys

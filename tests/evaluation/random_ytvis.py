@@ -5,6 +5,7 @@ uncompressed and compressed RLE, null), crowd tracks, absent frames, optional OV
 and GT `areas` that land in each size range; the predictions mix noisy copies of GT tracks (right or
 wrong category), background tracks, empty tracks and tied scores.
 """
+
 from typing import List, Optional, Tuple
 
 import numpy as np
@@ -74,10 +75,14 @@ def make_random_ytvis(
 
     num_frames: inclusive range of video lengths; frame_size: (H, W) of ordinary videos; every
     `large_video_every`-th video is 320x320 so that mask areas reach the medium/large size ranges.
-    formats: mix polygon / uncompressed-RLE GT segmentations in (slower to build; off for benchmarks).
+    formats: mix polygon / uncompressed-RLE GT segmentations in (slower to build; off for
+    benchmarks).
     """
     rng = np.random.default_rng(seed)
-    categories = [{"id": 2 * k + 1, "name": f"class{k}", "supercategory": "thing"} for k in range(num_categories)]
+    categories = [
+        {"id": 2 * k + 1, "name": f"class{k}", "supercategory": "thing"}
+        for k in range(num_categories)
+    ]
     cat_ids = [c["id"] for c in categories]
     videos, annotations, results = [], [], []
     ann_id = 1
@@ -86,8 +91,15 @@ def make_random_ytvis(
         large = large_video_every is not None and v % large_video_every == large_video_every - 1
         h, w = (320, 320) if large else frame_size
         length = int(rng.integers(num_frames[0], num_frames[1] + 1))
-        videos.append({"id": vid, "height": h, "width": w, "length": length,
-                       "file_names": [f"{vid}/{t:05d}.jpg" for t in range(length)]})
+        videos.append(
+            {
+                "id": vid,
+                "height": h,
+                "width": w,
+                "length": length,
+                "file_names": [f"{vid}/{t:05d}.jpg" for t in range(length)],
+            }
+        )
         gt_tracks = []
         for _ in range(int(rng.integers(1, max_gt_per_video + 1))):
             boxes = _track_boxes(rng, h, w, length, scale=0.9 if large else 0.6)
@@ -105,8 +117,20 @@ def make_random_ytvis(
                 if kind == 0:  # polygon of the box (pycocotools rasterises it to the same pixels)
                     ys, xs = np.nonzero(m)
                     x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
-                    segs.append([[float(x0), float(y0), float(x1), float(y0), float(x1), float(y1),
-                                  float(x0), float(y1)]])
+                    segs.append(
+                        [
+                            [
+                                float(x0),
+                                float(y0),
+                                float(x1),
+                                float(y0),
+                                float(x1),
+                                float(y1),
+                                float(x0),
+                                float(y1),
+                            ]
+                        ]
+                    )
                 elif kind == 1:
                     segs.append(_uncompressed(m))
                 else:
@@ -115,13 +139,21 @@ def make_random_ytvis(
                 # also exercise the medium / large ranges (the scorer never recomputes them).
                 areas.append(area * int(rng.choice([1, 1, 1, 100, 1000])))
             ann = {
-                "id": ann_id, "video_id": vid, "category_id": int(rng.choice(cat_ids)),
-                "iscrowd": int(rng.random() < crowd_prob), "segmentations": segs, "areas": areas,
-                "bboxes": [None] * length, "height": h, "width": w, "length": length,
+                "id": ann_id,
+                "video_id": vid,
+                "category_id": int(rng.choice(cat_ids)),
+                "iscrowd": int(rng.random() < crowd_prob),
+                "segmentations": segs,
+                "areas": areas,
+                "bboxes": [None] * length,
+                "height": h,
+                "width": w,
+                "length": length,
             }
             if occlusion:
                 ann["occlusion"] = [
-                    None if s is None else str(rng.choice(_OCCLUSION_LABELS, p=[0.5, 0.3, 0.2])) for s in segs
+                    None if s is None else str(rng.choice(_OCCLUSION_LABELS, p=[0.5, 0.3, 0.2]))
+                    for s in segs
                 ]
             annotations.append(ann)
             gt_tracks.append((ann, masks))
@@ -149,7 +181,13 @@ def make_random_ytvis(
             if rng.random() < 0.02:
                 category = 999  # not a GT category: dropped by the scorer
             # Quantised scores create ties, which exercise the stable sorts.
-            results.append({"video_id": vid, "category_id": category,
-                            "score": float(np.round(rng.random(), 1)), "segmentations": segs})
+            results.append(
+                {
+                    "video_id": vid,
+                    "category_id": category,
+                    "score": float(np.round(rng.random(), 1)),
+                    "segmentations": segs,
+                }
+            )
     gt_json = {"videos": videos, "categories": categories, "annotations": annotations}
     return gt_json, results

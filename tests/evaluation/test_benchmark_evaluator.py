@@ -1,4 +1,5 @@
 """tools/benchmark_evaluator.py on a tiny case, without the reference scorer."""
+
 import json
 import math
 import os
@@ -9,7 +10,9 @@ import pycocotools.mask as mask_util
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-bench = runpy.run_path(os.path.join(REPO, "tools", "benchmark_evaluator.py"), run_name="benchmark_evaluator")
+bench = runpy.run_path(
+    os.path.join(REPO, "tools", "benchmark_evaluator.py"), run_name="benchmark_evaluator"
+)
 
 
 def test_generated_case_has_the_requested_size_and_is_deterministic():
@@ -54,7 +57,9 @@ def test_max_stat_difference_treats_undefined_numbers():
 
 def test_benchmark_runs_our_command_and_writes_the_table(tmp_path, capsys):
     out = tmp_path / "rows.json"
-    code = bench["main"](["--cases", "ytvis", "--scale", "0.01", "--workdir", str(tmp_path), "--json", str(out)])
+    code = bench["main"](
+        ["--cases", "ytvis", "--scale", "0.01", "--workdir", str(tmp_path), "--json", str(out)]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "| ytvis | tools/evaluate.py |" in printed and " CPUs, " in printed
@@ -63,7 +68,9 @@ def test_benchmark_runs_our_command_and_writes_the_table(tmp_path, capsys):
     assert rows[0]["wall_s"] > rows[0]["after_parse_s"] > 0 and rows[0]["peak_rss_mb"] > 10
     if os.path.exists("/proc/self/smaps_rollup"):  # Linux: the sampled memory of the process tree
         assert rows[0]["peak_pss_mb"] > 10
-    assert os.path.isfile(tmp_path / "ytvis_gt.json") and os.path.isfile(tmp_path / "ytvis_results.json")
+    assert os.path.isfile(tmp_path / "ytvis_gt.json") and os.path.isfile(
+        tmp_path / "ytvis_results.json"
+    )
 
 
 def test_benchmark_rejects_a_reference_root_without_the_scorer(tmp_path):

@@ -1,4 +1,5 @@
 """tools/evaluate.py: scores a results file without a model; clear errors for bad files."""
+
 import json
 import os
 import runpy
@@ -14,7 +15,9 @@ TOOL = os.path.join(REPO, "tools", "evaluate.py")
 
 
 def _run(*args):
-    return subprocess.run([sys.executable, TOOL, *args], capture_output=True, text=True, cwd=REPO, timeout=120)
+    return subprocess.run(
+        [sys.executable, TOOL, *args], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
 
 
 @pytest.fixture
@@ -65,7 +68,9 @@ def test_evaluate_tool_corrupt_or_unscorable_files(files, tmp_path, capsys):
     assert main([str(no_ann), res_path]) == 2
     assert "valid_split.json" in capsys.readouterr().err
     assert main([gt_path, res_path]) == 0
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["AP"] == pytest.approx(50.0, abs=1e-4)
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["AP"] == pytest.approx(
+        50.0, abs=1e-4
+    )
 
 
 def test_evaluate_tool_imports_neither_torch_nor_detectron2(files):
@@ -76,10 +81,13 @@ def test_evaluate_tool_imports_neither_torch_nor_detectron2(files):
         "import runpy, sys, json\n"
         f"tool = runpy.run_path({TOOL!r}, run_name='evaluate_tool')\n"
         f"code = tool['main']([{gt_path!r}, {res_path!r}, '--workers', '1'])\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'detectron2', 'vis_zoo', 'matplotlib'))\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'detectron2', "
+        "'vis_zoo', 'matplotlib'))\n"
         "print(json.dumps({'code': code, 'heavy': heavy}))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["code"] == 0

@@ -1,14 +1,19 @@
 """results.json written entry by entry and frame by frame: the same bytes as the whole list at
 once, nothing at the final path until it is complete, and a results-only evaluator that keeps no
 masks in memory."""
+
 import json
 import os
 
 import pytest
 import torch
 
-from vis_zoo.evaluation import (ResultsJsonWriter, YTVISEvaluator, video_output_to_results,
-                                write_results)
+from vis_zoo.evaluation import (
+    ResultsJsonWriter,
+    YTVISEvaluator,
+    video_output_to_results,
+    write_results,
+)
 from vis_zoo.modeling.postprocessing import VideoMaskWriter
 
 
@@ -19,14 +24,21 @@ def _output(num_frames=6, size=(8, 10), seed=0):
     for t in range(num_frames):
         masks = torch.rand(2, *size, generator=g) > 0.5
         writer.write_binary(t, masks, torch.tensor([True, t != 2]))
-    return {"image_size": size, "pred_scores": torch.tensor([0.9, 0.4]),
-            "pred_labels": torch.tensor([1, 0]), "pred_masks": writer.track_masks(2)}
+    return {
+        "image_size": size,
+        "pred_scores": torch.tensor([0.9, 0.4]),
+        "pred_labels": torch.tensor([1, 0]),
+        "pred_masks": writer.track_masks(2),
+    }
 
 
 def test_streamed_file_equals_the_whole_list_and_appears_only_when_complete(tmp_path):
     outputs = [_output(seed=s) for s in range(2)]
-    entries = [e for v, out in enumerate(outputs)
-               for e in video_output_to_results(v, out, length=6, height=8, width=10)]
+    entries = [
+        e
+        for v, out in enumerate(outputs)
+        for e in video_output_to_results(v, out, length=6, height=8, width=10)
+    ]
     expected = json.dumps(entries)
     path = tmp_path / "results.json"
     writer = ResultsJsonWriter(str(path))
@@ -45,8 +57,9 @@ def test_streamed_file_equals_the_whole_list_and_appears_only_when_complete(tmp_
 
 
 def test_results_only_evaluator_streams_and_keeps_no_masks(tmp_path):
-    evaluator = YTVISEvaluator("synthetic_vis_val", str(tmp_path), distributed=False,
-                               results_only=True)
+    evaluator = YTVISEvaluator(
+        "synthetic_vis_val", str(tmp_path), distributed=False, results_only=True
+    )
     evaluator.reset()
     inputs = [{"video_id": v, "height": 8, "width": 10, "length": 6} for v in range(3)]
     for inp in inputs:

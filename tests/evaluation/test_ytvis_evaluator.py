@@ -1,4 +1,5 @@
 """YTVISEvaluator end to end on a tiny GT JSON, and the output -> results conversion helpers."""
+
 import json
 import uuid
 import zipfile
@@ -9,7 +10,12 @@ import pytest
 import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from vis_zoo.evaluation import YTVISEvaluator, encode_track_masks, load_results_file, video_output_to_results
+from vis_zoo.evaluation import (
+    YTVISEvaluator,
+    encode_track_masks,
+    load_results_file,
+    video_output_to_results,
+)
 from ytvis_test_utils import box, rle, two_video_gt
 
 
@@ -19,8 +25,11 @@ def _register(gt: dict, tmp_path, evaluator_type="ytvis") -> str:
     name = f"ytvis_eval_test_{uuid.uuid4().hex[:8]}"
     DatasetCatalog.register(name, lambda: [])
     MetadataCatalog.get(name).set(
-        json_file=str(path), evaluator_type=evaluator_type, thing_classes=["cat", "dog"],
-        thing_dataset_id_to_contiguous_id={1: 0, 3: 1}, dataset_kind="video",
+        json_file=str(path),
+        evaluator_type=evaluator_type,
+        thing_classes=["cat", "dog"],
+        thing_dataset_id_to_contiguous_id={1: 0, 3: 1},
+        dataset_kind="video",
     )
     return name
 
@@ -31,13 +40,23 @@ def _inputs_outputs(masks):
     v11 = {"video_id": 11, "height": 64, "width": 64, "length": 2, "file_names": ["a", "b"]}
 
     def stack(frames):
-        return torch.from_numpy(np.stack([np.zeros((64, 64), np.uint8) if m is None else m for m in frames])).bool()
+        return torch.from_numpy(
+            np.stack([np.zeros((64, 64), np.uint8) if m is None else m for m in frames])
+        ).bool()
 
-    out10 = {"image_size": (64, 64), "pred_scores": torch.tensor([0.9, 0.8]), "pred_labels": torch.tensor([0, 0]),
-             "pred_masks": [stack(masks[1]), stack(masks[2])]}
+    out10 = {
+        "image_size": (64, 64),
+        "pred_scores": torch.tensor([0.9, 0.8]),
+        "pred_labels": torch.tensor([0, 0]),
+        "pred_masks": [stack(masks[1]), stack(masks[2])],
+    }
     # Long-video style: the second video's masks come as a list of RLEs.
-    out11 = {"image_size": (64, 64), "pred_scores": torch.tensor([0.7]), "pred_labels": torch.tensor([1]),
-             "pred_masks": [[rle(m) for m in masks[3]]]}
+    out11 = {
+        "image_size": (64, 64),
+        "pred_scores": torch.tensor([0.7]),
+        "pred_labels": torch.tensor([1]),
+        "pred_masks": [[rle(m) for m in masks[3]]],
+    }
     return [(v10, out10), (v11, out11)]
 
 
@@ -55,7 +74,9 @@ def test_evaluator_writes_submission_and_scores(tmp_path):
     assert segm["AP"] == pytest.approx(100.0, abs=1e-9)
     assert segm["AR1"] == pytest.approx(75.0, abs=1e-9)  # two 'cat' tracks in video 10
     assert np.isnan(segm["APl"])  # undefined -> nan (detectron2 convention)
-    assert segm["AP-cat"] == pytest.approx(100.0, abs=1e-9) and segm["AP-dog"] == pytest.approx(100.0, abs=1e-9)
+    assert segm["AP-cat"] == pytest.approx(100.0, abs=1e-9) and segm["AP-dog"] == pytest.approx(
+        100.0, abs=1e-9
+    )
 
     written = json.loads((out_dir / "results.json").read_text())
     assert sorted((r["video_id"], r["category_id"]) for r in written) == [(10, 1), (10, 1), (11, 3)]
@@ -108,19 +129,29 @@ def test_process_rejects_wrong_frame_count_and_mask_size(tmp_path):
     with pytest.raises(ValueError, match="video 10, track 0: 2 frames of masks, the video has 3"):
         evaluator.process([v10], [bad])
     bad = dict(out10, pred_masks=[torch.zeros(3, 32, 64, dtype=torch.bool)] * 2)
-    with pytest.raises(ValueError, match=r"video 10, track 0: mask size \[32, 64\] != video size \[64, 64\]"):
+    with pytest.raises(
+        ValueError, match=r"video 10, track 0: mask size \[32, 64\] != video size \[64, 64\]"
+    ):
         evaluator.process([v10], [bad])
 
 
 def test_video_output_to_results_maps_labels_and_validates():
     masks = torch.zeros(2, 2, 8, 8, dtype=torch.bool)
     masks[0, :, 1:4, 1:4] = True
-    out = {"pred_scores": torch.tensor([0.5, 0.25]), "pred_labels": torch.tensor([1, 0]), "pred_masks": masks}
-    res = video_output_to_results(7, out, length=2, height=8, width=8, contiguous_to_dataset_id={0: 4, 1: 9})
+    out = {
+        "pred_scores": torch.tensor([0.5, 0.25]),
+        "pred_labels": torch.tensor([1, 0]),
+        "pred_masks": masks,
+    }
+    res = video_output_to_results(
+        7, out, length=2, height=8, width=8, contiguous_to_dataset_id={0: 4, 1: 9}
+    )
     assert [(r["category_id"], r["score"]) for r in res] == [(9, 0.5), (4, 0.25)]
-    assert mask_util.area(res[0]["segmentations"]) .tolist() == [9, 9]
+    assert mask_util.area(res[0]["segmentations"]).tolist() == [9, 9]
     with pytest.raises(ValueError, match="video 7: predicted label 1 is not a contiguous id"):
-        video_output_to_results(7, out, length=2, height=8, width=8, contiguous_to_dataset_id={0: 4})
+        video_output_to_results(
+            7, out, length=2, height=8, width=8, contiguous_to_dataset_id={0: 4}
+        )
     with pytest.raises(ValueError, match="video 7: 2 scores, 2 labels and 1 masks"):
         video_output_to_results(7, dict(out, pred_masks=masks[:1]), length=2, height=8, width=8)
     with pytest.raises(ValueError, match="boolean"):
@@ -146,6 +177,10 @@ def test_uncompressed_rle_prediction_is_accepted():
             cur, run = v, 0
         run += 1
     counts.append(run)
-    out = {"pred_scores": [0.5], "pred_labels": [0], "pred_masks": [[{"size": [6, 5], "counts": counts}]]}
+    out = {
+        "pred_scores": [0.5],
+        "pred_labels": [0],
+        "pred_masks": [[{"size": [6, 5], "counts": counts}]],
+    }
     res = video_output_to_results(1, out, length=1, height=6, width=5)
     np.testing.assert_array_equal(mask_util.decode(res[0]["segmentations"][0]), m)

@@ -2,6 +2,7 @@
 
 Precision is tp / (tp + fp + eps) (float64 eps), so "1" is 1 - 2e-16: compare with abs=1e-12.
 """
+
 import logging
 
 import numpy as np
@@ -55,13 +56,18 @@ _GT_FRAMES = [box(10, 10, 20, 20), box(10, 10, 20, 20), box(10, 10, 20, 20), Non
 @pytest.mark.parametrize(
     "pred_frames, iou, num_thresholds_passed",
     [
-        # frames 0, 1 exact; frame 2 missing (GT-only: +100 to U); frame 3 pred-only 5x10 (+50 to U).
+        # frames 0, 1 exact; frame 2 missing (GT-only: +100 to U); frame 3 pred-only 5x10 (+50 to
+        # U).
         # I = 200, U = 200 + 100 + 50 = 350 -> 4/7 = 0.571: passes 0.50 and 0.55.
         ([box(10, 10, 20, 20), box(10, 10, 20, 20), None, box(40, 40, 45, 50)], 200 / 350, 2),
         # frames 0, 1 exact, the rest missing: I = 200, U = 300 -> 2/3: passes 0.50 ... 0.65.
         ([box(10, 10, 20, 20), box(10, 10, 20, 20), None, None], 200 / 300, 4),
         # an all-zero mask counts like a missing frame.
-        ([box(10, 10, 20, 20), box(10, 10, 20, 20), np.zeros((64, 64), np.uint8), None], 200 / 300, 4),
+        (
+            [box(10, 10, 20, 20), box(10, 10, 20, 20), np.zeros((64, 64), np.uint8), None],
+            200 / 300,
+            4,
+        ),
         # frame 0 only half covered (I 50, U 100), frames 1, 2 exact: I = 250, U = 300 -> 0.833.
         ([box(10, 10, 15, 20), box(10, 10, 20, 20), box(10, 10, 20, 20), None], 250 / 300, 7),
     ],
@@ -112,9 +118,14 @@ def test_high_score_false_positives_ranked_above_true_positives():
     background = [[box(2, 50, 10, 60)] * 2, [box(50, 2, 60, 10)] * 2, [box(55, 30, 60, 40)] * 2]
     gt = gt_json([video(10, 2)], [gt_track(i + 1, 10, 1, m) for i, m in enumerate(g)])
     # Ranked FP, FP, TP, TP, TP, FP.
-    results = [pred(10, 1, 0.99, background[0]), pred(10, 1, 0.95, background[1]),
-               pred(10, 1, 0.90, g[0]), pred(10, 1, 0.80, g[1]), pred(10, 1, 0.70, g[2]),
-               pred(10, 1, 0.60, background[2])]
+    results = [
+        pred(10, 1, 0.99, background[0]),
+        pred(10, 1, 0.95, background[1]),
+        pred(10, 1, 0.90, g[0]),
+        pred(10, 1, 0.80, g[1]),
+        pred(10, 1, 0.70, g[2]),
+        pred(10, 1, 0.60, background[2]),
+    ]
     r = _both(gt, results)
     # precision 0, 0, 1/3, 2/4, 3/5, 3/6 at recall 0, 0, 1/3, 2/3, 1, 1 -> non-increasing: 3/5 up to
     # recall 1, so every one of the 101 recall points samples 3/5.
@@ -130,8 +141,12 @@ def test_precision_curve_drops_after_early_false_positives():
     background = [[box(2, 50, 10, 60)] * 2, [box(50, 2, 60, 10)] * 2]
     gt = gt_json([video(10, 2)], [gt_track(1, 10, 1, g[0]), gt_track(2, 10, 1, g[1])])
     # Ranked TP, FP, FP, TP: precision 1, 1/2, 1/3, 2/4 at recall .5, .5, .5, 1.
-    results = [pred(10, 1, 0.99, g[0]), pred(10, 1, 0.9, background[0]), pred(10, 1, 0.85, background[1]),
-               pred(10, 1, 0.8, g[1])]
+    results = [
+        pred(10, 1, 0.99, g[0]),
+        pred(10, 1, 0.9, background[0]),
+        pred(10, 1, 0.85, background[1]),
+        pred(10, 1, 0.8, g[1]),
+    ]
     r = _both(gt, results)
     curve = r.precision[0, :, 0, 0, 2]  # IoU .5
     assert curve[:51] == pytest.approx([1.0] * 51, abs=1e-12)  # recall 0 ... 0.50
@@ -172,10 +187,21 @@ def test_only_top_100_predictions_per_video_and_category_count():
 # ------------------------------------------------------------------------------------- OVIS ---
 def test_track_occlusion_score_is_mean_of_top_half():
     assert track_occlusion_score(["no_occlusion"] * 4) == 0.0
-    assert track_occlusion_score(["severe_occlusion", "severe_occlusion", "slight_occlusion", "no_occlusion"]) == 0.75
+    assert (
+        track_occlusion_score(
+            ["severe_occlusion", "severe_occlusion", "slight_occlusion", "no_occlusion"]
+        )
+        == 0.75
+    )
     # n = 3 labelled frames -> top ceil(3/2) = 2: (0.25 + 0.25) / 2
-    assert track_occlusion_score(["slight_occlusion", "slight_occlusion", "no_occlusion", None]) == 0.25
-    assert track_occlusion_score(["severe_occlusion", "no_occlusion", "no_occlusion", "no_occlusion"]) == 0.375
+    assert (
+        track_occlusion_score(["slight_occlusion", "slight_occlusion", "no_occlusion", None])
+        == 0.25
+    )
+    assert (
+        track_occlusion_score(["severe_occlusion", "no_occlusion", "no_occlusion", "no_occlusion"])
+        == 0.375
+    )
     assert np.isnan(track_occlusion_score([None, None]))
     with pytest.raises(ValueError, match="annotation 7.*occlusion label"):
         track_occlusion_score(["partly"], ann_id=7)
@@ -234,9 +260,14 @@ def test_ovis_unmatched_prediction_is_a_false_positive_in_every_band():
     a = [box(5, 5, 45, 45, 100, 100)] * 2
     b = [box(50, 50, 90, 90, 100, 100)] * 2
     quarter = [box(50, 50, 70, 70, 100, 100)] * 2
-    gt = gt_json([video(1, 2, 100, 100)], [gt_track(1, 1, 1, a, occlusion=["no_occlusion"] * 2),
-                                          gt_track(2, 1, 1, b, occlusion=["severe_occlusion"] * 2)],
-                 categories=((1, "cat"),))
+    gt = gt_json(
+        [video(1, 2, 100, 100)],
+        [
+            gt_track(1, 1, 1, a, occlusion=["no_occlusion"] * 2),
+            gt_track(2, 1, 1, b, occlusion=["severe_occlusion"] * 2),
+        ],
+        categories=((1, "cat"),),
+    )
     r = _both(gt, [pred(1, 1, 0.9, a), pred(1, 1, 0.95, quarter)])
     occ = r.occlusion
     # light: GT A only (B is out of band, ignored). Ranked P2 (FP), P1 (TP): precision 0, 1/2 at
@@ -327,7 +358,9 @@ def test_gt_without_videos_says_so_not_blaming_the_results():
 def test_gt_annotation_of_unknown_category_is_an_error_naming_it():
     gt, _ = two_video_gt()
     gt["annotations"][2]["category_id"] = 7
-    with pytest.raises(ValueError, match=r"GT annotation 3 of video 11: category_id 7 .*known ids: \[1, 3\]"):
+    with pytest.raises(
+        ValueError, match=r"GT annotation 3 of video 11: category_id 7 .*known ids: \[1, 3\]"
+    ):
         evaluate_ytvis(gt, [])
 
 
@@ -352,7 +385,9 @@ def test_error_in_the_worker_process_reaches_the_caller():
     small = [box(2, 2, 10, 10, height=32, width=32)] * 2
     results = [pred(10, 1, 0.9, masks[1]), pred(11, 3, 0.9, small)]
     for workers in (1, 2):  # whichever process scores video 11 reports it
-        with pytest.raises(ValueError, match=r"result #1 \(video 11\), frame 0: mask size \[32, 32\]"):
+        with pytest.raises(
+            ValueError, match=r"result #1 \(video 11\), frame 0: mask size \[32, 32\]"
+        ):
             evaluate_ytvis(gt, results, workers=workers)
 
 
@@ -360,15 +395,23 @@ def test_worker_process_runs_jobs_and_reports_failures():
     from vis_zoo.evaluation.ytvis_metric import Worker, overlaps_of_job, prepare_overlaps_job
 
     gt, masks = two_video_gt()
-    job = prepare_overlaps_job([[rle(m) for m in masks[1]], [rle(m) for m in masks[2]]], [0, 0],
-                               [[rle(m) for m in masks[1]]], [0], 64, 64)
+    job = prepare_overlaps_job(
+        [[rle(m) for m in masks[1]], [rle(m) for m in masks[2]]],
+        [0, 0],
+        [[rle(m) for m in masks[1]]],
+        [0],
+        64,
+        64,
+    )
     with Worker() as worker:
         worker.submit([job, job])
         remote = worker.collect()
         assert len(remote) == 2
         for got, want in zip(remote[0], overlaps_of_job(job)):
             np.testing.assert_array_equal(got, want)
-        assert remote[0][2][0, 0] == 100 * 3  # the 10x10 box of track 1, in 3 frames, intersects itself
+        assert (
+            remote[0][2][0, 0] == 100 * 3
+        )  # the 10x10 box of track 1, in 3 frames, intersects itself
         worker.submit([("not a job",)])
         with pytest.raises(RuntimeError, match="worker process .* failed"):
             worker.collect()

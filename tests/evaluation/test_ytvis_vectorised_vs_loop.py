@@ -1,4 +1,5 @@
 """The vectorised metric equals the straightforward loop implementation on random seeded inputs."""
+
 import numpy as np
 import pytest
 
@@ -12,7 +13,16 @@ from ytvis_test_utils import rle
     "seed, config",
     [
         (0, dict()),
-        (1, dict(num_categories=1, preds_per_video=110, num_videos=2, max_gt_per_video=6, crowd_prob=0.3)),
+        (
+            1,
+            dict(
+                num_categories=1,
+                preds_per_video=110,
+                num_videos=2,
+                max_gt_per_video=6,
+                crowd_prob=0.3,
+            ),
+        ),
         (2, dict(occlusion=True, num_videos=5, preds_per_video=10)),
         (3, dict(occlusion=True, num_categories=2, num_frames=(1, 6), max_gt_per_video=8)),
     ],

@@ -1,12 +1,14 @@
 """A deliberately straightforward, per-pair-loop implementation of the YouTube-VIS / OVIS metric.
 
-Slow on purpose: it walks frames pair by pair with pycocotools RLE merges, matches predictions to GTs
+Slow on purpose: it walks frames pair by pair with pycocotools RLE merges, matches predictions to
+GTs
 with nested Python loops, and accumulates precision point by point. It exists to cross-check the
 vectorised `vis_zoo.evaluation.ytvis_metric.evaluate_ytvis`: the tests in this folder compare the
 two on random inputs.
 It shares only the JSON parsing/validation and the final summary (means over the precision/recall
 arrays) with the vectorised version.
 """
+
 import logging
 from typing import List, Optional, Sequence
 
@@ -31,7 +33,9 @@ logger = logging.getLogger(__name__)
 __all__ = ["evaluate_ytvis_loop", "pair_iou_loop"]
 
 
-def pair_iou_loop(pred_frames: Sequence[Optional[dict]], gt_frames: Sequence[Optional[dict]]) -> float:
+def pair_iou_loop(
+    pred_frames: Sequence[Optional[dict]], gt_frames: Sequence[Optional[dict]]
+) -> float:
     """Track IoU of one (prediction, GT) pair, frame by frame with RLE merges."""
     inter = 0.0
     union = 0.0
@@ -50,7 +54,9 @@ def _inside(value: float, lo: float, hi: float) -> bool:
     return lo <= value <= hi  # False for nan
 
 
-def evaluate_ytvis_loop(gt_json: dict, results: Sequence[dict], ovis: Optional[bool] = None) -> YTVISResult:
+def evaluate_ytvis_loop(
+    gt_json: dict, results: Sequence[dict], ovis: Optional[bool] = None
+) -> YTVISResult:
     """Same contract and numbers as `evaluate_ytvis`, computed with plain loops."""
     gt = load_ground_truth(gt_json)
     preds, dropped = load_predictions(gt, results)
@@ -92,7 +98,9 @@ def evaluate_ytvis_loop(gt_json: dict, results: Sequence[dict], ovis: Optional[b
                 for g in gts:
                     value = g.mean_area if size_range else g.occlusion
                     g_ignored.append(g.iscrowd or not _inside(value, lo, hi))
-                gt_order = sorted(range(len(gts)), key=lambda j: g_ignored[j])  # ignored last, stable
+                gt_order = sorted(
+                    range(len(gts)), key=lambda j: g_ignored[j]
+                )  # ignored last, stable
                 matched = [[False] * len(dts) for _ in range(num_t)]
                 ignored = [[False] * len(dts) for _ in range(num_t)]
                 for t, thr in enumerate(IOU_THRESHOLDS):
@@ -138,8 +146,11 @@ def evaluate_ytvis_loop(gt_json: dict, results: Sequence[dict], ovis: Optional[b
                 for e in entries:
                     for i in range(min(max_det, len(e["scores"]))):
                         dets.append(
-                            (e["scores"][i], [e["matched"][t][i] for t in range(num_t)],
-                             [e["ignored"][t][i] for t in range(num_t)])
+                            (
+                                e["scores"][i],
+                                [e["matched"][t][i] for t in range(num_t)],
+                                [e["ignored"][t][i] for t in range(num_t)],
+                            )
                         )
                 dets = sorted(dets, key=lambda x: -x[0])
                 for t in range(num_t):

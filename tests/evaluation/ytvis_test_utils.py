@@ -1,4 +1,5 @@
 """Small builders for hand-made YouTube-VIS GT JSONs and results lists (tests only)."""
+
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -21,30 +22,59 @@ def rle(mask: Optional[np.ndarray]) -> Optional[dict]:
 
 
 def video(vid: int, length: int, height: int = 64, width: int = 64) -> dict:
-    return {"id": vid, "height": height, "width": width, "length": length,
-            "file_names": [f"v{vid}/{t:05d}.jpg" for t in range(length)]}
+    return {
+        "id": vid,
+        "height": height,
+        "width": width,
+        "length": length,
+        "file_names": [f"v{vid}/{t:05d}.jpg" for t in range(length)],
+    }
 
 
-def gt_track(ann_id: int, vid: int, category: int, masks: Sequence[Optional[np.ndarray]], iscrowd: int = 0,
-             areas: Optional[List] = None, occlusion: Optional[List] = None) -> dict:
+def gt_track(
+    ann_id: int,
+    vid: int,
+    category: int,
+    masks: Sequence[Optional[np.ndarray]],
+    iscrowd: int = 0,
+    areas: Optional[List] = None,
+    occlusion: Optional[List] = None,
+) -> dict:
     """A GT annotation; `areas` defaults to the mask areas (None where absent)."""
     if areas is None:
         areas = [None if m is None else int(m.sum()) for m in masks]
-    ann = {"id": ann_id, "video_id": vid, "category_id": category, "iscrowd": iscrowd,
-           "segmentations": [rle(m) for m in masks], "areas": areas, "bboxes": [None] * len(masks),
-           "length": len(masks)}
+    ann = {
+        "id": ann_id,
+        "video_id": vid,
+        "category_id": category,
+        "iscrowd": iscrowd,
+        "segmentations": [rle(m) for m in masks],
+        "areas": areas,
+        "bboxes": [None] * len(masks),
+        "length": len(masks),
+    }
     if occlusion is not None:
         ann["occlusion"] = occlusion
     return ann
 
 
 def pred(vid: int, category: int, score: float, masks: Sequence[Optional[np.ndarray]]) -> dict:
-    return {"video_id": vid, "category_id": category, "score": score, "segmentations": [rle(m) for m in masks]}
+    return {
+        "video_id": vid,
+        "category_id": category,
+        "score": score,
+        "segmentations": [rle(m) for m in masks],
+    }
 
 
-def gt_json(videos: List[dict], annotations: Optional[List[dict]], categories=((1, "cat"), (3, "dog"))) -> dict:
-    return {"videos": videos, "categories": [{"id": c, "name": n, "supercategory": "animal"} for c, n in categories],
-            "annotations": annotations}
+def gt_json(
+    videos: List[dict], annotations: Optional[List[dict]], categories=((1, "cat"), (3, "dog"))
+) -> dict:
+    return {
+        "videos": videos,
+        "categories": [{"id": c, "name": n, "supercategory": "animal"} for c, n in categories],
+        "annotations": annotations,
+    }
 
 
 def two_video_gt():

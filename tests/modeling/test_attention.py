@@ -1,10 +1,16 @@
-"""MaskedMultiheadAttention: finite and equal to an explicit softmax where PyTorch's blocked CPU kernel
+"""MaskedMultiheadAttention: finite and equal to an explicit softmax where PyTorch's blocked CPU
+kernel
 gives NaN (a query whose first 512 keys are all blocked but which has an allowed key further on)."""
+
 import pytest
 import torch
 from torch import nn
 
-from vis_zoo.modeling.attention import MASKED_SCORE, MaskedMultiheadAttention, additive_attention_mask
+from vis_zoo.modeling.attention import (
+    MASKED_SCORE,
+    MaskedMultiheadAttention,
+    additive_attention_mask,
+)
 from vis_zoo.modeling.mask2former.layers import CrossAttentionLayer, SelfAttentionLayer
 from vis_zoo.modeling.transformer_layers import TransformerDecoderLayer, TransformerEncoderLayer
 
@@ -12,10 +18,13 @@ D_MODEL, HEADS = 32, 4
 NUM_KEYS = 960  # the 1/16 level of a 360x640 frame: more than one 512-key block
 
 
-def explicit_attention(mha: nn.MultiheadAttention, query, key, value, attn_mask=None, key_padding_mask=None):
+def explicit_attention(
+    mha: nn.MultiheadAttention, query, key, value, attn_mask=None, key_padding_mask=None
+):
     """Multi-head attention written out with -inf masking and a plain softmax (the reference).
 
-    query [L, N, E], key/value [S, N, E], attn_mask bool [L, S] or [N*heads, L, S] or additive float,
+    query [L, N, E], key/value [S, N, E], attn_mask bool [L, S] or [N*heads, L, S] or additive
+    float,
     key_padding_mask bool [N, S] -> [L, N, E].
     """
     length, batch, embed = query.shape
@@ -27,10 +36,14 @@ def explicit_attention(mha: nn.MultiheadAttention, query, key, value, attn_mask=
         return (x @ w.T + b).view(x.shape[0], batch, heads, head_dim).permute(1, 2, 0, 3)
 
     q, k, v = split(query, w_q, b_q), split(key, w_k, b_k), split(value, w_v, b_v)
-    scores = q @ k.transpose(-1, -2) / head_dim ** 0.5  # [N, heads, L, S]
+    scores = q @ k.transpose(-1, -2) / head_dim**0.5  # [N, heads, L, S]
     if attn_mask is not None:
-        mask = attn_mask.view(-1, heads, length, key.shape[0]) if attn_mask.dim() == 3 else attn_mask
-        scores = scores.masked_fill(mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
+        mask = (
+            attn_mask.view(-1, heads, length, key.shape[0]) if attn_mask.dim() == 3 else attn_mask
+        )
+        scores = (
+            scores.masked_fill(mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
+        )
     if key_padding_mask is not None:
         scores = scores.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
     out = (scores.softmax(-1) @ v).permute(2, 0, 1, 3).reshape(length, batch, embed)
@@ -42,7 +55,8 @@ def _tokens(*shape, seed):
 
 
 def _first_block_blocked_mask(num_queries: int, batch: int) -> torch.Tensor:
-    """bool [batch*HEADS, Q, NUM_KEYS]: the odd query rows may only see keys 600..959 (beyond the first
+    """bool [batch*HEADS, Q, NUM_KEYS]: the odd query rows may only see keys 600..959 (beyond the
+    first
     512-key block), the even rows a random half of all keys."""
     gen = torch.Generator().manual_seed(3)
     mask = torch.rand(batch * HEADS, num_queries, NUM_KEYS, generator=gen) > 0.5
@@ -60,11 +74,14 @@ def test_masked_score_is_finite_in_every_float_dtype():
 
 def test_additive_mask_from_bool_and_float():
     blocked = torch.tensor([[True, False], [False, True]])
-    assert torch.equal(additive_attention_mask(blocked, torch.float32),
-                       torch.tensor([[MASKED_SCORE, 0.0], [0.0, MASKED_SCORE]]))
+    assert torch.equal(
+        additive_attention_mask(blocked, torch.float32),
+        torch.tensor([[MASKED_SCORE, 0.0], [0.0, MASKED_SCORE]]),
+    )
     additive = torch.tensor([0.0, -1000.0, float("-inf")])
-    assert torch.equal(additive_attention_mask(additive, torch.float32),
-                       torch.tensor([0.0, -1000.0, MASKED_SCORE]))
+    assert torch.equal(
+        additive_attention_mask(additive, torch.float32), torch.tensor([0.0, -1000.0, MASKED_SCORE])
+    )
     assert additive_attention_mask(None, torch.float32) is None
     with pytest.raises(TypeError, match="bool or floating"):
         additive_attention_mask(torch.ones(2, dtype=torch.long), torch.float32)
@@ -72,7 +89,9 @@ def test_additive_mask_from_bool_and_float():
 
 def test_same_parameters_and_names_as_torch_attention():
     ours, theirs = MaskedMultiheadAttention(D_MODEL, HEADS), nn.MultiheadAttention(D_MODEL, HEADS)
-    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in theirs.state_dict().items()}
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {
+        k: v.shape for k, v in theirs.state_dict().items()
+    }
 
 
 @pytest.mark.parametrize("batch", [1, 2])
@@ -101,12 +120,21 @@ def test_key_padding_of_the_first_512_keys_and_a_mask_together():
         both = mha(query, key, key, key_padding_mask=padding, attn_mask=attn_mask)[0]
         additive = -1000.0 * attn_mask.float()  # VITA's shifted-window masks are additive floats
         with_float = mha(query, key, key, key_padding_mask=padding, attn_mask=additive)[0]
-    torch.testing.assert_close(only_padding, explicit_attention(mha, query, key, key, key_padding_mask=padding),
-                               rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(both, explicit_attention(mha, query, key, key, attn_mask, padding),
-                               rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(with_float, explicit_attention(mha, query, key, key, additive, padding),
-                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        only_padding,
+        explicit_attention(mha, query, key, key, key_padding_mask=padding),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+    torch.testing.assert_close(
+        both, explicit_attention(mha, query, key, key, attn_mask, padding), rtol=1e-5, atol=1e-5
+    )
+    torch.testing.assert_close(
+        with_float,
+        explicit_attention(mha, query, key, key, additive, padding),
+        rtol=1e-5,
+        atol=1e-5,
+    )
 
 
 def test_training_backward_is_finite():
@@ -135,4 +163,6 @@ def test_every_layer_that_takes_a_mask_is_finite_past_512_keys():
         encoder = TransformerEncoderLayer(D_MODEL, HEADS, 64, dropout=0.0).eval()
         assert torch.isfinite(encoder(memory, src_key_padding_mask=padding)).all()
         decoder = TransformerDecoderLayer(D_MODEL, HEADS, 64, dropout=0.0).eval()
-        assert torch.isfinite(decoder(queries, memory, memory_key_padding_mask=padding, memory_mask=mask)).all()
+        assert torch.isfinite(
+            decoder(queries, memory, memory_key_padding_mask=padding, memory_mask=mask)
+        ).all()

@@ -2,8 +2,13 @@ import torch
 from detectron2.config import get_cfg
 from detectron2.modeling import build_backbone
 
-from vis_zoo.modeling import (FoldedBackboneCache, backbone_with_masks, fold_frozen_batchnorm, normalize_and_pad,
-                              padding_mask)
+from vis_zoo.modeling import (
+    FoldedBackboneCache,
+    backbone_with_masks,
+    fold_frozen_batchnorm,
+    normalize_and_pad,
+    padding_mask,
+)
 
 
 def _r18():
@@ -23,21 +28,32 @@ def _r18():
 
 
 def test_padding_masks_and_normalisation():
-    frames = [torch.full((3, 40, 70), 10, dtype=torch.uint8), torch.full((3, 64, 50), 10, dtype=torch.uint8)]
-    mean, std = torch.tensor([10.0, 0.0, 0.0]).view(3, 1, 1), torch.tensor([1.0, 2.0, 5.0]).view(3, 1, 1)
+    frames = [
+        torch.full((3, 40, 70), 10, dtype=torch.uint8),
+        torch.full((3, 64, 50), 10, dtype=torch.uint8),
+    ]
+    mean, std = (
+        torch.tensor([10.0, 0.0, 0.0]).view(3, 1, 1),
+        torch.tensor([1.0, 2.0, 5.0]).view(3, 1, 1),
+    )
     images = normalize_and_pad(frames, mean, std)
     assert images.tensor.shape == (2, 3, 64, 70)
-    assert images.tensor[0, 0, :40, :70].abs().max() == 0 and torch.allclose(images.tensor[0, 1, 0, 0], torch.tensor(5.0))
+    assert images.tensor[0, 0, :40, :70].abs().max() == 0 and torch.allclose(
+        images.tensor[0, 1, 0, 0], torch.tensor(5.0)
+    )
     assert images.tensor[0, :, 40:].abs().max() == 0  # padding is zero after normalisation
     mask = padding_mask(images.image_sizes, (8, 9), 8, torch.device("cpu"))
-    assert mask[0, :5, :9].logical_not().all() and mask[0, 5:].all()  # ceil(40/8)=5 rows, ceil(70/8)=9 cols
+    assert (
+        mask[0, :5, :9].logical_not().all() and mask[0, 5:].all()
+    )  # ceil(40/8)=5 rows, ceil(70/8)=9 cols
     assert mask[1, :8, :7].logical_not().all() and mask[1, :, 7:].all()  # ceil(50/8)=7 cols
 
 
 def test_backbone_with_masks_levels():
     backbone = _r18()
-    images = normalize_and_pad([torch.zeros(3, 64, 96), torch.zeros(3, 40, 96)], torch.zeros(3, 1, 1),
-                               torch.ones(3, 1, 1))
+    images = normalize_and_pad(
+        [torch.zeros(3, 64, 96), torch.zeros(3, 40, 96)], torch.zeros(3, 1, 1), torch.ones(3, 1, 1)
+    )
     feats, masks = backbone_with_masks(backbone, images)
     assert set(feats) == set(masks) == {"res3", "res4", "res5"}
     assert masks["res5"].shape == feats["res5"].shape[:1] + feats["res5"].shape[2:]

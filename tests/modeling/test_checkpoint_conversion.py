@@ -13,7 +13,9 @@ def _map(key):
 def test_renames_every_tensor_and_accepts_a_whole_checkpoint():
     official = {"model": {"off.a.weight": torch.ones(2, 3), "off.head.weight": torch.ones(5, 3)}}
     out = convert_with_key_map(official, _map, REFERENCE, "Toy")
-    assert list(out) == ["a.weight", "head.weight"] and torch.equal(out["a.weight"], torch.ones(2, 3))
+    assert list(out) == ["a.weight", "head.weight"] and torch.equal(
+        out["a.weight"], torch.ones(2, 3)
+    )
 
 
 def test_lists_unused_missing_and_mismatched_in_one_error():
@@ -26,9 +28,17 @@ def test_lists_unused_missing_and_mismatched_in_one_error():
 
 
 def test_skip_on_shape_mismatch_and_ignore():
-    official = {"off.a.weight": torch.ones(2, 3), "off.head.weight": torch.ones(81, 3),
-                "off.bn.num_batches_tracked": torch.tensor(3)}
-    out = convert_with_key_map(official, _map, REFERENCE, "Toy",
-                               may_skip_on_shape_mismatch=lambda ours: ours.startswith("head."),
-                               ignore=lambda key: key.endswith("num_batches_tracked"))
+    official = {
+        "off.a.weight": torch.ones(2, 3),
+        "off.head.weight": torch.ones(81, 3),
+        "off.bn.num_batches_tracked": torch.tensor(3),
+    }
+    out = convert_with_key_map(
+        official,
+        _map,
+        REFERENCE,
+        "Toy",
+        may_skip_on_shape_mismatch=lambda ours: ours.startswith("head."),
+        ignore=lambda key: key.endswith("num_batches_tracked"),
+    )
     assert list(out) == ["a.weight"]

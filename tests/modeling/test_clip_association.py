@@ -4,9 +4,18 @@ import torch
 from pycocotools import mask as mask_util
 from scipy.optimize import linear_sum_assignment
 
-from vis_zoo.modeling import (ClipPrediction, FrameFeatureCache, RLEFrameStore,
-                              SoftIoUTrackAssociator, VideoMaskWriter, associate_clip_windows,
-                              decode_track_masks, encode_rle, select_track_classes, window_spans)
+from vis_zoo.modeling import (
+    ClipPrediction,
+    FrameFeatureCache,
+    RLEFrameStore,
+    SoftIoUTrackAssociator,
+    VideoMaskWriter,
+    associate_clip_windows,
+    decode_track_masks,
+    encode_rle,
+    select_track_classes,
+    window_spans,
+)
 from vis_zoo.modeling.postprocessing import encode_rle_counts
 
 
@@ -26,13 +35,14 @@ def _moving_objects(length, h=8, w=12):
     """Two boxes moving right; GT masks [2, T, h, w]."""
     masks = torch.zeros(2, length, h, w, dtype=torch.bool)
     for t in range(length):
-        masks[0, t, 1:4, t % 6: t % 6 + 4] = True
-        masks[1, t, 5:8, 8 - t % 6: 12 - t % 6] = True
+        masks[0, t, 1:4, t % 6 : t % 6 + 4] = True
+        masks[1, t, 5:8, 8 - t % 6 : 12 - t % 6] = True
     return masks
 
 
 def _oracle_clip_fn(gt, num_classes=3, calls=None):
     """A model that sees GT: instances in a different order in every window, plus class probs."""
+
     def clip_fn(frames):
         if calls is not None:
             calls.append(list(frames))
@@ -43,6 +53,7 @@ def _oracle_clip_fn(gt, num_classes=3, calls=None):
             probs[row, obj] = 0.9
             probs[row, -1] = 0.1
         return ClipPrediction(list(frames), probs, logits)
+
     return clip_fn
 
 
@@ -52,14 +63,22 @@ def test_windows_give_consistent_tracks(window, stride):
     gt = _moving_objects(length)
     writer = VideoMaskWriter(length, (8, 12))
     released, calls = [], []
-    probs = associate_clip_windows(length, _oracle_clip_fn(gt, calls=calls), window_size=window, window_stride=stride,
-                                   frame_sink=writer, on_window_done=released.append)
+    probs = associate_clip_windows(
+        length,
+        _oracle_clip_fn(gt, calls=calls),
+        window_size=window,
+        window_stride=stride,
+        frame_sink=writer,
+        on_window_done=released.append,
+    )
     assert probs.shape == (2, 4)
     masks = writer.track_masks(2)
     for track in range(2):
         obj = int(probs[track, :-1].argmax())
         assert torch.allclose(probs[track, obj], torch.tensor(0.9))
-        assert torch.equal(masks[track], gt[obj]), f"track {track} is not object {obj} in every frame"
+        assert torch.equal(masks[track], gt[obj]), (
+            f"track {track} is not object {obj} in every frame"
+        )
     assert sorted({f for c in calls for f in c}) == list(range(length))
     assert released[-1] == length
 
@@ -67,12 +86,15 @@ def test_windows_give_consistent_tracks(window, stride):
 def test_one_frame_video_and_video_without_objects():
     gt = _moving_objects(1)
     writer = VideoMaskWriter(1, (16, 24))
-    probs = associate_clip_windows(1, _oracle_clip_fn(gt), window_size=5, window_stride=2, frame_sink=writer)
+    probs = associate_clip_windows(
+        1, _oracle_clip_fn(gt), window_size=5, window_stride=2, frame_sink=writer
+    )
     masks = writer.track_masks(probs.shape[0])
     assert probs.shape[0] == 2 and masks[0].shape == (1, 16, 24) and masks[0].any()
 
     def nothing(frames):
         return ClipPrediction(frames, torch.zeros(0, 4), torch.zeros(0, len(frames), 8, 12))
+
     writer = VideoMaskWriter(9, (8, 12), output_rle=True)
     probs = associate_clip_windows(9, nothing, window_size=4, window_stride=2, frame_sink=writer)
     assert probs.shape == (0, 4) and writer.track_masks(0) == []
@@ -102,7 +124,11 @@ def _reference_videos(clips, length, max_inst=50, threshold=0.05):
         den = ((s_m + i_m - s_m * i_m) * s_v).sum(dim=(-1, -2))
         siou = num / (den + 1e-6)
         nvalid = (s_v.flatten(2).sum(dim=2) > 0).sum(dim=0)
-        scores = siou.sum(dim=0) / (nvalid.reshape(-1, 1) + 1e-6) if num_inst else torch.zeros(0, len(clip.class_probs))
+        scores = (
+            siou.sum(dim=0) / (nvalid.reshape(-1, 1) + 1e-6)
+            if num_inst
+            else torch.zeros(0, len(clip.class_probs))
+        )
         above = scores > threshold
         rows, cols = linear_sum_assignment((scores * above).numpy(), maximize=True)
         existed = []
@@ -143,8 +169,9 @@ def test_association_equals_official_dense_algorithm():
 
     writer = VideoMaskWriter(length, (6, 7))
     it = iter(clips)
-    cls = associate_clip_windows(length, lambda frames: next(it), window_size=window, window_stride=1,
-                                 frame_sink=writer)
+    cls = associate_clip_windows(
+        length, lambda frames: next(it), window_size=window, window_stride=1, frame_sink=writer
+    )
     masks = torch.stack(writer.track_masks(cls.shape[0]))
     assert cls.shape == ref_cls.shape
     assert torch.allclose(cls.double(), ref_cls, atol=1e-6)
@@ -162,7 +189,9 @@ def test_memory_stays_bounded_on_long_video():
     length, window, stride = 60, 6, 3
     gt = _moving_objects(length)
     computed = []
-    cache = FrameFeatureCache(lambda ids: computed.extend(ids) or {"x": torch.tensor(ids).float()[:, None]}, 4)
+    cache = FrameFeatureCache(
+        lambda ids: computed.extend(ids) or {"x": torch.tensor(ids).float()[:, None]}, 4
+    )
     oracle = _oracle_clip_fn(gt)
     peak = {"cache": 0}
 
@@ -172,7 +201,9 @@ def test_memory_stays_bounded_on_long_video():
         peak["cache"] = max(peak["cache"], len(cache))
         return oracle(frames)
 
-    associator = SoftIoUTrackAssociator(frame_sink=VideoMaskWriter(length, (8, 12), output_rle=True))
+    associator = SoftIoUTrackAssociator(
+        frame_sink=VideoMaskWriter(length, (8, 12), output_rle=True)
+    )
     spans = window_spans(length, window, stride)
     max_buffers = 0
     for k, (s, e) in enumerate(spans):
@@ -195,11 +226,19 @@ def test_writer_bool_and_rle_agree_and_upsample_to_original_size():
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(3, 5, 7, generator=g)
     valid = torch.tensor([True, False, True])
-    bool_writer, rle_writer = VideoMaskWriter(2, (20, 28)), VideoMaskWriter(2, (20, 28), output_rle=True)
+    bool_writer, rle_writer = (
+        VideoMaskWriter(2, (20, 28)),
+        VideoMaskWriter(2, (20, 28), output_rle=True),
+    )
     for writer in (bool_writer, rle_writer):
         writer(1, logits, valid)
     as_bool, as_rle = bool_writer.track_masks(3), rle_writer.track_masks(3)
-    up = torch.nn.functional.interpolate(logits[None], size=(20, 28), mode="bilinear", align_corners=False)[0] > 0
+    up = (
+        torch.nn.functional.interpolate(
+            logits[None], size=(20, 28), mode="bilinear", align_corners=False
+        )[0]
+        > 0
+    )
     assert torch.equal(as_bool[0][1], up[0]) and not as_bool[1].any() and not as_bool[0][0].any()
     assert list(as_rle[1]) == [None, None] and as_rle[0][0] is None
     assert isinstance(as_rle[2][1]["counts"], str)

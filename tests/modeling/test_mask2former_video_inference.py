@@ -1,9 +1,13 @@
 """Shared Mask2Former video inference: detector pass sizes and mask rendering."""
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from vis_zoo.modeling.mask2former.video_inference import frames_per_detector_pass, render_video_masks
+from vis_zoo.modeling.mask2former.video_inference import (
+    frames_per_detector_pass,
+    render_video_masks,
+)
 from vis_zoo.modeling.postprocessing import decode_track_masks
 
 
@@ -13,7 +17,9 @@ def test_frames_per_detector_pass():
     assert frames_per_detector_pass((360, 640), cpu, 18, budget) == 2
     assert frames_per_detector_pass((720, 1280), cpu, 18, budget) == 1  # never fewer than one frame
     assert frames_per_detector_pass((96, 128), cpu, 18, budget) == 18  # never more than the chunk
-    assert frames_per_detector_pass((360, 640), cuda, 18, budget) == 18  # the pixel budget is CPU-only
+    assert (
+        frames_per_detector_pass((360, 640), cuda, 18, budget) == 18
+    )  # the pixel budget is CPU-only
     with pytest.raises(ValueError, match=">= 1"):
         frames_per_detector_pass((360, 640), cpu, 0, budget)
 
@@ -22,10 +28,17 @@ def test_render_masks_per_frame_or_shared_embeddings_and_steps():
     g = torch.Generator().manual_seed(0)
     feats = torch.randn(5, 8, 6, 10, generator=g)  # [T, C, h4, w4]
     shared = torch.randn(3, 8, generator=g)
-    kwargs = dict(padded_hw=(24, 40), image_hw=(22, 37), output_hw=(22, 37), output_rle=False,
-                  device=torch.device("cpu"))
+    kwargs = dict(
+        padded_hw=(24, 40),
+        image_hw=(22, 37),
+        output_hw=(22, 37),
+        output_rle=False,
+        device=torch.device("cpu"),
+    )
     masks_1, scores_1 = render_video_masks(shared, feats, frames_per_step=1, **kwargs)
-    masks_5, scores_5 = render_video_masks(shared.expand(5, 3, 8), feats, frames_per_step=5, **kwargs)
+    masks_5, scores_5 = render_video_masks(
+        shared.expand(5, 3, 8), feats, frames_per_step=5, **kwargs
+    )
     torch.testing.assert_close(scores_1, scores_5)
     for a, b in zip(masks_1, masks_5):
         assert a.shape == (5, 22, 37) and torch.equal(a, b)
@@ -38,7 +51,9 @@ def test_render_masks_per_frame_or_shared_embeddings_and_steps():
         expected = (up[q].sigmoid() * hard).sum() / (hard.sum() + 1e-6)
         torch.testing.assert_close(scores_1[q], expected)
     # another output size: resized from the cropped logits
-    other, _ = render_video_masks(shared, feats, frames_per_step=2, **{**kwargs, "output_hw": (44, 74)})
+    other, _ = render_video_masks(
+        shared, feats, frames_per_step=2, **{**kwargs, "output_hw": (44, 74)}
+    )
     ref = F.interpolate(up, size=(44, 74), mode="bilinear", align_corners=False) > 0
     assert all(torch.equal(m, r) for m, r in zip(other, ref))
     with pytest.raises(ValueError, match="frames of embeddings"):
@@ -46,9 +61,14 @@ def test_render_masks_per_frame_or_shared_embeddings_and_steps():
 
 
 def test_top_query_class_pairs_and_pass_settings():
-    from vis_zoo.modeling.mask2former.video_inference import check_detector_pass_settings, top_query_class_pairs
+    from vis_zoo.modeling.mask2former.video_inference import (
+        check_detector_pass_settings,
+        top_query_class_pairs,
+    )
 
-    logits = torch.log(torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.6, 0.3]]))  # 2 queries, 2 classes + no object
+    logits = torch.log(
+        torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.6, 0.3]])
+    )  # 2 queries, 2 classes + no object
     scores, labels, queries = top_query_class_pairs(logits, 3)
     torch.testing.assert_close(scores, torch.tensor([0.6, 0.5, 0.3]))
     assert labels.tolist() == [1, 0, 1] and queries.tolist() == [1, 0, 0]
@@ -58,7 +78,9 @@ def test_top_query_class_pairs_and_pass_settings():
         check_detector_pass_settings(18, 460800, store)
     with pytest.raises(ValueError, match="TEST_FEATURE_STORE must be one of auto/device/cpu/disk"):
         check_detector_pass_settings(18, 460800, "ram")
-    with pytest.raises(ValueError, match="MODEL.VIS.TEST_CHUNK_SIZE and MODEL.VIS.TEST_CHUNK_PIXELS_CPU"):
+    with pytest.raises(
+        ValueError, match="MODEL.VIS.TEST_CHUNK_SIZE and MODEL.VIS.TEST_CHUNK_PIXELS_CPU"
+    ):
         check_detector_pass_settings(0, 460800, "auto")
 
 
@@ -76,8 +98,11 @@ def test_auto_feature_store_keeps_a_bounded_amount_in_memory():
 def test_feature_stores_give_back_what_was_added():
     """Memory, disk and recomputed stores return the same features for any range of frames; the
     recomputed one computes on the detector's own chunks (the first pass's values exactly)."""
-    from vis_zoo.modeling.mask2former.video_inference import (DiskFeatureStore, MemoryFeatureStore,
-                                                              RecomputedFeatureStore)
+    from vis_zoo.modeling.mask2former.video_inference import (
+        DiskFeatureStore,
+        MemoryFeatureStore,
+        RecomputedFeatureStore,
+    )
 
     g = torch.Generator().manual_seed(0)
     features = torch.randn(7, 4, 3, 5, generator=g)
@@ -91,7 +116,7 @@ def test_feature_stores_give_back_what_was_added():
     recomputed = RecomputedFeatureStore(7, 3, compute)
     for start in range(0, 7, 3):  # the detector's chunks of 3 frames
         for store in (memory, disk, recomputed):
-            store.add(start, features[start:start + 3])
+            store.add(start, features[start : start + 3])
     for start, end in [(0, 7), (2, 5), (6, 7), (4, 6)]:
         for store in (memory, disk, recomputed):
             assert torch.equal(store.read(start, end), features[start:end])
@@ -105,8 +130,13 @@ def test_render_from_a_store_equals_render_from_the_tensor():
     g = torch.Generator().manual_seed(3)
     feats = torch.randn(5, 8, 6, 10, generator=g)
     embed = torch.randn(3, 8, generator=g)
-    kwargs = dict(padded_hw=(24, 40), image_hw=(22, 37), output_hw=(30, 50), frames_per_step=2,
-                  device=torch.device("cpu"))
+    kwargs = dict(
+        padded_hw=(24, 40),
+        image_hw=(22, 37),
+        output_hw=(30, 50),
+        frames_per_step=2,
+        device=torch.device("cpu"),
+    )
     dense, dense_scores = render_video_masks(embed, feats, output_rle=False, **kwargs)
     store = DiskFeatureStore(5)
     store.add(0, feats)

@@ -1,4 +1,5 @@
 """Multi-scale deformable attention: the grid_sample core against a loop-based reference."""
+
 import math
 
 import pytest
@@ -17,7 +18,8 @@ SHAPES = [(7, 5), (3, 4), (1, 1)]
 
 
 def _inputs(n=2, lq=4, heads=2, dim=3, points=2, shapes=SHAPES, seed=0, margin=0.3):
-    """Random value/locations/weights; locations spill `margin` outside [0, 1] to test zero padding."""
+    """Random value/locations/weights; locations spill `margin` outside [0, 1] to test zero
+    padding."""
     g = torch.Generator().manual_seed(seed)
     s = sum(h * w for h, w in shapes)
     value = torch.randn(n, s, heads, dim, generator=g, dtype=torch.float64)
@@ -54,11 +56,15 @@ def test_core_matches_reference_gradients(recompute, n):
 
 
 def test_core_gradcheck_recompute():
-    value, loc, weights = _inputs(n=1, lq=2, heads=2, dim=2, points=2, shapes=[(3, 5), (2, 1)], seed=3)
+    value, loc, weights = _inputs(
+        n=1, lq=2, heads=2, dim=2, points=2, shapes=[(3, 5), (2, 1)], seed=3
+    )
     for t in (value, loc, weights):
         t.requires_grad_(True)
     assert torch.autograd.gradcheck(
-        lambda v, l, w: ms_deform_attn_core(v, [(3, 5), (2, 1)], l, w, recompute_backward=True),
+        lambda v, locations, w: ms_deform_attn_core(
+            v, [(3, 5), (2, 1)], locations, w, recompute_backward=True
+        ),
         (value, loc, weights),
     )
 
@@ -75,7 +81,8 @@ def test_partial_requires_grad():
 
 
 def test_pixel_centre_convention_and_zero_padding():
-    """(x, y) = ((j + 0.5) / W, (i + 0.5) / H) reads pixel (i, j) exactly; far outside reads zero."""
+    """(x, y) = ((j + 0.5) / W, (i + 0.5) / H) reads pixel (i, j) exactly; far outside reads
+    zero."""
     h, w = 3, 5
     value = torch.arange(h * w, dtype=torch.float64).view(1, h * w, 1, 1)
     loc = torch.tensor([[(1.5 / w, 2.5 / h)], [(-1.0, 0.5)]], dtype=torch.float64)  # [Lq=2, P=1, 2]
@@ -113,8 +120,10 @@ def _module_reference(module, query, ref_points, x, shapes, mask=None):
         norm = torch.tensor([[w, h] for h, w in shapes], dtype=x.dtype)
         loc = ref_points[:, :, None, :, None, :] + offsets / norm[None, None, None, :, None, :]
     else:
-        loc = ref_points[:, :, None, :, None, :2] \
+        loc = (
+            ref_points[:, :, None, :, None, :2]
             + offsets / points * ref_points[:, :, None, :, None, 2:] * 0.5
+        )
     return module.output_proj(ms_deform_attn_core_reference(value, shapes, loc, weights))
 
 
@@ -147,7 +156,8 @@ def test_module_matches_reference_with_padding_mask(ref_dim):
 def test_module_init_matches_deformable_detr():
     module = MSDeformAttn(d_model=32, n_levels=2, n_heads=8, n_points=3)
     bias = module.sampling_offsets.bias.view(8, 2, 3, 2)
-    # head 0 points along +x, head 1 along the diagonal (normalised by the max coordinate), head 2 +y
+    # head 0 points along +x, head 1 along the diagonal (normalised by the max coordinate), head 2
+    # +y
     torch.testing.assert_close(bias[0, 0, :, 0], torch.tensor([1.0, 2.0, 3.0]))
     torch.testing.assert_close(bias[1, 1, 2], torch.tensor([3.0, 3.0]))
     assert math.isclose(bias[2, 0, 0, 0].item(), 0.0, abs_tol=1e-6)
@@ -164,7 +174,8 @@ def test_float32_matches_float64():
 
 
 def test_query_chunking_matches_reference(monkeypatch):
-    """Without grad, queries are processed in chunks (>= 64 each): force several, incl. a ragged last one."""
+    """Without grad, queries are processed in chunks (>= 64 each): force several, incl. a ragged
+    last one."""
     import vis_zoo.modeling.ms_deform_attn as mda
 
     monkeypatch.setattr(mda, "_SAMPLES_PER_CHUNK", 1)
@@ -176,25 +187,35 @@ def test_query_chunking_matches_reference(monkeypatch):
 
 
 def test_benchmark_stacked_formulation_matches_core():
-    """tools/benchmark_ms_deform_attn.py's baseline (official-style stacking) computes the same thing."""
+    """tools/benchmark_ms_deform_attn.py's baseline (official-style stacking) computes the same
+    thing."""
     import importlib.util
     import os
 
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "tools", "benchmark_ms_deform_attn.py")
+    path = os.path.join(
+        os.path.dirname(__file__), "..", "..", "tools", "benchmark_ms_deform_attn.py"
+    )
     spec = importlib.util.spec_from_file_location("bench_msda", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     value, loc, weights = _inputs(seed=7)
-    torch.testing.assert_close(bench.stacked_core(value, SHAPES, loc, weights),
-                               ms_deform_attn_core(value, SHAPES, loc, weights))
+    torch.testing.assert_close(
+        bench.stacked_core(value, SHAPES, loc, weights),
+        ms_deform_attn_core(value, SHAPES, loc, weights),
+    )
 
 
 def test_encoder_layer_ffn_row_chunks_match_one_pass(monkeypatch):
     """At inference the encoder FFN runs in blocks of tokens; the result equals the one-pass FFN."""
-    from vis_zoo.modeling.deformable_transformer import DeformableEncoderLayer, encoder_reference_points
+    from vis_zoo.modeling.deformable_transformer import (
+        DeformableEncoderLayer,
+        encoder_reference_points,
+    )
 
     torch.manual_seed(0)
-    layer = DeformableEncoderLayer(d_model=32, d_ffn=64, dropout=0.0, n_levels=2, n_heads=4, n_points=2).eval()
+    layer = DeformableEncoderLayer(
+        d_model=32, d_ffn=64, dropout=0.0, n_levels=2, n_heads=4, n_points=2
+    ).eval()
     shapes = [(6, 8), (3, 4)]
     src = torch.randn(2, 60, 32)
     pos = torch.randn(2, 60, 32)
@@ -211,7 +232,8 @@ def test_encoder_layer_ffn_row_chunks_match_one_pass(monkeypatch):
 
 @pytest.mark.parametrize("recompute", [True, False])
 def test_core_samples_in_float32_under_bfloat16_autocast(recompute):
-    """CPU autocast hands bfloat16 values (grid_sample has no bfloat16 CPU kernel): the core samples in
+    """CPU autocast hands bfloat16 values (grid_sample has no bfloat16 CPU kernel): the core samples
+    in
     float32 and returns the value's dtype, with gradients for every input."""
     value, loc, weights = (t.float() for t in _inputs())
     value_bf16 = value.bfloat16().requires_grad_()
@@ -219,8 +241,9 @@ def test_core_samples_in_float32_under_bfloat16_autocast(recompute):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = ms_deform_attn_core(value_bf16, SHAPES, loc, weights, recompute_backward=recompute)
     assert out.dtype == torch.bfloat16
-    reference = ms_deform_attn_core_reference(value_bf16.detach().double(), SHAPES, loc.detach().double(),
-                                              weights.double())
+    reference = ms_deform_attn_core_reference(
+        value_bf16.detach().double(), SHAPES, loc.detach().double(), weights.double()
+    )
     torch.testing.assert_close(out.double(), reference, rtol=2e-2, atol=2e-2)
     out.float().sum().backward()
     assert value_bf16.grad.dtype == torch.bfloat16 and torch.isfinite(loc.grad).all()

@@ -1,4 +1,6 @@
-"""PointwiseConv2d / PointwiseConv3d: the 1×1 convolution's values and gradients, nn.Conv's parameters."""
+"""PointwiseConv2d / PointwiseConv3d: the 1×1 convolution's values and gradients, nn.Conv's
+parameters."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -7,10 +9,13 @@ from torch import nn
 from vis_zoo.modeling.pointwise import PointwiseConv2d, PointwiseConv3d, pointwise_conv
 
 
-@pytest.mark.parametrize("cls, shape, conv", [
-    (PointwiseConv2d, (3, 5, 7, 4), F.conv2d),
-    (PointwiseConv3d, (2, 5, 3, 4, 6), F.conv3d),
-])
+@pytest.mark.parametrize(
+    "cls, shape, conv",
+    [
+        (PointwiseConv2d, (3, 5, 7, 4), F.conv2d),
+        (PointwiseConv3d, (2, 5, 3, 4, 6), F.conv3d),
+    ],
+)
 @pytest.mark.parametrize("bias", [True, False])
 def test_values_and_gradients_equal_the_convolution(cls, shape, conv, bias):
     torch.manual_seed(0)
@@ -27,7 +32,8 @@ def test_values_and_gradients_equal_the_convolution(cls, shape, conv, bias):
 
 
 def test_parameters_are_those_of_nn_conv():
-    """Same names, shapes and init as nn.Conv2d(c, o, 1): checkpoints and init code apply unchanged."""
+    """Same names, shapes and init as nn.Conv2d(c, o, 1): checkpoints and init code apply
+    unchanged."""
     torch.manual_seed(0)
     ours = PointwiseConv2d(6, 4)
     torch.manual_seed(0)

@@ -1,6 +1,8 @@
-"""Test inputs shared by the Mask2Former-based methods (VITA, MinVIS): a tiny detector config, moving-box
+"""Test inputs shared by the Mask2Former-based methods (VITA, MinVIS): a tiny detector config,
+moving-box
 clips with per-frame instances, test videos and the output-contract check
 (`vis_zoo.modeling.postprocessing.check_video_output`)."""
+
 import torch
 from detectron2.structures import BitMasks, Boxes, Instances
 
@@ -9,19 +11,38 @@ from vis_zoo.modeling.postprocessing import check_video_output
 # A tiny Mask2Former detector (4 classes, 32 channels, 8 queries); each test adds its DEC_LAYERS.
 # No datasets: the class count is the tests' own, not the synthetic data's.
 TINY_DETECTOR = [
-    "MODEL.DEVICE", "cpu", "DATASETS.TRAIN", "()", "DATASETS.TEST", "()",
-    "MODEL.SEM_SEG_HEAD.NUM_CLASSES", "4",
-    "MODEL.SEM_SEG_HEAD.CONVS_DIM", "32", "MODEL.SEM_SEG_HEAD.MASK_DIM", "32",
-    "MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS", "1",
-    "MODEL.MASK_FORMER.HIDDEN_DIM", "32", "MODEL.MASK_FORMER.NHEADS", "4",
-    "MODEL.MASK_FORMER.DIM_FEEDFORWARD", "64", "MODEL.MASK_FORMER.NUM_OBJECT_QUERIES", "8",
-    "MODEL.MASK_FORMER.TRAIN_NUM_POINTS", "256",
-    "TEST.DETECTIONS_PER_IMAGE", "5",
+    "MODEL.DEVICE",
+    "cpu",
+    "DATASETS.TRAIN",
+    "()",
+    "DATASETS.TEST",
+    "()",
+    "MODEL.SEM_SEG_HEAD.NUM_CLASSES",
+    "4",
+    "MODEL.SEM_SEG_HEAD.CONVS_DIM",
+    "32",
+    "MODEL.SEM_SEG_HEAD.MASK_DIM",
+    "32",
+    "MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS",
+    "1",
+    "MODEL.MASK_FORMER.HIDDEN_DIM",
+    "32",
+    "MODEL.MASK_FORMER.NHEADS",
+    "4",
+    "MODEL.MASK_FORMER.DIM_FEEDFORWARD",
+    "64",
+    "MODEL.MASK_FORMER.NUM_OBJECT_QUERIES",
+    "8",
+    "MODEL.MASK_FORMER.TRAIN_NUM_POINTS",
+    "256",
+    "TEST.DETECTIONS_PER_IMAGE",
+    "5",
 ]
 
 
 def make_clip(num_frames=3, h=64, w=96, num_objects=2, seed=0, absent=None):
-    """A clip with `num_objects` moving boxes; `absent` = (row, frame) where that track is missing."""
+    """A clip with `num_objects` moving boxes; `absent` = (row, frame) where that track is
+    missing."""
     g = torch.Generator().manual_seed(seed)
     images, instances = [], []
     for t in range(num_frames):
@@ -29,7 +50,7 @@ def make_clip(num_frames=3, h=64, w=96, num_objects=2, seed=0, absent=None):
         masks = torch.zeros(num_objects, h, w, dtype=torch.bool)
         ids = torch.arange(num_objects) + 5  # ids need not start at 0
         for i in range(num_objects):
-            masks[i, 6 + 14 * i + t: 20 + 14 * i + t, 10 + 20 * i: 30 + 20 * i] = True
+            masks[i, 6 + 14 * i + t : 20 + 14 * i + t, 10 + 20 * i : 30 + 20 * i] = True
         if absent is not None and absent[1] == t:
             masks[absent[0]] = False
             ids[absent[0]] = -1
@@ -39,8 +60,16 @@ def make_clip(num_frames=3, h=64, w=96, num_objects=2, seed=0, absent=None):
         inst.gt_masks = BitMasks(masks)
         inst.gt_boxes = Boxes(torch.zeros(num_objects, 4))
         instances.append(inst)
-    return {"video_id": seed, "height": h, "width": w, "length": num_frames, "frame_idx": list(range(num_frames)),
-            "file_names": [f"{t}.jpg" for t in range(num_frames)], "image": images, "instances": instances}
+    return {
+        "video_id": seed,
+        "height": h,
+        "width": w,
+        "length": num_frames,
+        "frame_idx": list(range(num_frames)),
+        "file_names": [f"{t}.jpg" for t in range(num_frames)],
+        "image": images,
+        "instances": instances,
+    }
 
 
 def make_test_video(num_frames, seed=0, h=64, w=96, out_hw=(80, 120)):
@@ -53,15 +82,17 @@ def make_test_video(num_frames, seed=0, h=64, w=96, out_hw=(80, 120)):
 
 def check_output(out, num_frames, h, w, k):
     """The model-output contract for k predictions (bool masks) over num_frames frames at (h, w)."""
-    check_video_output(out, num_frames=num_frames, image_size=(h, w), num_classes=4, num_predictions=k,
-                       rle=False)
+    check_video_output(
+        out, num_frames=num_frames, image_size=(h, w), num_classes=4, num_predictions=k, rle=False
+    )
 
 
 def check_chunked_inference_matches_one_pass(model, video, cpu_pixels_per_pass):
-    """Detector passes of `cpu_pixels_per_pass` pixels and 3-frame mask upsampling give the output of
+    """Detector passes of `cpu_pixels_per_pass` pixels and 3-frame mask upsampling give the output
+    of
     one pass over the whole video (7 frames of 64x96 shown at 80x120, top 5)."""
     with torch.no_grad():
-        model.test_chunk_pixels_cpu = 10 ** 9  # the whole video in one detector pass
+        model.test_chunk_pixels_cpu = 10**9  # the whole video in one detector pass
         ref = model([video])[0]
         # on CPU a detector pass takes MODEL.VIS.TEST_CHUNK_PIXELS_CPU pixels
         model.test_chunk_pixels_cpu, model.test_interpolate_chunk_size = cpu_pixels_per_pass, 3

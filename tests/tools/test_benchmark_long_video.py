@@ -1,4 +1,5 @@
 """The "long_video" benchmark stage: its points, the table of MODEL_ZOO.md and the plot."""
+
 import subprocess
 
 import pytest
@@ -17,18 +18,37 @@ def _fake_measurement(calls):
         if (height, frames) == (360, 1000):
             raise subprocess.TimeoutExpired(["python"], 60)
         peak = 1.0 + frames * 1e-5 + height * width * 1e-6
-        return SpeedResult(config_file, frames, height, width, threads, frames / (0.5 * frames),
-                           0.5 * frames, [0.5 * frames], peak, None, "cpu", 3.0)
+        return SpeedResult(
+            config_file,
+            frames,
+            height,
+            width,
+            threads,
+            frames / (0.5 * frames),
+            0.5 * frames,
+            [0.5 * frames],
+            peak,
+            None,
+            "cpu",
+            3.0,
+        )
+
     return measure
 
 
 def test_points_run_short_first_without_warm_up_and_a_failure_keeps_the_others(monkeypatch):
     calls = []
     monkeypatch.setattr("vis_zoo.zoo.speed.measure_speed_in_subprocess", _fake_measurement(calls))
-    result = long_video.measure_long_video("configs/ifc/ytvis19_R50.yaml", long_video.LONG_VIDEO_POINTS,
-                                           device="cpu", threads=1)
-    assert [c[:3] for c in calls] == [(180, 320, 100), (360, 640, 100), (180, 320, 1000),
-                                      (360, 640, 1000), (180, 320, 10000)]
+    result = long_video.measure_long_video(
+        "configs/ifc/ytvis19_R50.yaml", long_video.LONG_VIDEO_POINTS, device="cpu", threads=1
+    )
+    assert [c[:3] for c in calls] == [
+        (180, 320, 100),
+        (360, 640, 100),
+        (180, 320, 1000),
+        (360, 640, 1000),
+        (180, 320, 10000),
+    ]
     assert all(warmup is False and repeats == 1 for *_, warmup, repeats in calls)
     points = result["points"]
     assert "killed" in points[-1]["error"] and "timed out" in points[3]["error"]
@@ -40,20 +60,33 @@ def test_long_video_is_opt_in_and_counted():
     assert "long_video" in STAGES and "long_video" in OPT_IN_STAGES
     settings = BenchmarkSettings()
     assert count_steps(settings, ["long_video"]) == 1 + len(long_video.LONG_VIDEO_POINTS)
-    assert BenchmarkSettings.quick_settings().long_video_points == long_video.QUICK_LONG_VIDEO_POINTS
+    assert (
+        BenchmarkSettings.quick_settings().long_video_points == long_video.QUICK_LONG_VIDEO_POINTS
+    )
 
 
 def test_table_and_plot(tmp_path, monkeypatch):
     monkeypatch.setattr("vis_zoo.zoo.speed.measure_speed_in_subprocess", _fake_measurement([]))
-    row = {"key": "vita/ytvis19_R50", "method": "vita", "config": "configs/vita/ytvis19_R50.yaml",
-           "facts": {}, "settings": {"frames": 8}, "machine": {}}
+    row = {
+        "key": "vita/ytvis19_R50",
+        "method": "vita",
+        "config": "configs/vita/ytvis19_R50.yaml",
+        "facts": {},
+        "settings": {"frames": 8},
+        "machine": {},
+    }
     row["long_video"] = long_video.measure_long_video(
-        row["config"], long_video.LONG_VIDEO_POINTS, device="cpu", threads=1)
+        row["config"], long_video.LONG_VIDEO_POINTS, device="cpu", threads=1
+    )
     table = long_video.long_video_table([row], display_name)
     lines = table.splitlines()
-    assert lines[0] == "**180x320**" and lines[4].startswith("| VITA | 1.06 | 1.07 | failed | +1% |")
+    assert lines[0] == "**180x320**" and lines[4].startswith(
+        "| VITA | 1.06 | 1.07 | failed | +1% |"
+    )
     assert "**360x640**" in table and "| VITA | 1.23 | timed out |  |" in table
-    assert "### Long videos" in render_table({"rows": {row["key"]: row}}, str(tmp_path), str(tmp_path))
+    assert "### Long videos" in render_table(
+        {"rows": {row["key"]: row}}, str(tmp_path), str(tmp_path)
+    )
     path = plot_long_video({"rows": {row["key"]: row}}, str(tmp_path / "long.png"))
     assert open(path, "rb").read(4) == b"\x89PNG"
     assert plot_long_video({"rows": {}}, str(tmp_path / "none.png")) is None

@@ -1,4 +1,6 @@
-"""The IFC converter on a state_dict fabricated with the official names and shapes (the official checkpoint layout)."""
+"""The IFC converter on a state_dict fabricated with the official names and shapes (the official
+checkpoint layout)."""
+
 import os
 import subprocess
 import sys
@@ -115,13 +117,22 @@ def test_every_official_tensor_lands_in_our_model(official_and_model):
     assert len(converted) == 429 == len(model.state_dict())
     model.load_state_dict(converted, strict=True)
     sd = model.state_dict()
-    assert torch.equal(sd["backbone.res4.5.conv3.norm.running_var"],
-                       official["detr.backbone.0.backbone.res4.5.conv3.norm.running_var"])
-    assert torch.equal(sd["transformer.decoder.layers.2.multihead_attn.in_proj_weight"],
-                       official["detr.transformer.clip_decoder.layers.2.multihead_attn.in_proj_weight"])
-    assert torch.equal(sd["transformer.encoder.bus_layers.1.linear2.weight"],
-                       official["detr.transformer.encoder.bus_layers.1.linear2.weight"])
-    assert torch.equal(sd["mask_head.out_lay.depthwise.weight"], official["detr.mask_head.out_lay.depthwise.weight"])
+    assert torch.equal(
+        sd["backbone.res4.5.conv3.norm.running_var"],
+        official["detr.backbone.0.backbone.res4.5.conv3.norm.running_var"],
+    )
+    assert torch.equal(
+        sd["transformer.decoder.layers.2.multihead_attn.in_proj_weight"],
+        official["detr.transformer.clip_decoder.layers.2.multihead_attn.in_proj_weight"],
+    )
+    assert torch.equal(
+        sd["transformer.encoder.bus_layers.1.linear2.weight"],
+        official["detr.transformer.encoder.bus_layers.1.linear2.weight"],
+    )
+    assert torch.equal(
+        sd["mask_head.out_lay.depthwise.weight"],
+        official["detr.mask_head.out_lay.depthwise.weight"],
+    )
 
 
 def test_conversion_errors_name_the_keys(official_and_model):
@@ -131,7 +142,9 @@ def test_conversion_errors_name_the_keys(official_and_model):
     reference = model.state_dict()
     extra = OrderedDict(official)
     extra["detr.backbone.1.something"] = torch.zeros(3)
-    with pytest.raises(ValueError, match=r"1 official tensors not used: detr\.backbone\.1\.something"):
+    with pytest.raises(
+        ValueError, match=r"1 official tensors not used: detr\.backbone\.1\.something"
+    ):
         convert_official_state_dict(extra, reference)
     missing = OrderedDict(official)
     del missing["detr.query_embed.weight"]
@@ -148,17 +161,48 @@ def test_cli_writes_a_detectron2_checkpoint(official_and_model, tmp_path):
     src, dst = tmp_path / "official.pth", tmp_path / "ours.pth"
     torch.save({"model": official, "iteration": 6000}, src)
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, os.path.join(REPO, "tools/convert_checkpoint.py"), "--method", "ifc",
-                           str(src), str(dst)], capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(REPO, "tools/convert_checkpoint.py"),
+            "--method",
+            "ifc",
+            str(src),
+            str(dst),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     from detectron2.checkpoint import DetectionCheckpointer
 
     DetectionCheckpointer(model).load(str(dst))
-    assert torch.equal(model.state_dict()["query_embed.weight"], official["detr.query_embed.weight"])
+    assert torch.equal(
+        model.state_dict()["query_embed.weight"], official["detr.query_embed.weight"]
+    )
 
     bad = tmp_path / "bad.pth"
     torch.save({"model": {"detr.unknown.weight": torch.zeros(1)}}, bad)
-    proc = subprocess.run([sys.executable, os.path.join(REPO, "tools/convert_checkpoint.py"), "--method", "ifc",
-                           str(bad), str(tmp_path / "x.pth")], capture_output=True, text=True, env=env, cwd=REPO,
-                          timeout=300)
-    assert proc.returncode == 1 and "detr.unknown.weight" in proc.stderr and not (tmp_path / "x.pth").exists()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(REPO, "tools/convert_checkpoint.py"),
+            "--method",
+            "ifc",
+            str(bad),
+            str(tmp_path / "x.pth"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert (
+        proc.returncode == 1
+        and "detr.unknown.weight" in proc.stderr
+        and not (tmp_path / "x.pth").exists()
+    )

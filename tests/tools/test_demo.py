@@ -1,5 +1,7 @@
-"""tools/demo.py and vis_zoo.utils.video_io: lazy frame reading, clear errors, a video in -> an annotated
+"""tools/demo.py and vis_zoo.utils.video_io: lazy frame reading, clear errors, a video in -> an
+annotated
 video out (with frames, per-track mask PNGs and a submission-format results.json)."""
+
 import glob
 import json
 import os
@@ -25,7 +27,7 @@ def _write_video(path, num_frames=7, height=64, width=96):
     assert writer.isOpened()
     for t in range(num_frames):
         frame = np.full((height, width, 3), 30 * t, np.uint8)
-        frame[20:40, 5 + 8 * t: 25 + 8 * t] = 255
+        frame[20:40, 5 + 8 * t : 25 + 8 * t] = 255
         writer.write(frame)
     writer.release()
 
@@ -80,8 +82,11 @@ def test_mapped_frames_transforms_on_access_only():
     calls = []
     seen = []
     source = [np.full((2, 2, 3), i, np.uint8) for i in range(4)]
-    mapped = MappedFrames(source, lambda f: calls.append(int(f[0, 0, 0])) or int(f[0, 0, 0]) * 10,
-                          on_first_read=seen.append)
+    mapped = MappedFrames(
+        source,
+        lambda f: calls.append(int(f[0, 0, 0])) or int(f[0, 0, 0]) * 10,
+        on_first_read=seen.append,
+    )
     assert calls == [] and len(mapped) == 4
     assert mapped[2] == 20 and mapped[-1] == 30 and mapped[1:3] == [10, 20]
     assert mapped[2] == 20
@@ -92,23 +97,48 @@ def test_mapped_frames_transforms_on_access_only():
 _SYNTHETIC_CONFIGS = sorted(glob.glob(os.path.join(_REPO, "configs", "*", "synthetic_R18.yaml")))
 
 
-@pytest.mark.parametrize("config", _SYNTHETIC_CONFIGS,
-                         ids=[os.path.basename(os.path.dirname(c)) for c in _SYNTHETIC_CONFIGS])
+@pytest.mark.parametrize(
+    "config",
+    _SYNTHETIC_CONFIGS,
+    ids=[os.path.basename(os.path.dirname(c)) for c in _SYNTHETIC_CONFIGS],
+)
 def test_demo_turns_a_video_into_an_annotated_video(tmp_path, config):
     demo = _load_tool()
     video = str(tmp_path / "walk.mp4")
     _write_video(video, num_frames=6)
     out = str(tmp_path / "out")
     torch.manual_seed(0)  # random weights: a fixed model
-    # A random VisTR with the synthetic recipe's mask prior (p = 0.05) predicts no foreground pixel, so
+    # A random VisTR with the synthetic recipe's mask prior (p = 0.05) predicts no foreground pixel,
+    # so
     # no track would be drawn: use the official init (p ~ 0.5) to get masks from random weights.
     method_opts = ["MODEL.VISTR.MASK_PRIOR_PROB", "0.0"] if "vistr" in config else []
-    args = demo.parse_args([
-        "--input", video, "--config-file", config,
-        "--output", out, "--confidence-threshold", "0", "--max-tracks", "2", "--save-frames", "--save-masks",
-        "--results-json", "--no-progress", "--allow-random-weights", "--render-min-size", "0",
-        "--opts", "MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", *method_opts,
-    ])
+    args = demo.parse_args(
+        [
+            "--input",
+            video,
+            "--config-file",
+            config,
+            "--output",
+            out,
+            "--confidence-threshold",
+            "0",
+            "--max-tracks",
+            "2",
+            "--save-frames",
+            "--save-masks",
+            "--results-json",
+            "--no-progress",
+            "--allow-random-weights",
+            "--render-min-size",
+            "0",
+            "--opts",
+            "MODEL.DEVICE",
+            "cpu",
+            "MODEL.WEIGHTS",
+            "",
+            *method_opts,
+        ]
+    )
     summary = demo.run_demo(args)
     assert summary["num_frames"] == 6 and len(summary["drawn"]) == 2
 
@@ -170,8 +200,21 @@ def test_demo_removes_the_partial_video_when_rendering_crashes(tmp_path, monkeyp
 
     monkeypatch.setattr(demo, "draw_tracks", draw_then_crash)
     config = os.path.join(_REPO, "configs", "ifc", "synthetic_R18.yaml")
-    args = demo.parse_args(["--input", video, "--config-file", config, "--output", str(out), "--no-progress",
-                            "--allow-random-weights", "--opts", "MODEL.DEVICE", "cpu"])
+    args = demo.parse_args(
+        [
+            "--input",
+            video,
+            "--config-file",
+            config,
+            "--output",
+            str(out),
+            "--no-progress",
+            "--allow-random-weights",
+            "--opts",
+            "MODEL.DEVICE",
+            "cpu",
+        ]
+    )
     with pytest.raises(RuntimeError, match="renderer crashed"):
         demo.run_demo(args)
     assert len(calls) == 3
@@ -183,7 +226,20 @@ def test_demo_reports_unreadable_input(tmp_path, capsys):
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"\x00" * 100)
     config = os.path.join(_REPO, "configs", "ifc", "synthetic_R18.yaml")
-    code = demo.main(["--input", str(bad), "--config-file", config, "--output", str(tmp_path / "o"),
-                      "--no-progress", "--allow-random-weights", "--opts", "MODEL.DEVICE", "cpu"])
+    code = demo.main(
+        [
+            "--input",
+            str(bad),
+            "--config-file",
+            config,
+            "--output",
+            str(tmp_path / "o"),
+            "--no-progress",
+            "--allow-random-weights",
+            "--opts",
+            "MODEL.DEVICE",
+            "cpu",
+        ]
+    )
     assert code == 2 and "broken.mp4" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "o" / "broken.mp4")

@@ -1,5 +1,6 @@
 """The demo's drawing: text size follows the frame, labels stay inside it and apart, masks are
 outlined, small videos are drawn enlarged."""
+
 import itertools
 
 import numpy as np
@@ -49,5 +50,5 @@ def test_masks_are_outlined_and_labelled_within_the_frame():
     mask[100:200, 300:479] = True  # touching the right edge
     out = demo.draw_tracks(frame, [mask], [3], ["#3 a_rather_long_class_name 0.87"])
     # a dark outline separates a mask from a background of its own colour
-    assert out[150, 300 - 2:300 + 1].min() < 60
+    assert out[150, 300 - 2 : 300 + 1].min() < 60
     assert np.abs(out.astype(int) - frame.astype(int)).sum() > 0

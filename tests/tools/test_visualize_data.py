@@ -1,4 +1,5 @@
 """tools/visualize_data.py writes one image per sampled clip, frames side by side, tracks drawn."""
+
 import os
 
 import numpy as np
@@ -6,7 +7,6 @@ import torch
 from detectron2.structures import BitMasks, Instances
 from PIL import Image
 from tool_loading import load_tool
-
 
 
 def _load_tool():
@@ -49,7 +49,9 @@ def test_main_writes_one_image_per_clip(tmp_path, synthetic_root):
     written = _load_tool().main(
         ["--config-file", str(config), "--output", str(out_dir), "--num-clips", "3", "SEED", "1"]
     )
-    assert len(written) == 3 and sorted(os.listdir(out_dir)) == sorted(map(os.path.basename, written))
+    assert len(written) == 3 and sorted(os.listdir(out_dir)) == sorted(
+        map(os.path.basename, written)
+    )
     for path in written:
         image = np.asarray(Image.open(path))
         # 3 frames side by side (two 4-px gaps), short side 64.

@@ -19,7 +19,8 @@ from detectron2.config import get_cfg
 
 class MethodConfig(NamedTuple):
     """A method's config hooks: `add_config(cfg)` adds its keys; `num_classes_key` is the dotted key
-    holding its number of foreground classes (its official name, e.g. MODEL.SEM_SEG_HEAD.NUM_CLASSES).
+    holding its number of foreground classes (its official name, e.g.
+    MODEL.SEM_SEG_HEAD.NUM_CLASSES).
     """
 
     add_config: Callable[[CN], None]
@@ -57,7 +58,8 @@ def method_config(meta_architecture: str) -> Optional[MethodConfig]:
 
 def add_vis_config(cfg: CN) -> None:
     """Add the keys every method shares: clip sampling, dataset mixing, optimizer, test windows."""
-    # CUDA when there is one, else CPU; a config that asks for CUDA on a CPU-only machine is rejected
+    # CUDA when there is one, else CPU; a config that asks for CUDA on a CPU-only machine is
+    # rejected
     # by vis_zoo.engine.setup with a clear message.
     cfg.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -68,8 +70,10 @@ def add_vis_config(cfg: CN) -> None:
     cfg.INPUT.SAMPLING_FRAME_REPLACE = True  # draw the T-1 other frames with replacement (IFC/VITA)
     # "flip_by_clip": one flip decision per clip; "none": never flip
     cfg.INPUT.RANDOM_FLIP = "flip_by_clip"
-    # Test resize: short side INPUT.MIN_SIZE_TEST, long side at most INPUT.MAX_SIZE_TEST, and the long
-    # side rounded as the method's official inference does: "round" (detectron2's ResizeShortestEdge,
+    # Test resize: short side INPUT.MIN_SIZE_TEST, long side at most INPUT.MAX_SIZE_TEST, and the
+    # long
+    # side rounded as the method's official inference does: "round" (detectron2's
+    # ResizeShortestEdge,
     # int(x + 0.5)) or "floor" (torchvision's Resize(int): int(size * long / short)); 480x854 at 300
     # is 300x534 with "round" and 300x533 with "floor". See vis_zoo/data/augmentation.py.
     cfg.INPUT.TEST_RESIZE_ROUNDING = "round"
@@ -97,8 +101,10 @@ def add_vis_config(cfg: CN) -> None:
     # DDP's find_unused_parameters (needed when some heads are skipped in a step).
     cfg.MODEL.FIND_UNUSED_PARAMETERS = False
 
-    # A config trained first (into OUTPUT_DIR/init_stage) whose final weights initialise this run when
-    # MODEL.WEIGHTS is empty; relative to the folder of the --config-file. See vis_zoo/engine/init_stage.py.
+    # A config trained first (into OUTPUT_DIR/init_stage) whose final weights initialise this run
+    # when
+    # MODEL.WEIGHTS is empty; relative to the folder of the --config-file. See
+    # vis_zoo/engine/init_stage.py.
     cfg.MODEL.INIT_STAGE_CONFIG = ""
 
     # --- inference on long videos (shared by every method) ---

@@ -4,6 +4,7 @@ Video instance segmentation needs the same geometry in every frame of a clip (a 
 move with the object, not with a per-frame random flip), so an augmentation is *sampled once* on the
 first frame and the resulting `TransformList` is then applied to every frame and its annotations.
 """
+
 import copy
 import sys
 from typing import Dict, List, Sequence, Tuple
@@ -23,17 +24,22 @@ __all__ = [
     "transform_clip_annotations",
 ]
 
-# detectron2 names plus the Mask2Former-style "*_by_clip" aliases (sampling is always per clip here).
-_SAMPLE_STYLES = {"choice": "choice", "range": "range", "choice_by_clip": "choice",
-                  "range_by_clip": "range"}
+# detectron2 names plus the Mask2Former-style "*_by_clip" aliases (sampling is always per clip
+# here).
+_SAMPLE_STYLES = {
+    "choice": "choice",
+    "range": "range",
+    "choice_by_clip": "choice",
+    "range_by_clip": "range",
+}
 
 
 # How the long side of a shortest-edge resize is turned into pixels (INPUT.TEST_RESIZE_ROUNDING):
 #   "round": detectron2's ResizeShortestEdge (IFC, VITA, MinVIS): scale both sides as floats, shrink
 #            to max_size if the long side exceeds it, then int(x + 0.5) on each side.
 #   "floor": torchvision's Resize(int) on a PIL image, as the DETR-family inference scripts call it
-#            (VisTR, SeqFormer): the short side is exactly `size`, the long side int(size * long / short);
-#            a max_size first lowers `size` to int(round(max_size * short / long)) (DETR's transforms).
+# (VisTR, SeqFormer): the short side is exactly `size`, the long side int(size * long / short);
+# a max_size first lowers `size` to int(round(max_size * short / long)) (DETR's transforms).
 TEST_RESIZE_ROUNDINGS = ("round", "floor")
 
 
@@ -62,8 +68,13 @@ class ShortestEdgeResize(T.Augmentation):
     SeqFormer scripts, so only the output size depends on the rule.
     """
 
-    def __init__(self, short_edge: int, max_size: int = sys.maxsize, rounding: str = "round",
-                 interp=Image.BILINEAR):
+    def __init__(
+        self,
+        short_edge: int,
+        max_size: int = sys.maxsize,
+        rounding: str = "round",
+        interp=Image.BILINEAR,
+    ):
         super().__init__()
         if rounding not in TEST_RESIZE_ROUNDINGS:
             raise ValueError(f"rounding must be one of {TEST_RESIZE_ROUNDINGS}, got {rounding!r}")
@@ -75,7 +86,9 @@ class ShortestEdgeResize(T.Augmentation):
         if self.short_edge == 0:
             return T.NoOpTransform()
         h, w = image.shape[:2]
-        new_h, new_w = shortest_edge_output_shape(h, w, self.short_edge, self.max_size, self.rounding)
+        new_h, new_w = shortest_edge_output_shape(
+            h, w, self.short_edge, self.max_size, self.rounding
+        )
         return T.ResizeTransform(h, w, new_h, new_w, self.interp)
 
 
@@ -96,18 +109,23 @@ def build_clip_augmentation(cfg, is_train: bool) -> List[T.Augmentation]:
     INPUT.MIN_SIZE_TRAIN_SAMPLING "choice"/"range", INPUT.MAX_SIZE_TRAIN), horizontal flip when
     INPUT.RANDOM_FLIP == "flip_by_clip" ("none" disables it).
     Test: ShortestEdgeResize(INPUT.MIN_SIZE_TEST, INPUT.MAX_SIZE_TEST, INPUT.TEST_RESIZE_ROUNDING),
-    with the rounding of the method's official inference ("round" = detectron2's ResizeShortestEdge).
+    with the rounding of the method's official inference ("round" = detectron2's
+    ResizeShortestEdge).
 
     Every augmentation is sampled once per clip by `apply_clip_augmentations`.
     """
     if not is_train:
-        return [ShortestEdgeResize(_test_short_edge(cfg), cfg.INPUT.MAX_SIZE_TEST,
-                           cfg.INPUT.TEST_RESIZE_ROUNDING)]
+        return [
+            ShortestEdgeResize(
+                _test_short_edge(cfg), cfg.INPUT.MAX_SIZE_TEST, cfg.INPUT.TEST_RESIZE_ROUNDING
+            )
+        ]
 
     sampling = cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING
     if sampling not in _SAMPLE_STYLES:
         raise ValueError(
-            f"INPUT.MIN_SIZE_TRAIN_SAMPLING must be one of {sorted(_SAMPLE_STYLES)}, got {sampling!r}"
+            f"INPUT.MIN_SIZE_TRAIN_SAMPLING must be one of {sorted(_SAMPLE_STYLES)}, got "
+            f"{sampling!r}"
         )
     min_sizes = cfg.INPUT.MIN_SIZE_TRAIN
     if _SAMPLE_STYLES[sampling] == "range" and len(min_sizes) != 2:
@@ -118,9 +136,7 @@ def build_clip_augmentation(cfg, is_train: bool) -> List[T.Augmentation]:
     if cfg.INPUT.CROP.ENABLED:
         # As in detectron2's build_augmentation: crop first, then resize to the training scale.
         augs.append(T.RandomCrop(cfg.INPUT.CROP.TYPE, cfg.INPUT.CROP.SIZE))
-    augs.append(
-        T.ResizeShortestEdge(min_sizes, cfg.INPUT.MAX_SIZE_TRAIN, _SAMPLE_STYLES[sampling])
-    )
+    augs.append(T.ResizeShortestEdge(min_sizes, cfg.INPUT.MAX_SIZE_TRAIN, _SAMPLE_STYLES[sampling]))
     flip = cfg.INPUT.RANDOM_FLIP
     if flip == "flip_by_clip":
         augs.append(T.RandomFlip(prob=0.5, horizontal=True, vertical=False))

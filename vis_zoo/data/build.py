@@ -1,4 +1,5 @@
-"""Training and test data loaders for videos, with image datasets as pseudo-videos and dataset mixing.
+"""Training and test data loaders for videos, with image datasets as pseudo-videos and dataset
+mixing.
 
 Training: each dataset of DATASETS.TRAIN is mapped by the mapper its metadata asks for (video ->
 `YTVISDatasetMapper`, image -> `CocoClipDatasetMapper`); the datasets are concatenated and sampled
@@ -6,6 +7,7 @@ with probability proportional to DATASETS.DATASET_RATIO (uniform inside a datase
 infinite, seeded stream sharded by rank (detectron2 sampler convention) and by DataLoader worker
 (detectron2's ToIterableDataset), so every process and worker sees different clips.
 """
+
 import logging
 import os
 import signal
@@ -34,12 +36,13 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# Evaluator types of image datasets that carry no `dataset_kind` (detectron2's builtin coco_*, lvis_*).
+# Evaluator types of image datasets that carry no `dataset_kind` (detectron2's builtin coco_*,
+# lvis_*).
 _IMAGE_EVALUATOR_TYPES = ("coco", "lvis")
 
 
 def get_dataset_kind(dataset_name: str, dataset_dicts: Optional[Sequence[Dict]] = None) -> str:
-    """"video" or "image", from the dataset's metadata (`dataset_kind`, else `evaluator_type`).
+    """ "video" or "image", from the dataset's metadata (`dataset_kind`, else `evaluator_type`).
 
     Datasets with neither key are classified by their first dict (`file_names` -> video).
     """
@@ -85,7 +88,9 @@ class WeightedTrainingSampler(TrainingSampler):
             ).tolist()
 
 
-def _mixing_weights(sizes: Sequence[int], ratios: Sequence[float], names: Sequence[str]) -> torch.Tensor:
+def _mixing_weights(
+    sizes: Sequence[int], ratios: Sequence[float], names: Sequence[str]
+) -> torch.Tensor:
     """Per-item weights: dataset d has total mass ratio_d, spread uniformly over its items."""
     if len(ratios) != len(sizes):
         raise ValueError(
@@ -95,8 +100,10 @@ def _mixing_weights(sizes: Sequence[int], ratios: Sequence[float], names: Sequen
     if any(r <= 0 for r in ratios):
         raise ValueError(f"DATASETS.DATASET_RATIO must be positive, got {list(ratios)}")
     return torch.cat(
-        [torch.full((size,), float(ratio) / size, dtype=torch.float64)
-         for size, ratio in zip(sizes, ratios)]
+        [
+            torch.full((size,), float(ratio) / size, dtype=torch.float64)
+            for size, ratio in zip(sizes, ratios)
+        ]
     )
 
 
@@ -178,8 +185,9 @@ def _load_train_dicts(cfg, dataset_name: str) -> List[Dict]:
     if cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS:
         kept = [d for d in dicts if any(len(frame) > 0 for frame in d.get("annotations", []))]
         if len(kept) < len(dicts):
-            logger.info(f"Removed {len(dicts) - len(kept)} videos with no annotations from "
-                        f"'{dataset_name}'")
+            logger.info(
+                f"Removed {len(dicts) - len(kept)} videos with no annotations from '{dataset_name}'"
+            )
         dicts = kept
     return dicts
 
@@ -212,8 +220,9 @@ def build_vis_train_loader(cfg, mapper: Optional[Callable[[Dict], Dict]] = None)
             mappers.append(CocoClipDatasetMapper(cfg, is_train=True))
         else:
             mappers.append(YTVISDatasetMapper(cfg, is_train=True))
-        logger.info(f"Training dataset '{name}': {len(dicts)} items, mapper "
-                    f"{type(mappers[-1]).__name__}")
+        logger.info(
+            f"Training dataset '{name}': {len(dicts)} items, mapper {type(mappers[-1]).__name__}"
+        )
     return build_mixed_train_loader(
         dataset_dicts,
         mappers,

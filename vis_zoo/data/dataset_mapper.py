@@ -6,17 +6,18 @@ Output contract (docs/architecture.md, one dict per clip):
     image: T uint8 tensors [C, H', W'] in INPUT.FORMAT: a list in training; at test time a lazy
         sequence (`vis_zoo.utils.video_io.MappedFrames`) that reads a frame when it is indexed,
     instances (training only): list of T `Instances` of image size (H', W') with
-        gt_ids [N] long, gt_classes [N] long, gt_boxes Boxes [N, 4] XYXY, gt_masks BitMasks [N, H', W'].
+        gt_ids [N] long, gt_classes [N] long, gt_boxes Boxes [N, 4] XYXY, gt_masks BitMasks [N, H',
+        W'].
     Row i is the same track in every frame; gt_ids[i] = -1 (and an empty box and mask) in a frame
     where the track is absent or cropped away. gt_classes[i] is the track's class in every frame.
 """
+
 import logging
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from detectron2.config import configurable
-from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.structures import BitMasks, Instances, polygons_to_bitmask
 
@@ -27,8 +28,14 @@ from .augmentation import (
     build_clip_augmentation,
     transform_clip_annotations,
 )
-from .test_frames import (FrameReadError, ImageFileFrames, ModelInput, read_frame, test_frame_transform,
-                          to_chw_tensor)
+from .test_frames import (
+    FrameReadError,
+    ImageFileFrames,
+    ModelInput,
+    read_frame,
+    test_frame_transform,
+    to_chw_tensor,
+)
 
 __all__ = [
     "YTVISDatasetMapper",
@@ -161,12 +168,14 @@ def build_clip_instances(
 
 
 def _is_valid_annotation(anno: Dict) -> bool:
-    """Crowd regions and missing segmentations (YTVIS writes None for absent frames) are no track."""
+    """Crowd regions and missing segmentations (YTVIS writes None for absent frames) are no
+    track."""
     return anno.get("iscrowd", 0) == 0 and anno.get("segmentation", None) is not None
 
 
 class YTVISDatasetMapper:
-    """Map a video dataset dict (docs/architecture.md contract) to a training clip or a full test video.
+    """Map a video dataset dict (docs/architecture.md contract) to a training clip or a full test
+    video.
 
     Training: T = `sampling_frame_num` frames sampled by `sample_frame_indices`, one augmentation
     sampled for the whole clip, per-frame `instances` aligned by track (see module docstring).
@@ -276,16 +285,12 @@ class YTVISDatasetMapper:
         if annotations is None:
             raise KeyError(f"{what}: training needs 'annotations' in the dataset dict")
 
-        sampled_annos = [
-            [a for a in annotations[i] if _is_valid_annotation(a)] for i in frame_idx
-        ]
+        sampled_annos = [[a for a in annotations[i] if _is_valid_annotation(a)] for i in frame_idx]
         for t, frame_annos in enumerate(sampled_annos):
             for anno in frame_annos:
                 for key in ("id", "category_id", "bbox", "bbox_mode"):
                     if key not in anno:
-                        raise KeyError(
-                            f"{what} frame {frame_idx[t]}: an annotation has no '{key}'"
-                        )
+                        raise KeyError(f"{what} frame {frame_idx[t]}: an annotation has no '{key}'")
         track_ids = sorted({int(a["id"]) for frame_annos in sampled_annos for a in frame_annos})
         transformed = transform_clip_annotations(
             sampled_annos, transforms, image_size, (height, width)
@@ -333,7 +338,9 @@ class CocoClipDatasetMapper:
     ):
         low, high = crop_size_range
         if not (0 < low <= high <= 1):
-            raise ValueError(f"crop_size_range must satisfy 0 < low <= high <= 1, got {crop_size_range}")
+            raise ValueError(
+                f"crop_size_range must satisfy 0 < low <= high <= 1, got {crop_size_range}"
+            )
         self.is_train = is_train
         self.image_format = image_format
         self.sampling_frame_num = sampling_frame_num
@@ -403,9 +410,12 @@ class CocoClipDatasetMapper:
                 "image": [to_chw_tensor(frames[0])],
             }
 
-        annos = [dict(a, id=i) for i, a in enumerate(
-            a for a in dataset_dict.get("annotations", []) if _is_valid_annotation(a)
-        )]
+        annos = [
+            dict(a, id=i)
+            for i, a in enumerate(
+                a for a in dataset_dict.get("annotations", []) if _is_valid_annotation(a)
+            )
+        ]
         frames, frame_annos = [], []
         for transforms in self._frame_transforms(height, width):
             frames.append(transforms.apply_image(image))

@@ -9,6 +9,7 @@ a time), so a video of any length never sits in memory as tensors.
 `ModelInput` and `ImageFileFrames` are plain picklable objects, so a data-loader worker can hand
 the lazy sequence to the main process (a few hundred bytes instead of the frames).
 """
+
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -18,8 +19,14 @@ from detectron2.data import transforms as T
 
 from vis_zoo.utils.video_io import FrameSource
 
-__all__ = ["FrameReadError", "ImageFileFrames", "ModelInput", "read_frame", "test_frame_transform",
-           "to_chw_tensor"]
+__all__ = [
+    "FrameReadError",
+    "ImageFileFrames",
+    "ModelInput",
+    "read_frame",
+    "test_frame_transform",
+    "to_chw_tensor",
+]
 
 
 class FrameReadError(RuntimeError):
@@ -32,12 +39,14 @@ def read_frame(path: str, image_format: str, what: str) -> np.ndarray:
     try:
         return utils.read_image(path, format=image_format)
     except Exception as e:  # missing file, truncated/corrupt JPEG, permission, ...
-        raise FrameReadError(f"{what}: cannot read frame file '{path}': "
-                             f"{type(e).__name__}: {e}") from e
+        raise FrameReadError(
+            f"{what}: cannot read frame file '{path}': {type(e).__name__}: {e}"
+        ) from e
 
 
-def test_frame_transform(augmentations: Sequence[T.Augmentation], height: int, width: int
-                         ) -> T.TransformList:
+def test_frame_transform(
+    augmentations: Sequence[T.Augmentation], height: int, width: int
+) -> T.TransformList:
     """The test augmentations sampled for a video of frames H x W (the test resize depends on the
     size only, so every frame gets the transform of the first)."""
     aug_input = T.AugInput(np.zeros((height, width, 3), dtype=np.uint8))
@@ -71,8 +80,15 @@ class ImageFileFrames(FrameSource):
         what: names the video in errors ("video 7").
     """
 
-    def __init__(self, file_names: Sequence[str], image_format: str, height: int, width: int,
-                 what: str = "video", frame_idx: Optional[Sequence[int]] = None):
+    def __init__(
+        self,
+        file_names: Sequence[str],
+        image_format: str,
+        height: int,
+        width: int,
+        what: str = "video",
+        frame_idx: Optional[Sequence[int]] = None,
+    ):
         self.files: List[str] = list(file_names)
         self.image_format = image_format
         self.height, self.width = int(height), int(width)
@@ -88,7 +104,9 @@ class ImageFileFrames(FrameSource):
         path, frame = self.files[index], self.frame_idx[index]
         image = read_frame(path, self.image_format, f"{self.what} frame {frame}")
         if image.shape[:2] != (self.height, self.width):
-            raise ValueError(f"{self.what} frame {frame} ('{path}'): image is {image.shape[1]}x"
-                             f"{image.shape[0]} (WxH) but the dataset dict says "
-                             f"{self.width}x{self.height}")
+            raise ValueError(
+                f"{self.what} frame {frame} ('{path}'): image is {image.shape[1]}x"
+                f"{image.shape[0]} (WxH) but the dataset dict says "
+                f"{self.width}x{self.height}"
+            )
         return image

@@ -91,8 +91,10 @@ def resolve_num_classes(cfg) -> Optional[int]:
             other_key, other, other_count = others[0]
             hint = ""
             if other_key == "DATASETS.TEST":  # most likely the config file's test set was kept
-                hint = ("; name your test set with --test-data JSON FRAMES (or DATASETS.TEST), or "
-                        "test on none with DATASETS.TEST \"()\"")
+                hint = (
+                    "; name your test set with --test-data JSON FRAMES (or DATASETS.TEST), or "
+                    'test on none with DATASETS.TEST "()"'
+                )
             raise ValueError(
                 f"{key} is unset ({value}) and the datasets disagree: "
                 f"{source_key} {_describe(source)} "

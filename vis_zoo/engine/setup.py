@@ -1,4 +1,5 @@
 """The one `setup()` shared by every tool: config from file + overrides, logging, output folder."""
+
 import argparse
 
 import torch
@@ -38,7 +39,8 @@ def build_config(config_file: str = "", opts=None):
     """The full config of one run: shared keys + the selected method's keys, merged with a file and
     `KEY VALUE` overrides, then validated.
 
-    The method is read from MODEL.META_ARCHITECTURE (file, then overrides) before merging, so only its
+    The method is read from MODEL.META_ARCHITECTURE (file, then overrides) before merging, so only
+    its
     package is imported and only its keys exist (`vis_zoo.config.get_vis_cfg`). Another
     meta-architecture (a test model, detectron2's own) gets the shared keys only; a method key in
     its config is a KeyError that names the meta-architecture and the known methods.
@@ -57,9 +59,12 @@ def build_config(config_file: str = "", opts=None):
         import vis_zoo_projects
 
         raise KeyError(
-            f"{error.args[0] if error.args else error} -- MODEL.META_ARCHITECTURE {meta_architecture!r} "
-            f"is not a VIS Zoo method ({', '.join(sorted(vis_zoo_projects.METHOD_PACKAGES))}), so the "
-            "config has no method keys") from error
+            f"{error.args[0] if error.args else error} -- MODEL.META_ARCHITECTURE "
+            f"{meta_architecture!r} "
+            f"is not a VIS Zoo method ({', '.join(sorted(vis_zoo_projects.METHOD_PACKAGES))}), so "
+            "the "
+            "config has no method keys"
+        ) from error
     validate_config(cfg)
     if cfg.DATASETS.SYNTHETIC_ROOT:
         # The synthetic datasets are registered at import time; point them at the configured root.
@@ -83,7 +88,9 @@ def validate_config(cfg) -> None:
             f"got MODEL.DEVICE={cfg.MODEL.DEVICE!r}"
         )
     if str(cfg.MODEL.DEVICE).startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"MODEL.DEVICE={cfg.MODEL.DEVICE!r} but CUDA is not available; use MODEL.DEVICE cpu")
+        raise ValueError(
+            f"MODEL.DEVICE={cfg.MODEL.DEVICE!r} but CUDA is not available; use MODEL.DEVICE cpu"
+        )
     ratio = list(cfg.DATASETS.DATASET_RATIO)
     if ratio and len(ratio) != len(cfg.DATASETS.TRAIN):
         raise ValueError(

@@ -9,6 +9,7 @@ is not, so it is the default on CPU.
 
 `VIS_ZOO_CPU_THREADS=N` chooses N; `OMP_NUM_THREADS` set in the environment is respected as well.
 """
+
 import logging
 import os
 

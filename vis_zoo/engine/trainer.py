@@ -1,11 +1,13 @@
 """The one trainer every method uses.
 
 It is detectron2's DefaultTrainer with the pieces video methods need: video loaders (mixed datasets,
-pseudo-clips), the YouTube-VIS/OVIS evaluator, AdamW with a backbone learning-rate multiplier, clipping
-of the gradient norm of the whole model, atomic checkpoints, and DistributedDataParallel on CPU (gloo)
+pseudo-clips), the YouTube-VIS/OVIS evaluator, AdamW with a backbone learning-rate multiplier,
+clipping
+of the gradient norm of the whole model, atomic checkpoints, and DistributedDataParallel on CPU
+(gloo)
 as well as CUDA.
 """
-import copy
+
 import itertools
 import logging
 import os
@@ -24,9 +26,16 @@ from .checkpoint import AtomicDetectionCheckpointer
 logger = logging.getLogger(__name__)
 
 _NORM_TYPES = (
-    torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d, torch.nn.SyncBatchNorm,
-    torch.nn.GroupNorm, torch.nn.InstanceNorm1d, torch.nn.InstanceNorm2d, torch.nn.InstanceNorm3d,
-    torch.nn.LayerNorm, torch.nn.LocalResponseNorm,
+    torch.nn.BatchNorm1d,
+    torch.nn.BatchNorm2d,
+    torch.nn.BatchNorm3d,
+    torch.nn.SyncBatchNorm,
+    torch.nn.GroupNorm,
+    torch.nn.InstanceNorm1d,
+    torch.nn.InstanceNorm2d,
+    torch.nn.InstanceNorm3d,
+    torch.nn.LayerNorm,
+    torch.nn.LocalResponseNorm,
 )
 
 
@@ -42,7 +51,8 @@ def build_param_groups(
 ) -> List[Dict[str, Any]]:
     """One optimizer group per trainable parameter (so schedulers and overrides stay simple).
 
-    A parameter whose name contains "backbone" gets lr × backbone_multiplier (the rule of the official
+    A parameter whose name contains "backbone" gets lr × backbone_multiplier (the rule of the
+    official
     IFC/VITA/SeqFormer code). `name_lr_multipliers` adds further (substring, factor) rules, applied
     on top (e.g. Deformable-DETR/SeqFormer train `sampling_offsets` and `reference_points` at 0.1x).
     Parameters of normalisation layers use `weight_decay_norm`; those of nn.Embedding use
@@ -100,7 +110,10 @@ def build_optimizer(cfg, model: torch.nn.Module) -> torch.optim.Optimizer:
     if name == "ADAMW":
         optimizer_cls, kwargs = torch.optim.AdamW, {"lr": cfg.SOLVER.BASE_LR}
     elif name == "SGD":
-        optimizer_cls, kwargs = torch.optim.SGD, {"lr": cfg.SOLVER.BASE_LR, "momentum": cfg.SOLVER.MOMENTUM}
+        optimizer_cls, kwargs = (
+            torch.optim.SGD,
+            {"lr": cfg.SOLVER.BASE_LR, "momentum": cfg.SOLVER.MOMENTUM},
+        )
     else:
         raise ValueError(f"SOLVER.OPTIMIZER must be ADAMW or SGD, got {cfg.SOLVER.OPTIMIZER!r}")
     clip = cfg.SOLVER.CLIP_GRADIENTS
@@ -131,9 +144,13 @@ class VISTrainer(DefaultTrainer):
         if cfg.MODEL.get("FIND_UNUSED_PARAMETERS", False):
             ddp_kwargs["find_unused_parameters"] = True
         model = create_ddp_model(model, **ddp_kwargs)
-        self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(model, data_loader, optimizer)
+        self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(
+            model, data_loader, optimizer
+        )
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = AtomicDetectionCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.checkpointer = AtomicDetectionCheckpointer(
+            model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
+        )
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg

@@ -1,5 +1,6 @@
 """YouTube-VIS / OVIS evaluation: our implementation of the reference metric, the detectron2
 evaluator, and the helpers that turn model outputs into the submission file."""
+
 from .results import (
     encode_track_masks,
     invert_id_map,

@@ -4,6 +4,7 @@ A results entry is one predicted track:
     {"video_id": int, "category_id": dataset category id, "score": float,
      "segmentations": [compressed RLE {"size": [H, W], "counts": str} or None] * T}
 """
+
 import contextlib
 import json
 import os
@@ -48,7 +49,8 @@ def _to_numpy(x):
 
 
 def encode_track_masks(masks) -> List[dict]:
-    """Binary masks of one track, [T, H, W] (bool tensor or array) -> T compressed RLEs (str counts).
+    """Binary masks of one track, [T, H, W] (bool tensor or array) -> T compressed RLEs (str
+    counts).
 
     Every frame is encoded, empty ones included (an all-zero mask scores like an absent one).
     """
@@ -62,8 +64,9 @@ def encode_track_masks(masks) -> List[dict]:
     return [rle_to_json(r) for r in mask_util.encode(fortran)]
 
 
-def _checked_rle_frames(frames: Sequence, length: int, height: int, width: int,
-                        what: str) -> Iterator[Optional[dict]]:
+def _checked_rle_frames(
+    frames: Sequence, length: int, height: int, width: int, what: str
+) -> Iterator[Optional[dict]]:
     """The T frames of one track as JSON-ready compressed RLEs (or None), checked and converted one
     at a time (a long video's track is never all in memory)."""
     if len(frames) != length:
@@ -73,10 +76,14 @@ def _checked_rle_frames(frames: Sequence, length: int, height: int, width: int,
             yield None
             continue
         if not isinstance(rle, Mapping) or "counts" not in rle or "size" not in rle:
-            raise ValueError(f"{what}, frame {t}: expected an RLE dict or None, got {type(rle).__name__}")
+            raise ValueError(
+                f"{what}, frame {t}: expected an RLE dict or None, got {type(rle).__name__}"
+            )
         size = [int(s) for s in rle["size"]]
         if size != [height, width]:
-            raise ValueError(f"{what}, frame {t}: mask size {size} != video size [{height}, {width}]")
+            raise ValueError(
+                f"{what}, frame {t}: mask size {size} != video size [{height}, {width}]"
+            )
         if isinstance(rle["counts"], list):  # uncompressed RLE -> compressed
             rle = mask_util.frPyObjects(dict(rle), height, width)
         yield rle_to_json(rle)
@@ -102,18 +109,23 @@ def video_output_entries(
     masks = output["pred_masks"]
     if len(scores) != len(labels) or len(scores) != len(masks):
         raise ValueError(
-            f"{what}: {len(scores)} scores, {len(labels)} labels and {len(masks)} masks (must be equal)"
+            f"{what}: {len(scores)} scores, {len(labels)} labels and {len(masks)} masks (must be "
+            "equal)"
         )
     for i in range(len(scores)):
         label = int(labels[i])
         if contiguous_to_dataset_id is not None:
             if label not in contiguous_to_dataset_id:
-                raise ValueError(f"{what}: predicted label {label} is not a contiguous id of the dataset")
+                raise ValueError(
+                    f"{what}: predicted label {label} is not a contiguous id of the dataset"
+                )
             category_id = int(contiguous_to_dataset_id[label])
         else:
             category_id = label
         track = masks[i]
-        if not hasattr(track, "shape"):  # T RLE dicts / None: a list, or the model's on-disk sequence
+        if not hasattr(
+            track, "shape"
+        ):  # T RLE dicts / None: a list, or the model's on-disk sequence
             segmentations = _checked_rle_frames(track, length, height, width, f"{what}, track {i}")
         else:
             arr = track
@@ -121,10 +133,13 @@ def video_output_entries(
             if len(shape) != 3:
                 raise ValueError(f"{what}, track {i}: masks must be [T, H, W], got shape {shape}")
             if shape[0] != length:
-                raise ValueError(f"{what}, track {i}: {shape[0]} frames of masks, the video has {length}")
+                raise ValueError(
+                    f"{what}, track {i}: {shape[0]} frames of masks, the video has {length}"
+                )
             if shape[1:] != (height, width):
                 raise ValueError(
-                    f"{what}, track {i}: mask size {list(shape[1:])} != video size [{height}, {width}]"
+                    f"{what}, track {i}: mask size {list(shape[1:])} != video size [{height}, "
+                    f"{width}]"
                 )
             segmentations = iter(encode_track_masks(arr))
         yield {
@@ -153,8 +168,14 @@ def video_output_to_results(
     video. `contiguous_to_dataset_id` maps labels to dataset category ids
     (identity when None).
     """
-    entries = video_output_entries(video_id, output, length=length, height=height, width=width,
-                                   contiguous_to_dataset_id=contiguous_to_dataset_id)
+    entries = video_output_entries(
+        video_id,
+        output,
+        length=length,
+        height=height,
+        width=width,
+        contiguous_to_dataset_id=contiguous_to_dataset_id,
+    )
     return [dict(e, segmentations=list(e["segmentations"])) for e in entries]
 
 

@@ -1,4 +1,6 @@
-"""detectron2 DatasetEvaluator for YouTube-VIS / OVIS: writes the submission, scores when GT exists."""
+"""detectron2 DatasetEvaluator for YouTube-VIS / OVIS: writes the submission, scores when GT
+exists."""
+
 import itertools
 import json
 import logging
@@ -10,8 +12,13 @@ from detectron2.data import MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
-from .results import (ResultsJsonWriter, invert_id_map, video_output_entries, write_results,
-                      write_results_zip)
+from .results import (
+    ResultsJsonWriter,
+    invert_id_map,
+    video_output_entries,
+    write_results,
+    write_results_zip,
+)
 from .ytvis_metric import evaluate_ytvis, format_results_table, gc_paused
 
 __all__ = ["YTVISEvaluator"]
@@ -19,7 +26,8 @@ __all__ = ["YTVISEvaluator"]
 
 class YTVISEvaluator(DatasetEvaluator):
     """Collects one results entry per predicted track, writes `results.json` + `results.zip` (the
-    CodaLab submission) into `output_dir`, and scores them with our YouTube-VIS / OVIS metric when the
+    CodaLab submission) into `output_dir`, and scores them with our YouTube-VIS / OVIS metric when
+    the
     dataset's GT JSON (`metadata.json_file`) has annotations.
 
     `evaluate()` returns OrderedDict(segm={"AP": .., "AP50": .., ..., "AP-<class>": ..}) in percent
@@ -122,12 +130,16 @@ class YTVISEvaluator(DatasetEvaluator):
             count, json_path = self._writer.entries, self._writer.close()
             self._writer = None
             zip_path = write_results_zip(json_path, os.path.join(self._output_dir, "results.zip"))
-            self._logger.info("Wrote %d predicted tracks to %s and the submission %s", count,
-                              json_path, zip_path)
+            self._logger.info(
+                "Wrote %d predicted tracks to %s and the submission %s", count, json_path, zip_path
+            )
         elif self._output_dir:
             json_path, zip_path = write_results(predictions, self._output_dir)
             self._logger.info(
-                "Wrote %d predicted tracks to %s and the submission %s", len(predictions), json_path, zip_path
+                "Wrote %d predicted tracks to %s and the submission %s",
+                len(predictions),
+                json_path,
+                zip_path,
             )
         if self._results_only:
             self._logger.info("results_only: not scoring %s.", self._dataset_name)
@@ -135,16 +147,24 @@ class YTVISEvaluator(DatasetEvaluator):
         gt_json = self._load_gt()
         if gt_json is None or not gt_json.get("annotations"):
             self._logger.warning(
-                "%s has no ground-truth annotations%s: no local score is possible. The results file "
-                "is written for server submission (%s).",
+                "%s has no ground-truth annotations%s: no local score is possible. "
+                "The results file is written for server submission (%s).",
                 self._dataset_name,
                 f" in {self._json_file}" if self._json_file else "",
-                os.path.join(self._output_dir, "results.zip") if self._output_dir else "no output_dir given",
+                os.path.join(self._output_dir, "results.zip")
+                if self._output_dir
+                else "no output_dir given",
             )
             return {}
         # A non-OVIS dataset still gets the occlusion numbers when its GT has occlusion labels.
-        result = evaluate_ytvis(gt_json, predictions, ovis=True if self._ovis else None, workers=self._workers)
-        self._logger.info("Evaluation results for %s (segm):\n%s", self._dataset_name, format_results_table(result))
+        result = evaluate_ytvis(
+            gt_json, predictions, ovis=True if self._ovis else None, workers=self._workers
+        )
+        self._logger.info(
+            "Evaluation results for %s (segm):\n%s",
+            self._dataset_name,
+            format_results_table(result),
+        )
         return OrderedDict(segm=result.as_percentages())
 
     def _load_gt(self):
@@ -154,6 +174,10 @@ class YTVISEvaluator(DatasetEvaluator):
             with open(self._json_file, "r", encoding="utf-8") as f, gc_paused():
                 return json.load(f)
         except FileNotFoundError:
-            raise ValueError(f"GT JSON {self._json_file!r} of dataset {self._dataset_name} does not exist") from None
+            raise ValueError(
+                f"GT JSON {self._json_file!r} of dataset {self._dataset_name} does not exist"
+            ) from None
         except json.JSONDecodeError as e:
-            raise ValueError(f"GT JSON {self._json_file!r} of dataset {self._dataset_name} is corrupt: {e}") from None
+            raise ValueError(
+                f"GT JSON {self._json_file!r} of dataset {self._dataset_name} is corrupt: {e}"
+            ) from None

@@ -1,14 +1,18 @@
 """The YouTube-VIS / OVIS video instance segmentation metric, vectorised.
 
-Our own implementation of the reference scorer (the YouTube-VIS fork of the COCO API that the CodaLab
-servers run, https://github.com/youtubevos/cocoapi; docs/evaluation.md describes it). It gives the same numbers as that scorer, quirks
-included (stable sorts, float64 machine-epsilon in the precision, 101 recall points, GT sizes taken from
+Our own implementation of the reference scorer (the YouTube-VIS fork of the COCO API that the
+CodaLab
+servers run, https://github.com/youtubevos/cocoapi; docs/evaluation.md describes it). It gives the
+same numbers as that scorer, quirks
+included (stable sorts, float64 machine-epsilon in the precision, 101 recall points, GT sizes taken
+from
 the GT `areas`, 128²/256² size ranges, crowd GTs), with these deliberate differences:
 
 * a prediction whose frame count differs from its video, or whose masks are not at the video's
   resolution, raises a ValueError naming the video (the reference silently truncates / scores 0);
 * a result for a video that is not in the GT raises a ValueError naming the video;
-* a GT without videos, or a GT annotation whose category is not listed, raises a ValueError naming it
+* a GT without videos, or a GT annotation whose category is not listed, raises a ValueError naming
+it
   (the reference blames the results / silently drops the track);
 * an empty results list scores 0 with a warning (the reference crashes on it);
 * a GT annotation whose `id` is 0 is treated like any other (the reference, which stores matched GT
@@ -32,6 +36,7 @@ Public entry points: `evaluate_ytvis(gt_json, results)` and `format_results_tabl
 A straightforward per-pair loop implementation, used to cross-check this one, lives with the tests
 (`tests/evaluation/ytvis_loop.py`).
 """
+
 import bisect
 import contextlib
 import gc
@@ -108,7 +113,20 @@ OCCLUSION_BANDS: Tuple[Tuple[str, Tuple[float, float]], ...] = (
     ("heavy", (0.5, 1.0)),
 )
 OCCLUSION_LABEL_SCORES = {"no_occlusion": 0.0, "slight_occlusion": 0.25, "severe_occlusion": 0.75}
-STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+STAT_NAMES = (
+    "AP",
+    "AP50",
+    "AP75",
+    "APs",
+    "APm",
+    "APl",
+    "AR1",
+    "AR10",
+    "AR100",
+    "ARs",
+    "ARm",
+    "ARl",
+)
 OCCLUSION_STAT_NAMES = ("APso", "APmo", "APho", "ARso", "ARmo", "ARho")
 
 _EPS = np.spacing(1)  # float64 machine epsilon, as in the reference precision formula
@@ -152,7 +170,10 @@ class PredTrack:
 
     def rles(self, height: int, width: int) -> List[Optional[dict]]:
         """Every frame validated: compressed RLE dicts or None."""
-        return [_pred_frame_rle(s, height, width, self.what(), t) if s else None for t, s in enumerate(self.segms)]
+        return [
+            _pred_frame_rle(s, height, width, self.what(), t) if s else None
+            for t, s in enumerate(self.segms)
+        ]
 
 
 @dataclass
@@ -170,11 +191,14 @@ class GroundTruth:
     has_occlusion_labels: bool
     video_index: Dict[int, int] = field(default_factory=dict)
     category_index: Dict[int, int] = field(default_factory=dict)
-    unlabelled_tracks: List[Tuple[object, object]] = field(default_factory=list)  # (video id, ann id)
+    unlabelled_tracks: List[Tuple[object, object]] = field(
+        default_factory=list
+    )  # (video id, ann id)
 
 
 def _frame_score(label, ann_id) -> Optional[float]:
-    """OVIS per-frame occlusion label -> score (none 0, slight 0.25, severe 0.75); None = unlabelled."""
+    """OVIS per-frame occlusion label -> score (none 0, slight 0.25, severe 0.75); None =
+    unlabelled."""
     if label is None:
         return None
     if isinstance(label, str):
@@ -204,11 +228,14 @@ def track_occlusion_score(labels: Optional[Sequence], ann_id=None) -> float:
 def _check_rle_size(rle: dict, height: int, width: int, what: str) -> None:
     size = rle.get("size")
     if size is None or len(size) != 2 or int(size[0]) != height or int(size[1]) != width:
-        raise ValueError(f"{what}: mask size {size} does not match the video size [{height}, {width}]")
+        raise ValueError(
+            f"{what}: mask size {size} does not match the video size [{height}, {width}]"
+        )
 
 
 def _gt_frame_to_rle(segm, height: int, width: int, what: str) -> Optional[dict]:
-    """A GT frame segmentation (polygons, uncompressed or compressed RLE, or null) -> RLE or None."""
+    """A GT frame segmentation (polygons, uncompressed or compressed RLE, or null) -> RLE or
+    None."""
     if not segm:  # null / empty: the object is absent in this frame
         return None
     if isinstance(segm, list):  # polygons: merge all parts into one mask
@@ -238,8 +265,10 @@ def _pred_frame_rle(segm, height: int, width: int, what: str, t: int) -> dict:
             f"got {segm!r:.80}"
         ) from None
     if not ok:
-        raise ValueError(f"{what}, frame {t}: mask size {list(size)} does not match the video size "
-                         f"[{height}, {width}]")
+        raise ValueError(
+            f"{what}, frame {t}: mask size {list(size)} does not match the video size "
+            f"[{height}, {width}]"
+        )
     return segm
 
 
@@ -249,12 +278,16 @@ def load_ground_truth(gt_json: dict) -> GroundTruth:
     Raises ValueError for a GT without videos, an annotation whose category is not listed, or a
     malformed video / annotation (each message names the video and annotation at fault)."""
     if not isinstance(gt_json, dict):
-        raise ValueError(f"GT JSON must be a dict with 'videos' and 'categories', got {type(gt_json).__name__}")
+        raise ValueError(
+            f"GT JSON must be a dict with 'videos' and 'categories', got {type(gt_json).__name__}"
+        )
     for key in ("videos", "categories"):
         if not isinstance(gt_json.get(key), list):
             raise ValueError(f"GT JSON has no '{key}' list")
     if not gt_json["videos"]:
-        raise ValueError("the GT JSON has no videos (its 'videos' list is empty): there is nothing to score")
+        raise ValueError(
+            "the GT JSON has no videos (its 'videos' list is empty): there is nothing to score"
+        )
     videos = sorted(gt_json["videos"], key=lambda v: v["id"])
     video_ids, heights, widths, lengths = [], [], [], []
     for v in videos:
@@ -296,7 +329,8 @@ def load_ground_truth(gt_json: dict) -> GroundTruth:
             # The reference would silently leave the track out; a GT object that can never be
             # matched is almost always a broken category list, so stop here.
             raise ValueError(
-                f"GT annotation {ann_id} of video {vid}: category_id {ann.get('category_id')!r} is not "
+                f"GT annotation {ann_id} of video {vid}: category_id {ann.get('category_id')!r} is "
+                "not "
                 f"in the GT 'categories' (known ids: {gt.category_ids})"
             )
         vi = gt.video_index[vid]
@@ -309,8 +343,12 @@ def load_ground_truth(gt_json: dict) -> GroundTruth:
         hw = [h, w]
         # Fast path for the usual compressed RLE of the right size; anything else is converted
         # (polygons, uncompressed RLE) or rejected by _gt_frame_to_rle.
-        rles = [s if (not s or (type(s) is dict and type(s.get("counts")) is str and s.get("size") == hw))
-                else _gt_frame_to_rle(s, h, w, f"{what}, frame {t}") for t, s in enumerate(segms)]
+        rles = [
+            s
+            if (not s or (type(s) is dict and type(s.get("counts")) is str and s.get("size") == hw))
+            else _gt_frame_to_rle(s, h, w, f"{what}, frame {t}")
+            for t, s in enumerate(segms)
+        ]
         rles = [r if r else None for r in rles]
         if "areas" in ann and ann["areas"] is not None:
             nonzero = [a for a in ann["areas"] if a]
@@ -347,15 +385,20 @@ def warn_unlabelled_tracks(gt: GroundTruth) -> None:
     shown = ", ".join(f"track {a} of video {v}" for v, a in gt.unlabelled_tracks[:10])
     more = f" and {len(gt.unlabelled_tracks) - 10} more" if len(gt.unlabelled_tracks) > 10 else ""
     logger.warning(
-        "%d GT track(s) have no 'occlusion' label (%s%s): they are ignored in all three occlusion bands "
-        "(light, medium, heavy; a prediction matched to one is ignored there too) and count normally in "
+        "%d GT track(s) have no 'occlusion' label (%s%s): they are ignored in all three occlusion "
+        "bands "
+        "(light, medium, heavy; a prediction matched to one is ignored there too) and count "
+        "normally in "
         "the other numbers. The official OVIS scorer stops with an error on such a file.",
-        len(gt.unlabelled_tracks), shown, more,
+        len(gt.unlabelled_tracks),
+        shown,
+        more,
     )
 
 
 def load_predictions(gt: GroundTruth, results: Sequence[dict]) -> Tuple[List[PredTrack], int]:
-    """Validate the results list against the GT. Returns (tracks of known categories, number dropped).
+    """Validate the results list against the GT. Returns (tracks of known categories, number
+    dropped).
 
     Raises ValueError for a result whose video is not in the GT, whose frame count differs from the
     video's, or that misses a key / has a bad score. Frames (mask sizes, RLE format) are checked
@@ -367,26 +410,40 @@ def load_predictions(gt: GroundTruth, results: Sequence[dict]) -> Tuple[List[Pre
     if not isinstance(results, (list, tuple)):
         raise ValueError(f"results must be a list of track entries, got {type(results).__name__}")
     if not results:
-        logger.warning("The results list is empty (no predicted track at all): every number is 0 where "
-                       "the GT has tracks.")
+        logger.warning(
+            "The results list is empty (no predicted track at all): every number is 0 where "
+            "the GT has tracks."
+        )
     tracks, dropped = [], 0
     video_index, category_index, lengths = gt.video_index, gt.category_index, gt.lengths
     for i, entry in enumerate(results):
         try:
-            vid, cat, score, segms = entry["video_id"], entry["category_id"], entry["score"], entry["segmentations"]
+            vid, cat, score, segms = (
+                entry["video_id"],
+                entry["category_id"],
+                entry["score"],
+                entry["segmentations"],
+            )
         except (KeyError, TypeError):
             if not isinstance(entry, dict):
-                raise ValueError(f"result #{i} is a {type(entry).__name__}, expected a dict") from None
-            missing = [k for k in ("video_id", "category_id", "score", "segmentations") if k not in entry]
+                raise ValueError(
+                    f"result #{i} is a {type(entry).__name__}, expected a dict"
+                ) from None
+            missing = [
+                k for k in ("video_id", "category_id", "score", "segmentations") if k not in entry
+            ]
             raise ValueError(
-                f"result #{i} (video {entry.get('video_id', '?')}): missing key '{missing[0]}'") from None
+                f"result #{i} (video {entry.get('video_id', '?')}): missing key '{missing[0]}'"
+            ) from None
         vi = video_index.get(vid)
         if vi is None:
             raise ValueError(f"result #{i}: video_id {vid!r} is not a video of the GT JSON")
         try:
             score = float(score)
         except (TypeError, ValueError):
-            raise ValueError(f"result #{i} (video {vid}): score {entry['score']!r} is not a number") from None
+            raise ValueError(
+                f"result #{i} (video {vid}): score {entry['score']!r} is not a number"
+            ) from None
         if score != score:
             raise ValueError(f"result #{i} (video {vid}): score is NaN")
         length = lengths[vi]
@@ -431,7 +488,8 @@ def load_results_file(path: str) -> List[dict]:
 
 
 def load_gt_file(path: str) -> dict:
-    """Read a GT JSON file; ValueError naming the file when it is missing, corrupt or not an object."""
+    """Read a GT JSON file; ValueError naming the file when it is missing, corrupt or not an
+    object."""
     if not os.path.isfile(path):
         raise ValueError(f"GT JSON {path!r} does not exist")
     try:
@@ -456,7 +514,9 @@ def load_gt_file(path: str) -> dict:
 # the same-frame, same-category pairs. The width is only bookkeeping: run positions and the bounding
 # boxes pycocotools derives from them use H alone. An all-ones probe mask per (slot, frame) on each
 # side turns the same call into an area meter: IoU(mask, all-ones) = |mask| / (H W).
-_CELLS_PER_CALL = 32768  # target size of one call's dense IoU matrix (a call costs ~25 us + ~12 ns a cell)
+_CELLS_PER_CALL = (
+    32768  # target size of one call's dense IoU matrix (a call costs ~25 us + ~12 ns a cell)
+)
 _ones_counts: Dict[int, bytes] = {}
 
 
@@ -464,7 +524,9 @@ def _all_ones_counts(height: int, width: int) -> bytes:
     """Compressed RLE counts of an all-ones HxW mask."""
     key = height * width
     if key not in _ones_counts:
-        _ones_counts[key] = mask_util.frPyObjects({"counts": [0, key], "size": [height, width]}, height, width)["counts"]
+        _ones_counts[key] = mask_util.frPyObjects(
+            {"counts": [0, key], "size": [height, width]}, height, width
+        )["counts"]
     return _ones_counts[key]
 
 
@@ -479,7 +541,10 @@ def _present_frames(track: Sequence, height: int, width: int, what) -> Tuple[Lis
     hw = [height, width]
     try:
         counts = [f["counts"] for f in frames]
-        fine = [f["size"] for f in frames].count(hw) == len(frames) and set(map(type, counts)) <= {str, bytes}
+        fine = [f["size"] for f in frames].count(hw) == len(frames) and set(map(type, counts)) <= {
+            str,
+            bytes,
+        }
     except (TypeError, KeyError):
         fine = False
     if not fine:  # find the culprit frame(s): convert them or raise an error naming them
@@ -508,12 +573,18 @@ def video_overlaps(
     Returns pred_areas [P, T] int64, gt_areas [G, T] int64 (0 where absent or not needed) and
     inter [P, G] int64: sum over frames of |P_t ∩ G_t|.
     """
-    return overlaps_of_job(prepare_overlaps_job(pred_tracks, pred_slots, gt_tracks, gt_slots, height, width,
-                                                pred_names))
+    return overlaps_of_job(
+        prepare_overlaps_job(
+            pred_tracks, pred_slots, gt_tracks, gt_slots, height, width, pred_names
+        )
+    )
 
 
-def prepare_overlaps_job(pred_tracks, pred_slots, gt_tracks, gt_slots, height, width, pred_names=None) -> tuple:
-    """The Python-object part of `video_overlaps` (same arguments): validate the frames and keep, per
+def prepare_overlaps_job(
+    pred_tracks, pred_slots, gt_tracks, gt_slots, height, width, pred_names=None
+) -> tuple:
+    """The Python-object part of `video_overlaps` (same arguments): validate the frames and keep,
+    per
     track, its present frame indices and compressed counts. The result holds only ints, lists and
     strings, so it pickles cheaply for a worker process (`overlaps_of_job` does the mask work)."""
     num_p, num_g = len(pred_tracks), len(gt_tracks)
@@ -533,8 +604,11 @@ def prepare_overlaps_job(pred_tracks, pred_slots, gt_tracks, gt_slots, height, w
         else:  # no GT of its category: only its areas are needed
             lone.append((p, ts, counts))
     used = {slot for _, slot, _, _ in paired}
-    gts = [(g, gt_slots[g]) + _present_frames(gt_tracks[g], height, width, None)
-           for g in range(num_g) if gt_slots[g] in used]
+    gts = [
+        (g, gt_slots[g]) + _present_frames(gt_tracks[g], height, width, None)
+        for g in range(num_g)
+        if gt_slots[g] in used
+    ]
     return height, width, length, num_p, num_g, lone, paired, gts
 
 
@@ -587,11 +661,15 @@ def overlaps_of_job(job: tuple) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
             g_rle + [probe(k) for k in g_probe_keys.tolist()],
             np.zeros(ng + len(g_probe_keys), dtype=np.uint8),
         )
-        a_d = np.rint(o[np.arange(nd), ng + np.searchsorted(g_probe_keys, d_key)] * npix).astype(np.int64)
+        a_d = np.rint(o[np.arange(nd), ng + np.searchsorted(g_probe_keys, d_key)] * npix).astype(
+            np.int64
+        )
         pred_areas[d_track, d_key % length] = a_d
         if ng == 0:
             continue
-        a_g = np.rint(o[nd + np.searchsorted(d_probe_keys, g_key), np.arange(ng)] * npix).astype(np.int64)
+        a_g = np.rint(o[nd + np.searchsorted(d_probe_keys, g_key), np.arange(ng)] * npix).astype(
+            np.int64
+        )
         gt_areas[g_track, g_key % length] = a_g
         # Only same-(slot, frame) pairs can be > 0 (other sizes give -1, disjoint boxes 0). The
         # integer intersection is recovered exactly from IoU = I / (a + b - I): I = IoU (a + b) /
@@ -604,7 +682,9 @@ def overlaps_of_job(job: tuple) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     return pred_areas, gt_areas, inter
 
 
-def _ious_from_overlaps(pred_areas: np.ndarray, gt_areas: np.ndarray, inter: np.ndarray) -> np.ndarray:
+def _ious_from_overlaps(
+    pred_areas: np.ndarray, gt_areas: np.ndarray, inter: np.ndarray
+) -> np.ndarray:
     """Spatio-temporal IoU [P, G] = I / (|P| + |G| - I) with |.| the pixel total over all frames
     (a frame where only one track is present adds its area to the union, as in the reference's
     frame-by-frame walk); 0 where the union is 0."""
@@ -614,11 +694,14 @@ def _ious_from_overlaps(pred_areas: np.ndarray, gt_areas: np.ndarray, inter: np.
 
 
 def track_ious(pred_rles, gt_rles) -> np.ndarray:
-    """Spatio-temporal IoU [P, G] of every (prediction, GT) pair of one video: sum_t I_t / sum_t U_t,
+    """Spatio-temporal IoU [P, G] of every (prediction, GT) pair of one video: sum_t I_t / sum_t
+    U_t,
     0 where U = 0. pred_rles / gt_rles: lists of tracks, each a list of T RLE dicts or None."""
     if not pred_rles or not gt_rles:
         return np.zeros((len(pred_rles), len(gt_rles)))
-    size = next((s["size"] for track in list(pred_rles) + list(gt_rles) for s in track if s), [1, 1])
+    size = next(
+        (s["size"] for track in list(pred_rles) + list(gt_rles) for s in track if s), [1, 1]
+    )
     pred_areas, gt_areas, inter = video_overlaps(
         pred_rles, [0] * len(pred_rles), gt_rles, [0] * len(gt_rles), int(size[0]), int(size[1])
     )
@@ -703,7 +786,9 @@ class YTVISResult:
     """Scores of one evaluation. Fractions; -1 where undefined (no GT in that setting)."""
 
     stats: "OrderedDict[str, float]"  # the 12 numbers, STAT_NAMES order
-    per_category_ap: "OrderedDict[str, float]"  # AP (IoU .50:.95, all sizes, 100 dets); nan if no GT
+    per_category_ap: (
+        "OrderedDict[str, float]"  # AP (IoU .50:.95, all sizes, 100 dets); nan if no GT
+    )
     occlusion: Optional["OrderedDict[str, float]"]  # APso..ARho (OVIS), None when not computed
     precision: np.ndarray  # [T, R, K, A, M], A = size ranges (+ occlusion bands)
     recall: np.ndarray  # [T, K, A, M]
@@ -724,7 +809,8 @@ class YTVISResult:
 
 
 def settings_ranges(occlusion: bool) -> Tuple[List[Tuple[float, float]], List[str]]:
-    """(ranges, names) of the settings A: the size ranges, then the occlusion bands when computed."""
+    """(ranges, names) of the settings A: the size ranges, then the occlusion bands when
+    computed."""
     ranges = [r for _, r in AREA_RANGES]
     range_names = [n for n, _ in AREA_RANGES]
     if occlusion:
@@ -786,11 +872,14 @@ def accumulate(
                     continue
                 pr = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]  # non-increasing
                 # The reference's searchsorted(rc[t], RECALL_THRESHOLDS) for all t at once, in exact
-                # integers: rc = tp / npig, so "rc >= r" means tp >= the smallest v with v / npig >= r
+                # integers: rc = tp / npig, so "rc >= r" means tp >= the smallest v with v / npig >=
+                # r
                 # (the same float division), and rows offset by t * (npig + 2) stay sorted.
                 need = np.searchsorted(np.arange(npig + 1) / npig, RECALL_THRESHOLDS, side="left")
                 offset = np.arange(num_t)[:, None] * (npig + 2)
-                inds = np.searchsorted((tp_sum + offset).ravel(), (need[None, :] + offset).ravel(), side="left")
+                inds = np.searchsorted(
+                    (tp_sum + offset).ravel(), (need[None, :] + offset).ravel(), side="left"
+                )
                 inds = inds.reshape(num_t, num_r) - np.arange(num_t)[:, None] * nd
                 ok = inds < nd
                 q = np.zeros((num_t, num_r))
@@ -807,7 +896,8 @@ def _mean_defined(values: np.ndarray) -> float:
 def summarize(
     precision: np.ndarray, recall: np.ndarray, range_names: Sequence[str], occlusion: bool = False
 ):
-    """The 12 numbers (and the OVIS occlusion ones) from precision/recall, as the reference prints."""
+    """The 12 numbers (and the OVIS occlusion ones) from precision/recall, as the reference
+    prints."""
 
     def one(ap: bool, iou=None, area="all", max_det=100) -> float:
         a = list(range_names).index(area)
@@ -843,7 +933,9 @@ def summarize(
     return stats, occ
 
 
-def per_category_ap(precision: np.ndarray, category_names: Sequence[str]) -> "OrderedDict[str, float]":
+def per_category_ap(
+    precision: np.ndarray, category_names: Sequence[str]
+) -> "OrderedDict[str, float]":
     """AP per category (IoU .50:.95, all sizes, 100 dets), nan for categories without GT."""
     out = OrderedDict()
     for k, name in enumerate(category_names):
@@ -879,11 +971,17 @@ def evaluate_ytvis(
             preds, dropped = load_predictions(gt, results)
             occlusion = gt.has_occlusion_labels if ovis is None else bool(ovis)
             if occlusion and not gt.has_occlusion_labels and gt.has_annotations:
-                logger.warning("OVIS occlusion metrics requested but the GT has no 'occlusion' labels: they are -1.")
+                logger.warning(
+                    "OVIS occlusion metrics requested but the GT has no 'occlusion' labels: they "
+                    "are -1."
+                )
             elif occlusion:
                 warn_unlabelled_tracks(gt)
             if not gt.has_annotations:
-                logger.warning("The GT JSON has no annotations: no local score is possible (all numbers are -1).")
+                logger.warning(
+                    "The GT JSON has no annotations: no local score is possible (all numbers are "
+                    "-1)."
+                )
             return _evaluate_parsed(gt, preds, dropped, occlusion, worker)
     finally:
         if own is not None:
@@ -1013,7 +1111,9 @@ class Worker:
             outbox.put(None)
             writer.join()
         if failure:
-            raise RuntimeError(f"could not send jobs to the worker process {self.pid}: {failure[0]}")
+            raise RuntimeError(
+                f"could not send jobs to the worker process {self.pid}: {failure[0]}"
+            )
         return out
 
     def collect(self) -> list:
@@ -1064,7 +1164,11 @@ def _split_by_cost(items: Sequence, costs: Sequence[float], shares: Sequence[flo
 
 
 def _evaluate_parsed(
-    gt: GroundTruth, preds: List[PredTrack], dropped: int, occlusion: bool, worker: Optional[Worker] = None
+    gt: GroundTruth,
+    preds: List[PredTrack],
+    dropped: int,
+    occlusion: bool,
+    worker: Optional[Worker] = None,
 ) -> YTVISResult:
     ranges, range_names = settings_ranges(occlusion)
     num_areas = len(AREA_RANGES)
@@ -1112,9 +1216,13 @@ def _evaluate_parsed(
         gt_idx = gt_by_video.get(vi, [])
         slot = {key[1]: k for k, key in enumerate(keys) if key in gt_by_group}
         return prepare_overlaps_job(
-            [preds[i].segms for i in pred_idx], [slot.get(preds[i].category_index, -1) for i in pred_idx],
-            [gt.tracks[i].rles for i in gt_idx], [slot.get(gt.tracks[i].category_index, -1) for i in gt_idx],
-            gt.heights[vi], gt.widths[vi], pred_names=[preds[i] for i in pred_idx],
+            [preds[i].segms for i in pred_idx],
+            [slot.get(preds[i].category_index, -1) for i in pred_idx],
+            [gt.tracks[i].rles for i in gt_idx],
+            [slot.get(gt.tracks[i].category_index, -1) for i in gt_idx],
+            gt.heights[vi],
+            gt.widths[vi],
+            pred_names=[preds[i] for i in pred_idx],
         )
 
     def finish_video(vi: int, overlaps) -> tuple:
@@ -1138,13 +1246,20 @@ def _evaluate_parsed(
         # Cost of a video ~ the frames whose masks get decoded. The worker gets 60%: this process
         # also prepares the worker's jobs (the Python-object part), and matches and accumulates
         # afterwards.
-        costs = [gt.lengths[vi] * (sum(len(pred_by_group[k]) for k in keys_by_video[vi])
-                                   + len(gt_by_video.get(vi, ()))) for vi in videos]
+        costs = [
+            gt.lengths[vi]
+            * (sum(len(pred_by_group[k]) for k in keys_by_video[vi]) + len(gt_by_video.get(vi, ())))
+            for vi in videos
+        ]
         theirs, mine = _split_by_cost(videos, costs, (0.6, 0.4))
         theirs.sort()
-        size = max(1, len(theirs) // 16)  # small messages: bounded memory, and the worker starts early
+        size = max(
+            1, len(theirs) // 16
+        )  # small messages: bounded memory, and the worker starts early
         batches = ([job_of(vi) for vi in theirs[b : b + size]] for b in range(0, len(theirs), size))
-        mine_done = worker.feed(batches, mine, lambda vi: finish_video(vi, overlaps_of_job(job_of(vi))))
+        mine_done = worker.feed(
+            batches, mine, lambda vi: finish_video(vi, overlaps_of_job(job_of(vi)))
+        )
         per_video.update(zip(mine, mine_done))
         for vi, overlaps in zip(theirs, worker.collect()):
             per_video[vi] = finish_video(vi, overlaps)
@@ -1198,9 +1313,16 @@ def _evaluate_parsed(
     return make_result(gt, precision, recall, range_names, occlusion, dropped)
 
 
-def make_result(gt: GroundTruth, precision: np.ndarray, recall: np.ndarray, range_names: Sequence[str],
-                occlusion: bool, dropped: int) -> YTVISResult:
-    """The summary numbers and the result object from precision [T, R, K, A, M] / recall [T, K, A, M]."""
+def make_result(
+    gt: GroundTruth,
+    precision: np.ndarray,
+    recall: np.ndarray,
+    range_names: Sequence[str],
+    occlusion: bool,
+    dropped: int,
+) -> YTVISResult:
+    """The summary numbers and the result object from precision [T, R, K, A, M] / recall [T, K, A,
+    M]."""
     stats, occ = summarize(precision, recall, range_names, occlusion)
     return YTVISResult(
         stats=stats,
@@ -1225,7 +1347,13 @@ def _pipe_table(headers: Sequence[str], rows: Sequence[Sequence[str]], center: b
     def line(cells):
         return "| " + " | ".join(pad(str(c), max(w, 3)) for c, w in zip(cells, widths)) + " |"
 
-    sep = "|" + "|".join((":" + "-" * max(w, 3) + ":") if center else "-" * (max(w, 3) + 2) for w in widths) + "|"
+    sep = (
+        "|"
+        + "|".join(
+            (":" + "-" * max(w, 3) + ":") if center else "-" * (max(w, 3) + 2) for w in widths
+        )
+        + "|"
+    )
     return "\n".join([line(headers), sep] + [line(r) for r in rows])
 
 

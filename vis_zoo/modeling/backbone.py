@@ -1,9 +1,11 @@
 """Backbone glue shared by every method: frame normalisation/padding, per-level padding masks, and a
 frame-feature cache that runs per-frame work in chunks so that long videos use bounded memory.
 
-The backbone itself is detectron2's (``detectron2.modeling.build_backbone``), so ``MODEL.BACKBONE.*``
+The backbone itself is detectron2's (``detectron2.modeling.build_backbone``), so
+``MODEL.BACKBONE.*``
 and ``MODEL.RESNETS.*`` select it and its parameter names are detectron2's.
 """
+
 import math
 from typing import Callable, Dict, Iterable, List, Sequence, Tuple
 
@@ -36,9 +38,11 @@ def video_frames(batched_inputs: Sequence[dict]) -> Tuple[List[Tensor], List[int
     return frames, lengths
 
 
-def normalize_and_pad(frames: Sequence[Tensor], pixel_mean: Tensor, pixel_std: Tensor,
-                      size_divisibility: int = 0) -> ImageList:
-    """(x - mean) / std on each frame, then pad all to the largest (as detectron2/DETR do: pad value 0
+def normalize_and_pad(
+    frames: Sequence[Tensor], pixel_mean: Tensor, pixel_std: Tensor, size_divisibility: int = 0
+) -> ImageList:
+    """(x - mean) / std on each frame, then pad all to the largest (as detectron2/DETR do: pad value
+    0
     after normalisation).
 
     Args:
@@ -52,9 +56,14 @@ def normalize_and_pad(frames: Sequence[Tensor], pixel_mean: Tensor, pixel_std: T
     return ImageList.from_tensors(normed, size_divisibility)
 
 
-def padding_mask(image_sizes: Sequence[Tuple[int, int]], feature_hw: Tuple[int, int], stride: int,
-                 device: torch.device) -> Tensor:
-    """Padding mask of one feature level: True outside ceil(h/stride) x ceil(w/stride) of each image.
+def padding_mask(
+    image_sizes: Sequence[Tuple[int, int]],
+    feature_hw: Tuple[int, int],
+    stride: int,
+    device: torch.device,
+) -> Tensor:
+    """Padding mask of one feature level: True outside ceil(h/stride) x ceil(w/stride) of each
+    image.
 
     Returns:
         bool [N, h, w].
@@ -66,7 +75,9 @@ def padding_mask(image_sizes: Sequence[Tuple[int, int]], feature_hw: Tuple[int, 
     return mask
 
 
-def backbone_with_masks(backbone: torch.nn.Module, images: ImageList) -> Tuple[Dict[str, Tensor], Dict[str, Tensor]]:
+def backbone_with_masks(
+    backbone: torch.nn.Module, images: ImageList
+) -> Tuple[Dict[str, Tensor], Dict[str, Tensor]]:
     """Run a detectron2 backbone and build a padding mask for every output level.
 
     Returns:
@@ -82,12 +93,16 @@ def backbone_with_masks(backbone: torch.nn.Module, images: ImageList) -> Tuple[D
 
 
 class FrameFeatureCache:
-    """Per-frame features of one video, computed on demand in chunks and released when no longer needed.
+    """Per-frame features of one video, computed on demand in chunks and released when no longer
+    needed.
 
     ``compute_fn(frame_ids)`` returns a dict of tensors whose first dim indexes those frames (for
-    example backbone levels, projected features, padding masks). ``get(frame_ids)`` computes the missing
-    frames ``chunk_size`` at a time (in ascending order) and returns the stacked dict for the requested
-    frames; ``release_before(f)`` frees every frame < f. With windows processed left to right this keeps
+    example backbone levels, projected features, padding masks). ``get(frame_ids)`` computes the
+    missing
+    frames ``chunk_size`` at a time (in ascending order) and returns the stacked dict for the
+    requested
+    frames; ``release_before(f)`` frees every frame < f. With windows processed left to right this
+    keeps
     at most one window plus one chunk of features in memory, whatever the video length, and computes
     each frame's features once.
     """
@@ -98,11 +113,13 @@ class FrameFeatureCache:
         self.compute_fn = compute_fn
         self.chunk_size = chunk_size
         self._store: Dict[int, Dict[str, Tensor]] = {}
-        self.num_computed = 0  # frames computed so far (each frame once unless released and re-asked)
+        self.num_computed = (
+            0  # frames computed so far (each frame once unless released and re-asked)
+        )
 
     def _compute(self, frame_ids: List[int]) -> None:
         for start in range(0, len(frame_ids), self.chunk_size):
-            chunk = frame_ids[start:start + self.chunk_size]
+            chunk = frame_ids[start : start + self.chunk_size]
             out = self.compute_fn(chunk)
             for j, f in enumerate(chunk):
                 self._store[f] = {k: v[j] for k, v in out.items()}
@@ -127,7 +144,8 @@ class FrameFeatureCache:
 def fold_frozen_batchnorm(backbone: torch.nn.Module) -> torch.nn.Module:
     """An inference copy of a detectron2 backbone with every FrozenBatchNorm2d folded into its conv.
 
-    conv -> FrozenBN(x) = x * s + (b - mean * s), s = weight / sqrt(var + eps), becomes one conv with
+    conv -> FrozenBN(x) = x * s + (b - mean * s), s = weight / sqrt(var + eps), becomes one conv
+    with
     weight * s and bias (conv_bias * s + b - mean * s): the same function up to float rounding, one
     memory pass less per conv (FrozenBN is ~15% of a ResNet-50's CPU inference time). Parameters of
     the copy do not require grad; the original is untouched.
@@ -144,7 +162,9 @@ def fold_frozen_batchnorm(backbone: torch.nn.Module) -> torch.nn.Module:
             bias = bn.bias - bn.running_mean * scale
             if module.bias is not None:
                 bias = bias + module.bias * scale
-            module.weight = torch.nn.Parameter((module.weight * scale.view(-1, 1, 1, 1)).detach(), requires_grad=False)
+            module.weight = torch.nn.Parameter(
+                (module.weight * scale.view(-1, 1, 1, 1)).detach(), requires_grad=False
+            )
             module.bias = torch.nn.Parameter(bias.detach(), requires_grad=False)
             module.norm = None
     for p in fused.parameters():
@@ -153,7 +173,8 @@ def fold_frozen_batchnorm(backbone: torch.nn.Module) -> torch.nn.Module:
 
 
 class FoldedBackboneCache:
-    """Keeps ``fold_frozen_batchnorm(backbone)`` for inference and rebuilds it whenever any parameter or
+    """Keeps ``fold_frozen_batchnorm(backbone)`` for inference and rebuilds it whenever any
+    parameter or
     buffer of the backbone changed (loaded checkpoint, optimizer step, device move).
 
     Not an nn.Module attribute of the model on purpose: the copy must not appear in state_dict,

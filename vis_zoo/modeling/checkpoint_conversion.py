@@ -1,9 +1,11 @@
 """Shared core of the official-checkpoint converters: rename every tensor, check every shape.
 
 Each method supplies only its key map (`map_key(official_name) -> our name or None`); this routine
-applies it and refuses to return a partial result: unmapped official tensors, our tensors left without
+applies it and refuses to return a partial result: unmapped official tensors, our tensors left
+without
 a value, and shape mismatches are all listed in one ValueError.
 """
+
 from collections import OrderedDict
 from typing import Callable, List, Mapping, Optional
 
@@ -59,7 +61,9 @@ def convert_with_key_map(
                 excused.add(ours)  # reported as a mismatch (or skipped), not again as missing
                 if not may_skip_on_shape_mismatch(ours):
                     mismatched.append(
-                        f"{key} -> {ours}: official {tuple(value.shape)}, ours {tuple(reference[ours].shape)}")
+                        f"{key} -> {ours}: official {tuple(value.shape)}, ours "
+                        f"{tuple(reference[ours].shape)}"
+                    )
                 continue
         converted[ours] = value
     missing = sorted(set(reference) - set(converted) - excused) if reference is not None else []

@@ -18,6 +18,7 @@ Usage from a meta-architecture::
 
 where ``clip_fn(frame_indices) -> ClipPrediction`` runs the model on those frames.
 """
+
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Tuple
 
@@ -34,28 +35,37 @@ class ClipPrediction:
     class_probs: [N, K+1] class probabilities (last = no-object) of the N kept instances.
     mask_logits: [N, t, h, w] mask logits (any fixed resolution, the same for every window).
     """
+
     frame_indices: List[int]
     class_probs: Tensor
     mask_logits: Tensor
 
     def __post_init__(self):
         n = self.class_probs.shape[0]
-        if self.mask_logits.dim() != 4 or self.mask_logits.shape[0] != n \
-                or self.mask_logits.shape[1] != len(self.frame_indices):
+        if (
+            self.mask_logits.dim() != 4
+            or self.mask_logits.shape[0] != n
+            or self.mask_logits.shape[1] != len(self.frame_indices)
+        ):
             raise ValueError(
                 f"ClipPrediction: mask_logits {tuple(self.mask_logits.shape)} must be [N={n}, "
-                f"t={len(self.frame_indices)}, h, w]")
+                f"t={len(self.frame_indices)}, h, w]"
+            )
 
 
 def window_spans(video_length: int, window_size: int, stride: int) -> List[Tuple[int, int]]:
-    """[start, end) of every window: starts 0, stride, 2*stride, ...; the first window reaching the end
-    is moved back to [max(0, T - window_size), T) and is the last (IFC's loop). A video no longer than
+    """[start, end) of every window: starts 0, stride, 2*stride, ...; the first window reaching the
+    end
+    is moved back to [max(0, T - window_size), T) and is the last (IFC's loop). A video no longer
+    than
     one window gives the single span [0, T)."""
     if video_length < 1:
         raise ValueError(f"window_spans: video_length must be >= 1, got {video_length}")
     if window_size < 1 or not 1 <= stride <= window_size:
-        raise ValueError(f"window_spans: need window_size >= 1 and 1 <= stride <= window_size, "
-                         f"got window_size={window_size}, stride={stride}")
+        raise ValueError(
+            f"window_spans: need window_size >= 1 and 1 <= stride <= window_size, "
+            f"got window_size={window_size}, stride={stride}"
+        )
     spans = []
     for start in range(0, video_length, stride):
         end = start + window_size
@@ -77,10 +87,13 @@ class SoftIoUTrackAssociator:
     """Joins clip predictions into tracks, as IFC's ``Videos`` does, with bounded memory.
 
     For a new clip, the score of (track s, instance i) is the soft IoU
-    sum(p_s * p_i) / sum(p_s + p_i - p_s * p_i) over the frames (and pixels) the new clip shares with a
-    previous clip containing s, averaged over those previous clips. Scores <= ``match_threshold`` are
+    sum(p_s * p_i) / sum(p_s + p_i - p_s * p_i) over the frames (and pixels) the new clip shares
+    with a
+    previous clip containing s, averaged over those previous clips. Scores <= ``match_threshold``
+    are
     zeroed, a Hungarian assignment maximises the total, and pairs above the threshold extend tracks;
-    every other instance opens a new track (at most ``max_num_tracks``: beyond it the instances with the
+    every other instance opens a new track (at most ``max_num_tracks``: beyond it the instances with
+    the
     lowest foreground probability are dropped).
 
     A track's mask logits on a frame are the mean over the clips that gave it that frame; its class
@@ -88,8 +101,13 @@ class SoftIoUTrackAssociator:
     valid bool [n])`` receives each frame once it is final (see ``finalize_before``).
     """
 
-    def __init__(self, *, max_num_tracks: int = 50, match_threshold: float = 0.05,
-                 frame_sink: Optional[Callable[[int, Tensor, Tensor], None]] = None):
+    def __init__(
+        self,
+        *,
+        max_num_tracks: int = 50,
+        match_threshold: float = 0.05,
+        frame_sink: Optional[Callable[[int, Tensor, Tensor], None]] = None,
+    ):
         if max_num_tracks < 1:
             raise ValueError(f"max_num_tracks must be >= 1, got {max_num_tracks}")
         self.max_num_tracks = max_num_tracks
@@ -118,20 +136,26 @@ class SoftIoUTrackAssociator:
             inter = saved @ new.t()
             union = saved.sum(1)[:, None] + new.sum(1)[None, :] - inter
             siou_sum.index_add_(0, clip.track_ids, inter / (union + 1e-6))
-            clip_count.index_add_(0, clip.track_ids, torch.ones_like(clip.track_ids, dtype=probs.dtype))
+            clip_count.index_add_(
+                0, clip.track_ids, torch.ones_like(clip.track_ids, dtype=probs.dtype)
+            )
         return siou_sum / (clip_count[:, None] + 1e-6)
 
     def update(self, clip: ClipPrediction) -> Tensor:
         """Add one clip; returns the track id of each of its instances (long [N], -1 = dropped)."""
         frames = list(clip.frame_indices)
         if frames and frames[0] < self._finalized_upto:
-            raise ValueError(f"clip starts at frame {frames[0]} but frames < {self._finalized_upto} are final")
+            raise ValueError(
+                f"clip starts at frame {frames[0]} but frames < {self._finalized_upto} are final"
+            )
         logits = clip.mask_logits
         probs = logits.sigmoid()
         num_inst = logits.shape[0]
         device = logits.device
         if self._cls_sum is None:
-            self._cls_sum = clip.class_probs.new_zeros((self.max_num_tracks, clip.class_probs.shape[1]))
+            self._cls_sum = clip.class_probs.new_zeros(
+                (self.max_num_tracks, clip.class_probs.shape[1])
+            )
             self._cls_count = clip.class_probs.new_zeros((self.max_num_tracks,))
         # only clips overlapping this one can share frames with it (window starts increase)
         self._recent = [c for c in self._recent if c.frames and c.frames[-1] >= frames[0]]
@@ -150,7 +174,9 @@ class SoftIoUTrackAssociator:
         room = self.max_num_tracks - self.num_tracks
         if len(new) > room:
             fg = clip.class_probs[new, :-1].max(-1).values.cpu()
-            keep = set(torch.as_tensor(new)[fg.argsort(descending=True, stable=True)[:room]].tolist())
+            keep = set(
+                torch.as_tensor(new)[fg.argsort(descending=True, stable=True)[:room]].tolist()
+            )
             new = [i for i in new if i in keep]
         for i in new:
             assigned[i] = self.num_tracks
@@ -162,19 +188,24 @@ class SoftIoUTrackAssociator:
         track_ids = assigned[kept].to(device)
         kept_dev = kept.to(device)
         self._cls_sum.index_add_(0, track_ids, clip.class_probs[kept_dev])
-        self._cls_count.index_add_(0, track_ids, torch.ones_like(track_ids, dtype=self._cls_count.dtype))
+        self._cls_count.index_add_(
+            0, track_ids, torch.ones_like(track_ids, dtype=self._cls_count.dtype)
+        )
         height, width = logits.shape[-2:]
         for j, f in enumerate(frames):
             if f not in self._frame_sum:
                 self._frame_sum[f] = logits.new_zeros((self.max_num_tracks, height, width))
                 self._frame_count[f] = logits.new_zeros((self.max_num_tracks,))
             self._frame_sum[f].index_add_(0, track_ids, logits[kept_dev, j])
-            self._frame_count[f].index_add_(0, track_ids, torch.ones_like(track_ids, dtype=logits.dtype))
+            self._frame_count[f].index_add_(
+                0, track_ids, torch.ones_like(track_ids, dtype=logits.dtype)
+            )
         self._recent.append(_StoredClip(frames, track_ids, probs[kept_dev]))
         return assigned
 
     def finalize_before(self, frame: int) -> None:
-        """Frames < `frame` will not be covered again: average their logits and send them to the sink."""
+        """Frames < `frame` will not be covered again: average their logits and send them to the
+        sink."""
         for f in sorted(k for k in self._frame_sum if k < frame):
             total = self._frame_sum.pop(f)[: self.num_tracks]
             count = self._frame_count.pop(f)[: self.num_tracks]
@@ -193,11 +224,17 @@ class SoftIoUTrackAssociator:
         return self._cls_sum[:n] / self._cls_count[:n, None].clamp(min=1)
 
 
-def associate_clip_windows(video_length: int, clip_fn: Callable[[List[int]], ClipPrediction], *,
-                           window_size: int, window_stride: int, max_num_tracks: int = 50,
-                           match_threshold: float = 0.05,
-                           frame_sink: Optional[Callable[[int, Tensor, Tensor], None]] = None,
-                           on_window_done: Optional[Callable[[int], None]] = None) -> Tensor:
+def associate_clip_windows(
+    video_length: int,
+    clip_fn: Callable[[List[int]], ClipPrediction],
+    *,
+    window_size: int,
+    window_stride: int,
+    max_num_tracks: int = 50,
+    match_threshold: float = 0.05,
+    frame_sink: Optional[Callable[[int, Tensor, Tensor], None]] = None,
+    on_window_done: Optional[Callable[[int], None]] = None,
+) -> Tensor:
     """Run `clip_fn` on every window of the video and join the windows into tracks.
 
     Args:
@@ -210,8 +247,9 @@ def associate_clip_windows(video_length: int, clip_fn: Callable[[List[int]], Cli
     Returns:
         class probabilities of the tracks, [num_tracks, K+1] (num_tracks may be 0).
     """
-    associator = SoftIoUTrackAssociator(max_num_tracks=max_num_tracks, match_threshold=match_threshold,
-                                        frame_sink=frame_sink)
+    associator = SoftIoUTrackAssociator(
+        max_num_tracks=max_num_tracks, match_threshold=match_threshold, frame_sink=frame_sink
+    )
     spans = window_spans(video_length, window_size, window_stride)
     for k, (start, end) in enumerate(spans):
         associator.update(clip_fn(list(range(start, end))))

@@ -1,12 +1,15 @@
-"""Deformable-DETR encoder pieces shared by SeqFormer (per-frame encoder) and Mask2Former-style pixel
-decoders (VITA): multi-level flattening with level embeddings, valid ratios, encoder reference points,
+"""Deformable-DETR encoder pieces shared by SeqFormer (per-frame encoder) and Mask2Former-style
+pixel
+decoders (VITA): multi-level flattening with level embeddings, valid ratios, encoder reference
+points,
 the post-norm deformable encoder layer and the encoder stack.
 
 Layout is batch-first: tokens are [N, S, C] with S = sum_l H_l * W_l, levels flattened in order.
 Parameter names follow Deformable DETR / Mask2Former (`self_attn`, `norm1`, `linear1`, `linear2`,
 `norm2`), so official checkpoints map one to one.
 """
-from typing import Callable, List, Optional, Sequence, Tuple
+
+from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +29,8 @@ __all__ = [
 
 
 def reset_deformable_parameters(module: nn.Module) -> None:
-    """Deformable DETR's transformer initialisation: xavier-uniform on every matrix of `module`, then
+    """Deformable DETR's transformer initialisation: xavier-uniform on every matrix of `module`,
+    then
     each MSDeformAttn's own initialisation (which the xavier pass overwrote). Callers then set their
     level embeddings (normal) and other extras, in the official order, so seeded runs match."""
     for p in module.parameters():
@@ -38,7 +42,8 @@ def reset_deformable_parameters(module: nn.Module) -> None:
 
 
 def get_valid_ratio(mask: Tensor) -> Tensor:
-    """Fraction of each map that is not padding. mask bool [N, H, W] (True = padded) -> [N, 2] (w, h).
+    """Fraction of each map that is not padding. mask bool [N, H, W] (True = padded) -> [N, 2] (w,
+    h).
 
     Read from the first row/column, as in Deformable DETR (padding is bottom/right).
     """
@@ -58,7 +63,8 @@ def flatten_levels(
 
     Args:
         srcs: L tensors [N, C, H_l, W_l]. masks: L bool [N, H_l, W_l] (True = padding).
-        pos_embeds: L tensors [N, C, H_l, W_l]. level_embed: [L, C], added to each level's positions.
+        pos_embeds: L tensors [N, C, H_l, W_l]. level_embed: [L, C], added to each level's
+        positions.
     Returns:
         src [N, S, C], mask [N, S], pos [N, S, C], spatial_shapes long [L, 2] (H_l, W_l),
         level_start_index long [L].
@@ -77,12 +83,18 @@ def flatten_levels(
     level_start_index = torch.cat(
         (spatial_shapes.new_zeros((1,)), spatial_shapes.prod(1).cumsum(0)[:-1])
     )
-    return (torch.cat(src_flat, 1), torch.cat(mask_flat, 1), torch.cat(pos_flat, 1),
-            spatial_shapes, level_start_index)
+    return (
+        torch.cat(src_flat, 1),
+        torch.cat(mask_flat, 1),
+        torch.cat(pos_flat, 1),
+        spatial_shapes,
+        level_start_index,
+    )
 
 
 def encoder_reference_points(spatial_shapes, valid_ratios: Tensor) -> Tensor:
-    """Reference point of every token: its pixel centre, normalised by the valid extent of its level.
+    """Reference point of every token: its pixel centre, normalised by the valid extent of its
+    level.
 
     Args:
         spatial_shapes: [L, 2] (H_l, W_l). valid_ratios: [N, L, 2] (w, h).
@@ -113,9 +125,17 @@ class DeformableEncoderLayer(nn.Module):
     `attn` lets a method use an MSDeformAttn subclass (SeqFormer's has an extra, unused projection).
     """
 
-    def __init__(self, d_model: int = 256, d_ffn: int = 1024, dropout: float = 0.1,
-                 activation: str = "relu", n_levels: int = 4, n_heads: int = 8, n_points: int = 4,
-                 attn: Optional[Callable[..., nn.Module]] = None):
+    def __init__(
+        self,
+        d_model: int = 256,
+        d_ffn: int = 1024,
+        dropout: float = 0.1,
+        activation: str = "relu",
+        n_levels: int = 4,
+        n_heads: int = 8,
+        n_points: int = 4,
+        attn: Optional[Callable[..., nn.Module]] = None,
+    ):
         super().__init__()
         attn = attn or MSDeformAttn
         self.self_attn = attn(d_model, n_levels, n_heads, n_points)
@@ -128,12 +148,20 @@ class DeformableEncoderLayer(nn.Module):
         self.dropout3 = nn.Dropout(dropout)
         self.norm2 = nn.LayerNorm(d_model)
 
-    def forward(self, src: Tensor, pos: Optional[Tensor], reference_points: Tensor, spatial_shapes,
-                level_start_index=None, padding_mask: Optional[Tensor] = None) -> Tensor:
+    def forward(
+        self,
+        src: Tensor,
+        pos: Optional[Tensor],
+        reference_points: Tensor,
+        spatial_shapes,
+        level_start_index=None,
+        padding_mask: Optional[Tensor] = None,
+    ) -> Tensor:
         """src, pos [N, S, C]; reference_points [N, S, L, 2]; padding_mask [N, S] -> [N, S, C]."""
         query = src if pos is None else src + pos
-        src2 = self.self_attn(query, reference_points, src, spatial_shapes, level_start_index,
-                              padding_mask)
+        src2 = self.self_attn(
+            query, reference_points, src, spatial_shapes, level_start_index, padding_mask
+        )
         src = self.norm1(src + self.dropout1(src2))
         if torch.is_grad_enabled() or self.training:
             src2 = self.linear2(self.dropout2(self.activation(self.linear1(src))))
@@ -148,24 +176,32 @@ class DeformableEncoderLayer(nn.Module):
     FFN_ROWS_PER_PASS = 4096
 
     def _ffn_in_row_chunks(self, src: Tensor) -> Tensor:
-        """linear2(act(linear1(src))) over [N, S, C] in blocks of FFN_ROWS_PER_PASS tokens (no grad).
+        """linear2(act(linear1(src))) over [N, S, C] in blocks of FFN_ROWS_PER_PASS tokens (no
+        grad).
 
         One hidden buffer serves every block and the second matmul writes straight into the output,
         so the loop allocates nothing large (same `addmm` calls as nn.Linear, same values)."""
         flat = src.reshape(-1, src.shape[-1])
         rows = self.FFN_ROWS_PER_PASS
-        autocast = torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()  # out= needs one dtype
-        if flat.shape[0] <= rows or autocast or self.linear1.bias is None or self.linear2.bias is None:
+        autocast = (
+            torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()
+        )  # out= needs one dtype
+        if (
+            flat.shape[0] <= rows
+            or autocast
+            or self.linear1.bias is None
+            or self.linear2.bias is None
+        ):
             return self.linear2(self.activation(self.linear1(src)))
         out = flat.new_empty((flat.shape[0], self.linear2.out_features))
         hidden = flat.new_empty((rows, self.linear1.out_features))
         w1, w2 = self.linear1.weight.t(), self.linear2.weight.t()
         for start in range(0, flat.shape[0], rows):
-            block = flat[start:start + rows]
+            block = flat[start : start + rows]
             h = hidden[: block.shape[0]]
             torch.addmm(self.linear1.bias, block, w1, out=h)
             h = h.relu_() if self.activation is F.relu else self.activation(h)
-            torch.addmm(self.linear2.bias, h, w2, out=out[start:start + block.shape[0]])
+            torch.addmm(self.linear2.bias, h, w2, out=out[start : start + block.shape[0]])
         return out.view(*src.shape[:-1], -1)
 
 
@@ -177,13 +213,24 @@ class DeformableEncoder(nn.Module):
         self.layers = clone_modules(encoder_layer, num_layers)
         self.num_layers = num_layers
 
-    def forward(self, src: Tensor, spatial_shapes, level_start_index, valid_ratios: Tensor,
-                pos: Optional[Tensor] = None, padding_mask: Optional[Tensor] = None) -> Tensor:
-        """src [N, S, C], valid_ratios [N, L, 2], pos [N, S, C], padding_mask [N, S] -> [N, S, C]."""
+    def forward(
+        self,
+        src: Tensor,
+        spatial_shapes,
+        level_start_index,
+        valid_ratios: Tensor,
+        pos: Optional[Tensor] = None,
+        padding_mask: Optional[Tensor] = None,
+    ) -> Tensor:
+        """src [N, S, C], valid_ratios [N, L, 2], pos [N, S, C], padding_mask [N, S] -> [N, S,
+        C]."""
         reference_points = encoder_reference_points(spatial_shapes, valid_ratios)
         # python (H, W) pairs once, instead of a device->host copy in every layer
-        shapes = [(int(h), int(w)) for h, w in spatial_shapes.tolist()] \
-            if isinstance(spatial_shapes, Tensor) else spatial_shapes
+        shapes = (
+            [(int(h), int(w)) for h, w in spatial_shapes.tolist()]
+            if isinstance(spatial_shapes, Tensor)
+            else spatial_shapes
+        )
         out = src
         for layer in self.layers:
             out = layer(out, pos, reference_points, shapes, level_start_index, padding_mask)

@@ -5,6 +5,7 @@ All functions take mask *logits* and (possibly soft) targets in [0, 1], flattene
 per-frame ones). ``num_masks`` is the loss normaliser N_m (number of GT instances in the batch,
 averaged over workers, at least 1).
 """
+
 from typing import Optional
 
 import torch
@@ -12,8 +13,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def sigmoid_focal_loss(logits: Tensor, targets: Tensor, num_masks: float, alpha: float = 0.25,
-                       gamma: float = 2.0) -> Tensor:
+def sigmoid_focal_loss(
+    logits: Tensor, targets: Tensor, num_masks: float, alpha: float = 0.25, gamma: float = 2.0
+) -> Tensor:
     """RetinaNet focal loss, mean over pixels, summed over instances, divided by `num_masks`.
 
     Args:
@@ -31,12 +33,17 @@ def sigmoid_focal_loss(logits: Tensor, targets: Tensor, num_masks: float, alpha:
 
 
 def sigmoid_ce_loss(logits: Tensor, targets: Tensor, num_masks: float) -> Tensor:
-    """Binary cross-entropy, mean over pixels, summed over instances / `num_masks`. [N, P] -> scalar."""
-    return F.binary_cross_entropy_with_logits(logits, targets, reduction="none").mean(1).sum() / num_masks
+    """Binary cross-entropy, mean over pixels, summed over instances / `num_masks`. [N, P] ->
+    scalar."""
+    return (
+        F.binary_cross_entropy_with_logits(logits, targets, reduction="none").mean(1).sum()
+        / num_masks
+    )
 
 
 def dice_loss(logits: Tensor, targets: Tensor, num_masks: float) -> Tensor:
-    """1 - (2*sum(p*t) + 1) / (sum(p) + sum(t) + 1) per instance (p = sigmoid), summed / `num_masks`.
+    """1 - (2*sum(p*t) + 1) / (sum(p) + sum(t) + 1) per instance (p = sigmoid), summed /
+    `num_masks`.
 
     Args:
         logits, targets: [N, P].
@@ -63,8 +70,13 @@ def pairwise_dice_coefficient(logits: Tensor, targets: Tensor) -> Tensor:
     return (numerator + 1) / (denominator + 1)
 
 
-def pairwise_sigmoid_focal_cost(logits: Tensor, targets: Tensor, alpha: float = 0.25, gamma: float = 2.0,
-                                chunk_size: Optional[int] = None) -> Tensor:
+def pairwise_sigmoid_focal_cost(
+    logits: Tensor,
+    targets: Tensor,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+    chunk_size: Optional[int] = None,
+) -> Tensor:
     """Focal loss (mean over pixels) of every prediction against every target.
 
     Exact for soft targets (the focal modulation is not linear in the target, so no matmul
@@ -86,7 +98,7 @@ def pairwise_sigmoid_focal_cost(logits: Tensor, targets: Tensor, alpha: float = 
     prob = logits.sigmoid()[:, None]
     out = []
     for start in range(0, num_g, chunk_size):
-        tgt = targets[None, start:start + chunk_size]
+        tgt = targets[None, start : start + chunk_size]
         lg = logits[:, None].expand(-1, tgt.shape[1], -1)
         ce = F.binary_cross_entropy_with_logits(lg, tgt.expand(num_q, -1, -1), reduction="none")
         p_t = prob * tgt + (1 - prob) * (1 - tgt)

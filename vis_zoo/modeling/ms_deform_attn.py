@@ -7,7 +7,8 @@ level's width/height) is read at pixel coordinates (x * W - 0.5, y * H - 0.5), a
 the map read zeros.
 
 Memory: the official fallback stacks the samples of all levels into an
-[N * heads, head_dim, Lq, levels, points] tensor, multiplies by the weights and sums. Here each level
+[N * heads, head_dim, Lq, levels, points] tensor, multiplies by the weights and sums. Here each
+level
 is sampled, weighted and accumulated separately, so the largest temporary is one level's
 [N * heads, head_dim, Lq, points]. When gradients are needed, a custom autograd function keeps only
 its inputs (value, locations, weights) and recomputes each level's samples in the backward pass,
@@ -20,8 +21,9 @@ Shapes (Deformable-DETR convention):
     attention_weights   [N, Lq, heads, L, points]
     output              [N, Lq, heads * head_dim]
 """
+
 import math
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -64,8 +66,12 @@ def _check_core_inputs(value, shapes, sampling_locations, attention_weights):
             f"value has {s} tokens but spatial_shapes {shapes} describe {total} (sum of H*W)"
         )
     num_levels = len(shapes)
-    if sampling_locations.shape[0] != n or sampling_locations.shape[2] != heads \
-            or sampling_locations.shape[3] != num_levels or sampling_locations.shape[-1] != 2:
+    if (
+        sampling_locations.shape[0] != n
+        or sampling_locations.shape[2] != heads
+        or sampling_locations.shape[3] != num_levels
+        or sampling_locations.shape[-1] != 2
+    ):
         raise ValueError(
             f"sampling_locations must be [N={n}, Lq, heads={heads}, L={num_levels}, P, 2], "
             f"got {tuple(sampling_locations.shape)}"
@@ -84,7 +90,7 @@ def _level_values(value: torch.Tensor, shapes: List[Tuple[int, int]]) -> List[to
     value_t = value.permute(0, 2, 3, 1).reshape(n * heads, dim, s)
     out, start = [], 0
     for h, w in shapes:
-        out.append(value_t[:, :, start:start + h * w].unflatten(2, (h, w)))
+        out.append(value_t[:, :, start : start + h * w].unflatten(2, (h, w)))
         start += h * w
     return out
 
@@ -96,7 +102,9 @@ def _sample_level(value_l, locations_l, weights_l):
     -> [N*M, D, Lq]
     """
     grid = locations_l * 2 - 1  # grid_sample's [-1, 1] convention (align_corners=False)
-    samples = F.grid_sample(value_l, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    samples = F.grid_sample(
+        value_l, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+    )
     # samples [N*M, D, P, Lq]: with the queries innermost, the weighting is a few vectorised
     # multiply-adds over long contiguous rows (2-3x faster on CPU than reducing a trailing P axis).
     out = samples[:, :, 0] * weights_l[:, None, 0]
@@ -109,13 +117,16 @@ def _per_level_inputs(sampling_locations, attention_weights, level):
     """Level `level` of the locations/weights, heads folded into the batch, queries innermost:
     locations [N*M, P, Lq, 2], weights [N*M, P, Lq]."""
     n, lq, heads, _, points, _ = sampling_locations.shape
-    loc = sampling_locations[:, :, :, level].permute(0, 2, 3, 1, 4).reshape(n * heads, points, lq, 2)
+    loc = (
+        sampling_locations[:, :, :, level].permute(0, 2, 3, 1, 4).reshape(n * heads, points, lq, 2)
+    )
     wts = attention_weights[:, :, :, level].permute(0, 2, 3, 1).reshape(n * heads, points, lq)
     return loc, wts
 
 
 # Queries are processed in chunks whose per-level samples ([N*M, D, P, chunk]) stay about this size,
-# so that sampling and weighting run in cache (about 2x faster on CPU) and the temporary stays small.
+# so that sampling and weighting run in cache (about 2x faster on CPU) and the temporary stays
+# small.
 _SAMPLES_PER_CHUNK = 1 << 20
 
 
@@ -129,7 +140,10 @@ def _core_forward(value, shapes, sampling_locations, attention_weights):
         chunk = max(64, _SAMPLES_PER_CHUNK // max(1, n * heads * dim * points))
     outs = []
     for q0 in range(0, lq, chunk):
-        locs, wts_all = sampling_locations[:, q0:q0 + chunk], attention_weights[:, q0:q0 + chunk]
+        locs, wts_all = (
+            sampling_locations[:, q0 : q0 + chunk],
+            attention_weights[:, q0 : q0 + chunk],
+        )
         out = None
         for level, value_l in enumerate(values):
             loc, wts = _per_level_inputs(locs, wts_all, level)
@@ -142,7 +156,8 @@ def _core_forward(value, shapes, sampling_locations, attention_weights):
 
 
 class _MSDeformAttnRecompute(torch.autograd.Function):
-    """Deformable sampling whose backward recomputes each level's samples (saves only the inputs)."""
+    """Deformable sampling whose backward recomputes each level's samples (saves only the
+    inputs)."""
 
     @staticmethod
     def forward(ctx, value, sampling_locations, attention_weights, shapes):
@@ -157,7 +172,9 @@ class _MSDeformAttnRecompute(torch.autograd.Function):
         n, s, heads, dim = value.shape
         lq = sampling_locations.shape[1]
         # grad_out [N, Lq, M*D] -> [N*M, D, Lq], the layout of each level's contribution.
-        grad_out = grad_out.reshape(n, lq, heads, dim).permute(0, 2, 3, 1).reshape(n * heads, dim, lq)
+        grad_out = (
+            grad_out.reshape(n, lq, heads, dim).permute(0, 2, 3, 1).reshape(n * heads, dim, lq)
+        )
         need_v, need_loc, need_w = ctx.needs_input_grad[:3]
         grad_value_t = value.new_zeros(n * heads, dim, s) if need_v else None
         grad_loc = torch.zeros_like(sampling_locations) if need_loc else None
@@ -165,7 +182,7 @@ class _MSDeformAttnRecompute(torch.autograd.Function):
         start = 0
         for level, (h, w) in enumerate(shapes):
             with torch.enable_grad():
-                value_l = value.detach().permute(0, 2, 3, 1)[..., start:start + h * w]
+                value_l = value.detach().permute(0, 2, 3, 1)[..., start : start + h * w]
                 value_l = value_l.reshape(n * heads, dim, h, w).requires_grad_(need_v)
                 loc, wts = _per_level_inputs(
                     sampling_locations.detach(), attention_weights.detach(), level
@@ -173,10 +190,12 @@ class _MSDeformAttnRecompute(torch.autograd.Function):
                 loc.requires_grad_(need_loc)
                 wts.requires_grad_(need_w)
                 contrib = _sample_level(value_l, loc, wts)
-                inputs = [t for t, need in ((value_l, need_v), (loc, need_loc), (wts, need_w)) if need]
+                inputs = [
+                    t for t, need in ((value_l, need_v), (loc, need_loc), (wts, need_w)) if need
+                ]
                 grads = list(torch.autograd.grad(contrib, inputs, grad_out))
             if need_v:
-                grad_value_t[:, :, start:start + h * w] = grads.pop(0).flatten(2)
+                grad_value_t[:, :, start : start + h * w] = grads.pop(0).flatten(2)
             if need_loc:
                 g = grads.pop(0).view(n, heads, -1, lq, 2).permute(0, 3, 1, 2, 4)
                 grad_loc[:, :, :, level] = g
@@ -201,7 +220,8 @@ def ms_deform_attn_core(
 
     Args:
         value: [N, S, heads, head_dim].
-        spatial_shapes: [L, 2] (H_l, W_l) per level, in the order the levels are flattened in `value`.
+        spatial_shapes: [L, 2] (H_l, W_l) per level, in the order the levels are flattened in
+        `value`.
         sampling_locations: [N, Lq, heads, L, points, 2], (x, y) normalised to [0, 1].
         attention_weights: [N, Lq, heads, L, points] (already softmax-normalised by the caller).
         recompute_backward: when a gradient is needed, keep only the inputs and recompute the
@@ -221,7 +241,9 @@ def ms_deform_attn_core(
             t.to(compute_dtype) for t in (value, sampling_locations, attention_weights)
         )
         needs_grad = torch.is_grad_enabled() and (
-            value.requires_grad or sampling_locations.requires_grad or attention_weights.requires_grad
+            value.requires_grad
+            or sampling_locations.requires_grad
+            or attention_weights.requires_grad
         )
         if needs_grad and recompute_backward:
             out = _MSDeformAttnRecompute.apply(value_c, locations_c, weights_c, shapes)
@@ -266,7 +288,9 @@ def ms_deform_attn_core_reference(
                             for dx, wx in ((0, 1 - fx), (1, fx)):
                                 yy, xx = y0i + dy, x0i + dx
                                 if 0 <= yy < h and 0 <= xx < w:
-                                    sample = sample + wy * wx * value[n, starts[lvl] + yy * w + xx, m]
+                                    sample = (
+                                        sample + wy * wx * value[n, starts[lvl] + yy * w + xx, m]
+                                    )
                         acc = acc + attention_weights[n, q, m, lvl, p] * sample
                 per_head.append(acc)
             rows_q.append(torch.cat(per_head))
@@ -282,12 +306,23 @@ class MSDeformAttn(nn.Module):
     `output_proj` Linear(C, C).
     """
 
-    def __init__(self, d_model: int = 256, n_levels: int = 4, n_heads: int = 8, n_points: int = 4,
-                 recompute_backward: bool = True):
+    def __init__(
+        self,
+        d_model: int = 256,
+        n_levels: int = 4,
+        n_heads: int = 8,
+        n_points: int = 4,
+        recompute_backward: bool = True,
+    ):
         super().__init__()
         if d_model % n_heads != 0:
             raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
-        self.d_model, self.n_levels, self.n_heads, self.n_points = d_model, n_levels, n_heads, n_points
+        self.d_model, self.n_levels, self.n_heads, self.n_points = (
+            d_model,
+            n_levels,
+            n_heads,
+            n_points,
+        )
         self.recompute_backward = recompute_backward
         self.sampling_offsets = nn.Linear(d_model, n_heads * n_levels * n_points * 2)
         self.attention_weights = nn.Linear(d_model, n_heads * n_levels * n_points)
@@ -301,7 +336,7 @@ class MSDeformAttn(nn.Module):
         nn.init.constant_(self.sampling_offsets.weight, 0.0)
         thetas = torch.arange(self.n_heads, dtype=torch.float32) * (2.0 * math.pi / self.n_heads)
         grid = torch.stack([thetas.cos(), thetas.sin()], -1)
-        grid = (grid / grid.abs().max(-1, keepdim=True)[0])
+        grid = grid / grid.abs().max(-1, keepdim=True)[0]
         grid = grid.view(self.n_heads, 1, 1, 2).repeat(1, self.n_levels, self.n_points, 1)
         for i in range(self.n_points):
             grid[:, :, i, :] *= i + 1
@@ -326,8 +361,12 @@ class MSDeformAttn(nn.Module):
             locations [N, Lq, heads, L, points, 2], weights [N, Lq, heads, L, points].
         """
         n, lq, _ = query.shape
-        offsets = self.sampling_offsets(query).view(n, lq, self.n_heads, self.n_levels, self.n_points, 2)
-        weights = self.attention_weights(query).view(n, lq, self.n_heads, self.n_levels * self.n_points)
+        offsets = self.sampling_offsets(query).view(
+            n, lq, self.n_heads, self.n_levels, self.n_points, 2
+        )
+        weights = self.attention_weights(query).view(
+            n, lq, self.n_heads, self.n_levels * self.n_points
+        )
         weights = weights.softmax(-1).view(n, lq, self.n_heads, self.n_levels, self.n_points)
         if reference_points.shape[-1] == 2:
             if not isinstance(spatial_shapes, torch.Tensor):
@@ -335,20 +374,32 @@ class MSDeformAttn(nn.Module):
             # offsets are in pixels of each level: divide by (W_l, H_l)
             normalizer = torch.stack([spatial_shapes[..., 1], spatial_shapes[..., 0]], -1)
             normalizer = normalizer.to(device=query.device, dtype=query.dtype)
-            locations = reference_points[:, :, None, :, None, :] \
+            locations = (
+                reference_points[:, :, None, :, None, :]
                 + offsets / normalizer[None, None, None, :, None, :]
+            )
         elif reference_points.shape[-1] == 4:
             # offsets are relative to the box: at most half its size for the farthest point
-            locations = reference_points[:, :, None, :, None, :2] \
+            locations = (
+                reference_points[:, :, None, :, None, :2]
                 + offsets / self.n_points * reference_points[:, :, None, :, None, 2:] * 0.5
+            )
         else:
             raise ValueError(
-                f"reference_points must end in 2 or 4 coordinates, got {tuple(reference_points.shape)}"
+                "reference_points must end in 2 or 4 coordinates, got "
+                f"{tuple(reference_points.shape)}"
             )
         return locations, weights
 
-    def sample_features(self, query, reference_points, input_flatten, spatial_shapes,
-                        level_start_index=None, input_padding_mask=None):
+    def sample_features(
+        self,
+        query,
+        reference_points,
+        input_flatten,
+        spatial_shapes,
+        level_start_index=None,
+        input_padding_mask=None,
+    ):
         """Deformably sampled values before `output_proj`: [N, Lq, C].
 
         input_flatten [N, S, C]; input_padding_mask [N, S] (True = padding, value zeroed).
@@ -357,8 +408,10 @@ class MSDeformAttn(nn.Module):
         n, s, _ = input_flatten.shape
         shapes = spatial_shapes_to_list(spatial_shapes)
         if sum(h * w for h, w in shapes) != s:
-            raise ValueError(f"input_flatten has {s} tokens, spatial_shapes {shapes} describe "
-                             f"{sum(h * w for h, w in shapes)}")
+            raise ValueError(
+                f"input_flatten has {s} tokens, spatial_shapes {shapes} describe "
+                f"{sum(h * w for h, w in shapes)}"
+            )
         value = self.value_proj(input_flatten)
         if input_padding_mask is not None:
             value = value.masked_fill(input_padding_mask[..., None], 0.0)
@@ -366,9 +419,23 @@ class MSDeformAttn(nn.Module):
         locations, weights = self.sampling(query, reference_points, spatial_shapes)
         return ms_deform_attn_core(value, shapes, locations, weights, self.recompute_backward)
 
-    def forward(self, query, reference_points, input_flatten, input_spatial_shapes,
-                input_level_start_index=None, input_padding_mask=None):
-        """Deformable attention of `query` [N, Lq, C] over `input_flatten` [N, S, C] -> [N, Lq, C]."""
-        sampled = self.sample_features(query, reference_points, input_flatten, input_spatial_shapes,
-                                       input_level_start_index, input_padding_mask)
+    def forward(
+        self,
+        query,
+        reference_points,
+        input_flatten,
+        input_spatial_shapes,
+        input_level_start_index=None,
+        input_padding_mask=None,
+    ):
+        """Deformable attention of `query` [N, Lq, C] over `input_flatten` [N, S, C] -> [N, Lq,
+        C]."""
+        sampled = self.sample_features(
+            query,
+            reference_points,
+            input_flatten,
+            input_spatial_shapes,
+            input_level_start_index,
+            input_padding_mask,
+        )
         return self.output_proj(sampled)

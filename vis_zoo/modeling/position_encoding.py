@@ -1,5 +1,6 @@
 """Sine position encodings: 2-D (DETR form, with the Deformable-DETR variant as options) and the
 time encoding that Mask2Former-VIS adds to it for clips."""
+
 import math
 from typing import Optional
 
@@ -20,7 +21,8 @@ class PositionEmbeddingSine2D(nn.Module):
     """Sine/cosine encoding of (y, x) pixel positions, as in DETR.
 
     For every not-padded pixel, the cumulative counts along y and x (1-based) are optionally
-    normalised to ``(e + offset) / (e_last + eps) * scale`` where ``e_last`` is the count at the last
+    normalised to ``(e + offset) / (e_last + eps) * scale`` where ``e_last`` is the count at the
+    last
     row/column. Each coordinate is encoded with ``num_pos_feats`` interleaved sin/cos channels of
     frequency ``temperature ** (2 * (i // 2) / num_pos_feats)``; the result is ``cat([y, x])``.
 
@@ -87,8 +89,13 @@ class PositionEmbeddingSineTime(nn.Module):
         temperature, scale, eps: as in `PositionEmbeddingSine2D` (normalised form).
     """
 
-    def __init__(self, num_channels: int, temperature: float = 10000.0, scale: float = 2 * math.pi,
-                 eps: float = 1e-6):
+    def __init__(
+        self,
+        num_channels: int,
+        temperature: float = 10000.0,
+        scale: float = 2 * math.pi,
+        eps: float = 1e-6,
+    ):
         super().__init__()
         self.num_channels = num_channels
         self.temperature = temperature
@@ -98,5 +105,6 @@ class PositionEmbeddingSineTime(nn.Module):
     def forward(self, num_frames: int, device: Optional[torch.device] = None) -> torch.Tensor:
         """float [T, num_channels] for a clip of `num_frames` frames."""
         frame = torch.arange(1, num_frames + 1, dtype=torch.float32, device=device)
-        return sine_channels(frame / (num_frames + self.eps) * self.scale, self.num_channels,
-                             self.temperature)
+        return sine_channels(
+            frame / (num_frames + self.eps) * self.scale, self.num_channels, self.temperature
+        )

@@ -8,6 +8,7 @@ not grow with the video length. RLE masks are appended to a disk-backed `RLEFram
 frame is finished, and every track's masks are a `StoredTrackMasks` sequence that reads them back
 on demand: the model's memory holds 12 bytes per frame of them, however many tracks and frames.
 """
+
 import os
 import tempfile
 from collections.abc import Sequence as SequenceABC
@@ -55,8 +56,9 @@ class RLEFrameStore:
         directory: where the file is created; None or "" for the system temporary folder (TMPDIR).
     """
 
-    def __init__(self, video_length: int, mask_size: Tuple[int, int],
-                 directory: Optional[str] = None):
+    def __init__(
+        self, video_length: int, mask_size: Tuple[int, int], directory: Optional[str] = None
+    ):
         self.video_length = int(video_length)
         self.mask_size = (int(mask_size[0]), int(mask_size[1]))
         self._file = tempfile.TemporaryFile(prefix="vis_zoo_masks_", dir=directory or None)
@@ -132,7 +134,8 @@ class StoredTrackMasks(SequenceABC):
 class VideoMaskWriter:
     """Collects the final mask of every (track, frame), frame by frame.
 
-    Called as ``writer(frame_idx, logits [n, h, w], valid bool [n])`` for the n tracks known when the
+    Called as ``writer(frame_idx, logits [n, h, w], valid bool [n])`` for the n tracks known when
+    the
     frame is finalised: logits are bilinearly upsampled (align_corners=False) to ``output_size`` and
     thresholded (``> mask_threshold``); invalid entries (track not predicted on that frame) are
     empty. Tracks created after a frame was written are empty on that frame. ``write_binary``
@@ -150,16 +153,24 @@ class VideoMaskWriter:
         store_dir: folder of the RLE store's temporary file (None: the system temporary folder).
     """
 
-    def __init__(self, video_length: int, output_size: Tuple[int, int], *, output_rle: bool = False,
-                 mask_threshold: float = 0.0, track_chunk: int = 16,
-                 store_dir: Optional[str] = None):
+    def __init__(
+        self,
+        video_length: int,
+        output_size: Tuple[int, int],
+        *,
+        output_rle: bool = False,
+        mask_threshold: float = 0.0,
+        track_chunk: int = 16,
+        store_dir: Optional[str] = None,
+    ):
         self.video_length = video_length
         self.output_size = (int(output_size[0]), int(output_size[1]))
         self.output_rle = output_rle
         self.mask_threshold = mask_threshold
         self.track_chunk = max(1, track_chunk)
-        self.store = (RLEFrameStore(video_length, self.output_size, store_dir) if output_rle
-                      else None)
+        self.store = (
+            RLEFrameStore(video_length, self.output_size, store_dir) if output_rle else None
+        )
         self._frames: List[Dict[int, Tensor]] = []  # bool output: per track, frame -> bool [H, W]
 
     def __call__(self, frame: int, logits: Tensor, valid: Tensor) -> None:
@@ -167,9 +178,10 @@ class VideoMaskWriter:
             raise IndexError(f"VideoMaskWriter: frame {frame} outside [0, {self.video_length})")
         binary = []
         for start in range(0, logits.shape[0], self.track_chunk):
-            chunk = logits[start:start + self.track_chunk]
-            up = F.interpolate(chunk[None].float(), size=self.output_size, mode="bilinear",
-                               align_corners=False)[0]
+            chunk = logits[start : start + self.track_chunk]
+            up = F.interpolate(
+                chunk[None].float(), size=self.output_size, mode="bilinear", align_corners=False
+            )[0]
             binary.append((up > self.mask_threshold).cpu())
         empty = torch.zeros((0, *self.output_size), dtype=torch.bool)
         self.write_binary(frame, torch.cat(binary) if binary else empty, valid)
@@ -224,8 +236,9 @@ def decode_track_masks(track_masks: Sequence[Optional[dict]]) -> Tensor:
     return out
 
 
-def select_track_classes(class_probs: Tensor, *, multi_class: bool, class_threshold: float
-                         ) -> Tuple[Tensor, Tensor, Tensor]:
+def select_track_classes(
+    class_probs: Tensor, *, multi_class: bool, class_threshold: float
+) -> Tuple[Tensor, Tensor, Tensor]:
     """Which (track, class) pairs to emit.
 
     Args:
@@ -240,16 +253,21 @@ def select_track_classes(class_probs: Tensor, *, multi_class: bool, class_thresh
         track_idx, labels = torch.where(fg > class_threshold)
         scores = fg[track_idx, labels]
     else:
-        scores, labels = fg.max(-1) if fg.shape[0] else (fg.new_zeros(0), fg.new_zeros(0, dtype=torch.long))
+        scores, labels = (
+            fg.max(-1) if fg.shape[0] else (fg.new_zeros(0), fg.new_zeros(0, dtype=torch.long))
+        )
         track_idx = torch.arange(fg.shape[0], device=fg.device)
     return track_idx, scores, labels
 
 
-def build_video_output(image_size: Tuple[int, int], scores: Tensor, labels: Tensor,
-                       masks: Sequence[object]) -> dict:
+def build_video_output(
+    image_size: Tuple[int, int], scores: Tensor, labels: Tensor, masks: Sequence[object]
+) -> dict:
     """The model-output contract dict (scores/labels moved to CPU)."""
     if len(masks) != len(scores) or len(labels) != len(scores):
-        raise ValueError(f"build_video_output: {len(scores)} scores, {len(labels)} labels, {len(masks)} masks")
+        raise ValueError(
+            f"build_video_output: {len(scores)} scores, {len(labels)} labels, {len(masks)} masks"
+        )
     return {
         "image_size": (int(image_size[0]), int(image_size[1])),
         "pred_scores": scores.detach().float().cpu(),
@@ -263,7 +281,8 @@ def empty_video_output(image_size: Tuple[int, int]) -> dict:
 
 
 def track_has_pixels(masks) -> bool:
-    """A track's masks (bool [T, H, W], or T RLE dicts / None) have at least one foreground pixel."""
+    """A track's masks (bool [T, H, W], or T RLE dicts / None) have at least one foreground
+    pixel."""
     if isinstance(masks, Tensor):
         return bool(masks.any())
     return any(m is not None and mask_util.area(m) > 0 for m in masks)
@@ -272,9 +291,15 @@ def track_has_pixels(masks) -> bool:
 OUTPUT_KEYS = ("image_size", "pred_scores", "pred_labels", "pred_masks")
 
 
-def check_video_output(output: dict, *, num_frames: int, image_size: Optional[Tuple[int, int]] = None,
-                       num_classes: Optional[int] = None, num_predictions: Optional[int] = None,
-                       rle: Optional[bool] = None) -> None:
+def check_video_output(
+    output: dict,
+    *,
+    num_frames: int,
+    image_size: Optional[Tuple[int, int]] = None,
+    num_classes: Optional[int] = None,
+    num_predictions: Optional[int] = None,
+    rle: Optional[bool] = None,
+) -> None:
     """Raise a ValueError saying what is wrong when `output` breaks the model-output contract.
 
     The contract (one dict per video): exactly the keys "image_size" (H, W) ints, "pred_scores"
@@ -289,12 +314,15 @@ def check_video_output(output: dict, *, num_frames: int, image_size: Optional[Tu
         num_predictions: the expected K; None accepts any.
         rle: True requires RLE masks, False bool tensors, None accepts either.
     """
+
     def fail(message: str):
         raise ValueError(f"model output breaks the output contract: {message}")
 
     if not isinstance(output, dict) or set(output) != set(OUTPUT_KEYS):
-        fail(f"keys {sorted(output) if isinstance(output, dict) else type(output).__name__}, "
-             f"expected {sorted(OUTPUT_KEYS)}")
+        fail(
+            f"keys {sorted(output) if isinstance(output, dict) else type(output).__name__}, "
+            f"expected {sorted(OUTPUT_KEYS)}"
+        )
     size = output["image_size"]
     if not (isinstance(size, tuple) and len(size) == 2 and all(isinstance(v, int) for v in size)):
         fail(f"image_size {size!r} is not a tuple of two ints")
@@ -311,16 +339,24 @@ def check_video_output(output: dict, *, num_frames: int, image_size: Optional[Tu
         fail(f"{len(scores)} predictions, expected {num_predictions}")
     if len(scores) and not bool(((scores >= 0) & (scores <= 1)).all()):
         fail(f"pred_scores outside [0, 1]: min {float(scores.min())}, max {float(scores.max())}")
-    if len(labels) and (int(labels.min()) < 0 or (num_classes is not None and int(labels.max()) >= num_classes)):
+    if len(labels) and (
+        int(labels.min()) < 0 or (num_classes is not None and int(labels.max()) >= num_classes)
+    ):
         fail(f"pred_labels outside [0, {num_classes}): {labels.tolist()}")
     height, width = size
     for track, track_masks in enumerate(masks):
         if isinstance(track_masks, Tensor):
             if rle is True:
                 fail(f"track {track}: a bool tensor where RLE masks were expected")
-            if track_masks.dtype != torch.bool or tuple(track_masks.shape) != (num_frames, height, width):
-                fail(f"track {track}: masks {_describe(track_masks)}, expected bool "
-                     f"[{num_frames}, {height}, {width}]")
+            if track_masks.dtype != torch.bool or tuple(track_masks.shape) != (
+                num_frames,
+                height,
+                width,
+            ):
+                fail(
+                    f"track {track}: masks {_describe(track_masks)}, expected bool "
+                    f"[{num_frames}, {height}, {width}]"
+                )
             continue
         if rle is False:
             fail(f"track {track}: {type(track_masks).__name__} where bool tensors were expected")
@@ -328,18 +364,27 @@ def check_video_output(output: dict, *, num_frames: int, image_size: Optional[Tu
             # written by VideoMaskWriter in the contract's form: the lengths and sizes say enough
             # (reading a long video's masks back from disk would cost more than the model call)
             if len(track_masks) != num_frames or track_masks.mask_size != (height, width):
-                fail(f"track {track}: {_describe(track_masks)}, expected {num_frames} RLE masks of "
-                     f"size [{height}, {width}]")
+                fail(
+                    f"track {track}: {_describe(track_masks)}, expected {num_frames} RLE masks of "
+                    f"size [{height}, {width}]"
+                )
             continue
         if not isinstance(track_masks, (list, tuple)) or len(track_masks) != num_frames:
-            fail(f"track {track}: {_describe(track_masks)}, expected {num_frames} RLE dicts or None")
+            fail(
+                f"track {track}: {_describe(track_masks)}, expected {num_frames} RLE dicts or None"
+            )
         for frame, mask in enumerate(track_masks):
             if mask is None:
                 continue
-            if not (isinstance(mask, dict) and tuple(mask.get("size", ())) == (height, width)
-                    and isinstance(mask.get("counts"), str)):
-                fail(f"track {track}, frame {frame}: not a COCO RLE of size [{height}, {width}] with "
-                     f"str counts: {str(mask)[:80]}")
+            if not (
+                isinstance(mask, dict)
+                and tuple(mask.get("size", ())) == (height, width)
+                and isinstance(mask.get("counts"), str)
+            ):
+                fail(
+                    f"track {track}, frame {frame}: not a COCO RLE of size [{height}, {width}] "
+                    f"with str counts: {str(mask)[:80]}"
+                )
 
 
 def _describe(value) -> str:

@@ -36,9 +36,10 @@ def match_queries_to_previous_frame(previous: Tensor, current: Tensor) -> Tensor
     if not bool(torch.isfinite(cost).all()):
         # A finite model gives finite embeddings at every resolution; NaN/inf here means diverged
         # training or corrupt weights, and any matching of such queries would be meaningless.
-        bad = (~torch.isfinite(previous).all(-1)).sum().item(), (
-            ~torch.isfinite(current).all(-1)
-        ).sum().item()
+        bad = (
+            (~torch.isfinite(previous).all(-1)).sum().item(),
+            (~torch.isfinite(current).all(-1)).sum().item(),
+        )
         raise FloatingPointError(
             f"non-finite query embeddings ({bad[0]} of {len(previous)} queries of the previous "
             f"frame, {bad[1]} of {len(current)} of this frame): the model diverged or its weights "

@@ -5,6 +5,7 @@ Sequence-first layout everywhere: tokens are [S, N, C] (S tokens, N sequences, C
 ``multihead_attn``, ``linear1``, ``linear2``, ``norm1..3``) match DETR's, so official checkpoints of
 DETR-derived methods map onto them one to one.
 """
+
 import copy
 from typing import Optional
 
@@ -35,15 +36,23 @@ def with_pos(tensor: Tensor, pos: Optional[Tensor]) -> Tensor:
 
 
 class TransformerEncoderLayer(nn.Module):
-    """Self-attention + FFN. Post-norm (DETR default): x = LN(x + SA(x+pos, x+pos, x)); x = LN(x + FFN(x)).
+    """Self-attention + FFN. Post-norm (DETR default): x = LN(x + SA(x+pos, x+pos, x)); x = LN(x +
+    FFN(x)).
     Pre-norm: x = x + SA(LN(x)+pos, ...); x = x + FFN(LN(x)).
 
     forward(src [S, N, C], src_mask [S, S] or [N*heads, S, S], src_key_padding_mask bool [N, S]
     (True = ignore), pos [S, N, C]) -> [S, N, C].
     """
 
-    def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
-                 activation: str = "relu", normalize_before: bool = False):
+    def __init__(
+        self,
+        d_model: int,
+        nhead: int,
+        dim_feedforward: int = 2048,
+        dropout: float = 0.1,
+        activation: str = "relu",
+        normalize_before: bool = False,
+    ):
         super().__init__()
         self.self_attn = MaskedMultiheadAttention(d_model, nhead, dropout=dropout)
         self.linear1 = nn.Linear(d_model, dim_feedforward)
@@ -59,19 +68,36 @@ class TransformerEncoderLayer(nn.Module):
     def _ffn(self, x: Tensor) -> Tensor:
         return self.linear2(self.dropout(self.activation(self.linear1(x))))
 
-    def forward(self, src: Tensor, src_mask: Optional[Tensor] = None,
-                src_key_padding_mask: Optional[Tensor] = None, pos: Optional[Tensor] = None) -> Tensor:
+    def forward(
+        self,
+        src: Tensor,
+        src_mask: Optional[Tensor] = None,
+        src_key_padding_mask: Optional[Tensor] = None,
+        pos: Optional[Tensor] = None,
+    ) -> Tensor:
         if self.normalize_before:
             src2 = self.norm1(src)
             q = k = with_pos(src2, pos)
-            src2 = self.self_attn(q, k, value=src2, attn_mask=src_mask,
-                                  key_padding_mask=src_key_padding_mask, need_weights=False)[0]
+            src2 = self.self_attn(
+                q,
+                k,
+                value=src2,
+                attn_mask=src_mask,
+                key_padding_mask=src_key_padding_mask,
+                need_weights=False,
+            )[0]
             src = src + self.dropout1(src2)
             src = src + self.dropout2(self._ffn(self.norm2(src)))
             return src
         q = k = with_pos(src, pos)
-        src2 = self.self_attn(q, k, value=src, attn_mask=src_mask,
-                              key_padding_mask=src_key_padding_mask, need_weights=False)[0]
+        src2 = self.self_attn(
+            q,
+            k,
+            value=src,
+            attn_mask=src_mask,
+            key_padding_mask=src_key_padding_mask,
+            need_weights=False,
+        )[0]
         src = self.norm1(src + self.dropout1(src2))
         src = self.norm2(src + self.dropout2(self._ffn(src)))
         return src
@@ -85,8 +111,15 @@ class TransformerDecoderLayer(nn.Module):
     query_pos [Q, N, C]) -> [Q, N, C].
     """
 
-    def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
-                 activation: str = "relu", normalize_before: bool = False):
+    def __init__(
+        self,
+        d_model: int,
+        nhead: int,
+        dim_feedforward: int = 2048,
+        dropout: float = 0.1,
+        activation: str = "relu",
+        normalize_before: bool = False,
+    ):
         super().__init__()
         self.self_attn = MaskedMultiheadAttention(d_model, nhead, dropout=dropout)
         self.multihead_attn = MaskedMultiheadAttention(d_model, nhead, dropout=dropout)
@@ -105,30 +138,59 @@ class TransformerDecoderLayer(nn.Module):
     def _ffn(self, x: Tensor) -> Tensor:
         return self.linear2(self.dropout(self.activation(self.linear1(x))))
 
-    def forward(self, tgt: Tensor, memory: Tensor, tgt_mask: Optional[Tensor] = None,
-                memory_mask: Optional[Tensor] = None, tgt_key_padding_mask: Optional[Tensor] = None,
-                memory_key_padding_mask: Optional[Tensor] = None, pos: Optional[Tensor] = None,
-                query_pos: Optional[Tensor] = None) -> Tensor:
+    def forward(
+        self,
+        tgt: Tensor,
+        memory: Tensor,
+        tgt_mask: Optional[Tensor] = None,
+        memory_mask: Optional[Tensor] = None,
+        tgt_key_padding_mask: Optional[Tensor] = None,
+        memory_key_padding_mask: Optional[Tensor] = None,
+        pos: Optional[Tensor] = None,
+        query_pos: Optional[Tensor] = None,
+    ) -> Tensor:
         if self.normalize_before:
             tgt2 = self.norm1(tgt)
             q = k = with_pos(tgt2, query_pos)
-            tgt2 = self.self_attn(q, k, value=tgt2, attn_mask=tgt_mask,
-                                  key_padding_mask=tgt_key_padding_mask, need_weights=False)[0]
+            tgt2 = self.self_attn(
+                q,
+                k,
+                value=tgt2,
+                attn_mask=tgt_mask,
+                key_padding_mask=tgt_key_padding_mask,
+                need_weights=False,
+            )[0]
             tgt = tgt + self.dropout1(tgt2)
             tgt2 = self.norm2(tgt)
-            tgt2 = self.multihead_attn(query=with_pos(tgt2, query_pos), key=with_pos(memory, pos),
-                                       value=memory, attn_mask=memory_mask,
-                                       key_padding_mask=memory_key_padding_mask, need_weights=False)[0]
+            tgt2 = self.multihead_attn(
+                query=with_pos(tgt2, query_pos),
+                key=with_pos(memory, pos),
+                value=memory,
+                attn_mask=memory_mask,
+                key_padding_mask=memory_key_padding_mask,
+                need_weights=False,
+            )[0]
             tgt = tgt + self.dropout2(tgt2)
             tgt = tgt + self.dropout3(self._ffn(self.norm3(tgt)))
             return tgt
         q = k = with_pos(tgt, query_pos)
-        tgt2 = self.self_attn(q, k, value=tgt, attn_mask=tgt_mask,
-                              key_padding_mask=tgt_key_padding_mask, need_weights=False)[0]
+        tgt2 = self.self_attn(
+            q,
+            k,
+            value=tgt,
+            attn_mask=tgt_mask,
+            key_padding_mask=tgt_key_padding_mask,
+            need_weights=False,
+        )[0]
         tgt = self.norm1(tgt + self.dropout1(tgt2))
-        tgt2 = self.multihead_attn(query=with_pos(tgt, query_pos), key=with_pos(memory, pos),
-                                   value=memory, attn_mask=memory_mask,
-                                   key_padding_mask=memory_key_padding_mask, need_weights=False)[0]
+        tgt2 = self.multihead_attn(
+            query=with_pos(tgt, query_pos),
+            key=with_pos(memory, pos),
+            value=memory,
+            attn_mask=memory_mask,
+            key_padding_mask=memory_key_padding_mask,
+            need_weights=False,
+        )[0]
         tgt = self.norm2(tgt + self.dropout2(tgt2))
         tgt = self.norm3(tgt + self.dropout3(self._ffn(tgt)))
         return tgt

@@ -1,11 +1,13 @@
 """Atomic file writes: a crash mid-write never leaves a truncated results file or checkpoint.
 
 `atomic_open(path)` writes `.<name>.<random>.tmp` next to `path` and renames it over `path` when the
-write succeeded. While it writes, it holds an exclusive `flock` on the temporary file; the kernel drops
+write succeeded. While it writes, it holds an exclusive `flock` on the temporary file; the kernel
+drops
 that lock when the writer exits, however it exits (kill -9 included). `remove_stale_temporary_files`
 relies on this: a temporary file it can lock belongs to no live writer and is removed, one it cannot
 lock is still being written and is left alone — whichever process or machine (over NFS) writes it.
 """
+
 import contextlib
 import errno
 import fnmatch
@@ -35,7 +37,9 @@ def _create_locked_temporary(directory: str, basename: str):
     while True:
         tmp = os.path.join(directory, _temporary_name(basename))
         try:
-            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+            fd = os.open(
+                tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666
+            )
         except FileExistsError:
             continue
         if fcntl is None:
@@ -63,7 +67,8 @@ def atomic_open(path: str, mode: str = "w"):
             yield f
             f.flush()
             os.fsync(f.fileno())
-            # Rename before closing: the lock must cover the temporary file for as long as it has its
+            # Rename before closing: the lock must cover the temporary file for as long as it has
+            # its
             # name, or a cleaner could take a complete file for an abandoned one.
             os.replace(tmp, path)
     except BaseException:
@@ -106,7 +111,8 @@ def remove_stale_temporary_files(directory: str, patterns: Iterable[str]) -> Lis
                 if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     continue  # a live writer holds it
                 raise
-            # Unlink while holding the lock: a writer that opened this name but has not locked it yet
+            # Unlink while holding the lock: a writer that opened this name but has not locked it
+            # yet
             # sees the file lose its name and retries with a new one.
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)

@@ -11,6 +11,7 @@ chunk or window at a time), so a video file is decoded sequentially, with a smal
 frames for overlapping windows; going backwards further than the cache reopens the file and skips
 forward. Memory stays bounded by the cache size, whatever the length of the video.
 """
+
 import collections
 import os
 import re
@@ -98,7 +99,9 @@ class VideoFileFrames(FrameSource):
             fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
             ok, first = cap.read()
             if not ok or first is None:
-                raise VideoReadError(f"video file {path!r}: OpenCV opened it but could not decode any frame")
+                raise VideoReadError(
+                    f"video file {path!r}: OpenCV opened it but could not decode any frame"
+                )
             count = 1
             while (max_frames is None or count < max_frames) and cap.grab():
                 count += 1
@@ -118,7 +121,9 @@ class VideoFileFrames(FrameSource):
         cap = self._cv2.VideoCapture(self.path)
         if not cap.isOpened():
             raise VideoReadError(
-                f"video file {self.path!r} cannot be opened by OpenCV (unsupported format or corrupt file)")
+                f"video file {self.path!r} cannot be opened by OpenCV (unsupported format or "
+                "corrupt file)"
+            )
         return cap
 
     def __len__(self) -> int:
@@ -135,15 +140,19 @@ class VideoFileFrames(FrameSource):
             self._cap, self._next = self._open(), 0
         while self._next < index:
             if not self._cap.grab():
-                raise VideoReadError(f"video file {self.path!r}: frame {self._next} cannot be decoded")
+                raise VideoReadError(
+                    f"video file {self.path!r}: frame {self._next} cannot be decoded"
+                )
             self._next += 1
         ok, frame = self._cap.read()
         if not ok or frame is None:
             raise VideoReadError(f"video file {self.path!r}: frame {index} cannot be decoded")
         self._next = index + 1
         if frame.shape[:2] != (self.height, self.width):
-            raise VideoReadError(f"video file {self.path!r}: frame {index} has size {frame.shape[:2]}, "
-                                 f"frame 0 has {(self.height, self.width)}")
+            raise VideoReadError(
+                f"video file {self.path!r}: frame {index} has size {frame.shape[:2]}, "
+                f"frame 0 has {(self.height, self.width)}"
+            )
         self._cache[index] = frame
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
@@ -156,16 +165,21 @@ class VideoFileFrames(FrameSource):
 
 
 class FrameFolderFrames(FrameSource):
-    """Frames stored as image files in one folder, in natural name order (frame_2 before frame_10)."""
+    """Frames stored as image files in one folder, in natural name order (frame_2 before
+    frame_10)."""
 
     def __init__(self, path: str, *, max_frames: Optional[int] = None, fps: float = 25.0):
         import cv2
 
         self._cv2 = cv2
         self.path = path
-        names = sorted((n for n in os.listdir(path) if n.lower().endswith(IMAGE_EXTENSIONS)), key=_natural_key)
+        names = sorted(
+            (n for n in os.listdir(path) if n.lower().endswith(IMAGE_EXTENSIONS)), key=_natural_key
+        )
         if not names:
-            raise VideoReadError(f"frame folder {path!r} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+            raise VideoReadError(
+                f"frame folder {path!r} holds no image files ({', '.join(IMAGE_EXTENSIONS)})"
+            )
         if max_frames is not None:
             names = names[:max_frames]
         self.files: List[str] = [os.path.join(path, n) for n in names]
@@ -180,37 +194,51 @@ class FrameFolderFrames(FrameSource):
         file = self.files[index]
         frame = self._cv2.imread(file, self._cv2.IMREAD_COLOR)
         if frame is None:
-            raise VideoReadError(f"frame folder {self.path!r}: cannot read image {file!r} (frame {index})")
+            raise VideoReadError(
+                f"frame folder {self.path!r}: cannot read image {file!r} (frame {index})"
+            )
         return frame
 
     def _read(self, index: int) -> np.ndarray:
         frame = self._imread(index)
         if frame.shape[:2] != (self.height, self.width):
-            raise VideoReadError(f"frame folder {self.path!r}: {self.files[index]!r} has size {frame.shape[:2]}, "
-                                 f"the first frame has {(self.height, self.width)}; all frames must have one size")
+            raise VideoReadError(
+                f"frame folder {self.path!r}: {self.files[index]!r} has size {frame.shape[:2]}, "
+                f"the first frame has {(self.height, self.width)}; all frames must have one size"
+            )
         return frame
 
 
 def open_frames(path: str, *, max_frames: Optional[int] = None, cache_size: int = 8) -> FrameSource:
-    """A video file or a folder of frame images -> a lazy FrameSource. Raises VideoReadError with the
+    """A video file or a folder of frame images -> a lazy FrameSource. Raises VideoReadError with
+    the
     path when it does not exist, is empty or cannot be decoded."""
     if max_frames is not None and max_frames < 1:
         raise ValueError(f"max_frames must be >= 1, got {max_frames}")
     if os.path.isdir(path):
         return FrameFolderFrames(path, max_frames=max_frames)
     if not os.path.exists(path):
-        raise VideoReadError(f"input {path!r} does not exist (expected a video file or a folder of frames)")
+        raise VideoReadError(
+            f"input {path!r} does not exist (expected a video file or a folder of frames)"
+        )
     return VideoFileFrames(path, cache_size=cache_size, max_frames=max_frames)
 
 
 class MappedFrames(Sequence):
     """A lazy view `fn(source[i])` of a frame sequence, for the model's "image" input.
 
-    `fn` runs when a frame is indexed (nothing is precomputed); `on_first_read(i)` is called the first
+    `fn` runs when a frame is indexed (nothing is precomputed); `on_first_read(i)` is called the
+    first
     time frame i is produced (used to drive a progress bar while the model consumes the video).
     """
 
-    def __init__(self, source: Sequence, fn: Callable, *, on_first_read: Optional[Callable[[int], None]] = None):
+    def __init__(
+        self,
+        source: Sequence,
+        fn: Callable,
+        *,
+        on_first_read: Optional[Callable[[int], None]] = None,
+    ):
         self.source = source
         self.fn = fn
         self.on_first_read = on_first_read

@@ -96,7 +96,8 @@ __all__ = [
 ]
 
 
-# ------------------------------------------------------------------------------------------ settings
+# ------------------------------------------------------------------------------------------
+# settings
 @dataclass
 class BenchmarkEntry:
     """One row: `key` = "<method>/<config name>"."""
@@ -323,8 +324,14 @@ def benchmark_entry(
 
     if "long_video" in stages:
         row["long_video"] = measure_long_video(
-            entry.config_file, settings.long_video_points, device=settings.device,
-            threads=settings.threads, opts=opts, timeout_s=settings.child_timeout_s * 8, step=step)
+            entry.config_file,
+            settings.long_video_points,
+            device=settings.device,
+            threads=settings.threads,
+            opts=opts,
+            timeout_s=settings.child_timeout_s * 8,
+            step=step,
+        )
         failed = [p for p in row["long_video"]["points"] if "error" in p]
         if failed:
             row["errors"]["long_video"] = failed[0]["error"]
@@ -389,9 +396,12 @@ def run_benchmark(
     root: Optional[str] = None,
     train_script: Optional[str] = None,
 ) -> Dict[str, object]:
-    """Benchmark every entry; each row is merged into the results file as soon as it is done (rows not
-    benchmarked now are kept), so a partial rerun (a subset of methods or stages) updates only those.
-    `accuracy_from` ({row key: `accuracy_from_run` output}): those rows' accuracy comes from a finished
+    """Benchmark every entry; each row is merged into the results file as soon as it is done (rows
+    not
+    benchmarked now are kept), so a partial rerun (a subset of methods or stages) updates only
+    those.
+    `accuracy_from` ({row key: `accuracy_from_run` output}): those rows' accuracy comes from a
+    finished
     run (never retrained); keys that are not benchmarked now are filled into their existing rows.
     `root` and `train_script`: see `benchmark_entry`."""
     from tqdm import tqdm

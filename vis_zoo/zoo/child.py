@@ -49,7 +49,8 @@ def start_memory_watchdog(limit_gb: float, interval_s: float = 0.02) -> None:
             if rss > limit_gb:
                 emit(
                     {
-                        "error": f"resident memory {rss:.2f} GB passed the limit of {limit_gb:.2f} GB",
+                        "error": f"resident memory {rss:.2f} GB passed the limit of {limit_gb:.2f} "
+                        "GB",
                         "over_budget": True,
                         "peak_gb": rss,
                     }

@@ -1,15 +1,18 @@
 """Inference speed and peak memory of any VIS Zoo model on a random video.
 
-Each (config, T) pair is measured in a fresh Python process (``python -m vis_zoo.zoo.speed``), so the
+Each (config, T) pair is measured in a fresh Python process (``python -m vis_zoo.zoo.speed``), so
+the
 peak resident memory (``ru_maxrss``) is that measurement's own. In the child: torch uses exactly
 ``threads`` threads; the model is built from the config with random weights and put in eval mode;
-one warm-up call is excluded (`measure_speed(..., warmup=False)` skips it: the benchmark's memory probes
+one warm-up call is excluded (`measure_speed(..., warmup=False)` skips it: the benchmark's memory
+probes
 need the peak of one call only); then ``repeats`` timed calls of ``model([video])`` under
 ``torch.no_grad()`` (each the whole pipeline: backbone, heads, association, masks at original size)
 give frames per second = T / median time. The video is T random uint8 frames of the given size,
 made as the model reads them (`RandomFrames`: none is held in memory), given at that size
 (``height``/``width`` equal to the frame size, i.e. no resizing after the model).
 """
+
 import argparse
 import json
 import os
@@ -40,7 +43,9 @@ class SpeedResult:
     peak_cuda_gb: Optional[float]  # peak CUDA memory allocated, when on CUDA
     device: str
     load_avg_1min: float  # system load when the measurement ended (other processes skew timings)
-    mode: str = "model"  # "model": the whole inference; "backbone": model.backbone alone on the frames
+    mode: str = (
+        "model"  # "model": the whole inference; "backbone": model.backbone alone on the frames
+    )
 
 
 class RandomFrames(Sequence):
@@ -64,25 +69,47 @@ class RandomFrames(Sequence):
         return torch.randint(0, 256, (3, self.height, self.width), dtype=torch.uint8, generator=g)
 
 
-def random_video(num_frames: int, height: int, width: int, seed: int = 0,
-                 lazy: bool = False) -> dict:
+def random_video(
+    num_frames: int, height: int, width: int, seed: int = 0, lazy: bool = False
+) -> dict:
     """A test-mapper-like input: T uint8 RGB frames [3, H, W], in a list, or with `lazy` a
     `RandomFrames` sequence that makes each frame when the model reads it."""
     if lazy:
         frames = RandomFrames(num_frames, height, width, seed)
     else:
         g = torch.Generator().manual_seed(seed)
-        frames = [torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=g)
-                  for _ in range(num_frames)]
-    return {"video_id": 0, "height": height, "width": width, "length": num_frames,
-            "frame_idx": list(range(num_frames)), "file_names": [""] * num_frames, "image": frames}
+        frames = [
+            torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=g)
+            for _ in range(num_frames)
+        ]
+    return {
+        "video_id": 0,
+        "height": height,
+        "width": width,
+        "length": num_frames,
+        "frame_idx": list(range(num_frames)),
+        "file_names": [""] * num_frames,
+        "image": frames,
+    }
 
 
-def measure_speed(config_file: str, frames: int, height: int, width: int, *, threads: int = 2, repeats: int = 3,
-                  opts: Sequence[str] = (), seed: int = 0, mode: str = "model", warmup: bool = True) -> SpeedResult:
+def measure_speed(
+    config_file: str,
+    frames: int,
+    height: int,
+    width: int,
+    *,
+    threads: int = 2,
+    repeats: int = 3,
+    opts: Sequence[str] = (),
+    seed: int = 0,
+    mode: str = "model",
+    warmup: bool = True,
+) -> SpeedResult:
     """Measure in this process (use `measure_speed_in_subprocess` for a clean peak memory).
 
-    mode "backbone" times ``model.backbone`` alone on the normalised frames, MODEL.VIS.TEST_CHUNK_SIZE
+    mode "backbone" times ``model.backbone`` alone on the normalised frames,
+    MODEL.VIS.TEST_CHUNK_SIZE
     frames per call: the reference cost that the rest of the pipeline adds to (a load-independent
     way to compare implementations is total time / backbone time measured in the same run).
     """
@@ -105,7 +132,7 @@ def measure_speed(config_file: str, frames: int, height: int, width: int, *, thr
 
     def run_backbone():
         for start in range(0, frames, chunk):
-            x = torch.stack([f.to(device).float() for f in video["image"][start:start + chunk]])
+            x = torch.stack([f.to(device).float() for f in video["image"][start : start + chunk]])
             model.backbone((x - pixel_mean) / pixel_std)
 
     def run():
@@ -128,17 +155,36 @@ def measure_speed(config_file: str, frames: int, height: int, width: int, *, thr
     times = [run() for _ in range(repeats)]
     median = statistics.median(times)
     return SpeedResult(
-        config_file=config_file, frames=frames, height=height, width=width, threads=threads,
-        fps=frames / median, median_s=median, times_s=times, peak_rss_gb=peak_rss_gb(),
+        config_file=config_file,
+        frames=frames,
+        height=height,
+        width=width,
+        threads=threads,
+        fps=frames / median,
+        median_s=median,
+        times_s=times,
+        peak_rss_gb=peak_rss_gb(),
         peak_cuda_gb=peak_cuda_gb() if device.type == "cuda" else None,
-        device=str(device), load_avg_1min=os.getloadavg()[0], mode=mode,
+        device=str(device),
+        load_avg_1min=os.getloadavg()[0],
+        mode=mode,
     )
 
 
-def measure_model_vs_backbone(config_file: str, frames: int, height: int, width: int, *, threads: int = 1,
-                              repeats: int = 3, opts: Sequence[str] = ()) -> dict:
-    """Whole-inference time over backbone-alone time, the two interleaved in this process so that both
-    see the same machine load. Returns {"backbone_s": [...], "model_s": [...], "ratio": median ratio}.
+def measure_model_vs_backbone(
+    config_file: str,
+    frames: int,
+    height: int,
+    width: int,
+    *,
+    threads: int = 1,
+    repeats: int = 3,
+    opts: Sequence[str] = (),
+) -> dict:
+    """Whole-inference time over backbone-alone time, the two interleaved in this process so that
+    both
+    see the same machine load. Returns {"backbone_s": [...], "model_s": [...], "ratio": median
+    ratio}.
     Comparing this ratio with another implementation's (its backbone time / its model time) gives a
     speed-up that does not depend on how busy the machine is."""
     from detectron2.modeling import build_model
@@ -157,7 +203,7 @@ def measure_model_vs_backbone(config_file: str, frames: int, height: int, width:
 
     def backbone():
         for start in range(0, frames, chunk):
-            x = torch.stack([f.to(device).float() for f in video["image"][start:start + chunk]])
+            x = torch.stack([f.to(device).float() for f in video["image"][start : start + chunk]])
             model.backbone((x - mean) / std)
 
     def timed(fn):
@@ -176,15 +222,22 @@ def measure_model_vs_backbone(config_file: str, frames: int, height: int, width:
         for _ in range(repeats):
             backbone_s.append(timed(backbone))
             model_s.append(timed(lambda: model([video])))
-    return {"frames": frames, "backbone_s": backbone_s, "model_s": model_s,
-            "ratio": statistics.median(model_s) / statistics.median(backbone_s)}
+    return {
+        "frames": frames,
+        "backbone_s": backbone_s,
+        "model_s": model_s,
+        "ratio": statistics.median(model_s) / statistics.median(backbone_s),
+    }
 
 
-def run_measurement_child(cmd: Sequence[str], threads: int, *, timeout: float = 3600,
-                          what: str = "speed measurement") -> dict:
-    """Run one measurement `cmd` in a fresh interpreter (OMP/MKL_NUM_THREADS = threads, so the peak memory
+def run_measurement_child(
+    cmd: Sequence[str], threads: int, *, timeout: float = 3600, what: str = "speed measurement"
+) -> dict:
+    """Run one measurement `cmd` in a fresh interpreter (OMP/MKL_NUM_THREADS = threads, so the peak
+    memory
     and thread pool are its own) and return the JSON object on the last `{`-line of its stdout.
-    Raises RuntimeError naming `what`, with the child's stderr, when it fails or prints no result."""
+    Raises RuntimeError naming `what`, with the child's stderr, when it fails or prints no
+    result."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     proc = subprocess.run(list(cmd), capture_output=True, text=True, env=env, timeout=timeout)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -193,16 +246,46 @@ def run_measurement_child(cmd: Sequence[str], threads: int, *, timeout: float = 
     return json.loads(lines[-1])
 
 
-def measure_speed_in_subprocess(config_file: str, frames: int, height: int, width: int, *, threads: int = 2,
-                                repeats: int = 3, opts: Sequence[str] = (), timeout: float = 3600,
-                                mode: str = "model", warmup: bool = True) -> SpeedResult:
+def measure_speed_in_subprocess(
+    config_file: str,
+    frames: int,
+    height: int,
+    width: int,
+    *,
+    threads: int = 2,
+    repeats: int = 3,
+    opts: Sequence[str] = (),
+    timeout: float = 3600,
+    mode: str = "model",
+    warmup: bool = True,
+) -> SpeedResult:
     """Run `measure_speed` in a fresh interpreter; raises RuntimeError with its stderr on failure.
     `warmup=False` times the first call (a long-video measurement cannot afford a second one)."""
-    cmd = [sys.executable, "-m", "vis_zoo.zoo.speed", "--config-file", config_file, "--frames", str(frames),
-           "--size", str(height), str(width), "--threads", str(threads), "--repeats", str(repeats),
-           "--mode", mode, *([] if warmup else ["--no-warmup"]), *opts]
-    return SpeedResult(**run_measurement_child(cmd, threads, timeout=timeout,
-                                               what=f"speed measurement (T={frames}, {config_file})"))
+    cmd = [
+        sys.executable,
+        "-m",
+        "vis_zoo.zoo.speed",
+        "--config-file",
+        config_file,
+        "--frames",
+        str(frames),
+        "--size",
+        str(height),
+        str(width),
+        "--threads",
+        str(threads),
+        "--repeats",
+        str(repeats),
+        "--mode",
+        mode,
+        *([] if warmup else ["--no-warmup"]),
+        *opts,
+    ]
+    return SpeedResult(
+        **run_measurement_child(
+            cmd, threads, timeout=timeout, what=f"speed measurement (T={frames}, {config_file})"
+        )
+    )
 
 
 def format_speed_table(results: Sequence[SpeedResult], reference: Optional[dict] = None) -> str:
@@ -217,7 +300,8 @@ def format_speed_table(results: Sequence[SpeedResult], reference: Optional[dict]
         row = f"| {r.frames} | {r.fps:.2f} | {r.median_s:.2f} | {r.peak_rss_gb:.2f} |"
         if reference and r.frames in reference:
             ref_fps, ref_gb = reference[r.frames]
-            row += f" {ref_fps:.2f} | {ref_gb:.1f} | {r.fps / ref_fps:.2f}x | {r.peak_rss_gb / ref_gb:.2f} |"
+            speedup, memory_ratio = r.fps / ref_fps, r.peak_rss_gb / ref_gb
+            row += f" {ref_fps:.2f} | {ref_gb:.1f} | {speedup:.2f}x | {memory_ratio:.2f} |"
         elif reference:
             row += " | | | |"
         rows.append(row)
@@ -225,7 +309,9 @@ def format_speed_table(results: Sequence[SpeedResult], reference: Optional[dict]
 
 
 def _child(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="one speed measurement (run by measure_speed_in_subprocess)")
+    parser = argparse.ArgumentParser(
+        description="one speed measurement (run by measure_speed_in_subprocess)"
+    )
     parser.add_argument("--config-file", required=True)
     parser.add_argument("--frames", type=int, required=True)
     parser.add_argument("--size", type=int, nargs=2, required=True)
@@ -235,9 +321,17 @@ def _child(argv=None) -> None:
     parser.add_argument("--no-warmup", action="store_true", help="time the first call")
     parser.add_argument("opts", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
-    result = measure_speed(args.config_file, args.frames, args.size[0], args.size[1], threads=args.threads,
-                           repeats=args.repeats, opts=args.opts, mode=args.mode,
-                           warmup=not args.no_warmup)
+    result = measure_speed(
+        args.config_file,
+        args.frames,
+        args.size[0],
+        args.size[1],
+        threads=args.threads,
+        repeats=args.repeats,
+        opts=args.opts,
+        mode=args.mode,
+        warmup=not args.no_warmup,
+    )
     print(json.dumps(asdict(result)))
 
 

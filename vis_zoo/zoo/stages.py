@@ -85,8 +85,10 @@ def config_facts(cfg) -> Dict[str, object]:
 def random_training_batch(
     num_videos: int, num_frames: int, height: int, width: int, num_classes: int, seed: int = 0
 ) -> List[dict]:
-    """Training-mapper-like inputs: per video T random uint8 frames [3, H, W] and T `Instances` with two
-    tracks (rectangles moving right; track 1 absent in frame 0 when T > 1, gt_ids -1 and empty mask).
+    """Training-mapper-like inputs: per video T random uint8 frames [3, H, W] and T `Instances` with
+    two
+    tracks (rectangles moving right; track 1 absent in frame 0 when T > 1, gt_ids -1 and empty
+    mask).
     """
     import torch
     from detectron2.structures import BitMasks, Instances
@@ -143,9 +145,11 @@ def _sdpa_flop_jit(inputs, outputs) -> int:
 
 
 def processed_frames(model, num_frames: int) -> int:
-    """Frames a model actually runs on for a `num_frames`-frame video: `model.processed_frames(T)` when
+    """Frames a model actually runs on for a `num_frames`-frame video: `model.processed_frames(T)`
+    when
     the model defines that hook (a fixed-clip model such as VisTR tiles a shorter video to its whole
-    clip), else T. GFLOPs per frame divide by this, so that a 2-frame count of a 36-frame-clip model is
+    clip), else T. GFLOPs per frame divide by this, so that a 2-frame count of a 36-frame-clip model
+    is
     not the cost of 36 frames spread over 2."""
     hook = getattr(model, "processed_frames", None)
     if hook is None:
@@ -161,7 +165,8 @@ def processed_frames(model, num_frames: int) -> int:
 def count_gflops_per_frame(model, num_frames: int, height: int, width: int) -> Dict[str, object]:
     """fvcore FlopCountAnalysis of one inference call on a random T-frame video.
 
-    Returns "gflops_per_video" (the whole call), "flops_frames" (T), "flops_processed_frames" (P, see
+    Returns "gflops_per_video" (the whole call), "flops_frames" (T), "flops_processed_frames" (P,
+    see
     `processed_frames`) and "gflops_per_frame" = gflops_per_video / P."""
     import torch
     from fvcore.nn import FlopCountAnalysis
@@ -169,7 +174,8 @@ def count_gflops_per_frame(model, num_frames: int, height: int, width: int) -> D
     from vis_zoo.zoo.speed import random_video
 
     class VideoToTensors(torch.nn.Module):
-        """Traceable wrapper: frames [T, 3, H, W] -> scores and per-track mask sums (so every op that
+        """Traceable wrapper: frames [T, 3, H, W] -> scores and per-track mask sums (so every op
+        that
         makes the outputs is part of the traced graph)."""
 
         def __init__(self, inner):
@@ -215,7 +221,8 @@ def count_gflops_per_frame(model, num_frames: int, height: int, width: int) -> D
 def measure_train_step(
     cfg, model, *, iters: int, batch: int, height: int, width: int
 ) -> Dict[str, object]:
-    """Median seconds of forward + backward + optimizer step on a random batch (one warm-up step)."""
+    """Median seconds of forward + backward + optimizer step on a random batch (one warm-up
+    step)."""
     import torch
 
     from vis_zoo.config import num_classes_from_config
@@ -298,7 +305,8 @@ def child_train(spec: dict) -> dict:
 
 
 def child_probe(spec: dict) -> dict:
-    """One max-frames probe: `vis_zoo.zoo.speed.measure_speed` on a T-frame video as one window, under
+    """One max-frames probe: `vis_zoo.zoo.speed.measure_speed` on a T-frame video as one window,
+    under
     a memory watchdog (CPU) or a CUDA memory fraction (CUDA) at the budget."""
     import torch
 
@@ -358,9 +366,11 @@ def child_probe(spec: dict) -> dict:
 
 
 def search_max_frames(probe: Callable[[int], dict], *, start: int, cap: int) -> Dict[str, object]:
-    """Largest T with `probe(T)` within budget (probe returns a dict; "error" or over_budget = fail).
+    """Largest T with `probe(T)` within budget (probe returns a dict; "error" or over_budget =
+    fail).
 
-    T doubles from `start` (clipped to `cap`) until a failure or the cap, then bisects between the last
+    T doubles from `start` (clipped to `cap`) until a failure or the cap, then bisects between the
+    last
     success and the first failure to within max(1, 1/8 of the success)."""
     if start < 1 or cap < 1:
         raise ValueError(f"max-frames search needs start >= 1 and cap >= 1, got {start}, {cap}")

@@ -84,7 +84,8 @@ def display_name(row: dict) -> str:
 
 
 def sorted_rows(results: dict) -> List[dict]:
-    """Synthetic configs first (they carry the accuracy), then the others; methods alphabetically."""
+    """Synthetic configs first (they carry the accuracy), then the others; methods
+    alphabetically."""
     rows = list(results.get("rows", {}).values())
     return sorted(
         rows,
@@ -137,10 +138,12 @@ def _describe_settings(row: dict) -> str:
     s = row.get("settings", {})
     quick = " **quick smoke run (tiny sizes; numbers not meaningful)**" if s.get("quick") else ""
     return (
-        f"{machine_string(row.get('machine', {}))}; T = {s.get('frames')} frames per video for time, "
+        f"{machine_string(row.get('machine', {}))}; T = {s.get('frames')} frames per video for "
+        "time, "
         f"FPS and peak memory (median of {s.get('repeats')} runs after one warm-up), "
         f"{s.get('flops_frames')} for GFLOPs; memory "
-        f"budget {s.get('budget_gb')} GB for the largest T (search capped at {s.get('max_frames_cap')}); "
+        f"budget {s.get('budget_gb')} GB for the largest T (search capped at "
+        f"{s.get('max_frames_cap')}); "
         f"training s/iter on {s.get('train_batch')} random video(s) of the config's "
         f"INPUT.SAMPLING_FRAME_NUM frames (median of {s.get('train_iters')}).{quick}"
     )
@@ -362,12 +365,18 @@ def render_table(results: dict, md_dir: str, repo_root: str, plot_files: Sequenc
         lines += ["", "Errors and notes:", ""] + notes
     long_video = long_video_table(rows, display_name)
     if long_video:
-        lines += ["", "### Long videos", "",
+        lines += [
+            "",
+            "### Long videos",
+            "",
             "Peak resident memory and milliseconds per frame of one model call on a random video "
             "of T frames (`--stages long_video`; one process per point, no warm-up, frames made as "
             "the model reads them). Growth: peak at the largest T measured over the peak at the "
             "smallest. Times depend on the machine's load (1-minute load average in the last "
-            "column).", "", long_video]
+            "column).",
+            "",
+            long_video,
+        ]
     if plot_files:
         lines.append("")
         for p in plot_files:
@@ -379,7 +388,8 @@ def render_table(results: dict, md_dir: str, repo_root: str, plot_files: Sequenc
 def update_model_zoo(
     md_path: str, results: dict, repo_root: str, plot_files: Sequence[str] = ()
 ) -> str:
-    """Regenerate the block between the markers in `md_path` (created if absent); returns the block."""
+    """Regenerate the block between the markers in `md_path` (created if absent); returns the
+    block."""
     from vis_zoo.utils.io import atomic_open
 
     md_dir = os.path.dirname(os.path.abspath(md_path))
@@ -425,8 +435,18 @@ def _mark_smoke_run(fig, rows: Sequence[dict]) -> None:
     """Stamp a figure of `--quick` rows so that nobody reads its numbers as measurements."""
     if not _is_smoke_run(rows):
         return
-    fig.text(0.5, 0.5, "SMOKE RUN", fontsize=64, color="red", alpha=0.18, ha="center",
-             va="center", rotation=25, weight="bold")
+    fig.text(
+        0.5,
+        0.5,
+        "SMOKE RUN",
+        fontsize=64,
+        color="red",
+        alpha=0.18,
+        ha="center",
+        va="center",
+        rotation=25,
+        weight="bold",
+    )
     fig.text(0.5, 0.005, SMOKE_RUN_NOTE, fontsize=9, color="red", ha="center", va="bottom")
 
 
@@ -463,8 +483,11 @@ def plot_memory_time(results: dict, path: str) -> Optional[str]:
     axes[1].yaxis.set_minor_formatter(ticker.NullFormatter())
     axes[0].legend(fontsize=7)
     title = "Inference peak memory and time versus video length (random weights)"
-    fig.suptitle(("SMOKE RUN - " if _is_smoke_run(rows) else "") + title, fontsize=10,
-                 color="red" if _is_smoke_run(rows) else "black")
+    fig.suptitle(
+        ("SMOKE RUN - " if _is_smoke_run(rows) else "") + title,
+        fontsize=10,
+        color="red" if _is_smoke_run(rows) else "black",
+    )
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     _mark_smoke_run(fig, rows)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

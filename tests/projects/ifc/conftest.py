@@ -1,4 +1,6 @@
-"""Fixtures of the IFC tests; the helpers live in ifc_helpers.py (importable by the test modules)."""
+"""Fixtures of the IFC tests; the helpers live in ifc_helpers.py (importable by the test
+modules)."""
+
 import pytest
 
 from ifc_helpers import tiny_model

@@ -1,4 +1,5 @@
 """Tiny IFC models and clips shared by the IFC tests (R18, hidden 32, 64x96 frames, T <= 3)."""
+
 import torch
 from detectron2.modeling import build_model
 from detectron2.structures import BitMasks, Boxes, Instances
@@ -43,22 +44,31 @@ def tiny_model(seed=0, **vis):
     return build_model(cfg)
 
 
-def make_video(num_frames=3, height=64, width=96, seed=0, absent=((1, 1),), with_instances=True, out_size=None):
-    """A clip with two tracks (classes 0 and 2); `absent` lists (track, frame) where a track is missing."""
+def make_video(
+    num_frames=3, height=64, width=96, seed=0, absent=((1, 1),), with_instances=True, out_size=None
+):
+    """A clip with two tracks (classes 0 and 2); `absent` lists (track, frame) where a track is
+    missing."""
     g = torch.Generator().manual_seed(seed)
     video = {
-        "video_id": seed, "length": num_frames, "frame_idx": list(range(num_frames)),
+        "video_id": seed,
+        "length": num_frames,
+        "frame_idx": list(range(num_frames)),
         "file_names": [f"frame{t}.jpg" for t in range(num_frames)],
-        "height": out_size[0] if out_size else height, "width": out_size[1] if out_size else width,
-        "image": [torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=g) for _ in range(num_frames)],
+        "height": out_size[0] if out_size else height,
+        "width": out_size[1] if out_size else width,
+        "image": [
+            torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=g)
+            for _ in range(num_frames)
+        ],
     }
     if with_instances:
         frames = []
         for t in range(num_frames):
             inst = Instances((height, width))
             masks = torch.zeros(2, height, width, dtype=torch.bool)
-            masks[0, 8:30, 10 + 2 * t:40 + 2 * t] = True
-            masks[1, 30:60, 50:90 - t] = True
+            masks[0, 8:30, 10 + 2 * t : 40 + 2 * t] = True
+            masks[1, 30:60, 50 : 90 - t] = True
             ids = torch.tensor([0, 1])
             for track, frame in absent:
                 if frame == t:
@@ -73,9 +83,9 @@ def make_video(num_frames=3, height=64, width=96, seed=0, absent=((1, 1),), with
     return video
 
 
-
 def detecting(model):
-    """Random heads often pick no-object for every query; lower its logit so that queries are kept."""
+    """Random heads often pick no-object for every query; lower its logit so that queries are
+    kept."""
     with torch.no_grad():
         model.class_embed.layers[-1].bias[-1] -= 5.0
     return model

@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -24,7 +23,10 @@ def test_forward_backward(model):
     assert all(torch.isfinite(v) and v.dim() == 0 for v in losses.values())
     sum(losses.values()).backward()
     grads = {n: p.grad for n, p in model.named_parameters()}
-    assert grads["transformer.memory_bus"] is not None and grads["transformer.memory_bus"].abs().sum() > 0
+    assert (
+        grads["transformer.memory_bus"] is not None
+        and grads["transformer.memory_bus"].abs().sum() > 0
+    )
     assert grads["mask_head.adapter2.weight"].abs().sum() > 0
     assert grads["backbone.res3.0.conv1.weight"].abs().sum() > 0
     assert not model.backbone.stem.conv1.weight.requires_grad  # FREEZE_AT = 2
@@ -81,7 +83,8 @@ def test_eval_output_contract_at_original_size(model):
 
 
 def test_eval_matches_direct_clip_forward(model):
-    """A video within one window: masks = bilinear upsampling of the clip's logits, scores = softmax."""
+    """A video within one window: masks = bilinear upsampling of the clip's logits, scores =
+    softmax."""
     detecting(model).eval()
     video = make_video(num_frames=3, with_instances=False, out_size=(80, 120))
     out = model([video])[0]
@@ -152,7 +155,9 @@ def test_memory_bus_is_the_only_inter_frame_path(model):
     def frame0_memory(v):
         with torch.no_grad():
             feats = model.frame_features(v["image"])
-            _, memory = model.transformer(feats["src"], feats["mask"], model.query_embed.weight, feats["pos"], 1, False)
+            _, memory = model.transformer(
+                feats["src"], feats["mask"], model.query_embed.weight, feats["pos"], 1, False
+            )
         return memory[0]
 
     assert not torch.allclose(frame0_memory(video), frame0_memory(other))

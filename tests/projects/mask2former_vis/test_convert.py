@@ -35,9 +35,9 @@ def test_converter_uses_every_tensor_and_names_what_is_wrong():
     official = fabricate_official(reference)
     model.load_state_dict(convert_official_state_dict({"model": official}, reference))
     for key, value in official.items():
-        assert torch.equal(
-            model.state_dict()[key.replace("static_query", "query_feat")], value
-        ), key
+        assert torch.equal(model.state_dict()[key.replace("static_query", "query_feat")], value), (
+            key
+        )
     with pytest.raises(ValueError, match="not used: vita_module.extra"):
         convert_official_state_dict({**official, "vita_module.extra": torch.zeros(1)}, reference)
     missing = {

@@ -35,8 +35,16 @@ TINY = TINY_DETECTOR + ["MODEL.MASK_FORMER.DEC_LAYERS", "3"]
 
 
 # A decoder alone: 16 channels, 5 queries, 3 classes, 3 layers (+ the initial prediction).
-TINY_DECODER = dict(in_channels=16, num_classes=3, hidden_dim=16, num_queries=5, nheads=2,
-                    dim_feedforward=32, dec_layers=4, mask_dim=16)
+TINY_DECODER = dict(
+    in_channels=16,
+    num_classes=3,
+    hidden_dim=16,
+    num_queries=5,
+    nheads=2,
+    dim_feedforward=32,
+    dec_layers=4,
+    mask_dim=16,
+)
 
 
 def tiny_model(extra=()):

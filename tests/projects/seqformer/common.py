@@ -1,4 +1,5 @@
 """Tiny SeqFormer configs and synthetic clips for the tests."""
+
 import torch
 from detectron2.structures import BitMasks, Boxes, Instances
 
@@ -30,7 +31,9 @@ def tiny_cfg(**overrides):
     return cfg
 
 
-def make_clip(num_frames=3, height=64, width=96, tracks=((0, 1), (2, 0)), absent=(), seed=0, video_id=1):
+def make_clip(
+    num_frames=3, height=64, width=96, tracks=((0, 1), (2, 0)), absent=(), seed=0, video_id=1
+):
     """One training clip: `tracks` = (class, start_x) per track; `absent` = (track, frame) pairs."""
     g = torch.Generator().manual_seed(seed)
     images, instances = [], []
@@ -46,15 +49,22 @@ def make_clip(num_frames=3, height=64, width=96, tracks=((0, 1), (2, 0)), absent
                 continue
             x = 8 + 20 * x0 + 3 * t
             y = 10 + 8 * i
-            masks[i, y:y + 20, x:x + 24] = True
+            masks[i, y : y + 20, x : x + 24] = True
             boxes[i] = torch.tensor([x, y, x + 24, y + 20], dtype=torch.float32)
-            img[:, y:y + 20, x:x + 24] = 200 - 60 * cls
+            img[:, y : y + 20, x : x + 24] = 200 - 60 * cls
         inst.gt_ids = ids
         inst.gt_classes = torch.tensor([c for c, _ in tracks], dtype=torch.long)
         inst.gt_boxes = Boxes(boxes)
         inst.gt_masks = BitMasks(masks)
         images.append(img)
         instances.append(inst)
-    return {"video_id": video_id, "height": height, "width": width, "length": num_frames,
-            "frame_idx": list(range(num_frames)), "file_names": [""] * num_frames,
-            "image": images, "instances": instances}
+    return {
+        "video_id": video_id,
+        "height": height,
+        "width": width,
+        "length": num_frames,
+        "frame_idx": list(range(num_frames)),
+        "file_names": [""] * num_frames,
+        "image": images,
+        "instances": instances,
+    }

@@ -1,5 +1,7 @@
-"""SeqFormer: training/eval forward on tiny clips, the box matcher, the mask head, the converter and the
+"""SeqFormer: training/eval forward on tiny clips, the box matcher, the mask head, the converter and
+the
 R-50 parameter count."""
+
 import re
 
 import pytest
@@ -31,16 +33,23 @@ def _test_input(clip):
 def test_train_forward_backward_all_layers_and_absent_frames():
     model = _model()
     model.train()
-    batch = [make_clip(seed=0), make_clip(seed=1, height=60, width=90, absent={(1, 0), (0, 2)}, video_id=2)]
+    batch = [
+        make_clip(seed=0),
+        make_clip(seed=1, height=60, width=90, absent={(1, 0), (0, 2)}, video_id=2),
+    ]
     losses = model(batch)
     expected = {"loss_ce", "loss_bbox", "loss_giou", "loss_mask", "loss_dice"}
     assert set(losses) == expected | {k + "_0" for k in expected}
     for k, v in losses.items():
         assert v.dim() == 0 and torch.isfinite(v), k
     sum(losses.values()).backward()
-    # every trained part gets a gradient (encoder's output_proj_box is unused, as in the official code)
-    no_grad = [n for n, p in model.named_parameters()
-               if p.requires_grad and p.grad is None and "output_proj_box" not in n]
+    # every trained part gets a gradient (encoder's output_proj_box is unused, as in the official
+    # code)
+    no_grad = [
+        n
+        for n, p in model.named_parameters()
+        if p.requires_grad and p.grad is None and "output_proj_box" not in n
+    ]
     assert not [n for n in no_grad if not n.startswith("transformer.encoder")], no_grad
     assert model.controller.layers[0].weight.grad.abs().sum() > 0
     assert model.mask_head.lay1.weight.grad.abs().sum() > 0
@@ -61,8 +70,10 @@ def test_train_targets_absent_frames_and_mask_subsampling():
     assert torch.equal(t["masks"][0, 0], gt[2::4, 2::4])
     # present box: normalised cxcywh
     x0, y0, x1, y1 = clip["instances"][0].gt_boxes.tensor[0].tolist()
-    torch.testing.assert_close(t["boxes"][0, 0], torch.tensor([(x0 + x1) / 192, (y0 + y1) / 128,
-                                                               (x1 - x0) / 96, (y1 - y0) / 64]))
+    torch.testing.assert_close(
+        t["boxes"][0, 0],
+        torch.tensor([(x0 + x1) / 192, (y0 + y1) / 128, (x1 - x0) / 96, (y1 - y0) / 64]),
+    )
 
 
 def test_train_with_no_objects_gives_finite_losses():
@@ -111,8 +122,14 @@ def test_eval_chunking_does_not_change_the_result():
 
 
 def test_eval_long_video_windows_and_rle():
-    model = _model(**{"MODEL.VIS.TEST_WINDOW_SIZE": 3, "MODEL.VIS.TEST_WINDOW_STRIDE": 2,
-                      "MODEL.VIS.TEST_CHUNK_SIZE": 2, "MODEL.VIS.OUTPUT_RLE": True})
+    model = _model(
+        **{
+            "MODEL.VIS.TEST_WINDOW_SIZE": 3,
+            "MODEL.VIS.TEST_WINDOW_STRIDE": 2,
+            "MODEL.VIS.TEST_CHUNK_SIZE": 2,
+            "MODEL.VIS.OUTPUT_RLE": True,
+        }
+    )
     model.eval()
     out = model([_test_input(make_clip(num_frames=7))])[0]
     assert len(out["pred_scores"]) > 0
@@ -122,21 +139,29 @@ def test_eval_long_video_windows_and_rle():
 
 
 def test_eval_matches_whole_video_reference_masks():
-    """Masks of the output equal the mask head run on all queries, then upsampled and thresholded."""
+    """Masks of the output equal the mask head run on all queries, then upsampled and
+    thresholded."""
     model = _model()
     model.eval()
     video = _test_input(make_clip(num_frames=3))
     out = model([video])[0]
     with torch.no_grad():
-        images = torch.stack([(f.float() - model.pixel_mean) / model.pixel_std for f in video["image"]])
+        images = torch.stack(
+            [(f.float() - model.pixel_mean) / model.pixel_std for f in video["image"]]
+        )
         mask = torch.zeros(images.shape[0], *images.shape[-2:], dtype=torch.bool)
         memory, _, shapes, ratios, feats = model._encode_frames(images, mask, 3)
-        hs, _, _, refs = model.transformer.decode(memory[None], None, shapes, ratios, model.query_embed.weight)
+        hs, _, _, refs = model.transformer.decode(
+            memory[None], None, shapes, ratios, model.query_embed.weight
+        )
         logits = model.class_embed[-1](hs[-1, 0])
         all_masks = model._masks(feats, refs[-1][0], model.controller(hs[-1, 0]), (64, 96))
     scores, idx = logits.sigmoid().flatten().topk(5)
     q = idx // 3
-    up = F.interpolate(all_masks[q], size=(64, 96), mode="bilinear", align_corners=False).sigmoid() > 0.5
+    up = (
+        F.interpolate(all_masks[q], size=(64, 96), mode="bilinear", align_corners=False).sigmoid()
+        > 0.5
+    )
     keep = [i for i in range(5) if up[i].any()]
     torch.testing.assert_close(out["pred_scores"], scores[keep])
     for m, i in zip(out["pred_masks"], keep):
@@ -146,8 +171,10 @@ def test_eval_matches_whole_video_reference_masks():
 # ---------------------------------------------------------------- matcher
 def _random_outputs(b=2, q=6, t=3, k=4, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return {"pred_logits": torch.randn(b, q, k, generator=g),
-            "pred_boxes": torch.rand(b, t, q, 4, generator=g) * 0.5 + 0.25}
+    return {
+        "pred_logits": torch.randn(b, q, k, generator=g),
+        "pred_boxes": torch.rand(b, t, q, 4, generator=g) * 0.5 + 0.25,
+    }
 
 
 def _random_targets(g_counts, t=3, k=4, seed=1):
@@ -166,7 +193,7 @@ def test_matcher_batched_equals_one_by_one_and_empty_targets():
     outputs, targets = _random_outputs(b=3), _random_targets([2, 0, 3])
     batched = matcher(outputs, targets)
     for b in range(3):
-        single = matcher({k: v[b:b + 1] for k, v in outputs.items()}, targets[b:b + 1])[0]
+        single = matcher({k: v[b : b + 1] for k, v in outputs.items()}, targets[b : b + 1])[0]
         assert torch.equal(batched[b][0], single[0]) and torch.equal(batched[b][1], single[1])
     assert len(batched[1][0]) == 0 and len(batched[1][1]) == 0
     assert len(batched[2][0]) == 3 and sorted(batched[2][1].tolist()) == [0, 1, 2]
@@ -185,13 +212,15 @@ def test_matcher_finds_the_exact_prediction_and_uses_all_frames():
 
 
 def test_matcher_cost_terms():
-    matcher = VideoBoxHungarianMatcher(cost_class=2.0, cost_bbox=5.0, cost_giou=2.0, bbox_cost_p=1.0)
+    matcher = VideoBoxHungarianMatcher(
+        cost_class=2.0, cost_bbox=5.0, cost_giou=2.0, bbox_cost_p=1.0
+    )
     logits = torch.tensor([[0.0, 2.0]])
     boxes = torch.tensor([[[0.5, 0.5, 0.2, 0.2], [0.5, 0.5, 0.2, 0.2]]])
     gt = torch.tensor([[[0.5, 0.5, 0.2, 0.2], [0.6, 0.5, 0.2, 0.2]]])
     c = matcher.cost_matrix(logits, boxes, torch.tensor([1]), gt)
     p = torch.sigmoid(torch.tensor(2.0))
-    cls = 0.25 * (1 - p) ** 2 * -torch.log(p + 1e-8) - 0.75 * p ** 2 * -torch.log(1 - p + 1e-8)
+    cls = 0.25 * (1 - p) ** 2 * -torch.log(p + 1e-8) - 0.75 * p**2 * -torch.log(1 - p + 1e-8)
     # frame 1: boxes shifted by 0.1 of width 0.2 -> IoU = 1/3, enclosing = union -> GIoU = 1/3
     expected = 2 * cls + 5 * 0.1 + 2 * -(1.0 + 1 / 3) / 2
     torch.testing.assert_close(c[0, 0], expected, rtol=1e-5, atol=1e-5)
@@ -206,18 +235,23 @@ def test_dynamic_mask_head_matches_grouped_conv_reference():
     ref_xy = torch.rand(q, t, 2) * 40
     weight_nums, bias_nums = [80, 64, 8], [8, 8, 1]
     params = torch.randn(q, 169) * 0.3
-    out = dynamic_mask_logits(feats, ref_xy, params, channels=8, weight_nums=weight_nums, bias_nums=bias_nums)
+    out = dynamic_mask_logits(
+        feats, ref_xy, params, channels=8, weight_nums=weight_nums, bias_nums=bias_nums
+    )
     assert out.shape == (q, t, 2 * h, 2 * w)
     ys, xs = torch.meshgrid(torch.arange(h) * 8 + 4, torch.arange(w) * 8 + 4, indexing="ij")
     splits = torch.split(params, weight_nums + bias_nums, 1)
     for f in range(t):
-        rel = torch.stack([ref_xy[:, f, 0, None, None] - xs, ref_xy[:, f, 1, None, None] - ys], 1)  # [q,2,h,w]
+        rel = torch.stack(
+            [ref_xy[:, f, 0, None, None] - xs, ref_xy[:, f, 1, None, None] - ys], 1
+        )  # [q,2,h,w]
         x = torch.cat([rel, feats[f].expand(q, -1, -1, -1)], 1).reshape(1, q * 10, h, w)
         x = F.relu(F.conv2d(x, splits[0].reshape(q * 8, 10, 1, 1), splits[3].reshape(-1), groups=q))
         x = F.relu(F.conv2d(x, splits[1].reshape(q * 8, 8, 1, 1), splits[4].reshape(-1), groups=q))
         x = F.conv2d(x, splits[2].reshape(q, 8, 1, 1), splits[5].reshape(-1), groups=q)
-        torch.testing.assert_close(out[:, f], aligned_bilinear(x.reshape(q, 1, h, w), 2)[:, 0],
-                                   rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(
+            out[:, f], aligned_bilinear(x.reshape(q, 1, h, w), 2)[:, 0], rtol=1e-4, atol=1e-4
+        )
 
 
 def test_aligned_bilinear_keeps_pixel_alignment():
@@ -232,16 +266,20 @@ def test_aligned_bilinear_keeps_pixel_alignment():
 def test_inverse_sigmoid_clamps():
     x = torch.tensor([0.0, 0.5, 1.0])
     y = inverse_sigmoid(x)
-    torch.testing.assert_close(y, torch.tensor([torch.log(torch.tensor(1e-5)), 0.0, -torch.log(torch.tensor(1e-5))]))
+    torch.testing.assert_close(
+        y, torch.tensor([torch.log(torch.tensor(1e-5)), 0.0, -torch.log(torch.tensor(1e-5))])
+    )
 
 
-# ---------------------------------------------------------------- R-50: parameter count and converter
+# ---------------------------------------------------------------- R-50: parameter count and
+# converter
 @pytest.fixture(scope="module")
 def r50_model():
     cfg = tiny_cfg()
     cfg.MODEL.RESNETS.DEPTH = 50
     cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 256
     from vis_zoo_projects.seqformer.config import add_seqformer_config
+
     add_seqformer_config(cfg)  # official defaults for every SeqFormer key
     cfg.MODEL.SEQFORMER.NUM_CLASSES = 42  # the official head
     torch.manual_seed(0)
@@ -281,7 +319,9 @@ def _fabricated_official(model):
         official[_official_name(k)] = torch.randn(shape, generator=g)
     for k in list(official):
         if k.startswith("detr.transformer.decoder.bbox_embed."):
-            official["detr.bbox_embed." + k[len("detr.transformer.decoder.bbox_embed."):]] = official[k]
+            official["detr.bbox_embed." + k[len("detr.transformer.decoder.bbox_embed.") :]] = (
+                official[k]
+            )
     return official
 
 
@@ -293,18 +333,27 @@ def test_converter_on_fabricated_official_checkpoint(r50_model):
     ours = convert_official_state_dict({"model": official}, r50_model.state_dict())
     missing, unexpected = r50_model.load_state_dict(ours, strict=True)
     assert not missing and not unexpected
-    torch.testing.assert_close(r50_model.backbone.res2[0].shortcut.norm.running_var,
-                               official["detr.backbone.0.body.layer1.0.downsample.1.running_var"])
-    torch.testing.assert_close(r50_model.transformer.decoder.layers[3].time_attention_weights.weight,
-                               official["detr.transformer.decoder.layers.3.time_attention_weights.weight"])
+    torch.testing.assert_close(
+        r50_model.backbone.res2[0].shortcut.norm.running_var,
+        official["detr.backbone.0.body.layer1.0.downsample.1.running_var"],
+    )
+    torch.testing.assert_close(
+        r50_model.transformer.decoder.layers[3].time_attention_weights.weight,
+        official["detr.transformer.decoder.layers.3.time_attention_weights.weight"],
+    )
 
 
 def test_converter_class_rows_and_errors(r50_model):
     official = _fabricated_official(r50_model)
-    reference = {k: (v[:40] if k.startswith("class_embed.") else v) for k, v in r50_model.state_dict().items()}
+    reference = {
+        k: (v[:40] if k.startswith("class_embed.") else v)
+        for k, v in r50_model.state_dict().items()
+    }
     ours = convert_official_state_dict(official, reference)
     # 40 contiguous classes take YouTube-VIS ids 1..40
-    torch.testing.assert_close(ours["class_embed.2.weight"], official["detr.class_embed.2.weight"][1:41])
+    torch.testing.assert_close(
+        ours["class_embed.2.weight"], official["detr.class_embed.2.weight"][1:41]
+    )
     bad = dict(official)
     bad["detr.query_embed.weight"] = torch.zeros(100, 512)
     with pytest.raises(ValueError, match="shape mismatches"):
@@ -316,5 +365,7 @@ def test_converter_class_rows_and_errors(r50_model):
     bad = dict(official)
     del bad["mask_head.lay1.weight"]
     bad["detr.extra.weight"] = torch.zeros(1)
-    with pytest.raises(ValueError, match="not used.*detr.extra.weight(.|\\n)*missing.*mask_head.lay1.weight"):
+    with pytest.raises(
+        ValueError, match="not used.*detr.extra.weight(.|\\n)*missing.*mask_head.lay1.weight"
+    ):
         convert_official_state_dict(bad, reference)

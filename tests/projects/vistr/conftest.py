@@ -1,4 +1,5 @@
 """Tiny VisTR models and clips shared by the VisTR tests (64×96 frames, T = 3, 2 slots)."""
+
 import pytest
 import torch
 from detectron2.modeling import build_model
@@ -34,12 +35,24 @@ def tiny_cfg():
     return cfg
 
 
-def make_video(num_frames, height=64, width=96, with_objects=True, absent_frame=1, seed=0, labelled=True):
+def make_video(
+    num_frames, height=64, width=96, with_objects=True, absent_frame=1, seed=0, labelled=True
+):
     """A clip with two tracks (class 0: a box in every frame; class 2: absent at `absent_frame`)."""
     g = torch.Generator().manual_seed(seed)
-    images = [torch.randint(0, 256, (3, height, width), generator=g, dtype=torch.uint8) for _ in range(num_frames)]
-    video = {"video_id": seed, "image": images, "height": height, "width": width, "length": num_frames,
-             "file_names": [f"{seed}_{t}.jpg" for t in range(num_frames)], "frame_idx": list(range(num_frames))}
+    images = [
+        torch.randint(0, 256, (3, height, width), generator=g, dtype=torch.uint8)
+        for _ in range(num_frames)
+    ]
+    video = {
+        "video_id": seed,
+        "image": images,
+        "height": height,
+        "width": width,
+        "length": num_frames,
+        "file_names": [f"{seed}_{t}.jpg" for t in range(num_frames)],
+        "frame_idx": list(range(num_frames)),
+    }
     if not labelled:
         return video
     instances = []
@@ -49,7 +62,7 @@ def make_video(num_frames, height=64, width=96, with_objects=True, absent_frame=
         masks = torch.zeros((num, height, width), dtype=torch.bool)
         ids = torch.tensor([7, 8][:num])
         if with_objects:
-            masks[0, 4 + t:20 + t, 8:30] = True
+            masks[0, 4 + t : 20 + t, 8:30] = True
             if t != absent_frame:
                 masks[1, 30:50, 40:90] = True
             else:

@@ -1,4 +1,5 @@
 """VisTR's sequence matcher and criterion."""
+
 import torch
 
 from vis_zoo_projects.vistr.box_ops import box_cxcywh_to_xyxy
@@ -19,7 +20,12 @@ def _random_targets(g, num_tracks, absent=()):
     labels = labels * valid
     boxes = boxes * valid[..., None]
     masks = torch.rand(num_tracks, T, 16, 24, generator=g) > 0.5
-    return {"labels": labels, "boxes": boxes, "valid": valid, "masks": masks & valid[..., None, None]}
+    return {
+        "labels": labels,
+        "boxes": boxes,
+        "valid": valid,
+        "masks": masks & valid[..., None, None],
+    }
 
 
 def _outputs(g, bs):
@@ -56,17 +62,23 @@ def test_cost_matches_reference_loops():
     targets = [_random_targets(g, 3, absent=[(1, 2)])]
     out = _outputs(g, 1)
     cost = matcher.cost_matrices(out["pred_logits"], out["pred_boxes"], targets)[0]
-    torch.testing.assert_close(cost, _reference_cost(out["pred_logits"][0], out["pred_boxes"][0], targets[0]))
+    torch.testing.assert_close(
+        cost, _reference_cost(out["pred_logits"][0], out["pred_boxes"][0], targets[0])
+    )
 
 
 def test_batched_equals_one_by_one():
     g = torch.Generator().manual_seed(1)
     matcher = VisTRSequenceMatcher(num_frames=T, num_slots=N)
-    targets = [_random_targets(g, 3), _random_targets(g, 0), _random_targets(g, 6, absent=[(0, 0), (5, 1)])]
+    targets = [
+        _random_targets(g, 3),
+        _random_targets(g, 0),
+        _random_targets(g, 6, absent=[(0, 0), (5, 1)]),
+    ]
     out = _outputs(g, 3)
     batched = matcher(out, targets)
     for b, tgt in enumerate(targets):
-        single = matcher({k: v[b:b + 1] for k, v in out.items()}, [tgt])[0]
+        single = matcher({k: v[b : b + 1] for k, v in out.items()}, [tgt])[0]
         for x, y in zip(batched[b], single):
             assert torch.equal(x, y)
     # 6 tracks for 4 slots: only 4 tracks matched, each with its valid frames
@@ -82,17 +94,31 @@ def test_absent_frames_stay_unmatched_and_are_no_object():
     out = _outputs(g, 1)
     # make slot 3 predict track 1's boxes exactly, slot 0 track 0's
     for t in range(T):
-        out["pred_boxes"][0, t * N + 3] = tgt["boxes"][1, t] if t != 1 else torch.tensor([0.5, 0.5, 0.1, 0.1])
+        out["pred_boxes"][0, t * N + 3] = (
+            tgt["boxes"][1, t] if t != 1 else torch.tensor([0.5, 0.5, 0.1, 0.1])
+        )
         out["pred_boxes"][0, t * N + 0] = tgt["boxes"][0, t]
     q, j, f = VisTRSequenceMatcher(num_frames=T, num_slots=N)(out, [tgt])[0]
     pairs = sorted(zip(q.tolist(), j.tolist(), f.tolist()))
-    assert pairs == sorted([(0 * N + 0, 0, 0), (1 * N + 0, 0, 1), (2 * N + 0, 0, 2), (0 * N + 3, 1, 0), (2 * N + 3, 1, 2)])
+    assert pairs == sorted(
+        [
+            (0 * N + 0, 0, 0),
+            (1 * N + 0, 0, 1),
+            (2 * N + 0, 0, 2),
+            (0 * N + 3, 1, 0),
+            (2 * N + 3, 1, 2),
+        ]
+    )
     assert all(qq == ff * N + (0 if jj == 0 else 3) for qq, jj, ff in pairs)
 
-    criterion = VisTRCriterion(num_classes=K, matcher=VisTRSequenceMatcher(num_frames=T, num_slots=N),
-                               weight_dict={"loss_ce": 1, "loss_bbox": 1, "loss_giou": 1, "loss_mask": 1, "loss_dice": 1},
-                               eos_coef=0.1)
-    # the CE target of query (frame 1, slot 3) is no-object: predicting no-object there lowers the loss
+    criterion = VisTRCriterion(
+        num_classes=K,
+        matcher=VisTRSequenceMatcher(num_frames=T, num_slots=N),
+        weight_dict={"loss_ce": 1, "loss_bbox": 1, "loss_giou": 1, "loss_mask": 1, "loss_dice": 1},
+        eos_coef=0.1,
+    )
+    # the CE target of query (frame 1, slot 3) is no-object: predicting no-object there lowers the
+    # loss
     base = criterion(out, [tgt])["loss_ce"]
     out["pred_logits"][0, 1 * N + 3] = 0.0
     out["pred_logits"][0, 1 * N + 3, K + 1] = 20.0
@@ -101,22 +127,35 @@ def test_absent_frames_stay_unmatched_and_are_no_object():
 
 def test_criterion_normaliser_counts_absent_frames_and_empty_targets():
     g = torch.Generator().manual_seed(3)
-    criterion = VisTRCriterion(num_classes=K, matcher=VisTRSequenceMatcher(num_frames=T, num_slots=N),
-                               weight_dict={"loss_ce": 1, "loss_bbox": 5, "loss_giou": 2, "loss_mask": 1, "loss_dice": 1},
-                               eos_coef=0.1)
+    criterion = VisTRCriterion(
+        num_classes=K,
+        matcher=VisTRSequenceMatcher(num_frames=T, num_slots=N),
+        weight_dict={"loss_ce": 1, "loss_bbox": 5, "loss_giou": 2, "loss_mask": 1, "loss_dice": 1},
+        eos_coef=0.1,
+    )
     out = _outputs(g, 1)
     tgt = _random_targets(g, 2)
     full = criterion(out, [tgt])
     # the same track set with one frame marked absent: the normaliser stays N_inst·T = 6, so the
     # L1 sum over 5 matched pairs is divided by 6, not 5
     q, j, f = criterion.matcher(out, [tgt])[0]
-    l1 = sum((out["pred_boxes"][0, qq] - tgt["boxes"][jj, ff]).abs().sum() for qq, jj, ff in zip(q, j, f))
+    l1 = sum(
+        (out["pred_boxes"][0, qq] - tgt["boxes"][jj, ff]).abs().sum() for qq, jj, ff in zip(q, j, f)
+    )
     torch.testing.assert_close(full["loss_bbox"], 5 * l1 / 6)
     # no targets: everything is no-object, box/mask losses are zero but connected to the graph
     out = {k: v.clone().requires_grad_(True) for k, v in _outputs(g, 1).items()}
-    empty = {"labels": torch.zeros(0, T, dtype=torch.long), "boxes": torch.zeros(0, T, 4),
-             "valid": torch.zeros(0, T, dtype=torch.bool), "masks": torch.zeros(0, T, 16, 24, dtype=torch.bool)}
+    empty = {
+        "labels": torch.zeros(0, T, dtype=torch.long),
+        "boxes": torch.zeros(0, T, 4),
+        "valid": torch.zeros(0, T, dtype=torch.bool),
+        "masks": torch.zeros(0, T, 16, 24, dtype=torch.bool),
+    }
     losses = criterion(out, [empty])
-    assert float(losses["loss_bbox"]) == 0 and float(losses["loss_mask"]) == 0 and float(losses["loss_ce"]) > 0
+    assert (
+        float(losses["loss_bbox"]) == 0
+        and float(losses["loss_mask"]) == 0
+        and float(losses["loss_ce"]) > 0
+    )
     sum(losses.values()).backward()
     assert out["pred_masks"].grad is not None and out["pred_boxes"].grad is not None

@@ -1,4 +1,6 @@
-"""VisTR model: parameter count, position encoding, mask-head pieces, training and inference paths."""
+"""VisTR model: parameter count, position encoding, mask-head pieces, training and inference
+paths."""
+
 import math
 
 import pytest
@@ -9,8 +11,13 @@ from detectron2.modeling import build_model
 from torchvision.ops import deform_conv2d
 
 from vis_zoo.modeling.postprocessing import check_video_output
-from vis_zoo_projects.vistr.mask_head import (DeformConv3x3, DilatedConv3d, MHAttentionMap, build_instance_fusion_head,
-                                              deform_conv3x3_grid_sample)
+from vis_zoo_projects.vistr.mask_head import (
+    DeformConv3x3,
+    DilatedConv3d,
+    MHAttentionMap,
+    build_instance_fusion_head,
+    deform_conv3x3_grid_sample,
+)
 from vis_zoo_projects.vistr.position_encoding import PositionEmbeddingSine3D
 
 
@@ -24,7 +31,9 @@ def _official_r50_cfg(depth=50):
     return cfg
 
 
-@pytest.mark.parametrize("depth,total,trainable", [(50, 57_116_129, 56_893_729), (101, 76_056_033, None)])
+@pytest.mark.parametrize(
+    "depth,total,trainable", [(50, 57_116_129, 56_893_729), (101, 76_056_033, None)]
+)
 def test_parameter_count_matches_official(depth, total, trainable):
     model = build_model(_official_r50_cfg(depth))
     assert sum(p.numel() for p in model.parameters()) == total
@@ -43,14 +52,30 @@ def test_position_encoding_values_and_order():
     two_pi = 2 * math.pi
     t, y, x = 2, 1, 3
     dims = [10000 ** (2 * (k // 2) / 6) for k in range(6)]
-    expect_t = [(math.sin if k % 2 == 0 else math.cos)((t + 1) / (4 + 1e-6) * two_pi / dims[k]) for k in range(6)]
-    expect_y = [(math.sin if k % 2 == 0 else math.cos)((y + 1) / (3 + 1e-6) * two_pi / dims[k]) for k in range(6)]
-    expect_x = [(math.sin if k % 2 == 0 else math.cos)((x + 1) / (5 + 1e-6) * two_pi / dims[k]) for k in range(6)]
-    torch.testing.assert_close(pos[0, :, t, y, x], torch.tensor(expect_t + expect_y + expect_x), atol=1e-5, rtol=0)
+    expect_t = [
+        (math.sin if k % 2 == 0 else math.cos)((t + 1) / (4 + 1e-6) * two_pi / dims[k])
+        for k in range(6)
+    ]
+    expect_y = [
+        (math.sin if k % 2 == 0 else math.cos)((y + 1) / (3 + 1e-6) * two_pi / dims[k])
+        for k in range(6)
+    ]
+    expect_x = [
+        (math.sin if k % 2 == 0 else math.cos)((x + 1) / (5 + 1e-6) * two_pi / dims[k])
+        for k in range(6)
+    ]
+    torch.testing.assert_close(
+        pos[0, :, t, y, x], torch.tensor(expect_t + expect_y + expect_x), atol=1e-5, rtol=0
+    )
     # padding: the normaliser counts only valid cells, so the last valid column reaches 2π
     mask[..., 3:] = True
     pos_padded = pe(mask)
-    torch.testing.assert_close(pos_padded[0, 13, 0, 0, 2], torch.tensor(math.cos(two_pi * 3 / (3 + 1e-6))), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        pos_padded[0, 13, 0, 0, 2],
+        torch.tensor(math.cos(two_pi * 3 / (3 + 1e-6))),
+        atol=1e-5,
+        rtol=0,
+    )
 
 
 def test_attention_map_softmax_is_joint_over_heads_and_pixels():
@@ -62,7 +87,9 @@ def test_attention_map_softmax_is_joint_over_heads_and_pixels():
     w = attn(q, k, mask)
     assert w.shape == (2, 3, 4, 5, 6)
     torch.testing.assert_close(w.flatten(2).sum(-1), torch.ones(2, 3))
-    assert not torch.allclose(w.sum((-1, -2)), torch.full((2, 3, 4), 1.0))  # not one softmax per head
+    assert not torch.allclose(
+        w.sum((-1, -2)), torch.full((2, 3, 4), 1.0)
+    )  # not one softmax per head
     assert float(w[1, :, :, :, 4:].abs().sum()) == 0.0
 
 
@@ -76,10 +103,14 @@ def test_deformable_conv_offsets_are_dy_dx_per_kernel_position():
     offset = zero.clone()
     offset[:, 0::2] = 1.0
     shifted = F.conv2d(x[:, :, 1:], dcn.weight, padding=1)
-    torch.testing.assert_close(dcn(x, offset)[:, :, 1:-2], shifted[:, :, 1:-1], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        dcn(x, offset)[:, :, 1:-2], shifted[:, :, 1:-1], atol=1e-5, rtol=1e-5
+    )
 
 
-@pytest.mark.parametrize("out_channels", [6, 2])  # sample-then-weigh (O >= C) and weigh-then-sample (O < C)
+@pytest.mark.parametrize(
+    "out_channels", [6, 2]
+)  # sample-then-weigh (O >= C) and weigh-then-sample (O < C)
 @pytest.mark.parametrize("shape", [(2, 5, 7, 9), (3, 4, 1, 6)])
 def test_grid_sample_deform_conv_equals_torchvision(shape, out_channels):
     """Our CPU deformable conv (values and all three gradients) = torchvision's kernel."""
@@ -87,15 +118,21 @@ def test_grid_sample_deform_conv_equals_torchvision(shape, out_channels):
     b, c, h, w = shape
     x = torch.randn(b, c, h, w, generator=g, dtype=torch.float64, requires_grad=True)
     offset = (torch.randn(b, 18, h, w, generator=g, dtype=torch.float64) * 2).requires_grad_(True)
-    weight = torch.randn(out_channels, c, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(
+        out_channels, c, 3, 3, generator=g, dtype=torch.float64, requires_grad=True
+    )
     ref = deform_conv2d(x, offset, weight, padding=(1, 1))
     ours = deform_conv3x3_grid_sample(x, offset, weight)
     torch.testing.assert_close(ours, ref)
-    for a, r in zip(torch.autograd.grad(ours.square().sum(), [x, offset, weight]),
-                    torch.autograd.grad(ref.square().sum(), [x, offset, weight])):
+    for a, r in zip(
+        torch.autograd.grad(ours.square().sum(), [x, offset, weight]),
+        torch.autograd.grad(ref.square().sum(), [x, offset, weight]),
+    ):
         torch.testing.assert_close(a, r)
     with torch.no_grad():  # chunked over samples at inference
-        torch.testing.assert_close(deform_conv3x3_grid_sample(x, offset, weight, sample_chunk=1), ref)
+        torch.testing.assert_close(
+            deform_conv3x3_grid_sample(x, offset, weight, sample_chunk=1), ref
+        )
 
 
 @pytest.mark.parametrize("shape", [(2, 4, 4, 6, 8), (1, 3, 5, 7, 3)])
@@ -106,7 +143,9 @@ def test_phase_split_dilated_conv3d_equals_conv3d(shape):
     ours = conv(x)  # grad enabled on CPU: the parity-split path
     ref = F.conv3d(x, conv.weight, conv.bias, padding=2, dilation=2)
     torch.testing.assert_close(ours, ref)
-    torch.testing.assert_close(torch.autograd.grad(ours.sum(), x)[0], torch.autograd.grad(ref.sum(), x)[0])
+    torch.testing.assert_close(
+        torch.autograd.grad(ours.sum(), x)[0], torch.autograd.grad(ref.sum(), x)[0]
+    )
 
 
 def test_dilated_conv3d_inference_avoids_the_reference_kernel_and_matches_conv3d():
@@ -142,7 +181,8 @@ def test_mask_prior_sets_the_initial_foreground_probability():
 def _slot_share_of_lay1_output(model):
     """Spread of the mask head's lay1 output across the slots of a frame, over its total spread.
 
-    Random unit-scale encoder memory and queries; the attention maps are the only slot-specific input.
+    Random unit-scale encoder memory and queries; the attention maps are the only slot-specific
+    input.
     """
     gen = torch.Generator().manual_seed(1)
     c, frames, slots, h, w = model.transformer.d_model, 2, 4, 4, 6
@@ -150,7 +190,9 @@ def _slot_share_of_lay1_output(model):
     queries = torch.randn(frames, slots, c, generator=gen)
     with torch.no_grad():
         attn = model.bbox_attention(queries, memory)
-        x = torch.cat([memory.unsqueeze(1).expand(-1, slots, -1, -1, -1).flatten(0, 1), attn.flatten(0, 1)], 1)
+        x = torch.cat(
+            [memory.unsqueeze(1).expand(-1, slots, -1, -1, -1).flatten(0, 1), attn.flatten(0, 1)], 1
+        )
         y = model.mask_head.lay1(x).view(frames, slots, -1, h, w)
     return float(y.std(1).mean() / y.std())
 
@@ -214,14 +256,30 @@ def test_training_forward_backward(tiny_model, make_video):
     tiny_model.train()
     batch = [make_video(3, seed=1), make_video(3, height=64, width=80, seed=2)]
     losses = tiny_model(batch)
-    expected = {"loss_ce", "loss_bbox", "loss_giou", "loss_mask", "loss_dice", "loss_ce_0", "loss_bbox_0", "loss_giou_0"}
+    expected = {
+        "loss_ce",
+        "loss_bbox",
+        "loss_giou",
+        "loss_mask",
+        "loss_dice",
+        "loss_ce_0",
+        "loss_bbox_0",
+        "loss_giou_0",
+    }
     assert set(losses) == expected
     assert all(torch.isfinite(v) and v > 0 for v in losses.values())
     sum(losses.values()).backward()
     named = dict(tiny_model.named_parameters())
-    for name in ("backbone.res3.0.conv1.weight", "input_proj.weight", "query_embed.weight",
-                 "mask_head.dcn.weight", "mask_head.conv_offset.weight", "insmask_head.9.weight",
-                 "bbox_attention.q_linear.weight", "transformer.encoder.layers.0.self_attn.in_proj_weight"):
+    for name in (
+        "backbone.res3.0.conv1.weight",
+        "input_proj.weight",
+        "query_embed.weight",
+        "mask_head.dcn.weight",
+        "mask_head.conv_offset.weight",
+        "insmask_head.9.weight",
+        "bbox_attention.q_linear.weight",
+        "transformer.encoder.layers.0.self_attn.in_proj_weight",
+    ):
         assert named[name].grad is not None and named[name].grad.abs().sum() > 0, name
     assert not named["backbone.stem.conv1.weight"].requires_grad
 
@@ -233,8 +291,12 @@ def test_training_video_without_objects(tiny_model, make_video):
     assert float(losses["loss_ce"]) > 0
     sum(losses.values()).backward()
     assert tiny_model.class_embed.weight.grad.abs().sum() > 0
-    # no matched slot: the mask head still runs (on one slot) so that every parameter gets a gradient
-    assert tiny_model.mask_head.dcn.weight.grad is not None and tiny_model.insmask_head[9].weight.grad is not None
+    # no matched slot: the mask head still runs (on one slot) so that every parameter gets a
+    # gradient
+    assert (
+        tiny_model.mask_head.dcn.weight.grad is not None
+        and tiny_model.insmask_head[9].weight.grad is not None
+    )
 
 
 def test_training_masks_only_matched_slots_same_losses_and_gradients(tiny_cfg, make_video):
@@ -256,16 +318,21 @@ def test_training_masks_only_matched_slots_same_losses_and_gradients(tiny_cfg, m
         model.zero_grad()
         sum(losses.values()).backward()
         return {k: float(v) for k, v in losses.items()}, {
-            n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+            n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None
+        }
 
     fast, fast_grads = losses_and_grads(model(batch))
     # video 0 has 2 tracks -> 2 slots per video (video 1's list is padded) × 2 videos × 3 frames
     assert head_batch == [2 * 2 * 3]
     frames, _ = video_frames(batch)
-    images = normalize_and_pad(frames, model.pixel_mean, model.pixel_std, model.backbone.size_divisibility)
+    images = normalize_and_pad(
+        frames, model.pixel_mean, model.pixel_std, model.backbone.size_divisibility
+    )
     outputs = model.clip_forward(model.frame_features(images), len(batch))
     assert head_batch[-1] == 2 * 3 * 5
-    full, full_grads = losses_and_grads(model.criterion(outputs, model.prepare_targets(batch, images.tensor.shape[-2:])))
+    full, full_grads = losses_and_grads(
+        model.criterion(outputs, model.prepare_targets(batch, images.tensor.shape[-2:]))
+    )
     assert full.keys() == fast.keys()
     for key in full:
         assert fast[key] == pytest.approx(full[key], rel=1e-5, abs=1e-6), key
@@ -282,7 +349,8 @@ def test_training_rejects_wrong_clip_length(tiny_model, make_video):
 
 
 def test_batched_clips_equal_one_by_one(tiny_model, make_video):
-    """The mask path (attention maps, FPN, 3-D conv) is batched over videos; it must not mix them."""
+    """The mask path (attention maps, FPN, 3-D conv) is batched over videos; it must not mix
+    them."""
     tiny_model.eval()
     from vis_zoo.modeling.backbone import normalize_and_pad, video_frames
 
@@ -304,7 +372,9 @@ def test_batched_clips_equal_one_by_one(tiny_model, make_video):
     images = normalize_and_pad(frames, tiny_model.pixel_mean, tiny_model.pixel_std)
     with torch.no_grad():
         chunked = tiny_model.clip_forward(tiny_model.frame_features(images), 1, mask_head_chunk=1)
-    torch.testing.assert_close(chunked["pred_masks"][0], both["pred_masks"][0], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        chunked["pred_masks"][0], both["pred_masks"][0], atol=1e-4, rtol=1e-4
+    )
 
 
 def _check_output(out, length, height, width, num_classes):
@@ -376,7 +446,8 @@ def test_official_post_processing_rules(tiny_model):
 
 
 class _OnceInOrderFrames:
-    """A lazy frame sequence (like the demo's reader) that fails if a frame is read twice or before a
+    """A lazy frame sequence (like the demo's reader) that fails if a frame is read twice or before
+    a
     frame it follows, and records the reads."""
 
     def __init__(self, frames):
@@ -390,7 +461,9 @@ class _OnceInOrderFrames:
         if isinstance(index, slice) or index < 0:
             raise AssertionError(f"unexpected index {index!r}")
         assert index not in self.reads, f"frame {index} read twice (reads so far: {self.reads})"
-        assert not self.reads or index > self.reads[-1], f"frame {index} read after {self.reads[-1]}"
+        assert not self.reads or index > self.reads[-1], (
+            f"frame {index} read after {self.reads[-1]}"
+        )
         self.reads.append(index)
         return self.frames[index]
 
@@ -400,7 +473,8 @@ class _OnceInOrderFrames:
 
 @pytest.mark.parametrize("length", [2, 7])
 def test_inference_reads_a_lazy_video_once_in_order(tiny_model, make_video, length):
-    """Short (tiled) and long (windowed) videos: every frame indexed once, ascending, same outputs as a list."""
+    """Short (tiled) and long (windowed) videos: every frame indexed once, ascending, same outputs
+    as a list."""
     tiny_model.eval()
     with torch.no_grad():
         tiny_model.class_embed.bias.zero_()
@@ -419,9 +493,13 @@ def test_inference_reads_a_lazy_video_once_in_order(tiny_model, make_video, leng
 
 
 def test_benchmark_counts_gflops_per_frame_of_the_whole_clip(tiny_model):
-    """A 2-frame video is tiled to the T = 3 clip: the benchmark's GFLOPs/frame divides by 3, not 2."""
+    """A 2-frame video is tiled to the T = 3 clip: the benchmark's GFLOPs/frame divides by 3, not
+    2."""
     from vis_zoo.zoo.benchmark import count_gflops_per_frame
 
     res = count_gflops_per_frame(tiny_model.eval(), 2, 64, 96)
     assert (res["flops_frames"], res["flops_processed_frames"]) == (2, 3)
-    assert res["gflops_per_frame"] == pytest.approx(res["gflops_per_video"] / 3) and res["gflops_per_video"] > 0
+    assert (
+        res["gflops_per_frame"] == pytest.approx(res["gflops_per_video"] / 3)
+        and res["gflops_per_video"] > 0
+    )

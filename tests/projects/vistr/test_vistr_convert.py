@@ -1,4 +1,6 @@
-"""Official VisTR checkpoint conversion, on state_dicts fabricated with the official names/shapes."""
+"""Official VisTR checkpoint conversion, on state_dicts fabricated with the official
+names/shapes."""
+
 import pytest
 import torch
 import torchvision
@@ -8,15 +10,28 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 from vis_zoo_projects.vistr.convert import convert_official_state_dict
 
 
-def fabricate_official_state_dict(resnet: torch.nn.Module, *, hidden=384, ffn=2048, enc=6, dec=6, queries=360,
-                                  logits=42, fpn=(1024, 512, 256), c5=2048, seed=0):
+def fabricate_official_state_dict(
+    resnet: torch.nn.Module,
+    *,
+    hidden=384,
+    ffn=2048,
+    enc=6,
+    dec=6,
+    queries=360,
+    logits=42,
+    fpn=(1024, 512, 256),
+    c5=2048,
+    seed=0,
+):
     """Names and shapes of the official checkpoint (Epiphqny/VisTR @ 445c9e4), random values."""
     g = torch.Generator().manual_seed(seed)
     sd = {}
     for k, v in resnet.state_dict().items():
         if k.startswith("fc.") or k.endswith("num_batches_tracked"):
             continue
-        sd["vistr.backbone.0.body." + k] = torch.randn(v.shape, generator=g) * 0.1 if v.dtype.is_floating_point else v
+        sd["vistr.backbone.0.body." + k] = (
+            torch.randn(v.shape, generator=g) * 0.1 if v.dtype.is_floating_point else v
+        )
         if k.endswith("running_var"):
             sd["vistr.backbone.0.body." + k] = torch.rand(v.shape, generator=g) + 0.5
 
@@ -92,11 +107,18 @@ def test_r50_checkpoint_converts_with_every_tensor_used():
     converted = convert_official_state_dict({"model": official}, model.state_dict())
     assert len(converted) == 503
     model.load_state_dict(converted, strict=True)
-    assert torch.equal(model.backbone.res5[2].conv3.norm.running_var,
-                       official["vistr.backbone.0.body.layer4.2.bn3.running_var"])
-    assert torch.equal(model.backbone.res2[0].shortcut.weight, official["vistr.backbone.0.body.layer1.0.downsample.0.weight"])
-    assert torch.equal(model.transformer.decoder.layers[5].multihead_attn.in_proj_weight,
-                       official["vistr.transformer.decoder.layers.5.multihead_attn.in_proj_weight"])
+    assert torch.equal(
+        model.backbone.res5[2].conv3.norm.running_var,
+        official["vistr.backbone.0.body.layer4.2.bn3.running_var"],
+    )
+    assert torch.equal(
+        model.backbone.res2[0].shortcut.weight,
+        official["vistr.backbone.0.body.layer1.0.downsample.0.weight"],
+    )
+    assert torch.equal(
+        model.transformer.decoder.layers[5].multihead_attn.in_proj_weight,
+        official["vistr.transformer.decoder.layers.5.multihead_attn.in_proj_weight"],
+    )
     assert torch.equal(model.mask_head.dcn.weight, official["mask_head.dcn.weight"])
 
 
@@ -121,16 +143,26 @@ def test_converted_backbone_matches_torchvision_resnet(tiny_cfg):
     torch.manual_seed(0)
     resnet = torchvision.models.resnet18(weights=None, norm_layer=FrozenBatchNorm2d)
     cfg = tiny_cfg()
-    official = fabricate_official_state_dict(resnet, ffn=64, enc=1, dec=2, queries=6, logits=5,
-                                             fpn=(256, 128, 64), c5=512)
-    resnet.load_state_dict({k[len("vistr.backbone.0.body."):]: v for k, v in official.items()
-                            if k.startswith("vistr.backbone.0.body.")}, strict=False)
+    official = fabricate_official_state_dict(
+        resnet, ffn=64, enc=1, dec=2, queries=6, logits=5, fpn=(256, 128, 64), c5=512
+    )
+    resnet.load_state_dict(
+        {
+            k[len("vistr.backbone.0.body.") :]: v
+            for k, v in official.items()
+            if k.startswith("vistr.backbone.0.body.")
+        },
+        strict=False,
+    )
     model = build_model(cfg).eval()
     model.load_state_dict(convert_official_state_dict(official, model.state_dict()), strict=True)
     x = torch.randn(2, 3, 64, 96)
     with torch.no_grad():
         ours = model.backbone(x)
         y = resnet.maxpool(resnet.relu(resnet.bn1(resnet.conv1(x))))
-        for name, layer in zip(("res2", "res3", "res4", "res5"), (resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4)):
+        for name, layer in zip(
+            ("res2", "res3", "res4", "res5"),
+            (resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4),
+        ):
             y = layer(y)
             torch.testing.assert_close(ours[name], y, atol=1e-4, rtol=1e-4)

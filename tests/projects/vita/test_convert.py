@@ -1,4 +1,6 @@
-"""The official-checkpoint converter on a fabricated state_dict with the official names and shapes."""
+"""The official-checkpoint converter on a fabricated state_dict with the official names and
+shapes."""
+
 import pytest
 import torch
 from detectron2.modeling import build_model
@@ -14,13 +16,22 @@ OFFICIAL_SHAPES = {
     "sem_seg_head.pixel_decoder.input_proj.0.0.weight": (256, 2048, 1, 1),
     "sem_seg_head.pixel_decoder.input_proj.2.1.bias": (256,),
     "sem_seg_head.pixel_decoder.transformer.level_embed": (3, 256),
-    "sem_seg_head.pixel_decoder.transformer.encoder.layers.5.self_attn.sampling_offsets.weight": (192, 256),
-    "sem_seg_head.pixel_decoder.transformer.encoder.layers.0.self_attn.attention_weights.weight": (96, 256),
+    "sem_seg_head.pixel_decoder.transformer.encoder.layers.5.self_attn.sampling_offsets.weight": (
+        192,
+        256,
+    ),
+    "sem_seg_head.pixel_decoder.transformer.encoder.layers.0.self_attn.attention_weights.weight": (
+        96,
+        256,
+    ),
     "sem_seg_head.pixel_decoder.transformer.encoder.layers.3.linear1.weight": (1024, 256),
     "sem_seg_head.pixel_decoder.mask_features.weight": (256, 256, 1, 1),
     "sem_seg_head.pixel_decoder.adapter_1.norm.weight": (256,),
     "sem_seg_head.pixel_decoder.layer_1.weight": (256, 256, 3, 3),
-    "sem_seg_head.predictor.transformer_cross_attention_layers.8.multihead_attn.in_proj_weight": (768, 256),
+    "sem_seg_head.predictor.transformer_cross_attention_layers.8.multihead_attn.in_proj_weight": (
+        768,
+        256,
+    ),
     "sem_seg_head.predictor.transformer_ffn_layers.0.linear1.weight": (2048, 256),
     "sem_seg_head.predictor.query_embed.weight": (100, 256),
     "sem_seg_head.predictor.level_embed.weight": (3, 256),
@@ -54,7 +65,9 @@ def fabricate_official(reference, seed=0):
     official = {}
     for name, tensor in reference.items():
         key = name.replace("predictor.query_feat", "predictor.static_query")
-        official[key] = torch.randn(tensor.shape, generator=g) if tensor.is_floating_point() else tensor.clone()
+        official[key] = (
+            torch.randn(tensor.shape, generator=g) if tensor.is_floating_point() else tensor.clone()
+        )
     return official
 
 
@@ -70,8 +83,10 @@ def test_convert_loads_every_tensor_unchanged(r50_model):
     official = fabricate_official(reference)
     converted = convert_official_state_dict({"model": official}, reference)
     assert len(converted) == 706
-    assert torch.equal(converted["sem_seg_head.predictor.query_feat.weight"],
-                       official["sem_seg_head.predictor.static_query.weight"])
+    assert torch.equal(
+        converted["sem_seg_head.predictor.query_feat.weight"],
+        official["sem_seg_head.predictor.static_query.weight"],
+    )
     r50_model.load_state_dict(converted, strict=True)
     for key, value in official.items():
         ours = key.replace("static_query", "query_feat")
@@ -101,8 +116,12 @@ def test_coco_class_head_is_skipped_only_when_asked(r50_model):
     official = fabricate_official(reference)
     for key in ("sem_seg_head.predictor.class_embed.weight", "vita_module.class_embed.weight"):
         official[key] = torch.zeros(81, 256)
-    for key in ("sem_seg_head.predictor.class_embed.bias", "vita_module.class_embed.bias",
-                "criterion.empty_weight", "vita_criterion.empty_weight"):
+    for key in (
+        "sem_seg_head.predictor.class_embed.bias",
+        "vita_module.class_embed.bias",
+        "criterion.empty_weight",
+        "vita_criterion.empty_weight",
+    ):
         official[key] = torch.zeros(81)
     with pytest.raises(ValueError, match="shape mismatches"):
         convert_official_state_dict(official, reference)

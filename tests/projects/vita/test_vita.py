@@ -1,6 +1,5 @@
 """VITA: parameter counts, training forward/backward, targets, frozen detector, the VITA module's
 windowed encoder, token pruning, chunked long-video inference and the output contract."""
-import copy
 
 import pytest
 import torch
@@ -10,14 +9,33 @@ from detectron2.structures import BitMasks
 from vis_zoo.engine.setup import build_config
 from vis_zoo_projects.vita.transformer import VITAModule, shifted_window_mask
 
-from mask2former_clips import (TINY_DETECTOR, check_chunked_inference_matches_one_pass, check_output,
-                               make_clip, make_test_video)
+from mask2former_clips import (
+    TINY_DETECTOR,
+    check_chunked_inference_matches_one_pass,
+    check_output,
+    make_clip,
+    make_test_video,
+)
 
 TINY = TINY_DETECTOR + [
-    "MODEL.MASK_FORMER.DEC_LAYERS", "4",
-    "MODEL.VITA.HIDDEN_DIM", "32", "MODEL.VITA.NHEADS", "4", "MODEL.VITA.DIM_FEEDFORWARD", "64",
-    "MODEL.VITA.NUM_OBJECT_QUERIES", "6", "MODEL.VITA.ENC_LAYERS", "2", "MODEL.VITA.DEC_LAYERS", "2",
-    "MODEL.VITA.LAST_LAYER_NUM", "2", "MODEL.VITA.ENC_WINDOW_SIZE", "2",
+    "MODEL.MASK_FORMER.DEC_LAYERS",
+    "4",
+    "MODEL.VITA.HIDDEN_DIM",
+    "32",
+    "MODEL.VITA.NHEADS",
+    "4",
+    "MODEL.VITA.DIM_FEEDFORWARD",
+    "64",
+    "MODEL.VITA.NUM_OBJECT_QUERIES",
+    "6",
+    "MODEL.VITA.ENC_LAYERS",
+    "2",
+    "MODEL.VITA.DEC_LAYERS",
+    "2",
+    "MODEL.VITA.LAST_LAYER_NUM",
+    "2",
+    "MODEL.VITA.ENC_WINDOW_SIZE",
+    "2",
 ]
 
 
@@ -43,17 +61,24 @@ def test_training_forward_backward():
     model.train()
     losses = model([make_clip(seed=1, absent=(1, 1)), make_clip(seed=2, num_objects=1)])
     expected = {f"loss_{k}{s}" for k in ("ce", "mask", "dice") for s in ("", "_0", "_1", "_2")}
-    expected |= {f"loss_vita_{k}{s}" for k in ("ce", "mask", "dice") for s in ("", "_0")} | {"loss_vita_sim"}
+    expected |= {f"loss_vita_{k}{s}" for k in ("ce", "mask", "dice") for s in ("", "_0")} | {
+        "loss_vita_sim"
+    }
     assert set(losses) == expected
     assert all(torch.isfinite(v) and v.dim() == 0 for v in losses.values())
     # weights applied: CE weight 2, similarity 0.5 (ratio to an unweighted recomputation is not
     # observable, but every weighted term is non-negative)
     assert all(v >= 0 for v in losses.values())
     sum(losses.values()).backward()
-    for name in ("backbone.stem.conv1.weight", "sem_seg_head.predictor.query_feat.weight",
-                 "vita_module.query_feat.weight", "vita_module.fq_pos.weight",
-                 "vita_module.sim_embed_frame.weight", "vita_module.sim_embed_clip.weight",
-                 "vita_module.vita_mask_features.weight"):
+    for name in (
+        "backbone.stem.conv1.weight",
+        "sem_seg_head.predictor.query_feat.weight",
+        "vita_module.query_feat.weight",
+        "vita_module.fq_pos.weight",
+        "vita_module.sim_embed_frame.weight",
+        "vita_module.sim_embed_clip.weight",
+        "vita_module.vita_mask_features.weight",
+    ):
         grad = dict(model.named_parameters())[name].grad
         assert grad is not None and grad.abs().sum() > 0, name
 
@@ -104,8 +129,19 @@ def test_frozen_detector_trains_only_vita():
 
 def _module(window=2, enc_layers=2, **kw):
     torch.manual_seed(0)
-    args = dict(in_channels=16, hidden_dim=16, num_classes=3, num_frame_queries=4, num_queries=5, nheads=2,
-                dim_feedforward=32, enc_layers=enc_layers, dec_layers=2, enc_window_size=window, mask_dim=16)
+    args = dict(
+        in_channels=16,
+        hidden_dim=16,
+        num_classes=3,
+        num_frame_queries=4,
+        num_queries=5,
+        nheads=2,
+        dim_feedforward=32,
+        enc_layers=enc_layers,
+        dec_layers=2,
+        enc_window_size=window,
+        mask_dim=16,
+    )
     args.update(kw)
     return VITAModule(**args)
 
@@ -157,7 +193,9 @@ def test_query_index_keeps_positions():
     fq = torch.randn(1, 3, 4, 16)
     full = m(fq, num_frames=3)
     all_index = torch.arange(4).repeat(3, 1)
-    torch.testing.assert_close(m(fq, num_frames=3, query_index=all_index)["pred_logits"], full["pred_logits"])
+    torch.testing.assert_close(
+        m(fq, num_frames=3, query_index=all_index)["pred_logits"], full["pred_logits"]
+    )
     # a permutation of the tokens with their indices is the same set of object tokens
     perm = torch.tensor([2, 0, 3, 1])
     out = m(fq[:, :, perm], num_frames=3, query_index=perm.repeat(3, 1))
@@ -180,12 +218,15 @@ def test_inference_matches_training_path_detector():
     with torch.no_grad():
         fq, index, detected = model.encode_frames(video["image"])
         from vis_zoo.modeling.backbone import normalize_and_pad
+
         images = normalize_and_pad(video["image"], model.pixel_mean, model.pixel_std, 32)
         full = model.sem_seg_head(model.backbone(images.tensor), num_frame_query_layers=1)
     assert index is None and detected.padded_hw == (64, 96) and detected.image_hw == (64, 96)
     torch.testing.assert_close(fq, full["frame_queries"][-1], atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(detected.mask_features.read(0, 3),
-                               model.vita_module.vita_mask_features(full["pixel_features"]))
+    torch.testing.assert_close(
+        detected.mask_features.read(0, 3),
+        model.vita_module.vita_mask_features(full["pixel_features"]),
+    )
 
 
 def test_token_pruning_keeps_most_foreground_queries():
@@ -195,6 +236,7 @@ def test_token_pruning_keeps_most_foreground_queries():
         fq, index, _ = model.encode_frames(video["image"])
         images = video["image"]
         from vis_zoo.modeling.backbone import normalize_and_pad
+
         im = normalize_and_pad(images, model.pixel_mean, model.pixel_std, 32)
         out = model.sem_seg_head.forward_queries(model.backbone(im.tensor))
         out_model = model([video])[0]
@@ -222,7 +264,9 @@ def test_rle_output_and_results_entries():
         dense_out = model([video])[0]
     assert len(rle_out["pred_masks"]) == 5
     for track in rle_out["pred_masks"]:
-        assert len(track) == 2 and all(r["size"] == [80, 120] and isinstance(r["counts"], str) for r in track)
+        assert len(track) == 2 and all(
+            r["size"] == [80, 120] and isinstance(r["counts"], str) for r in track
+        )
     id_map = {i: i + 1 for i in range(4)}
     kwargs = dict(length=2, height=80, width=120, contiguous_to_dataset_id=id_map)
     from_rle = video_output_to_results(7, rle_out, **kwargs)
@@ -252,8 +296,9 @@ def test_feature_stores_give_the_same_output(store):
     scores and masks (the recomputation runs on the first pass's chunks, bitwise equal)."""
     video = make_test_video(5, seed=6)
     reference = tiny_model(["MODEL.VIS.TEST_FEATURE_STORE", "device"]).eval()
-    model = tiny_model(["MODEL.VIS.TEST_FEATURE_STORE", store, "MODEL.VIS.TEST_CHUNK_PIXELS_CPU",
-                        str(2 * 64 * 96)]).eval()
+    model = tiny_model(
+        ["MODEL.VIS.TEST_FEATURE_STORE", store, "MODEL.VIS.TEST_CHUNK_PIXELS_CPU", str(2 * 64 * 96)]
+    ).eval()
     reference.test_chunk_pixels_cpu = model.test_chunk_pixels_cpu
     with torch.no_grad():
         expected, out = reference([video])[0], model([video])[0]
@@ -280,8 +325,9 @@ def test_streamed_vita_module_equals_one_pass(keep_ratio):
         fq, index, _ = model.encode_frames(video["image"])
         full = model.vita_module(fq[None], num_frames=15, query_index=index)
         encoded = MemoryFeatureStore(15, torch.device("cpu"))
-        logits, embed = model.vita_module.infer_streamed(lambda s, e: fq[s:e], 15, encoded,
-                                                         query_index=index, block_frames=4)
+        logits, embed = model.vita_module.infer_streamed(
+            lambda s, e: fq[s:e], 15, encoded, query_index=index, block_frames=4
+        )
         vita = model.vita_module
         expected_tokens = vita.encode_frame_query(vita.input_proj_dec(fq[:, :, None]))
         one_pass = model([video])[0]
@@ -290,8 +336,9 @@ def test_streamed_vita_module_equals_one_pass(keep_ratio):
     torch.testing.assert_close(encoded.read(0, 15), expected_tokens[:, :, 0], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(logits, full["pred_logits"][-1, 0], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(embed, full["pred_mask_embed"][-1, 0], atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(streamed["pred_scores"], one_pass["pred_scores"],
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        streamed["pred_scores"], one_pass["pred_scores"], atol=1e-5, rtol=1e-5
+    )
     assert torch.equal(streamed["pred_labels"], one_pass["pred_labels"])
     for a, b in zip(streamed["pred_masks"], one_pass["pred_masks"]):
         assert (a != b).float().mean() < 1e-3

@@ -1,9 +1,11 @@
 """Video datasets: YouTube-VIS/OVIS loading and validation, built-in splits, synthetic data.
 
 Importing this package registers (without touching the disk) the built-in YouTube-VIS 2019/2021/2022
-and OVIS splits, COCO relabelled to their categories (coco2ytvis2019_*, coco2ytvis2021_*, coco2ovis_*;
+and OVIS splits, COCO relabelled to their categories (coco2ytvis2019_*, coco2ytvis2021_*,
+coco2ovis_*;
 train and val) and the synthetic datasets (synthetic_vis_{train,val,long}, synthetic_img_train).
 """
+
 from .builtin import BUILTIN_SPLITS, OVIS_CATEGORIES, YTVIS_2019_CATEGORIES, YTVIS_2021_CATEGORIES
 from .builtin import register_all_builtin
 from .coco_to_vis import (
@@ -28,7 +30,12 @@ from .synthetic import (
     register_synthetic_datasets,
     set_synthetic_root,
 )
-from .ytvis import category_metadata, load_ytvis_json, register_ytvis_instances, validate_segmentation
+from .ytvis import (
+    category_metadata,
+    load_ytvis_json,
+    register_ytvis_instances,
+    validate_segmentation,
+)
 
 register_all_builtin()
 register_all_coco_to_vis()

@@ -1,8 +1,10 @@
 """COCO images as extra training data for YouTube-VIS / OVIS models, in the target's label space.
 
 VITA and SeqFormer train jointly on COCO images turned into pseudo-videos (`CocoClipDatasetMapper`),
-restricted to the COCO categories that correspond to a category of the video dataset. The tables below
-are those of the official VITA code (`COCO_TO_YTVIS_2019`, `COCO_TO_YTVIS_2021`, `COCO_TO_OVIS`): COCO
+restricted to the COCO categories that correspond to a category of the video dataset. The tables
+below
+are those of the official VITA code (`COCO_TO_YTVIS_2019`, `COCO_TO_YTVIS_2021`, `COCO_TO_OVIS`):
+COCO
 category id -> target dataset category id (not contiguous ids). A few entries are many-to-one or not
 name-for-name, as in the official code, and are kept that way on purpose:
 
@@ -16,11 +18,14 @@ the standard COCO annotation file and filter it at load time, so no conversion s
     $DETECTRON2_DATASETS/coco/{train2017,val2017}/
     $DETECTRON2_DATASETS/coco/annotations/instances_{train,val}2017.json
 
-Loading keeps the annotations whose category is mapped, sets `category_id` to the target's contiguous
+Loading keeps the annotations whose category is mapped, sets `category_id` to the target's
+contiguous
 id (0..K-1), and drops images left without annotations. The metadata is the target's
-(`thing_classes`, `thing_dataset_id_to_contiguous_id`, `evaluator_type`) with `dataset_kind: "image"`,
+(`thing_classes`, `thing_dataset_id_to_contiguous_id`, `evaluator_type`) with `dataset_kind:
+"image"`,
 so the training loader maps these datasets with `CocoClipDatasetMapper`. Registration reads nothing.
 """
+
 import logging
 import os
 import uuid
@@ -46,75 +51,76 @@ __all__ = [
 
 # COCO id -> YouTube-VIS 2019 id (21 COCO categories onto 19 targets).
 COCO_TO_YTVIS_2019: Dict[int, int] = {
-    1: 1,     # person -> person
-    2: 21,    # bicycle -> motorbike
-    3: 6,     # car -> sedan
-    4: 21,    # motorcycle -> motorbike
-    5: 28,    # airplane
-    7: 17,    # train
-    8: 29,    # truck
-    9: 34,    # boat
-    17: 14,   # cat
-    18: 8,    # dog
-    19: 18,   # horse
-    21: 15,   # cow
-    22: 32,   # elephant
-    23: 20,   # bear
-    24: 30,   # zebra
-    25: 22,   # giraffe
-    35: 33,   # skis -> snowboard
-    36: 33,   # snowboard
-    41: 5,    # skateboard
-    42: 27,   # surfboard
-    43: 40,   # tennis racket -> tennis_racket
+    1: 1,  # person -> person
+    2: 21,  # bicycle -> motorbike
+    3: 6,  # car -> sedan
+    4: 21,  # motorcycle -> motorbike
+    5: 28,  # airplane
+    7: 17,  # train
+    8: 29,  # truck
+    9: 34,  # boat
+    17: 14,  # cat
+    18: 8,  # dog
+    19: 18,  # horse
+    21: 15,  # cow
+    22: 32,  # elephant
+    23: 20,  # bear
+    24: 30,  # zebra
+    25: 22,  # giraffe
+    35: 33,  # skis -> snowboard
+    36: 33,  # snowboard
+    41: 5,  # skateboard
+    42: 27,  # surfboard
+    43: 40,  # tennis racket -> tennis_racket
 }
 
-# COCO id -> YouTube-VIS 2021 id (23 COCO categories onto 21 targets; 2022 uses the same categories).
+# COCO id -> YouTube-VIS 2021 id (23 COCO categories onto 21 targets; 2022 uses the same
+# categories).
 COCO_TO_YTVIS_2021: Dict[int, int] = {
-    1: 26,    # person
-    2: 23,    # bicycle -> motorbike
-    3: 5,     # car
-    4: 23,    # motorcycle -> motorbike
-    5: 1,     # airplane
-    7: 36,    # train
-    8: 37,    # truck
-    9: 4,     # boat
-    16: 3,    # bird
-    17: 6,    # cat
-    18: 9,    # dog
-    19: 19,   # horse
-    21: 7,    # cow
-    22: 12,   # elephant
-    23: 2,    # bear
-    24: 40,   # zebra
-    25: 18,   # giraffe
-    34: 14,   # frisbee -> flying_disc
-    35: 31,   # skis -> snowboard
-    36: 31,   # snowboard
-    41: 29,   # skateboard
-    42: 33,   # surfboard
-    43: 34,   # tennis racket -> tennis_racket
+    1: 26,  # person
+    2: 23,  # bicycle -> motorbike
+    3: 5,  # car
+    4: 23,  # motorcycle -> motorbike
+    5: 1,  # airplane
+    7: 36,  # train
+    8: 37,  # truck
+    9: 4,  # boat
+    16: 3,  # bird
+    17: 6,  # cat
+    18: 9,  # dog
+    19: 19,  # horse
+    21: 7,  # cow
+    22: 12,  # elephant
+    23: 2,  # bear
+    24: 40,  # zebra
+    25: 18,  # giraffe
+    34: 14,  # frisbee -> flying_disc
+    35: 31,  # skis -> snowboard
+    36: 31,  # snowboard
+    41: 29,  # skateboard
+    42: 33,  # surfboard
+    43: 34,  # tennis racket -> tennis_racket
 }
 
 # COCO id -> OVIS id (17 COCO categories onto 15 targets).
 COCO_TO_OVIS: Dict[int, int] = {
-    1: 1,     # person -> Person
-    2: 21,    # bicycle -> Bicycle
-    3: 25,    # car -> Vehical
-    4: 22,    # motorcycle -> Motorcycle
-    5: 23,    # airplane -> Airplane
-    6: 25,    # bus -> Vehical
-    8: 25,    # truck -> Vehical
-    9: 24,    # boat -> Boat
-    17: 3,    # cat
-    18: 4,    # dog
-    19: 5,    # horse
-    20: 6,    # sheep
-    21: 7,    # cow
-    22: 8,    # elephant
-    23: 9,    # bear
-    24: 10,   # zebra
-    25: 11,   # giraffe
+    1: 1,  # person -> Person
+    2: 21,  # bicycle -> Bicycle
+    3: 25,  # car -> Vehical
+    4: 22,  # motorcycle -> Motorcycle
+    5: 23,  # airplane -> Airplane
+    6: 25,  # bus -> Vehical
+    8: 25,  # truck -> Vehical
+    9: 24,  # boat -> Boat
+    17: 3,  # cat
+    18: 4,  # dog
+    19: 5,  # horse
+    20: 6,  # sheep
+    21: 7,  # cow
+    22: 8,  # elephant
+    23: 9,  # bear
+    24: 10,  # zebra
+    25: 11,  # giraffe
 }
 
 # target key -> (mapping, target categories, target evaluator type)
@@ -127,8 +133,16 @@ COCO_TO_VIS_TARGETS: Dict[str, Tuple[Dict[int, int], List[Dict], str]] = {
 # name -> (image_root, json_file) relative to the datasets root, target key. The names (train and
 # val for each target) are those of the official VITA code.
 COCO_TO_VIS_SPLITS: Dict[str, Tuple[str, str, str]] = {
-    f"coco2{prefix}_{split}": (f"coco/{split}2017", f"coco/annotations/instances_{split}2017.json", target)
-    for prefix, target in (("ytvis2019", "ytvis_2019"), ("ytvis2021", "ytvis_2021"), ("ovis", "ovis"))
+    f"coco2{prefix}_{split}": (
+        f"coco/{split}2017",
+        f"coco/annotations/instances_{split}2017.json",
+        target,
+    )
+    for prefix, target in (
+        ("ytvis2019", "ytvis_2019"),
+        ("ytvis2021", "ytvis_2021"),
+        ("ovis", "ovis"),
+    )
     for split in ("train", "val")
 }
 
@@ -143,7 +157,8 @@ def _resolve_target(target: CategorySpec) -> Tuple[List[Dict[str, Any]], Optiona
         id_map = meta.get("thing_dataset_id_to_contiguous_id", None)
         if classes is None or id_map is None:
             raise ValueError(
-                f"target dataset '{target}' has no thing_classes / thing_dataset_id_to_contiguous_id in "
+                f"target dataset '{target}' has no thing_classes / "
+                "thing_dataset_id_to_contiguous_id in "
                 "its metadata yet; pass its category list ([{'id', 'name'}, ...]) instead"
             )
         cats = [{"id": int(did), "name": classes[cid]} for did, cid in id_map.items()]
@@ -161,10 +176,13 @@ def _check_mapping(mapping: Mapping[int, int], target_ids, where: str) -> Dict[i
     checked = {}
     for src, dst in mapping.items():
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in (src, dst)):
-            raise ValueError(f"{where}: category mapping entries must be int -> int, got {src!r} -> {dst!r}")
+            raise ValueError(
+                f"{where}: category mapping entries must be int -> int, got {src!r} -> {dst!r}"
+            )
         if dst not in target_ids:
             raise ValueError(
-                f"{where}: the mapping sends source category {src} to {dst}, which is not a category id "
+                f"{where}: the mapping sends source category {src} to {dst}, which is not a "
+                "category id "
                 f"of the target (target ids: {sorted(target_ids)})"
             )
         checked[src] = dst
@@ -190,13 +208,16 @@ def load_coco_json_for_vis(
         dataset_name: only used in log and error messages.
 
     Returns:
-        detectron2 image dicts (`file_name`, `height`, `width`, `image_id`, `annotations`) holding only
+        detectron2 image dicts (`file_name`, `height`, `width`, `image_id`, `annotations`) holding
+        only
         the mapped annotations, each with `category_id` the target's contiguous id (0..K-1); images
         without any mapped annotation are dropped.
 
     Raises:
-        FileNotFoundError naming the JSON when it is missing; ValueError naming it when a mapped id is
-        not a category of the target, when no mapping key is a category of the JSON (keys that are not
+        FileNotFoundError naming the JSON when it is missing; ValueError naming it when a mapped id
+        is
+        not a category of the target, when no mapping key is a category of the JSON (keys that are
+        not
         are only logged, for JSONs with a subset of the categories), or when no annotation is left.
     """
     from detectron2.data.datasets.coco import load_coco_json
@@ -215,19 +236,24 @@ def load_coco_json_for_vis(
     try:
         dicts = load_coco_json(json_file, image_root, dataset_name=scratch)
         source_meta = MetadataCatalog.get(scratch)
-        source_ids = {cid: did for did, cid in source_meta.thing_dataset_id_to_contiguous_id.items()}
+        source_ids = {
+            cid: did for did, cid in source_meta.thing_dataset_id_to_contiguous_id.items()
+        }
         source_names = {did: source_meta.thing_classes[cid] for cid, did in source_ids.items()}
     finally:
         MetadataCatalog.remove(scratch)
     present = set(mapping) & set(source_names)
     if not present:
         raise ValueError(
-            f"{where}: none of the mapping's source categories {sorted(mapping)} is a category of this "
+            f"{where}: none of the mapping's source categories {sorted(mapping)} is a category of "
+            "this "
             f"JSON (its ids: {sorted(source_names)}); is the mapping for another id space?"
         )
     missing = sorted(set(mapping) - present)
     if missing:  # a JSON with a subset of the categories is fine, but say so
-        logger.warning("%s: mapped source categories %s are not categories of this JSON", where, missing)
+        logger.warning(
+            "%s: mapped source categories %s are not categories of this JSON", where, missing
+        )
 
     kept_dicts, num_annos, num_kept = [], 0, 0
     for record in dicts:
@@ -244,8 +270,15 @@ def load_coco_json_for_vis(
     if not kept_dicts:
         raise ValueError(f"{where}: no annotation has a mapped category; nothing to train on")
     logger.info(
-        "%s: kept %d of %d images and %d of %d annotations (%d source categories -> %d target categories)",
-        where, len(kept_dicts), len(dicts), num_kept, num_annos, len(mapping), len(set(mapping.values())),
+        "%s: kept %d of %d images and %d of %d annotations (%d source categories -> %d target "
+        "categories)",
+        where,
+        len(kept_dicts),
+        len(dicts),
+        num_kept,
+        num_annos,
+        len(mapping),
+        len(set(mapping.values())),
     )
     return kept_dicts
 
@@ -270,7 +303,8 @@ def register_coco_to_vis_instances(
 
     Example, COCO -> your own video dataset "my_vis_train" (registered with its categories)::
 
-        register_coco_to_vis_instances("coco2myvis_train", "coco/annotations/instances_train2017.json",
+        register_coco_to_vis_instances("coco2myvis_train",
+        "coco/annotations/instances_train2017.json",
                                        "coco/train2017", {1: 1, 18: 2}, "my_vis_train")
     """
     if not isinstance(name, str) or not name:
@@ -278,10 +312,12 @@ def register_coco_to_vis_instances(
     json_file, image_root = os.fspath(json_file), os.fspath(image_root)
     categories, target_evaluator = _resolve_target(target_categories)
     cat_meta = category_metadata(categories)
-    mapping = _check_mapping(mapping, cat_meta["thing_dataset_id_to_contiguous_id"],
-                             f"{json_file} (dataset '{name}')")
+    mapping = _check_mapping(
+        mapping, cat_meta["thing_dataset_id_to_contiguous_id"], f"{json_file} (dataset '{name}')"
+    )
     DatasetCatalog.register(
-        name, lambda: load_coco_json_for_vis(json_file, image_root, mapping, categories, name))
+        name, lambda: load_coco_json_for_vis(json_file, image_root, mapping, categories, name)
+    )
     MetadataCatalog.get(name).set(
         json_file=json_file,
         image_root=image_root,
@@ -301,6 +337,11 @@ def register_all_coco_to_vis(root: Optional[str] = None) -> None:
             continue
         mapping, categories, evaluator_type = COCO_TO_VIS_TARGETS[target]
         register_coco_to_vis_instances(
-            name, os.path.join(root, json_file), os.path.join(root, image_root), mapping, categories,
-            evaluator_type=evaluator_type, metadata={"target_dataset": target},
+            name,
+            os.path.join(root, json_file),
+            os.path.join(root, image_root),
+            mapping,
+            categories,
+            evaluator_type=evaluator_type,
+            metadata={"target_dataset": target},
         )

@@ -54,7 +54,7 @@ def read_json_categories(json_file: str, *, where: str) -> Dict[str, Any]:
     if not isinstance(categories, list) or not categories:
         raise ValueError(
             f"{where}: {json_file} has no 'categories' list; a YouTube-VIS JSON "
-            "lists its classes as [{\"id\": 1, \"name\": \"person\"}, ...]"
+            'lists its classes as [{"id": 1, "name": "person"}, ...]'
         )
     try:
         return category_metadata(categories)

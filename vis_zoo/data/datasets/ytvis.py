@@ -9,10 +9,12 @@ The JSON format (YouTube-VIS 2019/2021/2022 and OVIS share it)::
      "categories": [{"id", "name"}, ...]}
 
 A per-frame entry of `segmentations`/`bboxes` is null where the object is absent from that frame.
-`load_ytvis_json` turns the file into one detectron2 dataset dict per video (see docs/architecture.md) and
+`load_ytvis_json` turns the file into one detectron2 dataset dict per video (see
+docs/architecture.md) and
 checks it on the way, so that a bad file fails at load time with the file, video and field named
 instead of deep inside a data-loader worker.
 """
+
 import json
 import logging
 import os
@@ -25,7 +27,12 @@ from detectron2.structures import BoxMode
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["load_ytvis_json", "register_ytvis_instances", "category_metadata", "validate_segmentation"]
+__all__ = [
+    "load_ytvis_json",
+    "register_ytvis_instances",
+    "category_metadata",
+    "validate_segmentation",
+]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -35,7 +42,8 @@ def _compressed_rle_counts(counts: bytes) -> np.ndarray:
     """Decode a COCO compressed RLE string into its run lengths (int64 array).
 
     Mirrors pycocotools' `rleFrString`: each number is stored in 5-bit groups (chars offset by 48),
-    bit 0x20 means "more groups follow", bit 0x10 of the last group is the sign, and from the 3rd run
+    bit 0x20 means "more groups follow", bit 0x10 of the last group is the sign, and from the 3rd
+    run
     on the value is a delta to the run two places before. pycocotools itself does not check that the
     runs add up to H*W (a short RLE decodes to garbage), which is why we decode here.
     """
@@ -90,7 +98,9 @@ def validate_segmentation(segm: Any, height: int, width: int) -> Any:
         if not (isinstance(size, (list, tuple)) and len(size) == 2):
             raise ValueError(f"RLE 'size' must be [height, width], got {size!r}")
         if [int(size[0]), int(size[1])] != [height, width]:
-            raise ValueError(f"RLE size {list(size)} differs from the video size [{height}, {width}]")
+            raise ValueError(
+                f"RLE size {list(size)} differs from the video size [{height}, {width}]"
+            )
         counts = segm["counts"]
         if isinstance(counts, (list, tuple)):  # uncompressed RLE
             runs = np.asarray(counts)
@@ -98,15 +108,21 @@ def validate_segmentation(segm: Any, height: int, width: int) -> Any:
                 raise ValueError("uncompressed RLE 'counts' must be non-negative integers")
             total = int(runs.sum())
             if total != height * width:
-                raise ValueError(f"uncompressed RLE counts sum to {total}, expected H*W = {height * width}")
-            rle = mask_util.frPyObjects({"counts": list(counts), "size": [height, width]}, height, width)
+                raise ValueError(
+                    f"uncompressed RLE counts sum to {total}, expected H*W = {height * width}"
+                )
+            rle = mask_util.frPyObjects(
+                {"counts": list(counts), "size": [height, width]}, height, width
+            )
             return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
         if isinstance(counts, str):
             counts_bytes = counts.encode("ascii", errors="replace")
         elif isinstance(counts, bytes):
             counts_bytes = counts
         else:
-            raise ValueError(f"RLE 'counts' must be a list, str or bytes, got {type(counts).__name__}")
+            raise ValueError(
+                f"RLE 'counts' must be a list, str or bytes, got {type(counts).__name__}"
+            )
         runs = _compressed_rle_counts(counts_bytes)
         if runs.size and runs.min() < 0:
             raise ValueError("compressed RLE decodes to a negative run length")
@@ -120,16 +136,22 @@ def validate_segmentation(segm: Any, height: int, width: int) -> Any:
             raise ValueError("polygon list is empty (use null for an absent object)")
         for k, poly in enumerate(segm):
             if not isinstance(poly, (list, tuple)):
-                raise ValueError(f"polygon {k} must be a list of coordinates, got {type(poly).__name__}")
+                raise ValueError(
+                    f"polygon {k} must be a list of coordinates, got {type(poly).__name__}"
+                )
             if len(poly) % 2 != 0:
                 raise ValueError(f"polygon {k} has an odd number of coordinates ({len(poly)})")
             if len(poly) < 6:
-                raise ValueError(f"polygon {k} has {len(poly)} coordinates; a polygon needs >= 6 (3 points)")
+                raise ValueError(
+                    f"polygon {k} has {len(poly)} coordinates; a polygon needs >= 6 (3 points)"
+                )
             if not all(isinstance(c, (int, float)) and np.isfinite(c) for c in poly):
                 raise ValueError(f"polygon {k} has non-numeric or non-finite coordinates")
         return [list(p) for p in segm]
 
-    raise ValueError(f"segmentation must be a polygon list or an RLE dict, got {type(segm).__name__}")
+    raise ValueError(
+        f"segmentation must be a polygon list or an RLE dict, got {type(segm).__name__}"
+    )
 
 
 def _bbox_from_segmentation(segm: Any, height: int, width: int) -> List[float]:
@@ -184,9 +206,14 @@ def read_json_object(json_file: str) -> Dict[str, Any]:
 
 def _check_per_frame_list(value, field: str, length: int, where: str) -> None:
     if not isinstance(value, list):
-        raise ValueError(f"{where}: '{field}' must be a list with one entry per frame, got {type(value).__name__}")
+        raise ValueError(
+            f"{where}: '{field}' must be a list with one entry per frame, got "
+            f"{type(value).__name__}"
+        )
     if len(value) != length:
-        raise ValueError(f"{where}: '{field}' has {len(value)} entries but the video has {length} frames")
+        raise ValueError(
+            f"{where}: '{field}' has {len(value)} entries but the video has {length} frames"
+        )
 
 
 def load_ytvis_json(
@@ -255,15 +282,21 @@ def load_ytvis_json(
             raise ValueError(f"{where}: 'file_names' must be a non-empty list")
         length = vid.get("length", len(file_names))
         if length != len(file_names):
-            raise ValueError(f"{where}: 'length' is {length} but 'file_names' has {len(file_names)} entries")
+            raise ValueError(
+                f"{where}: 'length' is {length} but 'file_names' has {len(file_names)} entries"
+            )
         height, width = vid["height"], vid["width"]
         if not (isinstance(height, int) and isinstance(width, int) and height > 0 and width > 0):
-            raise ValueError(f"{where}: 'height'/'width' must be positive integers, got {height}x{width}")
+            raise ValueError(
+                f"{where}: 'height'/'width' must be positive integers, got {height}x{width}"
+            )
         paths = [os.path.join(image_root, name) for name in file_names]
         if check_files:
             for frame_idx, path in enumerate(paths):
                 if not os.path.isfile(path):
-                    raise FileNotFoundError(f"{where}: frame {frame_idx} file '{path}' does not exist")
+                    raise FileNotFoundError(
+                        f"{where}: frame {frame_idx} file '{path}' does not exist"
+                    )
         records[video_id] = {
             "video_id": video_id,
             "file_names": paths,
@@ -286,15 +319,18 @@ def load_ytvis_json(
     return [records[k] for k in sorted(records, key=lambda k: (str(type(k)), k))]
 
 
-def _add_annotation(ann: Dict[str, Any], records: Dict[Any, Dict[str, Any]], id_map: Dict[int, int],
-                    json_file: str) -> None:
+def _add_annotation(
+    ann: Dict[str, Any], records: Dict[Any, Dict[str, Any]], id_map: Dict[int, int], json_file: str
+) -> None:
     """Validate one track annotation and append its per-frame objects to its video's record."""
     if not isinstance(ann, dict):
         raise ValueError(f"{json_file}: an annotation is not an object: {str(ann)[:100]}")
     ann_id = ann.get("id")
     video_id = ann.get("video_id")
     if video_id not in records:
-        raise ValueError(f"{json_file}: annotation {ann_id} has video_id {video_id!r}, which is not in 'videos'")
+        raise ValueError(
+            f"{json_file}: annotation {ann_id} has video_id {video_id!r}, which is not in 'videos'"
+        )
     rec = records[video_id]
     where = f"{json_file}: video {video_id}, annotation {ann_id}"
     if ann_id is None:
@@ -326,8 +362,11 @@ def _add_annotation(ann: Dict[str, Any], records: Dict[Any, Dict[str, Any]], id_
         bbox = bboxes[frame_idx] if bboxes is not None else None
         if bbox is None:
             bbox = _bbox_from_segmentation(segm, height, width)
-        elif not (isinstance(bbox, (list, tuple)) and len(bbox) == 4
-                  and all(isinstance(v, (int, float)) for v in bbox)):
+        elif not (
+            isinstance(bbox, (list, tuple))
+            and len(bbox) == 4
+            and all(isinstance(v, (int, float)) for v in bbox)
+        ):
             raise ValueError(f"{frame_where}: bad 'bboxes' entry {bbox!r} (expected [x, y, w, h])")
         obj = {
             "id": ann_id,
@@ -345,8 +384,9 @@ def _add_annotation(ann: Dict[str, Any], records: Dict[Any, Dict[str, Any]], id_
 # ----------------------------------------------------------------------------------------------
 # registration
 # ----------------------------------------------------------------------------------------------
-def register_ytvis_instances(name: str, metadata: Optional[Dict[str, Any]], json_file: str,
-                             image_root: str) -> None:
+def register_ytvis_instances(
+    name: str, metadata: Optional[Dict[str, Any]], json_file: str, image_root: str
+) -> None:
     """Register a YouTube-VIS-format video dataset in DatasetCatalog and MetadataCatalog.
 
     Nothing is read from disk here. `metadata` may give `thing_classes`,
@@ -359,4 +399,6 @@ def register_ytvis_instances(name: str, metadata: Optional[Dict[str, Any]], json
     json_file, image_root = os.fspath(json_file), os.fspath(image_root)
     DatasetCatalog.register(name, lambda: load_ytvis_json(json_file, image_root, name))
     meta = {"evaluator_type": "ytvis", **(metadata or {})}
-    MetadataCatalog.get(name).set(json_file=json_file, image_root=image_root, dataset_kind="video", **meta)
+    MetadataCatalog.get(name).set(
+        json_file=json_file, image_root=image_root, dataset_kind="video", **meta
+    )

@@ -4,6 +4,7 @@ All three keep the detector as ``backbone.*``, ``sem_seg_head.pixel_decoder.*``,
 ``sem_seg_head.predictor.*`` and ``criterion.empty_weight``, the same names as our modules, except
 Mask2Former's pre-v2 ``static_query`` (renamed ``query_feat``, as Mask2Former does on load).
 """
+
 from collections import OrderedDict
 from typing import Callable, Mapping, Optional
 
@@ -11,7 +12,12 @@ import torch
 
 from vis_zoo.modeling.checkpoint_conversion import convert_with_key_map
 
-__all__ = ["DETECTOR_PREFIXES", "CLASS_DEPENDENT", "map_detector_key", "convert_detector_checkpoint"]
+__all__ = [
+    "DETECTOR_PREFIXES",
+    "CLASS_DEPENDENT",
+    "map_detector_key",
+    "convert_detector_checkpoint",
+]
 
 DETECTOR_PREFIXES = (
     "backbone.",
@@ -32,12 +38,24 @@ def map_detector_key(key: str) -> Optional[str]:
     return key
 
 
-def convert_detector_checkpoint(official: Mapping[str, torch.Tensor], map_key: Callable[[str], Optional[str]],
-                                reference: Optional[Mapping[str, torch.Tensor]], method: str,
-                                skip_class_heads: bool = False) -> "OrderedDict[str, torch.Tensor]":
-    """`convert_with_key_map` for a Mask2Former-based checkpoint: with `skip_class_heads`, class-dependent
-    tensors (CLASS_DEPENDENT) whose shape differs from ours are dropped (a COCO initialisation's 81-way
+def convert_detector_checkpoint(
+    official: Mapping[str, torch.Tensor],
+    map_key: Callable[[str], Optional[str]],
+    reference: Optional[Mapping[str, torch.Tensor]],
+    method: str,
+    skip_class_heads: bool = False,
+) -> "OrderedDict[str, torch.Tensor]":
+    """`convert_with_key_map` for a Mask2Former-based checkpoint: with `skip_class_heads`,
+    class-dependent
+    tensors (CLASS_DEPENDENT) whose shape differs from ours are dropped (a COCO initialisation's
+    81-way
     head) instead of failing, as the official detectron2 loading does."""
     return convert_with_key_map(
-        official, map_key, reference, method,
-        may_skip_on_shape_mismatch=lambda ours: skip_class_heads and any(c in ours for c in CLASS_DEPENDENT))
+        official,
+        map_key,
+        reference,
+        method,
+        may_skip_on_shape_mismatch=lambda ours: (
+            skip_class_heads and any(c in ours for c in CLASS_DEPENDENT)
+        ),
+    )

@@ -3,6 +3,7 @@
 Defaults are Mask2Former's instance-segmentation R-50 values (as VITA uses them). Not a method of
 its own: the config functions of the methods built on the detector (VITA, MinVIS) call it.
 """
+
 from detectron2.config import CfgNode as CN
 
 

@@ -1,14 +1,17 @@
-"""Mask2Former's set criterion: softmax CE + point-sampled sigmoid BCE and dice, with deep supervision.
+"""Mask2Former's set criterion: softmax CE + point-sampled sigmoid BCE and dice, with deep
+supervision.
 
 Mask losses are evaluated on K = `num_points` points per matched mask, chosen by importance sampling
 (Mask2Former / PointRend): `oversample_ratio * K` uniform candidates, of which the
 `importance_sample_ratio * K` most uncertain (smallest |logit|) are kept, plus the rest uniform.
-Point labels are read from the full-resolution (padded) targets, point logits from the /4 predictions.
+Point labels are read from the full-resolution (padded) targets, point logits from the /4
+predictions.
 
 `point_sampled_mask_losses` also serves clip masks [N, T, h, w]: points are chosen per frame-mask
 and the T point sets are concatenated per instance before the BCE mean and the dice (VITA).
 """
-from typing import Dict, List, Optional, Sequence, Tuple
+
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +28,12 @@ from vis_zoo.modeling.losses import dice_loss, sigmoid_ce_loss
 
 from .matcher import PointHungarianMatcher
 
-__all__ = ["point_sampled_mask_losses", "Mask2FormerCriterion", "calculate_uncertainty", "build_mask2former_criterion"]
+__all__ = [
+    "point_sampled_mask_losses",
+    "Mask2FormerCriterion",
+    "calculate_uncertainty",
+    "build_mask2former_criterion",
+]
 
 
 def calculate_uncertainty(logits: Tensor) -> Tensor:
@@ -33,9 +41,16 @@ def calculate_uncertainty(logits: Tensor) -> Tensor:
     return -logits.abs()
 
 
-def point_sampled_mask_losses(src_masks: Tensor, tgt_masks: Tensor, num_masks: float, *, num_points: int,
-                              oversample_ratio: float, importance_sample_ratio: float,
-                              per_frame: bool = False) -> Tuple[Tensor, Tensor]:
+def point_sampled_mask_losses(
+    src_masks: Tensor,
+    tgt_masks: Tensor,
+    num_masks: float,
+    *,
+    num_points: int,
+    oversample_ratio: float,
+    importance_sample_ratio: float,
+    per_frame: bool = False,
+) -> Tuple[Tensor, Tensor]:
     """BCE and dice of matched masks on importance-sampled points.
 
     Args:
@@ -62,8 +77,10 @@ def point_sampled_mask_losses(src_masks: Tensor, tgt_masks: Tensor, num_masks: f
     rows = src.shape[0] if per_frame else n
     point_logits = point_logits.reshape(rows, -1)
     point_labels = point_labels.reshape(rows, -1)
-    return (sigmoid_ce_loss(point_logits, point_labels, num_masks),
-            dice_loss(point_logits, point_labels, num_masks))
+    return (
+        sigmoid_ce_loss(point_logits, point_labels, num_masks),
+        dice_loss(point_logits, point_labels, num_masks),
+    )
 
 
 class MatchedMaskLosses(nn.Module):
@@ -75,9 +92,18 @@ class MatchedMaskLosses(nn.Module):
     `per_frame_mask_losses` as `point_sampled_mask_losses`'s `per_frame` for clip masks.
     """
 
-    def __init__(self, *, num_classes: int, matcher: nn.Module, weight_dict: Dict[str, float],
-                 eos_coef: float, num_points: int, oversample_ratio: float, importance_sample_ratio: float,
-                 per_frame_mask_losses: bool = False):
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        matcher: nn.Module,
+        weight_dict: Dict[str, float],
+        eos_coef: float,
+        num_points: int,
+        oversample_ratio: float,
+        importance_sample_ratio: float,
+        per_frame_mask_losses: bool = False,
+    ):
         super().__init__()
         self.num_classes = num_classes
         self.matcher = matcher
@@ -92,15 +118,23 @@ class MatchedMaskLosses(nn.Module):
         self.register_buffer("empty_weight", empty_weight)
 
     def loss_labels(self, logits: Tensor, targets: Sequence[dict], indices) -> Tensor:
-        """Softmax CE over all Q queries of every prediction set; unmatched queries target "no object".
+        """Softmax CE over all Q queries of every prediction set; unmatched queries target "no
+        object".
 
-        logits [N, Q, K+1]; targets N dicts with "labels" [G]; indices N (query, target) matchings."""
+        logits [N, Q, K+1]; targets N dicts with "labels" [G]; indices N (query, target)
+        matchings."""
         idx = src_permutation_idx(indices)
-        target_classes = torch.full(logits.shape[:2], self.num_classes, dtype=torch.int64, device=logits.device)
+        target_classes = torch.full(
+            logits.shape[:2], self.num_classes, dtype=torch.int64, device=logits.device
+        )
         if len(idx[0]):
-            matched = torch.cat([t["labels"][j] for t, (_, j) in zip(targets, indices)]).to(logits.device)
+            matched = torch.cat([t["labels"][j] for t, (_, j) in zip(targets, indices)]).to(
+                logits.device
+            )
             target_classes[idx] = matched
-        return F.cross_entropy(logits.transpose(1, 2), target_classes, self.empty_weight.to(logits.dtype))
+        return F.cross_entropy(
+            logits.transpose(1, 2), target_classes, self.empty_weight.to(logits.dtype)
+        )
 
     def loss_masks(self, pred_masks: Tensor, targets: Sequence[dict], indices, num_masks: float):
         """Point-sampled BCE and dice of the matched masks (`point_sampled_mask_losses`).
@@ -114,8 +148,13 @@ class MatchedMaskLosses(nn.Module):
         else:
             tgt = src.new_zeros((0,) + (1,) * (src.dim() - 1))
         return point_sampled_mask_losses(
-            src, tgt, num_masks, num_points=self.num_points, oversample_ratio=self.oversample_ratio,
-            importance_sample_ratio=self.importance_sample_ratio, per_frame=self.per_frame_mask_losses,
+            src,
+            tgt,
+            num_masks,
+            num_points=self.num_points,
+            oversample_ratio=self.oversample_ratio,
+            importance_sample_ratio=self.importance_sample_ratio,
+            per_frame=self.per_frame_mask_losses,
         )
 
 
@@ -130,16 +169,33 @@ class Mask2FormerCriterion(MatchedMaskLosses):
     "masks" [G, T, H, W]; the matcher reads every frame at the same points).
     returns (losses, indices): losses `loss_ce`, `loss_mask`, `loss_dice` for the last set and the
     same keys with suffix `_i` for aux set i (unweighted); `indices` is the list of the matchings of
-    the last `num_indices_to_return` prediction sets, oldest first (VITA's similarity loss uses them).
+    the last `num_indices_to_return` prediction sets, oldest first (VITA's similarity loss uses
+    them).
     """
 
-    def __init__(self, *, num_classes: int, matcher: nn.Module, weight_dict: Dict[str, float],
-                 eos_coef: float, num_points: int, oversample_ratio: float, importance_sample_ratio: float,
-                 num_indices_to_return: int = 1, per_frame_mask_losses: bool = False):
-        super().__init__(num_classes=num_classes, matcher=matcher, weight_dict=weight_dict, eos_coef=eos_coef,
-                         num_points=num_points, oversample_ratio=oversample_ratio,
-                         importance_sample_ratio=importance_sample_ratio,
-                         per_frame_mask_losses=per_frame_mask_losses)
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        matcher: nn.Module,
+        weight_dict: Dict[str, float],
+        eos_coef: float,
+        num_points: int,
+        oversample_ratio: float,
+        importance_sample_ratio: float,
+        num_indices_to_return: int = 1,
+        per_frame_mask_losses: bool = False,
+    ):
+        super().__init__(
+            num_classes=num_classes,
+            matcher=matcher,
+            weight_dict=weight_dict,
+            eos_coef=eos_coef,
+            num_points=num_points,
+            oversample_ratio=oversample_ratio,
+            importance_sample_ratio=importance_sample_ratio,
+            per_frame_mask_losses=per_frame_mask_losses,
+        )
         self.num_indices_to_return = num_indices_to_return
 
     def _losses_for(self, outputs: Dict[str, Tensor], targets, num_masks: float, suffix: str):
@@ -163,25 +219,35 @@ class Mask2FormerCriterion(MatchedMaskLosses):
             all_indices.append(indices)
         all_indices.append(final_indices)
         keep = max(self.num_indices_to_return, 0)
-        return losses, (all_indices[len(all_indices) - keep:] if keep else [])
+        return losses, (all_indices[len(all_indices) - keep :] if keep else [])
 
 
-def build_mask2former_criterion(cfg, num_indices_to_return: int = 1,
-                                per_frame_mask_losses: bool = False) -> Mask2FormerCriterion:
+def build_mask2former_criterion(
+    cfg, num_indices_to_return: int = 1, per_frame_mask_losses: bool = False
+) -> Mask2FormerCriterion:
     """The criterion from MODEL.MASK_FORMER.* (matcher costs = loss weights, deep supervision over
     DEC_LAYERS - 1 aux sets), as VITA and MinVIS build it for frames and Mask2Former-VIS for clips
     (with `per_frame_mask_losses`, as the official video criterion)."""
     mf = cfg.MODEL.MASK_FORMER
-    matcher = PointHungarianMatcher(cost_class=mf.CLASS_WEIGHT, cost_mask=mf.MASK_WEIGHT,
-                                    cost_dice=mf.DICE_WEIGHT, num_points=mf.TRAIN_NUM_POINTS)
+    matcher = PointHungarianMatcher(
+        cost_class=mf.CLASS_WEIGHT,
+        cost_mask=mf.MASK_WEIGHT,
+        cost_dice=mf.DICE_WEIGHT,
+        num_points=mf.TRAIN_NUM_POINTS,
+    )
     base = {"loss_ce": mf.CLASS_WEIGHT, "loss_mask": mf.MASK_WEIGHT, "loss_dice": mf.DICE_WEIGHT}
     weight_dict = dict(base)
     if mf.DEEP_SUPERVISION:
         for i in range(mf.DEC_LAYERS - 1):
             weight_dict.update({f"{k}_{i}": w for k, w in base.items()})
     return Mask2FormerCriterion(
-        num_classes=num_classes_from_config(cfg), matcher=matcher, weight_dict=weight_dict,
-        eos_coef=mf.NO_OBJECT_WEIGHT, num_points=mf.TRAIN_NUM_POINTS, oversample_ratio=mf.OVERSAMPLE_RATIO,
-        importance_sample_ratio=mf.IMPORTANCE_SAMPLE_RATIO, num_indices_to_return=num_indices_to_return,
+        num_classes=num_classes_from_config(cfg),
+        matcher=matcher,
+        weight_dict=weight_dict,
+        eos_coef=mf.NO_OBJECT_WEIGHT,
+        num_points=mf.TRAIN_NUM_POINTS,
+        oversample_ratio=mf.OVERSAMPLE_RATIO,
+        importance_sample_ratio=mf.IMPORTANCE_SAMPLE_RATIO,
+        num_indices_to_return=num_indices_to_return,
         per_frame_mask_losses=per_frame_mask_losses,
     )

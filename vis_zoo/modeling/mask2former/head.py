@@ -3,6 +3,7 @@
 It sees frames independently: a video of T frames is simply N = B*T images. VITA builds on it, and
 with T = 1 it is the plain image instance segmenter.
 """
+
 from typing import Dict
 
 from detectron2.config import configurable
@@ -22,7 +23,8 @@ _DECODERS = {
     "MultiScaleMaskedTransformerDecoder": MultiScaleMaskedTransformerDecoder,
     # VITA's config name for the same decoder (frame queries are always available here)
     "VitaMultiScaleMaskedTransformerDecoder": MultiScaleMaskedTransformerDecoder,
-    # Mask2Former-VIS: clip queries over [B, T, ...] maps (its meta-architecture calls the predictor)
+    # Mask2Former-VIS: clip queries over [B, T, ...] maps (its meta-architecture calls the
+    # predictor)
     "VideoMultiScaleMaskedTransformerDecoder": VideoMultiScaleMaskedTransformerDecoder,
 }
 
@@ -47,14 +49,21 @@ class Mask2FormerHead(nn.Module):
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
         head = cfg.MODEL.SEM_SEG_HEAD
         if head.NAME not in ("Mask2FormerHead", "MaskFormerHead"):
-            raise ValueError(f"MODEL.SEM_SEG_HEAD.NAME={head.NAME!r}: a Mask2Former-based model needs "
-                             "'Mask2FormerHead' (set by configs/vita/Base-VITA.yaml)")
+            raise ValueError(
+                f"MODEL.SEM_SEG_HEAD.NAME={head.NAME!r}: a Mask2Former-based model needs "
+                "'Mask2FormerHead' (set by configs/vita/Base-VITA.yaml)"
+            )
         if head.PIXEL_DECODER_NAME not in _PIXEL_DECODERS:
-            raise ValueError(f"MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME={head.PIXEL_DECODER_NAME!r}: "
-                             f"choose one of {sorted(_PIXEL_DECODERS)}")
+            raise ValueError(
+                f"MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME={head.PIXEL_DECODER_NAME!r}: "
+                f"choose one of {sorted(_PIXEL_DECODERS)}"
+            )
         name = cfg.MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME
         if name not in _DECODERS:
-            raise ValueError(f"MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME={name!r}: choose one of {sorted(_DECODERS)}")
+            raise ValueError(
+                f"MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME={name!r}: choose one of "
+                f"{sorted(_DECODERS)}"
+            )
         pd_cls = _PIXEL_DECODERS[head.PIXEL_DECODER_NAME]
         dec_cls = _DECODERS[name]
         pixel_decoder = pd_cls(**pd_cls.from_config(cfg, input_shape))
@@ -64,7 +73,9 @@ class Mask2FormerHead(nn.Module):
 
     def forward(self, features: Dict[str, Tensor], num_frame_query_layers: int = 0) -> Dict:
         pd = self.pixel_decoder(features, compute_mask_features=True)
-        out = self.predictor(pd["multi_scale_features"], pd["mask_features"], num_frame_query_layers)
+        out = self.predictor(
+            pd["multi_scale_features"], pd["mask_features"], num_frame_query_layers
+        )
         out["pixel_features"] = pd["pixel_features"]
         return out
 
@@ -79,16 +90,19 @@ class Mask2FormerHead(nn.Module):
         # conv(resize(F4)) == resize(conv(F4)): the attention masks need only the level-size maps.
         pd["level_mask_features"] = [
             self.pixel_decoder.mask_features(
-                F.interpolate(pd["pixel_features"], size=feat.shape[-2:], mode="bilinear",
-                              align_corners=False))
+                F.interpolate(
+                    pd["pixel_features"], size=feat.shape[-2:], mode="bilinear", align_corners=False
+                )
+            )
             for feat in pd["multi_scale_features"]
         ]
         return pd
 
     def forward_queries(self, features: Dict[str, Tensor], num_frame_query_layers: int = 1) -> Dict:
         pd = self.decode_pixels_for_queries(features)
-        out = self.predictor.forward_queries(pd["multi_scale_features"], pd["level_mask_features"],
-                                             num_frame_query_layers)
+        out = self.predictor.forward_queries(
+            pd["multi_scale_features"], pd["level_mask_features"], num_frame_query_layers
+        )
         out["pixel_features"] = pd["pixel_features"]
         return out
 
@@ -105,7 +119,12 @@ def mask2former_model_kwargs(cfg, criterion: nn.Module) -> Dict[str, object]:
 
     backbone = build_backbone(cfg)
     head = Mask2FormerHead(cfg, backbone.output_shape())
-    return dict(backbone=backbone, sem_seg_head=head, criterion=criterion,
-                num_classes=num_classes_from_config(cfg), pixel_mean=cfg.MODEL.PIXEL_MEAN,
-                size_divisibility=cfg.MODEL.MASK_FORMER.SIZE_DIVISIBILITY,
-                pixel_std=cfg.MODEL.PIXEL_STD)
+    return dict(
+        backbone=backbone,
+        sem_seg_head=head,
+        criterion=criterion,
+        num_classes=num_classes_from_config(cfg),
+        pixel_mean=cfg.MODEL.PIXEL_MEAN,
+        size_divisibility=cfg.MODEL.MASK_FORMER.SIZE_DIVISIBILITY,
+        pixel_std=cfg.MODEL.PIXEL_STD,
+    )

@@ -5,9 +5,9 @@ that official Mask2Former/VITA checkpoints (``self_attn`` / ``multihead_attn`` /
 ``linear2`` / ``norm``) map onto these modules one to one. These differ from DETR's layers
 (`vis_zoo.modeling.transformer_layers`), where one layer holds attention + FFN and three norms.
 """
+
 from typing import Optional
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vis_zoo.modeling.attention import MaskedMultiheadAttention
@@ -24,13 +24,16 @@ def _xavier_init(module: nn.Module) -> None:
 
 
 class SelfAttentionLayer(nn.Module):
-    """x = norm(x + SA(x + pos, x + pos, x)) (post-norm) or x = x + SA(norm(x) + pos, ...) (pre-norm).
+    """x = norm(x + SA(x + pos, x + pos, x)) (post-norm) or x = x + SA(norm(x) + pos, ...)
+    (pre-norm).
 
     forward(tgt [S, N, C], tgt_mask: [S, S] or [N*heads, S, S] (bool True = blocked, or additive
     float), tgt_key_padding_mask: bool [N, S], query_pos: [S, N, C]) -> [S, N, C]
     """
 
-    def __init__(self, d_model: int, nhead: int, dropout: float = 0.0, normalize_before: bool = False):
+    def __init__(
+        self, d_model: int, nhead: int, dropout: float = 0.0, normalize_before: bool = False
+    ):
         super().__init__()
         self.self_attn = MaskedMultiheadAttention(d_model, nhead, dropout=dropout)
         self.norm = nn.LayerNorm(d_model)
@@ -38,17 +41,34 @@ class SelfAttentionLayer(nn.Module):
         self.normalize_before = normalize_before
         _xavier_init(self)
 
-    def forward(self, tgt: Tensor, tgt_mask: Optional[Tensor] = None,
-                tgt_key_padding_mask: Optional[Tensor] = None, query_pos: Optional[Tensor] = None) -> Tensor:
+    def forward(
+        self,
+        tgt: Tensor,
+        tgt_mask: Optional[Tensor] = None,
+        tgt_key_padding_mask: Optional[Tensor] = None,
+        query_pos: Optional[Tensor] = None,
+    ) -> Tensor:
         if self.normalize_before:
             x = self.norm(tgt)
             q = k = with_pos(x, query_pos)
-            out = self.self_attn(q, k, value=x, attn_mask=tgt_mask, key_padding_mask=tgt_key_padding_mask,
-                                 need_weights=False)[0]
+            out = self.self_attn(
+                q,
+                k,
+                value=x,
+                attn_mask=tgt_mask,
+                key_padding_mask=tgt_key_padding_mask,
+                need_weights=False,
+            )[0]
             return tgt + self.dropout(out)
         q = k = with_pos(tgt, query_pos)
-        out = self.self_attn(q, k, value=tgt, attn_mask=tgt_mask, key_padding_mask=tgt_key_padding_mask,
-                             need_weights=False)[0]
+        out = self.self_attn(
+            q,
+            k,
+            value=tgt,
+            attn_mask=tgt_mask,
+            key_padding_mask=tgt_key_padding_mask,
+            need_weights=False,
+        )[0]
         return self.norm(tgt + self.dropout(out))
 
 
@@ -59,7 +79,9 @@ class CrossAttentionLayer(nn.Module):
     blocked), memory_key_padding_mask bool [N, S], pos [S, N, C], query_pos [Q, N, C]) -> [Q, N, C]
     """
 
-    def __init__(self, d_model: int, nhead: int, dropout: float = 0.0, normalize_before: bool = False):
+    def __init__(
+        self, d_model: int, nhead: int, dropout: float = 0.0, normalize_before: bool = False
+    ):
         super().__init__()
         self.multihead_attn = MaskedMultiheadAttention(d_model, nhead, dropout=dropout)
         self.norm = nn.LayerNorm(d_model)
@@ -67,23 +89,41 @@ class CrossAttentionLayer(nn.Module):
         self.normalize_before = normalize_before
         _xavier_init(self)
 
-    def forward(self, tgt: Tensor, memory: Tensor, memory_mask: Optional[Tensor] = None,
-                memory_key_padding_mask: Optional[Tensor] = None, pos: Optional[Tensor] = None,
-                query_pos: Optional[Tensor] = None) -> Tensor:
+    def forward(
+        self,
+        tgt: Tensor,
+        memory: Tensor,
+        memory_mask: Optional[Tensor] = None,
+        memory_key_padding_mask: Optional[Tensor] = None,
+        pos: Optional[Tensor] = None,
+        query_pos: Optional[Tensor] = None,
+    ) -> Tensor:
         x = self.norm(tgt) if self.normalize_before else tgt
-        out = self.multihead_attn(query=with_pos(x, query_pos), key=with_pos(memory, pos), value=memory,
-                                  attn_mask=memory_mask, key_padding_mask=memory_key_padding_mask,
-                                  need_weights=False)[0]
+        out = self.multihead_attn(
+            query=with_pos(x, query_pos),
+            key=with_pos(memory, pos),
+            value=memory,
+            attn_mask=memory_mask,
+            key_padding_mask=memory_key_padding_mask,
+            need_weights=False,
+        )[0]
         if self.normalize_before:
             return tgt + self.dropout(out)
         return self.norm(tgt + self.dropout(out))
 
 
 class FFNLayer(nn.Module):
-    """x = norm(x + linear2(act(linear1(x)))) (post-norm; pre-norm optional). [S, N, C] -> [S, N, C]."""
+    """x = norm(x + linear2(act(linear1(x)))) (post-norm; pre-norm optional). [S, N, C] -> [S, N,
+    C]."""
 
-    def __init__(self, d_model: int, dim_feedforward: int = 2048, dropout: float = 0.0,
-                 activation: str = "relu", normalize_before: bool = False):
+    def __init__(
+        self,
+        d_model: int,
+        dim_feedforward: int = 2048,
+        dropout: float = 0.0,
+        activation: str = "relu",
+        normalize_before: bool = False,
+    ):
         super().__init__()
         self.linear1 = nn.Linear(d_model, dim_feedforward)
         self.dropout = nn.Dropout(dropout)

@@ -10,10 +10,12 @@ with p the softmax class probability, BCE the mean sigmoid cross-entropy and dic
 one batch element, read with bilinear `point_sample` (align_corners=False) from the predicted
 (low-resolution) logits and from the (full-resolution, padded) targets.
 
-Masks may have extra leading axes after the instance axis: a clip mask [Q, T, h, w] is read at the same
+Masks may have extra leading axes after the instance axis: a clip mask [Q, T, h, w] is read at the
+same
 points in every frame and flattened to T * num_points values (VITA's video-level matcher); a frame
 mask [Q, h, w] gives num_points values (Mask2Former's).
 """
+
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -52,8 +54,12 @@ def pairwise_point_costs(pred_points: Tensor, tgt_points: Tensor) -> Tuple[Tenso
     """
     num_p = pred_points.shape[1]
     # BCE(x, y) = y * softplus(-x) + (1 - y) * softplus(x): linear in y, so one matmul per term.
-    pos = F.binary_cross_entropy_with_logits(pred_points, torch.ones_like(pred_points), reduction="none")
-    neg = F.binary_cross_entropy_with_logits(pred_points, torch.zeros_like(pred_points), reduction="none")
+    pos = F.binary_cross_entropy_with_logits(
+        pred_points, torch.ones_like(pred_points), reduction="none"
+    )
+    neg = F.binary_cross_entropy_with_logits(
+        pred_points, torch.zeros_like(pred_points), reduction="none"
+    )
     bce = (pos @ tgt_points.t() + neg @ (1 - tgt_points).t()) / num_p
     prob = pred_points.sigmoid()
     numerator = 2 * prob @ tgt_points.t()
@@ -73,8 +79,14 @@ class PointHungarianMatcher(nn.Module):
         N pairs (pred_idx, tgt_idx), int64 CPU tensors of length min(Q, G_n), sorted by pred_idx.
     """
 
-    def __init__(self, *, cost_class: float = 2.0, cost_mask: float = 5.0, cost_dice: float = 5.0,
-                 num_points: int = 12544):
+    def __init__(
+        self,
+        *,
+        cost_class: float = 2.0,
+        cost_mask: float = 5.0,
+        cost_dice: float = 5.0,
+        num_points: int = 12544,
+    ):
         super().__init__()
         if cost_class == 0 and cost_mask == 0 and cost_dice == 0:
             raise ValueError("PointHungarianMatcher: all costs are 0")
@@ -84,32 +96,51 @@ class PointHungarianMatcher(nn.Module):
         self.num_points = num_points
 
     @torch.no_grad()
-    def cost_matrix(self, logits: Tensor, pred_masks: Tensor, labels: Tensor, tgt_masks: Tensor,
-                    point_coords: Optional[Tensor] = None) -> Tensor:
+    def cost_matrix(
+        self,
+        logits: Tensor,
+        pred_masks: Tensor,
+        labels: Tensor,
+        tgt_masks: Tensor,
+        point_coords: Optional[Tensor] = None,
+    ) -> Tensor:
         """[Q, G] cost of one batch element (fp32, whatever the inputs' dtype)."""
         prob = logits.float().softmax(-1)
         cost_class = -prob[:, labels]
         if point_coords is None:
             point_coords = torch.rand(self.num_points, 2, device=pred_masks.device)
         point_coords = point_coords.to(pred_masks.device, torch.float32)
-        tgt_points = sample_mask_points(tgt_masks.to(pred_masks.device, torch.float32), point_coords)
+        tgt_points = sample_mask_points(
+            tgt_masks.to(pred_masks.device, torch.float32), point_coords
+        )
         pred_points = sample_mask_points(pred_masks.float(), point_coords)
         cost_bce, cost_dice = pairwise_point_costs(pred_points, tgt_points)
         return self.cost_mask * cost_bce + self.cost_class * cost_class + self.cost_dice * cost_dice
 
     @torch.no_grad()
-    def forward(self, outputs: Dict[str, Tensor], targets: Sequence[dict],
-                point_coords: Optional[Sequence[Tensor]] = None) -> List[Tuple[Tensor, Tensor]]:
+    def forward(
+        self,
+        outputs: Dict[str, Tensor],
+        targets: Sequence[dict],
+        point_coords: Optional[Sequence[Tensor]] = None,
+    ) -> List[Tuple[Tensor, Tensor]]:
         logits, masks = outputs["pred_logits"], outputs["pred_masks"]
         num = logits.shape[0]
         if len(targets) != num:
             raise ValueError(f"matcher: {num} predictions but {len(targets)} targets")
         device = masks.device
-        with torch.autocast(device_type=device.type, enabled=False):  # costs in fp32, as the official
+        with torch.autocast(
+            device_type=device.type, enabled=False
+        ):  # costs in fp32, as the official
             return self._match(logits, masks, targets, point_coords)
 
-    def _match(self, logits: Tensor, masks: Tensor, targets: Sequence[dict],
-               point_coords: Optional[Sequence[Tensor]]) -> List[Tuple[Tensor, Tensor]]:
+    def _match(
+        self,
+        logits: Tensor,
+        masks: Tensor,
+        targets: Sequence[dict],
+        point_coords: Optional[Sequence[Tensor]],
+    ) -> List[Tuple[Tensor, Tensor]]:
         num, device = logits.shape[0], masks.device
         sizes = [len(t["labels"]) for t in targets]
         if point_coords is None:
@@ -122,7 +153,9 @@ class PointHungarianMatcher(nn.Module):
         tgt_points = None
         if tgt_masks:
             tgt_all = torch.cat([m.to(device, torch.float32) for m in tgt_masks])
-            owner = torch.cat([torch.full((n,), i, dtype=torch.long) for i, n in enumerate(sizes) if n]).to(device)
+            owner = torch.cat(
+                [torch.full((n,), i, dtype=torch.long) for i, n in enumerate(sizes) if n]
+            ).to(device)
             tgt_points = self._points(tgt_all[:, None], coords[owner])[:, 0]  # [sum G, F*P]
         prob = logits.float().softmax(-1)
         indices, start = [], 0
@@ -133,8 +166,14 @@ class PointHungarianMatcher(nn.Module):
                 indices.append((empty, empty.clone()))
                 continue
             labels = target["labels"].to(device)
-            cost_bce, cost_dice = pairwise_point_costs(pred_points[i], tgt_points[start:start + n])
-            cost = self.cost_mask * cost_bce + self.cost_class * (-prob[i][:, labels]) + self.cost_dice * cost_dice
+            cost_bce, cost_dice = pairwise_point_costs(
+                pred_points[i], tgt_points[start : start + n]
+            )
+            cost = (
+                self.cost_mask * cost_bce
+                + self.cost_class * (-prob[i][:, labels])
+                + self.cost_dice * cost_dice
+            )
             start += n
             indices.append(solve_assignment(cost, type(self).__name__))
         return indices

@@ -3,12 +3,14 @@
 Per layer i (levels cycle i mod 3 over the coarsest-first multi-scale maps):
     masked cross-attention (mask True = blocked where sigmoid(previous mask, resized to the level)
     < 0.5; rows that would be fully blocked are unblocked) -> self-attention -> FFN, all post-norm.
-A prediction head (decoder_norm -> class Linear / mask MLP dotted with the mask features) runs on the
+A prediction head (decoder_norm -> class Linear / mask MLP dotted with the mask features) runs on
+the
 initial queries and after every layer: `num_layers + 1` prediction sets.
 
 The decoder_norm'ed queries of each set are the *frame queries* (VITA's object tokens).
 """
-from typing import Dict, List, Optional, Sequence
+
+from typing import Dict, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -32,29 +34,48 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         "frame_queries": [L, N, Q, C], the decoder_norm'ed queries of the last L sets (if L > 0).
 
     forward_queries(x, level_mask_features, num_frame_query_layers=1) is the inference-only path
-    used by VITA: it skips every per-pixel prediction at /4 and computes the attention masks directly
+    used by VITA: it skips every per-pixel prediction at /4 and computes the attention masks
+    directly
     at each level's size from mask features resized to that level (bilinear resizing is linear, so
     this equals resizing the /4 mask logits up to float rounding). Returns {"frame_queries",
     "pred_logits" (last set only)}.
     """
 
-    def __init__(self, *, in_channels: int = 256, num_classes: int, hidden_dim: int = 256,
-                 num_queries: int = 100, nheads: int = 8, dim_feedforward: int = 2048, dec_layers: int = 10,
-                 pre_norm: bool = False, mask_dim: int = 256, enforce_input_project: bool = False,
-                 num_feature_levels: int = 3):
+    def __init__(
+        self,
+        *,
+        in_channels: int = 256,
+        num_classes: int,
+        hidden_dim: int = 256,
+        num_queries: int = 100,
+        nheads: int = 8,
+        dim_feedforward: int = 2048,
+        dec_layers: int = 10,
+        pre_norm: bool = False,
+        mask_dim: int = 256,
+        enforce_input_project: bool = False,
+        num_feature_levels: int = 3,
+    ):
         super().__init__()
         if dec_layers < 2:
-            raise ValueError(f"MASK_FORMER.DEC_LAYERS counts the initial prediction too; needs >= 2, got {dec_layers}")
+            raise ValueError(
+                "MASK_FORMER.DEC_LAYERS counts the initial prediction too; needs >= 2, got "
+                f"{dec_layers}"
+            )
         self.pe_layer = PositionEmbeddingSine2D(hidden_dim // 2, normalize=True)
         self.num_heads = nheads
         # DEC_LAYERS counts the prediction on the initial queries, as the official config.
         self.num_layers = dec_layers - 1
         self.transformer_self_attention_layers = nn.ModuleList(
-            SelfAttentionLayer(hidden_dim, nheads, 0.0, pre_norm) for _ in range(self.num_layers))
+            SelfAttentionLayer(hidden_dim, nheads, 0.0, pre_norm) for _ in range(self.num_layers)
+        )
         self.transformer_cross_attention_layers = nn.ModuleList(
-            CrossAttentionLayer(hidden_dim, nheads, 0.0, pre_norm) for _ in range(self.num_layers))
+            CrossAttentionLayer(hidden_dim, nheads, 0.0, pre_norm) for _ in range(self.num_layers)
+        )
         self.transformer_ffn_layers = nn.ModuleList(
-            FFNLayer(hidden_dim, dim_feedforward, 0.0, normalize_before=pre_norm) for _ in range(self.num_layers))
+            FFNLayer(hidden_dim, dim_feedforward, 0.0, normalize_before=pre_norm)
+            for _ in range(self.num_layers)
+        )
         self.decoder_norm = nn.LayerNorm(hidden_dim)
         self.num_queries = num_queries
         self.query_feat = nn.Embedding(num_queries, hidden_dim)
@@ -94,19 +115,24 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
     def _memory(self, x: Sequence[Tensor]):
         """Per level: keys/values [h_l*w_l, N, C] (+ level_embed), sine PE, and (h_l, w_l)."""
         if len(x) != self.num_feature_levels:
-            raise ValueError(f"decoder expects {self.num_feature_levels} feature levels, got {len(x)}")
+            raise ValueError(
+                f"decoder expects {self.num_feature_levels} feature levels, got {len(x)}"
+            )
         src, pos, sizes = [], [], []
         for i in range(self.num_feature_levels):
             feat = x[i]
             sizes.append(tuple(feat.shape[-2:]))
-            no_padding = torch.zeros((feat.shape[0],) + tuple(feat.shape[-2:]), dtype=torch.bool, device=feat.device)
+            no_padding = torch.zeros(
+                (feat.shape[0],) + tuple(feat.shape[-2:]), dtype=torch.bool, device=feat.device
+            )
             pos.append(self.pe_layer(no_padding).to(feat.dtype).flatten(2).permute(2, 0, 1))
             proj = self.input_proj[i](feat).flatten(2) + self.level_embed.weight[i][None, :, None]
             src.append(proj.permute(2, 0, 1))
         return src, pos, sizes
 
     def _attn_mask_from_logits(self, mask_logits: Tensor) -> Tensor:
-        """[N, Q, (T,) h, w] logits at the target level -> bool [N*heads, Q, (T*)h*w], True = blocked."""
+        """[N, Q, (T,) h, w] logits at the target level -> bool [N*heads, Q, (T*)h*w], True =
+        blocked."""
         blocked = mask_logits.sigmoid().flatten(2) < 0.5
         blocked = blocked.unsqueeze(1).repeat(1, self.num_heads, 1, 1).flatten(0, 1)
         return blocked.detach()
@@ -126,20 +152,32 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         outputs_mask = self.mask_logits(self.mask_embed(normed), mask_features)
         # every (query, frame) map resized on its own: bilinear resizing acts per channel
         lead = outputs_mask.shape[:-2]
-        resized = F.interpolate(outputs_mask.reshape(lead[0], -1, *outputs_mask.shape[-2:]),
-                                size=attn_size, mode="bilinear", align_corners=False)
+        resized = F.interpolate(
+            outputs_mask.reshape(lead[0], -1, *outputs_mask.shape[-2:]),
+            size=attn_size,
+            mode="bilinear",
+            align_corners=False,
+        )
         resized = resized.view(*lead, *attn_size)
         return outputs_class, outputs_mask, self._attn_mask_from_logits(resized), normed
 
-    def _layer(self, i: int, output: Tensor, src, pos, attn_mask: Tensor, query_embed: Tensor) -> Tensor:
+    def _layer(
+        self, i: int, output: Tensor, src, pos, attn_mask: Tensor, query_embed: Tensor
+    ) -> Tensor:
         level = i % self.num_feature_levels
         # A query whose mask is empty at this level would attend to nothing: let it see everything.
         attn_mask[torch.where(attn_mask.sum(-1) == attn_mask.shape[-1])] = False
         output = self.transformer_cross_attention_layers[i](
-            output, src[level], memory_mask=attn_mask, memory_key_padding_mask=None,
-            pos=pos[level], query_pos=query_embed)
-        output = self.transformer_self_attention_layers[i](output, tgt_mask=None, tgt_key_padding_mask=None,
-                                                           query_pos=query_embed)
+            output,
+            src[level],
+            memory_mask=attn_mask,
+            memory_key_padding_mask=None,
+            pos=pos[level],
+            query_pos=query_embed,
+        )
+        output = self.transformer_self_attention_layers[i](
+            output, tgt_mask=None, tgt_key_padding_mask=None, query_pos=query_embed
+        )
         return self.transformer_ffn_layers[i](output)
 
     def _initial_queries(self, n: int):
@@ -148,7 +186,9 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         return output, query_embed
 
     # ---------------------------------------------------------------- forward
-    def forward(self, x: Sequence[Tensor], mask_features: Tensor, num_frame_query_layers: int = 0) -> Dict:
+    def forward(
+        self, x: Sequence[Tensor], mask_features: Tensor, num_frame_query_layers: int = 0
+    ) -> Dict:
         src, pos, sizes = self._memory(x)
         output, query_embed = self._initial_queries(src[0].shape[1])
         classes, masks, normed_queries = [], [], []
@@ -166,14 +206,20 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         out = {
             "pred_logits": classes[-1],
             "pred_masks": masks[-1],
-            "aux_outputs": [{"pred_logits": c, "pred_masks": m} for c, m in zip(classes[:-1], masks[:-1])],
+            "aux_outputs": [
+                {"pred_logits": c, "pred_masks": m} for c, m in zip(classes[:-1], masks[:-1])
+            ],
         }
         if num_frame_query_layers > 0:
             out["frame_queries"] = torch.stack(normed_queries[-num_frame_query_layers:])
         return out
 
-    def forward_queries(self, x: Sequence[Tensor], level_mask_features: Sequence[Tensor],
-                        num_frame_query_layers: int = 1) -> Dict[str, Tensor]:
+    def forward_queries(
+        self,
+        x: Sequence[Tensor],
+        level_mask_features: Sequence[Tensor],
+        num_frame_query_layers: int = 1,
+    ) -> Dict[str, Tensor]:
         """Inference path: frame queries only. level_mask_features[l]: [N, mask_dim, h_l, w_l]."""
         src, pos, sizes = self._memory(x)
         output, query_embed = self._initial_queries(src[0].shape[1])
@@ -197,4 +243,7 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
                 normed = self.decoder_norm(output).transpose(0, 1)
             if i + 1 >= self.num_layers - first:
                 normed_queries.append(normed)
-        return {"frame_queries": torch.stack(normed_queries), "pred_logits": self.class_embed(normed_queries[-1])}
+        return {
+            "frame_queries": torch.stack(normed_queries),
+            "pred_logits": self.class_embed(normed_queries[-1]),
+        }

@@ -9,15 +9,17 @@ last frame), kept in a `MaskFeatureStore`: in memory, in a temporary file, or re
 the frames on demand, as MODEL.VIS.TEST_FEATURE_STORE says.
 
     check_detector_pass_settings(chunk_size, cpu_pixels_per_pass, feature_store)  # at build
-    detected = run_frame_detector(frames, backbone=..., head=..., chunk_size=18, cpu_pixels_per_pass=...,
+    detected = run_frame_detector(frames, backbone=..., head=..., chunk_size=18,
+    cpu_pixels_per_pass=...,
                                   feature_store="auto", project_mask_features=..., on_chunk=collect)
     scores, labels, query_idx = top_query_class_pairs(class_logits, k)
     masks, mask_scores = render_video_masks(embed[query_idx], detected.mask_features, ...)
 """
+
 import os
 import tempfile
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -27,11 +29,22 @@ from torch import Tensor, nn
 from vis_zoo.modeling.backbone import normalize_and_pad
 from vis_zoo.modeling.postprocessing import VideoMaskWriter
 
-__all__ = ["FEATURE_STORES", "feature_store_kind", "frames_per_detector_pass",
-           "check_detector_pass_settings", "MaskFeatureStore", "MemoryFeatureStore",
-           "DiskFeatureStore", "RecomputedFeatureStore", "DetectorChunk", "DetectedFrames",
-           "run_frame_detector", "top_query_class_pairs", "mask_logits_to_output",
-           "render_video_masks"]
+__all__ = [
+    "FEATURE_STORES",
+    "feature_store_kind",
+    "frames_per_detector_pass",
+    "check_detector_pass_settings",
+    "MaskFeatureStore",
+    "MemoryFeatureStore",
+    "DiskFeatureStore",
+    "RecomputedFeatureStore",
+    "DetectorChunk",
+    "DetectedFrames",
+    "run_frame_detector",
+    "top_query_class_pairs",
+    "mask_logits_to_output",
+    "render_video_masks",
+]
 
 # Up to this many frames the mask features stay on the model's device with the "auto" store (as the
 # official VITA and MinVIS keep a whole 36-frame window there).
@@ -40,8 +53,9 @@ AUTO_STORE_MAX_FRAMES_ON_DEVICE = 36
 FEATURE_STORES = ("auto", "device", "cpu", "disk", "recompute")
 
 
-def feature_store_kind(mode: str, device: torch.device, num_frames: int, frame_bytes: int,
-                       memory_budget_mb: float) -> str:
+def feature_store_kind(
+    mode: str, device: torch.device, num_frames: int, frame_bytes: int, memory_budget_mb: float
+) -> str:
     """Where a video's mask features are kept: "device", "cpu", "disk" or "recompute".
 
     "auto": on the model's device up to 36 frames; in CPU memory while the whole video's features
@@ -60,34 +74,44 @@ def feature_store_kind(mode: str, device: torch.device, num_frames: int, frame_b
     return "recompute"
 
 
-def frames_per_detector_pass(frame_hw: Tuple[int, int], device: torch.device, chunk_size: int,
-                             cpu_pixels_per_pass: int) -> int:
+def frames_per_detector_pass(
+    frame_hw: Tuple[int, int], device: torch.device, chunk_size: int, cpu_pixels_per_pass: int
+) -> int:
     """Frames per detector pass: `chunk_size` on CUDA; on CPU as many frames of `frame_hw` as fit in
     `cpu_pixels_per_pass` (at least 1, at most `chunk_size`).
 
     Why a pixel budget on CPU: a pass over many 360x640 frames makes temporaries of 100-350 MB (the
     pixel decoder's FFN hidden, the /4 maps) that glibc maps fresh for every allocation (page faults
-    on first touch), while temporaries under its 32 MB mmap threshold are reused; small frames, on the
+    on first touch), while temporaries under its 32 MB mmap threshold are reused; small frames, on
+    the
     other hand, run fastest in large passes (per-pass overhead). Outputs do not depend on it.
     """
     if chunk_size < 1 or cpu_pixels_per_pass < 1:
-        raise ValueError(f"detector pass sizes must be >= 1, got {chunk_size} frames and "
-                         f"{cpu_pixels_per_pass} pixels")
+        raise ValueError(
+            f"detector pass sizes must be >= 1, got {chunk_size} frames and "
+            f"{cpu_pixels_per_pass} pixels"
+        )
     if device.type != "cpu":
         return chunk_size
     pixels = max(1, int(frame_hw[0]) * int(frame_hw[1]))
     return max(1, min(chunk_size, cpu_pixels_per_pass // pixels))
 
 
-def check_detector_pass_settings(chunk_size: int, cpu_pixels_per_pass: int, feature_store: str) -> None:
+def check_detector_pass_settings(
+    chunk_size: int, cpu_pixels_per_pass: int, feature_store: str
+) -> None:
     """Raise a ValueError naming the config key (MODEL.VIS.TEST_CHUNK_SIZE, TEST_CHUNK_PIXELS_CPU,
     TEST_FEATURE_STORE) when a test-time detector setting is invalid."""
     if chunk_size < 1 or cpu_pixels_per_pass < 1:
-        raise ValueError(f"MODEL.VIS.TEST_CHUNK_SIZE and MODEL.VIS.TEST_CHUNK_PIXELS_CPU must be >= 1, got "
-                         f"{chunk_size} and {cpu_pixels_per_pass}")
+        raise ValueError(
+            f"MODEL.VIS.TEST_CHUNK_SIZE and MODEL.VIS.TEST_CHUNK_PIXELS_CPU must be >= 1, got "
+            f"{chunk_size} and {cpu_pixels_per_pass}"
+        )
     if feature_store not in FEATURE_STORES:
-        raise ValueError(f"MODEL.VIS.TEST_FEATURE_STORE must be one of {'/'.join(FEATURE_STORES)}, "
-                         f"got {feature_store!r}")
+        raise ValueError(
+            f"MODEL.VIS.TEST_FEATURE_STORE must be one of {'/'.join(FEATURE_STORES)}, "
+            f"got {feature_store!r}"
+        )
 
 
 class MaskFeatureStore:
@@ -117,9 +141,10 @@ class MemoryFeatureStore(MaskFeatureStore):
 
     def add(self, start: int, features: Tensor) -> None:
         if self.features is None:
-            self.features = features.new_empty((self.num_frames, *features.shape[1:]),
-                                               device=self.device)
-        self.features[start:start + features.shape[0]] = features
+            self.features = features.new_empty(
+                (self.num_frames, *features.shape[1:]), device=self.device
+            )
+        self.features[start : start + features.shape[0]] = features
 
     def read(self, start: int, end: int) -> Tensor:
         return self.features[start:end]
@@ -187,7 +212,7 @@ class RecomputedFeatureStore(MaskFeatureStore):
                 self._chunk_start = chunk_start
                 self.num_computed += chunk_end - chunk_start
             stop = min(end, chunk_start + self.chunk_size)
-            parts.append(self._chunk[frame - chunk_start:stop - chunk_start])
+            parts.append(self._chunk[frame - chunk_start : stop - chunk_start])
             frame = stop
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
@@ -201,6 +226,7 @@ class DetectorChunk:
     mask_features: the projected /4 pixel features [t, C, h4, w4] on the model's device.
     padded_hw: the detector's padded input size; image_hw: the frames' unpadded size.
     """
+
     start: int
     frame_queries: Tensor
     pred_logits: Tensor
@@ -217,19 +243,30 @@ class DetectedFrames:
         (None when the caller asked for none).
     padded_hw: the detector's padded input size; image_hw: the frames' unpadded size.
     """
+
     mask_features: Optional[MaskFeatureStore]
     padded_hw: Tuple[int, int]
     image_hw: Tuple[int, int]
 
 
 @torch.no_grad()
-def run_frame_detector(frames: Sequence[Tensor], *, backbone: nn.Module, head: nn.Module, pixel_mean: Tensor,
-                       pixel_std: Tensor, size_divisibility: int, chunk_size: int, cpu_pixels_per_pass: int,
-                       feature_store: Optional[str],
-                       project_mask_features: Callable[[Tensor], Tensor],
-                       on_chunk: Callable[[DetectorChunk], None],
-                       num_frame_query_layers: int = 1, feature_memory_mb: float = 1024.0,
-                       store_dir: Optional[str] = None) -> DetectedFrames:
+def run_frame_detector(
+    frames: Sequence[Tensor],
+    *,
+    backbone: nn.Module,
+    head: nn.Module,
+    pixel_mean: Tensor,
+    pixel_std: Tensor,
+    size_divisibility: int,
+    chunk_size: int,
+    cpu_pixels_per_pass: int,
+    feature_store: Optional[str],
+    project_mask_features: Callable[[Tensor], Tensor],
+    on_chunk: Callable[[DetectorChunk], None],
+    num_frame_query_layers: int = 1,
+    feature_memory_mb: float = 1024.0,
+    store_dir: Optional[str] = None,
+) -> DetectedFrames:
     """Backbone + Mask2Former head (`head.forward_queries`) over the frames, a few at a time.
 
     The model's device is `pixel_mean`'s; frames per pass come from `frames_per_detector_pass`
@@ -247,11 +284,14 @@ def run_frame_detector(frames: Sequence[Tensor], *, backbone: nn.Module, head: n
     """
     device = pixel_mean.device
     num_frames = len(frames)
-    chunk_size = frames_per_detector_pass(tuple(frames[0].shape[-2:]), device, chunk_size, cpu_pixels_per_pass)
+    chunk_size = frames_per_detector_pass(
+        tuple(frames[0].shape[-2:]), device, chunk_size, cpu_pixels_per_pass
+    )
 
     def detect(start: int, queries: bool):
-        images = normalize_and_pad(frames[start:start + chunk_size], pixel_mean, pixel_std,
-                                   size_divisibility)
+        images = normalize_and_pad(
+            frames[start : start + chunk_size], pixel_mean, pixel_std, size_divisibility
+        )
         # channels-last frames: the same convolutions, ~1.3x faster on CPU (oneDNN) and on
         # tensor-core GPUs; only float rounding changes.
         features = backbone(images.tensor.contiguous(memory_format=torch.channels_last))
@@ -272,8 +312,13 @@ def run_frame_detector(frames: Sequence[Tensor], *, backbone: nn.Module, head: n
         if feature_shape is None:
             feature_shape = tuple(chunk_features.shape[1:])
             frame_bytes = chunk_features[0].numel() * chunk_features.element_size()
-            kind = None if feature_store is None else feature_store_kind(
-                feature_store, device, num_frames, frame_bytes, feature_memory_mb)
+            kind = (
+                None
+                if feature_store is None
+                else feature_store_kind(
+                    feature_store, device, num_frames, frame_bytes, feature_memory_mb
+                )
+            )
             if kind in ("device", "cpu"):
                 store_device = device if kind == "device" else torch.device("cpu")
                 store = MemoryFeatureStore(num_frames, store_device)
@@ -283,12 +328,17 @@ def run_frame_detector(frames: Sequence[Tensor], *, backbone: nn.Module, head: n
                 store = RecomputedFeatureStore(num_frames, chunk_size, recompute)
         elif tuple(chunk_features.shape[1:]) != feature_shape:
             last = start + chunk_features.shape[0] - 1
-            raise ValueError(f"video frames must share one size: frames {start}..{last} give mask "
-                             f"features {tuple(chunk_features.shape[1:])}, earlier frames "
-                             f"{feature_shape}")
+            raise ValueError(
+                f"video frames must share one size: frames {start}..{last} give mask "
+                f"features {tuple(chunk_features.shape[1:])}, earlier frames "
+                f"{feature_shape}"
+            )
         padded_hw, image_hw = tuple(images.tensor.shape[-2:]), tuple(images.image_sizes[0])
-        on_chunk(DetectorChunk(start, out["frame_queries"], out["pred_logits"], chunk_features,
-                               padded_hw, image_hw))
+        on_chunk(
+            DetectorChunk(
+                start, out["frame_queries"], out["pred_logits"], chunk_features, padded_hw, image_hw
+            )
+        )
         if store is not None:
             store.add(start, chunk_features)
         del out, images, chunk_features
@@ -302,7 +352,8 @@ def top_query_class_pairs(class_logits: Tensor, k: int) -> Tuple[Tensor, Tensor,
     Args:
         class_logits: [Q, K+1] (last = no object).
     Returns:
-        (scores [k'] sorted descending, labels long [k'], query indices long [k']), k' = min(k, Q*K).
+        (scores [k'] sorted descending, labels long [k'], query indices long [k']), k' = min(k,
+        Q*K).
     """
     scores = class_logits.softmax(-1)[:, :-1]
     num_classes = scores.shape[1]
@@ -310,8 +361,13 @@ def top_query_class_pairs(class_logits: Tensor, k: int) -> Tuple[Tensor, Tensor,
     return top_scores, top_idx % num_classes, torch.div(top_idx, num_classes, rounding_mode="floor")
 
 
-def mask_logits_to_output(logits: Tensor, *, padded_hw: Tuple[int, int], image_hw: Tuple[int, int],
-                          output_hw: Tuple[int, int]) -> Tuple[Tensor, Tensor, Tensor]:
+def mask_logits_to_output(
+    logits: Tensor,
+    *,
+    padded_hw: Tuple[int, int],
+    image_hw: Tuple[int, int],
+    output_hw: Tuple[int, int],
+) -> Tuple[Tensor, Tensor, Tensor]:
     """/4 mask logits [k, t, h4, w4] -> (binary masks bool [k, t, H_out, W_out] on the CPU, the
     logits at the input size [k, t, h, w] and their binarisation there, both on the logits' device).
 
@@ -330,11 +386,18 @@ def mask_logits_to_output(logits: Tensor, *, padded_hw: Tuple[int, int], image_h
 
 
 @torch.no_grad()
-def render_video_masks(mask_embed: Tensor, mask_features: Union[Tensor, MaskFeatureStore], *,
-                       padded_hw: Tuple[int, int], image_hw: Tuple[int, int],
-                       output_hw: Tuple[int, int],
-                       frames_per_step: int, output_rle: bool, device: torch.device,
-                       store_dir: Optional[str] = None) -> Tuple[List[object], Tensor]:
+def render_video_masks(
+    mask_embed: Tensor,
+    mask_features: Union[Tensor, MaskFeatureStore],
+    *,
+    padded_hw: Tuple[int, int],
+    image_hw: Tuple[int, int],
+    output_hw: Tuple[int, int],
+    frames_per_step: int,
+    output_rle: bool,
+    device: torch.device,
+    store_dir: Optional[str] = None,
+) -> Tuple[List[object], Tensor]:
     """Binary masks of k tracks over T frames, computed `frames_per_step` frames at a time.
 
     Logits (mask embedding · features at /4) go through `mask_logits_to_output`.
@@ -357,8 +420,10 @@ def render_video_masks(mask_embed: Tensor, mask_features: Union[Tensor, MaskFeat
     num_frames = len(mask_features)
     per_frame = mask_embed.dim() == 3
     if per_frame and mask_embed.shape[0] != num_frames:
-        raise ValueError(f"render_video_masks: {mask_embed.shape[0]} frames of embeddings for {num_frames} "
-                         "frames of mask features")
+        raise ValueError(
+            f"render_video_masks: {mask_embed.shape[0]} frames of embeddings for {num_frames} "
+            "frames of mask features"
+        )
     k = mask_embed.shape[-2]
     numerator = torch.zeros(k, dtype=torch.float32, device=device)
     denominator = torch.zeros(k, dtype=torch.float32, device=device)
@@ -368,12 +433,13 @@ def render_video_masks(mask_embed: Tensor, mask_features: Union[Tensor, MaskFeat
     for start in range(0, num_frames, step):
         feats = mask_features.read(start, min(start + step, num_frames)).to(device)
         t_chunk, _, h4, w4 = feats.shape
-        embed = mask_embed[start:start + step].to(device) if per_frame else mask_embed.to(device)
+        embed = mask_embed[start : start + step].to(device) if per_frame else mask_embed.to(device)
         # [k, C] @ [t, C, h·w] (or [t, k, C] @ [t, C, h·w]) -> [t, k, h·w]: a batched matmul on the
         # features as they are stored (an einsum to "kthw" first copies them into a permuted layout)
         logits = torch.matmul(embed, feats.flatten(2)).view(t_chunk, k, h4, w4).transpose(0, 1)
-        binary, logits, hard = mask_logits_to_output(logits, padded_hw=padded_hw, image_hw=image_hw,
-                                                     output_hw=output_hw)
+        binary, logits, hard = mask_logits_to_output(
+            logits, padded_hw=padded_hw, image_hw=image_hw, output_hw=output_hw
+        )
         numerator += (logits.sigmoid().flatten(1) * hard.flatten(1)).sum(1)
         denominator += hard.flatten(1).sum(1)
         for t in range(t_chunk):

@@ -38,6 +38,10 @@ from .register import load_synthetic_image_json, register_synthetic_datasets
 from .scene import OCCLUSION_LEVELS, SYNTHETIC_CATEGORIES
 
 __all__ = [
+    "ANNOTATION_FILE",
+    "GENERATOR_VERSION",
+    "IMAGE_DIR",
+    "SYNTHETIC_IMAGE_SPLITS",
     "OCCLUSION_LEVELS",
     "SYNTHETIC_CATEGORIES",
     "SYNTHETIC_SPLITS",

@@ -39,13 +39,15 @@ _ROOT_OVERRIDE: Optional[str] = None
 
 
 def set_synthetic_root(path: Optional[str]) -> None:
-    """Use `path` as the synthetic cache root (cfg.DATASETS.SYNTHETIC_ROOT); "" or None resets it."""
+    """Use `path` as the synthetic cache root (cfg.DATASETS.SYNTHETIC_ROOT); "" or None resets
+    it."""
     global _ROOT_OVERRIDE
     _ROOT_OVERRIDE = os.path.abspath(os.path.expanduser(path)) if path else None
 
 
 def get_synthetic_root() -> str:
-    """Cache root: `set_synthetic_root` value, else $VIS_ZOO_CACHE/synthetic, else ~/.cache/vis_zoo/synthetic.
+    """Cache root: `set_synthetic_root` value, else $VIS_ZOO_CACHE/synthetic, else
+    ~/.cache/vis_zoo/synthetic.
 
     Read on every call, so changing $VIS_ZOO_CACHE (as the test fixture does) takes effect at once.
     """

@@ -141,7 +141,8 @@ def generate_synthetic_vis(
     mask_format: str = "rle",
     overwrite: bool = False,
 ) -> str:
-    """Write a YouTube-VIS-format synthetic dataset into `out_dir` (atomically) and return the JSON path.
+    """Write a YouTube-VIS-format synthetic dataset into `out_dir` (atomically) and return the JSON
+    path.
 
     Layout: `out_dir/annotations.json` and `out_dir/JPEGImages/<video>/<frame>.jpg`
     (JSON `file_names` are relative to `out_dir/JPEGImages`).
@@ -159,7 +160,8 @@ def generate_synthetic_vis(
         raise ValueError(f"need 1 <= min_length <= max_length, got {min_length}, {max_length}")
     if num_videos < 1 or height < 16 or width < 16:
         raise ValueError(
-            f"need num_videos >= 1 and a frame of at least 16x16, got {num_videos}, {height}x{width}"
+            f"need num_videos >= 1 and a frame of at least 16x16, got {num_videos}, "
+            f"{height}x{width}"
         )
 
     def build(tmp: str) -> None:
@@ -238,7 +240,8 @@ def generate_synthetic_images(
     mask_format: str = "polygon",
     overwrite: bool = False,
 ) -> str:
-    """Write a COCO-format image dataset of single synthetic frames into `out_dir`; return the JSON path.
+    """Write a COCO-format image dataset of single synthetic frames into `out_dir`; return the JSON
+    path.
 
     Layout: `out_dir/annotations.json` (COCO: images/annotations/categories) and
     `out_dir/JPEGImages/<image>.jpg`.

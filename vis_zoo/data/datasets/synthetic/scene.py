@@ -105,7 +105,8 @@ def _reflect(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 
 def _background(rng: np.random.Generator, height: int, width: int, length: int):
-    """A smooth random texture larger than the frame, and the per-frame crop offsets (camera pan)."""
+    """A smooth random texture larger than the frame, and the per-frame crop offsets (camera
+    pan)."""
     pad = max(8, min(height, width) // 4)
     big_h, big_w = height + 2 * pad, width + 2 * pad
     low = rng.uniform(85, 155, size=(big_h // 8 + 2, big_w // 8 + 2, 3)).astype(np.float32)
