@@ -35,14 +35,55 @@ def with_pos(tensor: Tensor, pos: Optional[Tensor]) -> Tensor:
     return tensor if pos is None else tensor + pos
 
 
-class TransformerEncoderLayer(nn.Module):
-    """Self-attention + FFN. Post-norm (DETR default): x = LN(x + SA(x+pos, x+pos, x)); x = LN(x +
-    FFN(x)).
-    Pre-norm: x = x + SA(LN(x)+pos, ...); x = x + FFN(LN(x)).
+def self_attention(
+    attn: nn.Module,
+    x: Tensor,
+    pos: Optional[Tensor],
+    attn_mask: Optional[Tensor],
+    key_padding_mask: Optional[Tensor],
+) -> Tensor:
+    """`attn` over x [S, N, C] with positions added to queries and keys only -> [S, N, C]."""
+    q = k = with_pos(x, pos)
+    return attn(
+        q,
+        k,
+        value=x,
+        attn_mask=attn_mask,
+        key_padding_mask=key_padding_mask,
+        need_weights=False,
+    )[0]
 
-    forward(src [S, N, C], src_mask [S, S] or [N*heads, S, S], src_key_padding_mask bool [N, S]
-    (True = ignore), pos [S, N, C]) -> [S, N, C].
+
+def cross_attention(
+    attn: nn.Module,
+    x: Tensor,
+    memory: Tensor,
+    pos: Optional[Tensor],
+    query_pos: Optional[Tensor],
+    attn_mask: Optional[Tensor],
+    key_padding_mask: Optional[Tensor],
+) -> Tensor:
+    """`attn` from queries x [Q, N, C] (+ query_pos) to memory [S, N, C] (+ pos on keys only) -> [Q,
+    N, C]."""
+    return attn(
+        query=with_pos(x, query_pos),
+        key=with_pos(memory, pos),
+        value=memory,
+        attn_mask=attn_mask,
+        key_padding_mask=key_padding_mask,
+        need_weights=False,
+    )[0]
+
+
+class _DetrLayer(nn.Module):
+    """What DETR's encoder and decoder layers share: self-attention, (cross-attention,) the FFN, and
+    one LayerNorm + dropout per sub-block (two for the encoder, three for the decoder).
+
+    Modules are registered in DETR's order so that parameter order, and hence seeded initialisation
+    and optimizer state, match the official layers.
     """
+
+    has_cross_attention: bool
 
     def __init__(
         self,
@@ -55,18 +96,36 @@ class TransformerEncoderLayer(nn.Module):
     ):
         super().__init__()
         self.self_attn = MaskedMultiheadAttention(d_model, nhead, dropout=dropout)
+        if self.has_cross_attention:
+            self.multihead_attn = MaskedMultiheadAttention(d_model, nhead, dropout=dropout)
         self.linear1 = nn.Linear(d_model, dim_feedforward)
         self.dropout = nn.Dropout(dropout)
         self.linear2 = nn.Linear(dim_feedforward, d_model)
         self.norm1 = nn.LayerNorm(d_model)
         self.norm2 = nn.LayerNorm(d_model)
+        if self.has_cross_attention:
+            self.norm3 = nn.LayerNorm(d_model)
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)
+        if self.has_cross_attention:
+            self.dropout3 = nn.Dropout(dropout)
         self.activation = get_activation_fn(activation)
         self.normalize_before = normalize_before
 
     def _ffn(self, x: Tensor) -> Tensor:
         return self.linear2(self.dropout(self.activation(self.linear1(x))))
+
+
+class TransformerEncoderLayer(_DetrLayer):
+    """Self-attention + FFN. Post-norm (DETR default): x = LN(x + SA(x+pos, x+pos, x)); x = LN(x +
+    FFN(x)).
+    Pre-norm: x = x + SA(LN(x)+pos, ...); x = x + FFN(LN(x)).
+
+    forward(src [S, N, C], src_mask [S, S] or [N*heads, S, S], src_key_padding_mask bool [N, S]
+    (True = ignore), pos [S, N, C]) -> [S, N, C].
+    """
+
+    has_cross_attention = False
 
     def forward(
         self,
@@ -77,33 +136,17 @@ class TransformerEncoderLayer(nn.Module):
     ) -> Tensor:
         if self.normalize_before:
             src2 = self.norm1(src)
-            q = k = with_pos(src2, pos)
-            src2 = self.self_attn(
-                q,
-                k,
-                value=src2,
-                attn_mask=src_mask,
-                key_padding_mask=src_key_padding_mask,
-                need_weights=False,
-            )[0]
+            src2 = self_attention(self.self_attn, src2, pos, src_mask, src_key_padding_mask)
             src = src + self.dropout1(src2)
             src = src + self.dropout2(self._ffn(self.norm2(src)))
             return src
-        q = k = with_pos(src, pos)
-        src2 = self.self_attn(
-            q,
-            k,
-            value=src,
-            attn_mask=src_mask,
-            key_padding_mask=src_key_padding_mask,
-            need_weights=False,
-        )[0]
+        src2 = self_attention(self.self_attn, src, pos, src_mask, src_key_padding_mask)
         src = self.norm1(src + self.dropout1(src2))
         src = self.norm2(src + self.dropout2(self._ffn(src)))
         return src
 
 
-class TransformerDecoderLayer(nn.Module):
+class TransformerDecoderLayer(_DetrLayer):
     """Self-attention over queries -> cross-attention to memory -> FFN (DETR order).
 
     forward(tgt [Q, N, C], memory [S, N, C], tgt_mask, memory_mask, tgt_key_padding_mask [N, Q],
@@ -111,32 +154,7 @@ class TransformerDecoderLayer(nn.Module):
     query_pos [Q, N, C]) -> [Q, N, C].
     """
 
-    def __init__(
-        self,
-        d_model: int,
-        nhead: int,
-        dim_feedforward: int = 2048,
-        dropout: float = 0.1,
-        activation: str = "relu",
-        normalize_before: bool = False,
-    ):
-        super().__init__()
-        self.self_attn = MaskedMultiheadAttention(d_model, nhead, dropout=dropout)
-        self.multihead_attn = MaskedMultiheadAttention(d_model, nhead, dropout=dropout)
-        self.linear1 = nn.Linear(d_model, dim_feedforward)
-        self.dropout = nn.Dropout(dropout)
-        self.linear2 = nn.Linear(dim_feedforward, d_model)
-        self.norm1 = nn.LayerNorm(d_model)
-        self.norm2 = nn.LayerNorm(d_model)
-        self.norm3 = nn.LayerNorm(d_model)
-        self.dropout1 = nn.Dropout(dropout)
-        self.dropout2 = nn.Dropout(dropout)
-        self.dropout3 = nn.Dropout(dropout)
-        self.activation = get_activation_fn(activation)
-        self.normalize_before = normalize_before
-
-    def _ffn(self, x: Tensor) -> Tensor:
-        return self.linear2(self.dropout(self.activation(self.linear1(x))))
+    has_cross_attention = True
 
     def forward(
         self,
@@ -151,46 +169,25 @@ class TransformerDecoderLayer(nn.Module):
     ) -> Tensor:
         if self.normalize_before:
             tgt2 = self.norm1(tgt)
-            q = k = with_pos(tgt2, query_pos)
-            tgt2 = self.self_attn(
-                q,
-                k,
-                value=tgt2,
-                attn_mask=tgt_mask,
-                key_padding_mask=tgt_key_padding_mask,
-                need_weights=False,
-            )[0]
+            tgt2 = self_attention(self.self_attn, tgt2, query_pos, tgt_mask, tgt_key_padding_mask)
             tgt = tgt + self.dropout1(tgt2)
-            tgt2 = self.norm2(tgt)
-            tgt2 = self.multihead_attn(
-                query=with_pos(tgt2, query_pos),
-                key=with_pos(memory, pos),
-                value=memory,
-                attn_mask=memory_mask,
-                key_padding_mask=memory_key_padding_mask,
-                need_weights=False,
-            )[0]
+            tgt2 = cross_attention(
+                self.multihead_attn,
+                self.norm2(tgt),
+                memory,
+                pos,
+                query_pos,
+                memory_mask,
+                memory_key_padding_mask,
+            )
             tgt = tgt + self.dropout2(tgt2)
             tgt = tgt + self.dropout3(self._ffn(self.norm3(tgt)))
             return tgt
-        q = k = with_pos(tgt, query_pos)
-        tgt2 = self.self_attn(
-            q,
-            k,
-            value=tgt,
-            attn_mask=tgt_mask,
-            key_padding_mask=tgt_key_padding_mask,
-            need_weights=False,
-        )[0]
+        tgt2 = self_attention(self.self_attn, tgt, query_pos, tgt_mask, tgt_key_padding_mask)
         tgt = self.norm1(tgt + self.dropout1(tgt2))
-        tgt2 = self.multihead_attn(
-            query=with_pos(tgt, query_pos),
-            key=with_pos(memory, pos),
-            value=memory,
-            attn_mask=memory_mask,
-            key_padding_mask=memory_key_padding_mask,
-            need_weights=False,
-        )[0]
+        tgt2 = cross_attention(
+            self.multihead_attn, tgt, memory, pos, query_pos, memory_mask, memory_key_padding_mask
+        )
         tgt = self.norm2(tgt + self.dropout2(tgt2))
         tgt = self.norm3(tgt + self.dropout3(self._ffn(tgt)))
         return tgt

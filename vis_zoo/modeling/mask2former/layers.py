@@ -11,7 +11,11 @@ from typing import Optional
 from torch import Tensor, nn
 
 from vis_zoo.modeling.attention import MaskedMultiheadAttention
-from vis_zoo.modeling.transformer_layers import get_activation_fn, with_pos
+from vis_zoo.modeling.transformer_layers import (
+    cross_attention,
+    get_activation_fn,
+    self_attention,
+)
 
 __all__ = ["SelfAttentionLayer", "CrossAttentionLayer", "FFNLayer"]
 
@@ -23,7 +27,25 @@ def _xavier_init(module: nn.Module) -> None:
             nn.init.xavier_uniform_(p)
 
 
-class SelfAttentionLayer(nn.Module):
+class _ResidualBlock(nn.Module):
+    """One sub-block with its own LayerNorm (``norm``) and dropout around the residual."""
+
+    def _add_norm_and_dropout(self, d_model: int, dropout: float, normalize_before: bool) -> None:
+        # Registered after the sub-block's own weights (official parameter order), then every
+        # matrix is initialised.
+        self.norm = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+        self.normalize_before = normalize_before
+        _xavier_init(self)
+
+    def _add_residual(self, tgt: Tensor, out: Tensor) -> Tensor:
+        """tgt + dropout(out), normalised afterwards unless pre-norm normalised the input."""
+        if self.normalize_before:
+            return tgt + self.dropout(out)
+        return self.norm(tgt + self.dropout(out))
+
+
+class SelfAttentionLayer(_ResidualBlock):
     """x = norm(x + SA(x + pos, x + pos, x)) (post-norm) or x = x + SA(norm(x) + pos, ...)
     (pre-norm).
 
@@ -36,10 +58,7 @@ class SelfAttentionLayer(nn.Module):
     ):
         super().__init__()
         self.self_attn = MaskedMultiheadAttention(d_model, nhead, dropout=dropout)
-        self.norm = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
-        self.normalize_before = normalize_before
-        _xavier_init(self)
+        self._add_norm_and_dropout(d_model, dropout, normalize_before)
 
     def forward(
         self,
@@ -48,31 +67,12 @@ class SelfAttentionLayer(nn.Module):
         tgt_key_padding_mask: Optional[Tensor] = None,
         query_pos: Optional[Tensor] = None,
     ) -> Tensor:
-        if self.normalize_before:
-            x = self.norm(tgt)
-            q = k = with_pos(x, query_pos)
-            out = self.self_attn(
-                q,
-                k,
-                value=x,
-                attn_mask=tgt_mask,
-                key_padding_mask=tgt_key_padding_mask,
-                need_weights=False,
-            )[0]
-            return tgt + self.dropout(out)
-        q = k = with_pos(tgt, query_pos)
-        out = self.self_attn(
-            q,
-            k,
-            value=tgt,
-            attn_mask=tgt_mask,
-            key_padding_mask=tgt_key_padding_mask,
-            need_weights=False,
-        )[0]
-        return self.norm(tgt + self.dropout(out))
+        x = self.norm(tgt) if self.normalize_before else tgt
+        out = self_attention(self.self_attn, x, query_pos, tgt_mask, tgt_key_padding_mask)
+        return self._add_residual(tgt, out)
 
 
-class CrossAttentionLayer(nn.Module):
+class CrossAttentionLayer(_ResidualBlock):
     """x = norm(x + MHA(x + query_pos, memory + pos, memory)) (post-norm; pre-norm optional).
 
     forward(tgt [Q, N, C], memory [S, N, C], memory_mask [Q, S] or [N*heads, Q, S] (bool True =
@@ -84,10 +84,7 @@ class CrossAttentionLayer(nn.Module):
     ):
         super().__init__()
         self.multihead_attn = MaskedMultiheadAttention(d_model, nhead, dropout=dropout)
-        self.norm = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
-        self.normalize_before = normalize_before
-        _xavier_init(self)
+        self._add_norm_and_dropout(d_model, dropout, normalize_before)
 
     def forward(
         self,
@@ -99,20 +96,13 @@ class CrossAttentionLayer(nn.Module):
         query_pos: Optional[Tensor] = None,
     ) -> Tensor:
         x = self.norm(tgt) if self.normalize_before else tgt
-        out = self.multihead_attn(
-            query=with_pos(x, query_pos),
-            key=with_pos(memory, pos),
-            value=memory,
-            attn_mask=memory_mask,
-            key_padding_mask=memory_key_padding_mask,
-            need_weights=False,
-        )[0]
-        if self.normalize_before:
-            return tgt + self.dropout(out)
-        return self.norm(tgt + self.dropout(out))
+        out = cross_attention(
+            self.multihead_attn, x, memory, pos, query_pos, memory_mask, memory_key_padding_mask
+        )
+        return self._add_residual(tgt, out)
 
 
-class FFNLayer(nn.Module):
+class FFNLayer(_ResidualBlock):
     """x = norm(x + linear2(act(linear1(x)))) (post-norm; pre-norm optional). [S, N, C] -> [S, N,
     C]."""
 
@@ -126,16 +116,11 @@ class FFNLayer(nn.Module):
     ):
         super().__init__()
         self.linear1 = nn.Linear(d_model, dim_feedforward)
-        self.dropout = nn.Dropout(dropout)
         self.linear2 = nn.Linear(dim_feedforward, d_model)
-        self.norm = nn.LayerNorm(d_model)
         self.activation = get_activation_fn(activation)
-        self.normalize_before = normalize_before
-        _xavier_init(self)
+        self._add_norm_and_dropout(d_model, dropout, normalize_before)
 
     def forward(self, tgt: Tensor) -> Tensor:
         x = self.norm(tgt) if self.normalize_before else tgt
         out = self.linear2(self.dropout(self.activation(self.linear1(x))))
-        if self.normalize_before:
-            return tgt + self.dropout(out)
-        return self.norm(tgt + self.dropout(out))
+        return self._add_residual(tgt, out)
