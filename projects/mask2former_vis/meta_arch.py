@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY
-from torch import Tensor, nn
+from torch import Tensor
 
 from vis_zoo.modeling.backbone import (
     FrameFeatureCache,
@@ -34,8 +34,7 @@ from vis_zoo.modeling.backbone import (
 )
 from vis_zoo.modeling.clip_association import ClipPrediction, associate_clip_windows
 from vis_zoo.modeling.mask2former import (
-    Mask2FormerCriterion,
-    Mask2FormerHead,
+    Mask2FormerVideoSegmenter,
     VideoMultiScaleMaskedTransformerDecoder,
     build_mask2former_criterion,
     mask2former_model_kwargs,
@@ -45,14 +44,13 @@ from vis_zoo.modeling.mask2former.video_inference import (
     frames_per_detector_pass,
     top_query_class_pairs,
 )
-from vis_zoo.modeling.meta_arch import VideoInstanceSegmenter
 from vis_zoo.modeling.postprocessing import VideoMaskWriter, build_video_output
 
 __all__ = ["VideoMaskFormer"]
 
 
 @META_ARCH_REGISTRY.register()
-class VideoMaskFormer(VideoInstanceSegmenter):
+class VideoMaskFormer(Mask2FormerVideoSegmenter):
     """Mask2Former-VIS (Cheng et al., arXiv 2112.10764). Training returns the weighted loss dict;
     inference one output dict per video: image_size, pred_scores [k], pred_labels [k], pred_masks
     (k x bool [T, H, W], or k lists of T RLE dicts with MODEL.VIS.OUTPUT_RLE)."""
@@ -61,13 +59,6 @@ class VideoMaskFormer(VideoInstanceSegmenter):
     def __init__(
         self,
         *,
-        backbone: nn.Module,
-        sem_seg_head: Mask2FormerHead,
-        criterion: Mask2FormerCriterion,
-        num_classes: int,
-        size_divisibility: int,
-        pixel_mean: Sequence[float],
-        pixel_std: Sequence[float],
         test_topk_per_video: int = 10,
         test_window_size: int = 36,
         test_window_stride: int = 18,
@@ -76,13 +67,16 @@ class VideoMaskFormer(VideoInstanceSegmenter):
         max_num_tracks: int = 100,
         output_rle: bool = False,
         test_store_dir: str = "",
+        **detector,
     ):
-        super().__init__()
-        if not isinstance(sem_seg_head.predictor, VideoMultiScaleMaskedTransformerDecoder):
+        """`detector`: the keyword arguments of `Mask2FormerVideoSegmenter` (backbone,
+        sem_seg_head, criterion, ...)."""
+        super().__init__(**detector)
+        if not isinstance(self.sem_seg_head.predictor, VideoMultiScaleMaskedTransformerDecoder):
             raise ValueError(
                 "Mask2Former-VIS needs MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME "
                 "'VideoMultiScaleMaskedTransformerDecoder', got "
-                f"{type(sem_seg_head.predictor).__name__}"
+                f"{type(self.sem_seg_head.predictor).__name__}"
             )
         if test_window_size < 0 or test_window_stride < 1:
             raise ValueError(
@@ -95,14 +89,6 @@ class VideoMaskFormer(VideoInstanceSegmenter):
                 f"MODEL.VIS.TEST_CHUNK_SIZE and MODEL.VIS.TEST_CHUNK_PIXELS_CPU must be >= 1, got "
                 f"{test_chunk_size} and {test_chunk_pixels_cpu}"
             )
-        self.backbone = backbone
-        self.sem_seg_head = sem_seg_head
-        self.criterion = criterion
-        self.num_classes = num_classes
-        self.size_divisibility = (
-            backbone.size_divisibility if size_divisibility < 0 else size_divisibility
-        )
-        self.register_pixel_normalization(pixel_mean, pixel_std)
         self.test_topk_per_video = test_topk_per_video
         self.test_window_size = test_window_size
         self.test_window_stride = test_window_stride

@@ -22,15 +22,14 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 from detectron2.config import configurable
-from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
-from torch import Tensor, nn
+from detectron2.modeling import META_ARCH_REGISTRY
+from torch import Tensor
 
-from vis_zoo.config import num_classes_from_config
 from vis_zoo.modeling.backbone import input_frames, normalize_and_pad, video_frames
 from vis_zoo.modeling.mask2former import (
-    Mask2FormerCriterion,
-    Mask2FormerHead,
+    Mask2FormerVideoSegmenter,
     build_mask2former_criterion,
+    mask2former_model_kwargs,
     video_targets,
 )
 from vis_zoo.modeling.mask2former.video_inference import (
@@ -40,7 +39,6 @@ from vis_zoo.modeling.mask2former.video_inference import (
     run_frame_detector,
     top_query_class_pairs,
 )
-from vis_zoo.modeling.meta_arch import VideoInstanceSegmenter
 from vis_zoo.modeling.postprocessing import VideoMaskWriter, build_video_output, decode_track_masks
 from vis_zoo.modeling.query_matching import match_queries_to_previous_frame
 
@@ -51,7 +49,7 @@ RENDER_SLOT_GROUP = 25
 
 
 @META_ARCH_REGISTRY.register()
-class MinVIS(VideoInstanceSegmenter):
+class MinVIS(Mask2FormerVideoSegmenter):
     """MinVIS (Huang et al., NeurIPS 2022). Training returns a weighted loss dict; inference returns
     one
     output dict per video: image_size, pred_scores [K], pred_labels [K], pred_masks (K x bool
@@ -61,13 +59,6 @@ class MinVIS(VideoInstanceSegmenter):
     def __init__(
         self,
         *,
-        backbone: nn.Module,
-        sem_seg_head: Mask2FormerHead,
-        criterion: Mask2FormerCriterion,
-        num_classes: int,
-        size_divisibility: int,
-        pixel_mean: Sequence[float],
-        pixel_std: Sequence[float],
         test_topk_per_video: int = 10,
         test_chunk_size: int = 30,
         test_chunk_pixels_cpu: int = 2 * 360 * 640,
@@ -75,16 +66,11 @@ class MinVIS(VideoInstanceSegmenter):
         test_feature_store: str = "auto",
         output_rle: bool = False,
         test_store_dir: str = "",
+        **detector,
     ):
-        super().__init__()
-        self.backbone = backbone
-        self.sem_seg_head = sem_seg_head
-        self.criterion = criterion
-        self.num_classes = num_classes
-        if size_divisibility < 0:
-            size_divisibility = self.backbone.size_divisibility
-        self.size_divisibility = size_divisibility
-        self.register_pixel_normalization(pixel_mean, pixel_std)
+        """`detector`: the keyword arguments of `Mask2FormerVideoSegmenter` (backbone,
+        sem_seg_head, criterion, ...)."""
+        super().__init__(**detector)
         self.test_topk_per_video = test_topk_per_video
         check_detector_pass_settings(test_chunk_size, test_chunk_pixels_cpu, test_feature_store)
         self.test_chunk_size = test_chunk_size
@@ -96,16 +82,9 @@ class MinVIS(VideoInstanceSegmenter):
 
     @classmethod
     def from_config(cls, cfg) -> dict:
-        backbone = build_backbone(cfg)
         vis = cfg.MODEL.VIS
         return {
-            "backbone": backbone,
-            "sem_seg_head": Mask2FormerHead(cfg, backbone.output_shape()),
-            "criterion": build_mask2former_criterion(cfg),
-            "num_classes": num_classes_from_config(cfg),
-            "size_divisibility": cfg.MODEL.MASK_FORMER.SIZE_DIVISIBILITY,
-            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
-            "pixel_std": cfg.MODEL.PIXEL_STD,
+            **mask2former_model_kwargs(cfg, build_mask2former_criterion(cfg)),
             "test_topk_per_video": min(cfg.TEST.DETECTIONS_PER_IMAGE, cfg.MODEL.VIS.MAX_NUM_TRACKS),
             "test_chunk_size": vis.TEST_CHUNK_SIZE,
             "test_chunk_pixels_cpu": vis.TEST_CHUNK_PIXELS_CPU,

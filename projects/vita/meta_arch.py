@@ -22,16 +22,15 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from detectron2.config import configurable
-from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
-from torch import Tensor, nn
+from detectron2.modeling import META_ARCH_REGISTRY
+from torch import Tensor
 
-from vis_zoo.config import num_classes_from_config
 from vis_zoo.modeling.backbone import input_frames, normalize_and_pad, video_frames
 from vis_zoo.modeling.mask2former import (
-    Mask2FormerCriterion,
-    Mask2FormerHead,
+    Mask2FormerVideoSegmenter,
     PointHungarianMatcher,
     build_mask2former_criterion,
+    mask2former_model_kwargs,
     video_targets,
 )
 from vis_zoo.modeling.mask2former.video_inference import (
@@ -43,7 +42,6 @@ from vis_zoo.modeling.mask2former.video_inference import (
     run_frame_detector,
     top_query_class_pairs,
 )
-from vis_zoo.modeling.meta_arch import VideoInstanceSegmenter
 from vis_zoo.modeling.postprocessing import build_video_output
 
 from .criterion import VitaCriterion
@@ -53,7 +51,7 @@ __all__ = ["Vita"]
 
 
 @META_ARCH_REGISTRY.register()
-class Vita(VideoInstanceSegmenter):
+class Vita(Mask2FormerVideoSegmenter):
     """VITA (Heo et al., NeurIPS 2022). Training returns a weighted loss dict; inference returns one
     output dict per video: image_size, pred_scores [K], pred_labels [K], pred_masks (K x bool
     [T, H, W], or K lists of T RLE dicts with MODEL.VIS.OUTPUT_RLE)."""
@@ -62,16 +60,9 @@ class Vita(VideoInstanceSegmenter):
     def __init__(
         self,
         *,
-        backbone: nn.Module,
-        sem_seg_head: Mask2FormerHead,
-        criterion: Mask2FormerCriterion,
         vita_module: VITAModule,
         vita_criterion: VitaCriterion,
-        num_classes: int,
         num_queries: int,
-        size_divisibility: int,
-        pixel_mean: Sequence[float],
-        pixel_std: Sequence[float],
         last_layer_num: int = 3,
         test_topk_per_video: int = 10,
         freeze_detector: bool = False,
@@ -84,19 +75,14 @@ class Vita(VideoInstanceSegmenter):
         test_store_dir: str = "",
         output_rle: bool = False,
         test_stream_frames: int = 120,
+        **detector,
     ):
-        super().__init__()
-        self.backbone = backbone
-        self.sem_seg_head = sem_seg_head
-        self.criterion = criterion
+        """`detector`: the keyword arguments of `Mask2FormerVideoSegmenter` (backbone,
+        sem_seg_head, criterion, ...)."""
+        super().__init__(**detector)
         self.vita_module = vita_module
         self.vita_criterion = vita_criterion
-        self.num_classes = num_classes
         self.num_queries = num_queries
-        if size_divisibility < 0:
-            size_divisibility = self.backbone.size_divisibility
-        self.size_divisibility = size_divisibility
-        self.register_pixel_normalization(pixel_mean, pixel_std)
         self.last_layer_num = last_layer_num
         self.test_topk_per_video = test_topk_per_video
         if not 0.0 < test_keep_query_ratio <= 1.0:
@@ -127,11 +113,9 @@ class Vita(VideoInstanceSegmenter):
 
     @classmethod
     def from_config(cls, cfg) -> dict:
-        backbone = build_backbone(cfg)
-        sem_seg_head = Mask2FormerHead(cfg, backbone.output_shape())
         mf, v, vis = cfg.MODEL.MASK_FORMER, cfg.MODEL.VITA, cfg.MODEL.VIS
-        num_classes = num_classes_from_config(cfg)
         criterion = build_mask2former_criterion(cfg, num_indices_to_return=v.LAST_LAYER_NUM)
+        detector = mask2former_model_kwargs(cfg, criterion)
         vita_module = VITAModule(cfg)
         vita_matcher = PointHungarianMatcher(
             cost_class=mf.CLASS_WEIGHT,
@@ -155,7 +139,7 @@ class Vita(VideoInstanceSegmenter):
         if v.SIM_WEIGHT > 0.0:
             vita_weights["loss_vita_sim"] = v.SIM_WEIGHT
         vita_criterion = VitaCriterion(
-            num_classes=num_classes,
+            num_classes=detector["num_classes"],
             matcher=vita_matcher,
             weight_dict=vita_weights,
             eos_coef=v.NO_OBJECT_WEIGHT,
@@ -166,16 +150,10 @@ class Vita(VideoInstanceSegmenter):
             sim_use_clip=v.SIM_USE_CLIP,
         )
         return {
-            "backbone": backbone,
-            "sem_seg_head": sem_seg_head,
-            "criterion": criterion,
+            **detector,
             "vita_module": vita_module,
             "vita_criterion": vita_criterion,
-            "num_classes": num_classes,
             "num_queries": v.NUM_OBJECT_QUERIES,
-            "size_divisibility": mf.SIZE_DIVISIBILITY,
-            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
-            "pixel_std": cfg.MODEL.PIXEL_STD,
             "last_layer_num": v.LAST_LAYER_NUM,
             "test_topk_per_video": min(cfg.TEST.DETECTIONS_PER_IMAGE, cfg.MODEL.VIS.MAX_NUM_TRACKS),
             "freeze_detector": v.FREEZE_DETECTOR,

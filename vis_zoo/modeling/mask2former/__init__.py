@@ -7,7 +7,12 @@ image model. Mask2Former-VIS runs the same modules with clip queries
 
 from .config import add_mask2former_config
 from .criterion import Mask2FormerCriterion, build_mask2former_criterion, point_sampled_mask_losses
-from .head import Mask2FormerHead, build_mask2former_head, mask2former_model_kwargs
+from .head import (
+    Mask2FormerHead,
+    Mask2FormerVideoSegmenter,
+    build_mask2former_head,
+    mask2former_model_kwargs,
+)
 from .layers import CrossAttentionLayer, FFNLayer, SelfAttentionLayer
 from .matcher import PointHungarianMatcher
 from .pixel_decoder import MSDeformAttnPixelDecoder
@@ -20,6 +25,7 @@ __all__ = [
     "Mask2FormerCriterion",
     "point_sampled_mask_losses",
     "Mask2FormerHead",
+    "Mask2FormerVideoSegmenter",
     "build_mask2former_head",
     "CrossAttentionLayer",
     "FFNLayer",

@@ -4,19 +4,25 @@ It sees frames independently: a video of T frames is simply N = B*T images. VITA
 with T = 1 it is the plain image instance segmenter.
 """
 
-from typing import Dict
+from typing import Dict, Sequence
 
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from torch import Tensor, nn
 
 from vis_zoo.config import num_classes_from_config
+from vis_zoo.modeling.meta_arch import VideoInstanceSegmenter
 
 from .pixel_decoder import MSDeformAttnPixelDecoder
 from .transformer_decoder import MultiScaleMaskedTransformerDecoder
 from .video_transformer_decoder import VideoMultiScaleMaskedTransformerDecoder
 
-__all__ = ["Mask2FormerHead", "build_mask2former_head", "mask2former_model_kwargs"]
+__all__ = [
+    "Mask2FormerHead",
+    "Mask2FormerVideoSegmenter",
+    "build_mask2former_head",
+    "mask2former_model_kwargs",
+]
 
 _PIXEL_DECODERS = {"MSDeformAttnPixelDecoder": MSDeformAttnPixelDecoder}
 _DECODERS = {
@@ -128,3 +134,33 @@ def mask2former_model_kwargs(cfg, criterion: nn.Module) -> Dict[str, object]:
         size_divisibility=cfg.MODEL.MASK_FORMER.SIZE_DIVISIBILITY,
         pixel_std=cfg.MODEL.PIXEL_STD,
     )
+
+
+class Mask2FormerVideoSegmenter(VideoInstanceSegmenter):
+    """Base of the meta-architectures on the Mask2Former detector (Mask2Former-VIS, MinVIS, VITA):
+    holds the detector's modules and input settings, the keyword arguments of
+    `mask2former_model_kwargs`. A subclass's `__init__` takes its own settings and passes the rest
+    on with `super().__init__(**detector)`, before registering any module of its own (module order
+    is parameter order)."""
+
+    def __init__(
+        self,
+        *,
+        backbone: nn.Module,
+        sem_seg_head: Mask2FormerHead,
+        criterion: nn.Module,
+        num_classes: int,
+        size_divisibility: int,
+        pixel_mean: Sequence[float],
+        pixel_std: Sequence[float],
+    ):
+        super().__init__()
+        self.backbone = backbone
+        self.sem_seg_head = sem_seg_head
+        self.criterion = criterion
+        self.num_classes = num_classes
+        # < 0: the backbone's own divisibility
+        self.size_divisibility = (
+            backbone.size_divisibility if size_divisibility < 0 else size_divisibility
+        )
+        self.register_pixel_normalization(pixel_mean, pixel_std)
