@@ -42,7 +42,8 @@ def add_vita_config(cfg: CN) -> None:
     # Encoder windows processed per attention call at test time (bounds the attention memory on
     # very long videos; windows are independent, so the result does not depend on it).
     v.TEST_ENC_WINDOW_BATCH = 64
-    # Videos longer than this run the VITA module block by block (this many frames per block), with
-    # the object tokens in temporary files: memory independent of the length, the same result up to
-    # float rounding. Up to it, one pass over all tokens (the official computation).
+    # Videos longer than this run the VITA module block by block (at most this many frames per
+    # encoder call, context included: blocks of 48 frames with 36 frames of context on either side
+    # in the R-50 configs), with the object tokens in temporary files: memory independent of the
+    # length, the same result up to float rounding. Up to it, one pass over all tokens (official).
     v.TEST_STREAM_FRAMES = 120

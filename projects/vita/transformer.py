@@ -98,10 +98,7 @@ def streamed_cross_attention(
         weighted = weighted * rescale + torch.bmm(probs, v)
         running_max = new_max
     out = (weighted / denominator).transpose(0, 1).reshape(num_q, batch, channels)
-    out = attn.out_proj(out)
-    if layer.normalize_before:
-        return tgt + out
-    return layer.norm(tgt + out)
+    return layer._add_residual(tgt, attn.out_proj(out))
 
 
 class VITAModule(nn.Module):
@@ -290,10 +287,12 @@ class VITAModule(nn.Module):
         frames: what `forward` gives as pred_logits[-1, 0] and pred_mask_embed[-1, 0], up to float
         rounding.
 
-        The object encoder runs on blocks of `block_frames` frames, each with `enc_layers` windows
-        of context on either side: windows are aligned to the video's, and a layer spreads a
-        block's artificial edge at most one window further, so every kept frame sees exactly the
-        frames it would see in the whole video. The encoded tokens go to `encoded_store` (a
+        The object encoder runs on blocks of frames, each with `enc_layers` windows of context on
+        either side, at most `block_frames` frames per call: a call's attention masks and scores
+        grow with its windows (the shifted-window mask alone is ~370 MB for 192 frames). Windows
+        are aligned to the video's, and a layer spreads a block's artificial edge at most one
+        window further, so every kept frame sees exactly the frames it would see in the whole
+        video. The encoded tokens go to `encoded_store` (a
         `MaskFeatureStore`, e.g. on disk) and the object decoder's cross-attention reads them back
         a block at a time (`streamed_cross_attention`).
 
@@ -310,8 +309,8 @@ class VITAModule(nn.Module):
                 "VITA: streaming needs the windowed object encoder (MODEL.VITA.ENC_WINDOW_SIZE > 0)"
             )
         w = max(1, self.window_size)
-        block = max(w, block_frames // w * w)
         context = self.enc_layers * w
+        block = max(w, (block_frames - 2 * context) // w * w)
         for start in range(0, num_frames, block):
             end = min(num_frames, start + block)
             lo, hi = max(0, start - context), min(num_frames, end + context)

@@ -310,8 +310,10 @@ def test_feature_stores_give_the_same_output(store):
 
 @pytest.mark.parametrize("keep_ratio", [1.0, 0.5])
 def test_streamed_vita_module_equals_one_pass(keep_ratio):
-    """Blocks of 4 frames with 2 encoder windows of context each side and the cross-attention
-    accumulated block by block give the one-pass result: encoder tokens, class logits and masks."""
+    """Encoder blocks of 4 frames (at most 20 per call) and of 2 (the model with at most 4: the
+    smallest block), each with 4 layers of 2-frame windows, 8 frames, of context on either side,
+    and the cross-attention accumulated block by block give the one-pass result: encoder tokens,
+    class logits and masks."""
     from vis_zoo.modeling.mask2former.video_inference import MemoryFeatureStore
 
     extra = ["MODEL.VITA.ENC_LAYERS", "4", "MODEL.VITA.TEST_KEEP_QUERY_RATIO", str(keep_ratio)]
@@ -326,12 +328,12 @@ def test_streamed_vita_module_equals_one_pass(keep_ratio):
         full = model.vita_module(fq[None], num_frames=15, query_index=index)
         encoded = MemoryFeatureStore(15, torch.device("cpu"))
         logits, embed = model.vita_module.infer_streamed(
-            lambda s, e: fq[s:e], 15, encoded, query_index=index, block_frames=4
+            lambda s, e: fq[s:e], 15, encoded, query_index=index, block_frames=20
         )
         vita = model.vita_module
         expected_tokens = vita.encode_frame_query(vita.input_proj_dec(fq[:, :, None]))
         one_pass = model([video])[0]
-        model.test_stream_frames = 4
+        model.test_stream_frames = 4  # 15 frames > 4: the streamed path, 2-frame blocks
         streamed = model([video])[0]
     torch.testing.assert_close(encoded.read(0, 15), expected_tokens[:, :, 0], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(logits, full["pred_logits"][-1, 0], atol=1e-5, rtol=1e-5)
