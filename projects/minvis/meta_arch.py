@@ -35,8 +35,8 @@ from vis_zoo.modeling.mask2former import (
 from vis_zoo.modeling.mask2former.video_inference import (
     DetectorChunk,
     check_detector_pass_settings,
+    frame_detector_test_kwargs,
     mask_logits_to_output,
-    run_frame_detector,
     top_query_class_pairs,
 )
 from vis_zoo.modeling.postprocessing import VideoMaskWriter, build_video_output, decode_track_masks
@@ -82,16 +82,9 @@ class MinVIS(Mask2FormerVideoSegmenter):
 
     @classmethod
     def from_config(cls, cfg) -> dict:
-        vis = cfg.MODEL.VIS
         return {
             **mask2former_model_kwargs(cfg, build_mask2former_criterion(cfg)),
-            "test_topk_per_video": min(cfg.TEST.DETECTIONS_PER_IMAGE, cfg.MODEL.VIS.MAX_NUM_TRACKS),
-            "test_chunk_size": vis.TEST_CHUNK_SIZE,
-            "test_chunk_pixels_cpu": vis.TEST_CHUNK_PIXELS_CPU,
-            "test_interpolate_chunk_size": vis.TEST_INTERPOLATE_CHUNK_SIZE,
-            "test_feature_store": vis.TEST_FEATURE_STORE,
-            "output_rle": cfg.MODEL.VIS.OUTPUT_RLE,
-            "test_store_dir": vis.TEST_STORE_DIR,
+            **frame_detector_test_kwargs(cfg),
         }
 
     # ================================================================== training
@@ -153,15 +146,8 @@ class MinVIS(Mask2FormerVideoSegmenter):
             if on_frames is not None:
                 on_frames(chunk, torch.stack(mask_embeds))
 
-        detected = run_frame_detector(
+        detected = self.detect_frames(
             frames,
-            backbone=self.backbone,
-            head=self.sem_seg_head,
-            pixel_mean=self.pixel_mean,
-            pixel_std=self.pixel_std,
-            size_divisibility=self.size_divisibility,
-            chunk_size=self.test_chunk_size,
-            cpu_pixels_per_pass=self.test_chunk_pixels_cpu,
             feature_store=None,
             project_mask_features=self.sem_seg_head.pixel_decoder.mask_features,
             on_chunk=align_chunk,

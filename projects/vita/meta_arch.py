@@ -38,8 +38,8 @@ from vis_zoo.modeling.mask2former.video_inference import (
     DiskFeatureStore,
     MaskFeatureStore,
     check_detector_pass_settings,
+    frame_detector_test_kwargs,
     render_video_masks,
-    run_frame_detector,
     top_query_class_pairs,
 )
 from vis_zoo.modeling.postprocessing import build_video_output
@@ -155,16 +155,10 @@ class Vita(Mask2FormerVideoSegmenter):
             "vita_criterion": vita_criterion,
             "num_queries": v.NUM_OBJECT_QUERIES,
             "last_layer_num": v.LAST_LAYER_NUM,
-            "test_topk_per_video": min(cfg.TEST.DETECTIONS_PER_IMAGE, cfg.MODEL.VIS.MAX_NUM_TRACKS),
+            **frame_detector_test_kwargs(cfg),
             "freeze_detector": v.FREEZE_DETECTOR,
-            "test_chunk_size": vis.TEST_CHUNK_SIZE,
-            "test_chunk_pixels_cpu": vis.TEST_CHUNK_PIXELS_CPU,
-            "test_interpolate_chunk_size": vis.TEST_INTERPOLATE_CHUNK_SIZE,
             "test_keep_query_ratio": v.TEST_KEEP_QUERY_RATIO,
-            "test_feature_store": vis.TEST_FEATURE_STORE,
             "test_feature_memory_mb": vis.TEST_FEATURE_MEMORY_MB,
-            "test_store_dir": vis.TEST_STORE_DIR,
-            "output_rle": cfg.MODEL.VIS.OUTPUT_RLE,
             "test_stream_frames": v.TEST_STREAM_FRAMES,
         }
 
@@ -252,15 +246,8 @@ class Vita(Mask2FormerVideoSegmenter):
             if index is not None:
                 indices.append(index)
 
-        detected = run_frame_detector(
+        detected = self.detect_frames(
             frames,
-            backbone=self.backbone,
-            head=self.sem_seg_head,
-            pixel_mean=self.pixel_mean,
-            pixel_std=self.pixel_std,
-            size_divisibility=self.size_divisibility,
-            chunk_size=self.test_chunk_size,
-            cpu_pixels_per_pass=self.test_chunk_pixels_cpu,
             feature_store=self.test_feature_store,
             feature_memory_mb=self.test_feature_memory_mb,
             store_dir=self.test_store_dir,

@@ -15,6 +15,7 @@ from vis_zoo.modeling.meta_arch import VideoInstanceSegmenter
 
 from .pixel_decoder import MSDeformAttnPixelDecoder
 from .transformer_decoder import MultiScaleMaskedTransformerDecoder
+from .video_inference import DetectedFrames, run_frame_detector
 from .video_transformer_decoder import VideoMultiScaleMaskedTransformerDecoder
 
 __all__ = [
@@ -164,3 +165,20 @@ class Mask2FormerVideoSegmenter(VideoInstanceSegmenter):
             backbone.size_divisibility if size_divisibility < 0 else size_divisibility
         )
         self.register_pixel_normalization(pixel_mean, pixel_std)
+
+    def detect_frames(self, frames: Sequence[Tensor], **kwargs) -> DetectedFrames:
+        """`run_frame_detector` over frames (each [3, h, w]) with this model's backbone, head,
+        input normalisation and the subclass's `test_chunk_size` / `test_chunk_pixels_cpu`;
+        `kwargs` are its per-method arguments (feature_store, project_mask_features, on_chunk,
+        ...)."""
+        return run_frame_detector(
+            frames,
+            backbone=self.backbone,
+            head=self.sem_seg_head,
+            pixel_mean=self.pixel_mean,
+            pixel_std=self.pixel_std,
+            size_divisibility=self.size_divisibility,
+            chunk_size=self.test_chunk_size,
+            cpu_pixels_per_pass=self.test_chunk_pixels_cpu,
+            **kwargs,
+        )

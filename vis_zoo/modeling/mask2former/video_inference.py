@@ -34,6 +34,7 @@ __all__ = [
     "feature_store_kind",
     "frames_per_detector_pass",
     "check_detector_pass_settings",
+    "frame_detector_test_kwargs",
     "MaskFeatureStore",
     "MemoryFeatureStore",
     "DiskFeatureStore",
@@ -112,6 +113,21 @@ def check_detector_pass_settings(
             f"MODEL.VIS.TEST_FEATURE_STORE must be one of {'/'.join(FEATURE_STORES)}, "
             f"got {feature_store!r}"
         )
+
+
+def frame_detector_test_kwargs(cfg) -> dict:
+    """The test settings of the meta-architectures that run the detector frame by frame (MinVIS,
+    VITA), from cfg.MODEL.VIS and cfg.TEST, as their `__init__` keyword arguments."""
+    vis = cfg.MODEL.VIS
+    return {
+        "test_topk_per_video": min(cfg.TEST.DETECTIONS_PER_IMAGE, vis.MAX_NUM_TRACKS),
+        "test_chunk_size": vis.TEST_CHUNK_SIZE,
+        "test_chunk_pixels_cpu": vis.TEST_CHUNK_PIXELS_CPU,
+        "test_interpolate_chunk_size": vis.TEST_INTERPOLATE_CHUNK_SIZE,
+        "test_feature_store": vis.TEST_FEATURE_STORE,
+        "test_store_dir": vis.TEST_STORE_DIR,
+        "output_rle": vis.OUTPUT_RLE,
+    }
 
 
 class MaskFeatureStore:
