@@ -6,7 +6,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from vis_zoo.modeling.criterion import num_masks_normalizer, src_permutation_idx
 from vis_zoo.modeling.mask2former.criterion import MatchedMaskLosses
@@ -27,26 +27,14 @@ class VitaCriterion(MatchedMaskLosses):
     def __init__(
         self,
         *,
-        num_classes: int,
-        matcher: nn.Module,
-        weight_dict: Dict[str, float],
-        eos_coef: float,
-        num_points: int,
-        oversample_ratio: float,
-        importance_sample_ratio: float,
         sim_weight: float = 0.5,
         sim_use_clip: bool = True,
         sim_id_multiplier: int = 1000,
+        **matched_mask_losses,
     ):
-        super().__init__(
-            num_classes=num_classes,
-            matcher=matcher,
-            weight_dict=weight_dict,
-            eos_coef=eos_coef,
-            num_points=num_points,
-            oversample_ratio=oversample_ratio,
-            importance_sample_ratio=importance_sample_ratio,
-        )
+        """`matched_mask_losses`: the keyword arguments of `MatchedMaskLosses` (num_classes,
+        matcher, weight_dict, eos_coef, point sampling)."""
+        super().__init__(**matched_mask_losses)
         self.use_sim = sim_weight > 0.0
         self.sim_use_clip = sim_use_clip
         self.sim_id_multiplier = sim_id_multiplier

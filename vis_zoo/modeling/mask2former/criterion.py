@@ -173,29 +173,10 @@ class Mask2FormerCriterion(MatchedMaskLosses):
     them).
     """
 
-    def __init__(
-        self,
-        *,
-        num_classes: int,
-        matcher: nn.Module,
-        weight_dict: Dict[str, float],
-        eos_coef: float,
-        num_points: int,
-        oversample_ratio: float,
-        importance_sample_ratio: float,
-        num_indices_to_return: int = 1,
-        per_frame_mask_losses: bool = False,
-    ):
-        super().__init__(
-            num_classes=num_classes,
-            matcher=matcher,
-            weight_dict=weight_dict,
-            eos_coef=eos_coef,
-            num_points=num_points,
-            oversample_ratio=oversample_ratio,
-            importance_sample_ratio=importance_sample_ratio,
-            per_frame_mask_losses=per_frame_mask_losses,
-        )
+    def __init__(self, *, num_indices_to_return: int = 1, **matched_mask_losses):
+        """`matched_mask_losses`: the keyword arguments of `MatchedMaskLosses` (num_classes,
+        matcher, weight_dict, eos_coef, point sampling, per_frame_mask_losses)."""
+        super().__init__(**matched_mask_losses)
         self.num_indices_to_return = num_indices_to_return
 
     def _losses_for(self, outputs: Dict[str, Tensor], targets, num_masks: float, suffix: str):
