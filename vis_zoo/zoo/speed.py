@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from collections.abc import Sequence
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import torch
 
@@ -93,6 +93,47 @@ def random_video(
     }
 
 
+def _build_eval_model(config_file: str, opts: Sequence[str], threads: int, seed: int):
+    """(cfg, the model in eval mode built with torch seed `seed`, its device), torch using
+    `threads` threads."""
+    from detectron2.modeling import build_model
+
+    from vis_zoo.engine.setup import build_config
+
+    torch.set_num_threads(threads)
+    cfg = build_config(config_file, list(opts))
+    torch.manual_seed(seed)
+    model = build_model(cfg).eval()
+    return cfg, model, torch.device(cfg.MODEL.DEVICE)
+
+
+def _backbone_pass(cfg, model, video: dict, device: torch.device) -> Callable[[], None]:
+    """A function running ``model.backbone`` alone over the video's normalised frames,
+    MODEL.VIS.TEST_CHUNK_SIZE frames [t, 3, H, W] per call."""
+    frames = video["image"]
+    chunk = max(1, int(cfg.MODEL.VIS.TEST_CHUNK_SIZE))
+    pixel_mean = torch.tensor(cfg.MODEL.PIXEL_MEAN, device=device).view(-1, 1, 1)
+    pixel_std = torch.tensor(cfg.MODEL.PIXEL_STD, device=device).view(-1, 1, 1)
+
+    def run_backbone() -> None:
+        for start in range(0, len(frames), chunk):
+            x = torch.stack([f.to(device).float() for f in frames[start : start + chunk]])
+            model.backbone((x - pixel_mean) / pixel_std)
+
+    return run_backbone
+
+
+def _seconds(fn: Callable[[], object], device: torch.device) -> float:
+    """Wall time of fn(), with CUDA synchronised before and after (its kernels are asynchronous)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
 def measure_speed(
     config_file: str,
     frames: int,
@@ -115,38 +156,19 @@ def measure_speed(
     """
     if mode not in ("model", "backbone"):
         raise ValueError(f"mode must be 'model' or 'backbone', got {mode!r}")
-    from detectron2.modeling import build_model
-
-    from vis_zoo.engine.setup import build_config
-
-    torch.set_num_threads(threads)
-    cfg = build_config(config_file, list(opts))
-    torch.manual_seed(seed)
-    model = build_model(cfg).eval()
-    device = torch.device(cfg.MODEL.DEVICE)
+    cfg, model, device = _build_eval_model(config_file, opts, threads, seed)
     video = random_video(frames, height, width, seed, lazy=True)  # frames made as read
+    run_backbone = _backbone_pass(cfg, model, video, device)
 
-    chunk = max(1, int(cfg.MODEL.VIS.TEST_CHUNK_SIZE))
-    pixel_mean = torch.tensor(cfg.MODEL.PIXEL_MEAN, device=device).view(-1, 1, 1)
-    pixel_std = torch.tensor(cfg.MODEL.PIXEL_STD, device=device).view(-1, 1, 1)
-
-    def run_backbone():
-        for start in range(0, frames, chunk):
-            x = torch.stack([f.to(device).float() for f in video["image"][start : start + chunk]])
-            model.backbone((x - pixel_mean) / pixel_std)
-
-    def run():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
+    def inference() -> None:
         with torch.no_grad():
             if mode == "backbone":
                 run_backbone()
             else:
                 model([video])
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - start
+
+    def run() -> float:
+        return _seconds(inference, device)
 
     if warmup:  # allocator, oneDNN primitive caches; excluded. A memory probe needs no warm-up.
         run()
@@ -187,41 +209,17 @@ def measure_model_vs_backbone(
     ratio}.
     Comparing this ratio with another implementation's (its backbone time / its model time) gives a
     speed-up that does not depend on how busy the machine is."""
-    from detectron2.modeling import build_model
-
-    from vis_zoo.engine.setup import build_config
-
-    torch.set_num_threads(threads)
-    cfg = build_config(config_file, list(opts))
-    torch.manual_seed(0)
-    model = build_model(cfg).eval()
-    device = torch.device(cfg.MODEL.DEVICE)
+    cfg, model, device = _build_eval_model(config_file, opts, threads, seed=0)
     video = random_video(frames, height, width)
-    chunk = max(1, int(cfg.MODEL.VIS.TEST_CHUNK_SIZE))
-    mean = torch.tensor(cfg.MODEL.PIXEL_MEAN, device=device).view(-1, 1, 1)
-    std = torch.tensor(cfg.MODEL.PIXEL_STD, device=device).view(-1, 1, 1)
-
-    def backbone():
-        for start in range(0, frames, chunk):
-            x = torch.stack([f.to(device).float() for f in video["image"][start : start + chunk]])
-            model.backbone((x - mean) / std)
-
-    def timed(fn):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - start
+    backbone = _backbone_pass(cfg, model, video, device)
 
     with torch.no_grad():
         backbone()
         model([video])  # warm-up, excluded
         backbone_s, model_s = [], []
         for _ in range(repeats):
-            backbone_s.append(timed(backbone))
-            model_s.append(timed(lambda: model([video])))
+            backbone_s.append(_seconds(backbone, device))
+            model_s.append(_seconds(lambda: model([video]), device))
     return {
         "frames": frames,
         "backbone_s": backbone_s,
