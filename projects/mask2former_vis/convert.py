@@ -10,24 +10,8 @@ once and every one of ours filled with the same shape; otherwise a ValueError li
 keys.
 """
 
-from collections import OrderedDict
-from typing import Mapping, Optional
-
-import torch
-
-from vis_zoo.modeling.mask2former.checkpoint import convert_detector_checkpoint, map_detector_key
+from vis_zoo.modeling.mask2former.checkpoint import detector_only_converter
 
 __all__ = ["convert_official_state_dict"]
 
-
-def convert_official_state_dict(
-    official: Mapping[str, torch.Tensor],
-    reference: Optional[Mapping[str, torch.Tensor]] = None,
-    skip_class_heads: bool = False,
-) -> "OrderedDict[str, torch.Tensor]":
-    """Rename an official Mask2Former-VIS (or Mask2Former image) state_dict to ours and check it
-    against `reference` (our model's state_dict): see
-    `vis_zoo.modeling.mask2former.checkpoint.convert_detector_checkpoint`."""
-    return convert_detector_checkpoint(
-        official, map_detector_key, reference, "Mask2Former-VIS", skip_class_heads
-    )
+convert_official_state_dict = detector_only_converter("Mask2Former-VIS")

@@ -7,24 +7,8 @@ official tensor must be used exactly once and every one of ours filled with the 
 otherwise a ValueError lists the offending keys.
 """
 
-from collections import OrderedDict
-from typing import Mapping, Optional
-
-import torch
-
-from vis_zoo.modeling.mask2former.checkpoint import convert_detector_checkpoint, map_detector_key
+from vis_zoo.modeling.mask2former.checkpoint import detector_only_converter
 
 __all__ = ["convert_official_state_dict"]
 
-
-def convert_official_state_dict(
-    official: Mapping[str, torch.Tensor],
-    reference: Optional[Mapping[str, torch.Tensor]] = None,
-    skip_class_heads: bool = False,
-) -> "OrderedDict[str, torch.Tensor]":
-    """Rename an official MinVIS (or Mask2Former) state_dict to ours and check it: the detector's
-    key map and checks (`vis_zoo.modeling.mask2former.checkpoint.convert_detector_checkpoint`, whose
-    arguments these are), with nothing beside the detector."""
-    return convert_detector_checkpoint(
-        official, map_detector_key, reference, "MinVIS", skip_class_heads
-    )
+convert_official_state_dict = detector_only_converter("MinVIS")

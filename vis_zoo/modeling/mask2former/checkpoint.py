@@ -17,6 +17,7 @@ __all__ = [
     "CLASS_DEPENDENT",
     "map_detector_key",
     "convert_detector_checkpoint",
+    "detector_only_converter",
 ]
 
 DETECTOR_PREFIXES = (
@@ -59,3 +60,24 @@ def convert_detector_checkpoint(
             skip_class_heads and any(c in ours for c in CLASS_DEPENDENT)
         ),
     )
+
+
+def detector_only_converter(method: str) -> Callable[..., "OrderedDict[str, torch.Tensor]"]:
+    """The `convert_official_state_dict(official, reference=None, skip_class_heads=False)` of a
+    method whose model is the Mask2Former detector alone (Mask2Former-VIS, MinVIS): the detector's
+    key map is the whole conversion; errors name `method`."""
+
+    def convert_official_state_dict(
+        official: Mapping[str, torch.Tensor],
+        reference: Optional[Mapping[str, torch.Tensor]] = None,
+        skip_class_heads: bool = False,
+    ) -> "OrderedDict[str, torch.Tensor]":
+        return convert_detector_checkpoint(
+            official, map_detector_key, reference, method, skip_class_heads
+        )
+
+    convert_official_state_dict.__doc__ = (
+        f"Rename an official {method} (or Mask2Former image) state_dict to ours and check it "
+        "against `reference` (our model's state_dict): see `convert_detector_checkpoint`."
+    )
+    return convert_official_state_dict
