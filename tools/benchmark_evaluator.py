@@ -33,6 +33,7 @@ extension is taken from the installed pycocotools, and nothing else is changed.
 
 import argparse
 import datetime
+import importlib.util
 import json
 import os
 import platform
@@ -48,20 +49,19 @@ import pycocotools.mask as mask_util
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EVALUATE = os.path.join(REPO, "tools", "evaluate.py")
-STAT_NAMES = (
-    "AP",
-    "AP50",
-    "AP75",
-    "APs",
-    "APm",
-    "APl",
-    "AR1",
-    "AR10",
-    "AR100",
-    "ARs",
-    "ARm",
-    "ARl",
-)
+
+
+def _load_metric_module():
+    """vis_zoo's metric module, loaded the way tools/evaluate.py loads it (numpy + pycocotools
+    only, without importing torch)."""
+    spec = importlib.util.spec_from_file_location("vis_zoo_evaluate_tool", EVALUATE)
+    evaluate_tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(evaluate_tool)
+    return evaluate_tool.load_metric()
+
+
+# The 12 summary numbers, in the order both scorers report them.
+STAT_NAMES = _load_metric_module().STAT_NAMES
 OCCLUSION_LABELS = ("no_occlusion", "slight_occlusion", "severe_occlusion")
 
 
