@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from pycocotools import mask as mask_util
 from torch import Tensor
 
+from vis_zoo.utils.video_io import read_indexed
+
 
 def encode_rle(mask: Tensor) -> dict:
     """bool [H, W] -> COCO compressed RLE with ``counts`` as str (JSON-serialisable)."""
@@ -118,14 +120,7 @@ class StoredTrackMasks(SequenceABC):
         return self.store.video_length
 
     def __getitem__(self, index):
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        index = int(index)
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(f"frame {index} outside [0, {len(self)})")
-        return self.store.read(index, self.track)
+        return read_indexed(index, len(self), lambda t: self.store.read(t, self.track))
 
     def __repr__(self) -> str:
         return f"StoredTrackMasks(track {self.track}, {len(self)} frames of {self.mask_size})"

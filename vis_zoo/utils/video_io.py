@@ -25,11 +25,26 @@ __all__ = [
     "VideoFileFrames",
     "FrameFolderFrames",
     "MappedFrames",
+    "read_indexed",
     "open_frames",
     "IMAGE_EXTENSIONS",
 ]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def read_indexed(index: Union[int, slice], length: int, read: Callable[[int], object], what=""):
+    """Python sequence indexing over frames 0..length-1 that `read(i)` produces: a slice -> the
+    list of its frames, an int (negative counts from the end) -> that frame; IndexError (prefixed
+    with `what`) outside [0, length)."""
+    if isinstance(index, slice):
+        return [read(i) for i in range(*index.indices(length))]
+    index = int(index)
+    if index < 0:
+        index += length
+    if not 0 <= index < length:
+        raise IndexError(f"{what}frame {index} outside [0, {length})")
+    return read(index)
 
 
 class VideoReadError(RuntimeError):
@@ -57,14 +72,7 @@ class FrameSource(Sequence):
         raise NotImplementedError
 
     def __getitem__(self, index: Union[int, slice]):
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        index = int(index)
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(f"{self.path}: frame {index} outside [0, {len(self)})")
-        return self._read(index)
+        return read_indexed(index, len(self), self._read, what=f"{self.path}: ")
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for i in range(len(self)):
