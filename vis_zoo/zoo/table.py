@@ -427,6 +427,17 @@ def _plt():
 SMOKE_RUN_NOTE = "SMOKE RUN (--quick): tiny sizes, one repeat - not measurements"
 
 
+def _save_figure(fig, rows: Sequence[dict], path: str) -> str:
+    """Lay out `fig` (room for the footer line), stamp it if `rows` are a smoke run, write it to
+    `path` (folders created) and close it; returns `path`."""
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    _mark_smoke_run(fig, rows)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+    return path
+
+
 def _is_smoke_run(rows: Sequence[dict]) -> bool:
     return any(r.get("settings", {}).get("quick") for r in rows)
 
@@ -488,12 +499,7 @@ def plot_memory_time(results: dict, path: str) -> Optional[str]:
         fontsize=10,
         color="red" if _is_smoke_run(rows) else "black",
     )
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    _mark_smoke_run(fig, rows)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, rows, path)
 
 
 def plot_long_video(results: dict, path: str) -> Optional[str]:
@@ -528,9 +534,4 @@ def plot_ap_vs_train_time(results: dict, path: str) -> Optional[str]:
     ax.grid(True, alpha=0.3)
     if _is_smoke_run(rows):
         ax.set_title("SMOKE RUN - AP after 2 iterations", fontsize=10, color="red")
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    _mark_smoke_run(fig, rows)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, rows, path)
