@@ -58,20 +58,15 @@ def main(argv=None) -> int:
     for item in args.reference:
         t, fps, gb = item.split(":")
         reference[int(t)] = (float(fps), float(gb))
+    # What every measurement below shares; only the video length T changes.
+    height, width = args.size
+    settings = dict(threads=args.threads, repeats=args.repeats, opts=args.opts)
     if args.ratio_only:
         from vis_zoo.zoo.speed import measure_model_vs_backbone
 
         ratios = []
         for t in args.frames:
-            r = measure_model_vs_backbone(
-                args.config_file,
-                t,
-                args.size[0],
-                args.size[1],
-                threads=args.threads,
-                repeats=args.repeats,
-                opts=args.opts,
-            )
+            r = measure_model_vs_backbone(args.config_file, t, height, width, **settings)
             print(
                 f"T={t}: backbone {[round(x, 2) for x in r['backbone_s']]} s, model "
                 f"{[round(x, 2) for x in r['model_s']]} s, model/backbone = {r['ratio']:.2f}",
@@ -84,15 +79,7 @@ def main(argv=None) -> int:
 
     results, backbone_results = [], []
     for t in args.frames:
-        r = measure_speed_in_subprocess(
-            args.config_file,
-            t,
-            args.size[0],
-            args.size[1],
-            threads=args.threads,
-            repeats=args.repeats,
-            opts=args.opts,
-        )
+        r = measure_speed_in_subprocess(args.config_file, t, height, width, **settings)
         print(
             f"T={t}: {r.fps:.2f} frames/s, {r.median_s:.2f} s/video (times "
             f"{[round(x, 2) for x in r.times_s]}), "
@@ -102,14 +89,7 @@ def main(argv=None) -> int:
         results.append(r)
         if args.with_backbone:
             b = measure_speed_in_subprocess(
-                args.config_file,
-                t,
-                args.size[0],
-                args.size[1],
-                threads=args.threads,
-                repeats=args.repeats,
-                opts=args.opts,
-                mode="backbone",
+                args.config_file, t, height, width, mode="backbone", **settings
             )
             print(
                 f"      backbone alone: {b.fps:.2f} frames/s -> model time / backbone time = "
@@ -118,7 +98,7 @@ def main(argv=None) -> int:
             )
             backbone_results.append(b)
     print(
-        f"\n{os.path.basename(args.config_file)}, {args.size[0]}x{args.size[1]}, {args.threads} "
+        f"\n{os.path.basename(args.config_file)}, {height}x{width}, {args.threads} "
         "threads, "
         f"device {results[0].device}\n"
     )
