@@ -374,26 +374,12 @@ def main(argv=None) -> int:
         return 0
     results = []
     sys.path.insert(0, _REPO)
-    from vis_zoo.zoo.speed import run_measurement_child
+    from vis_zoo.zoo.speed import official_child_command, run_measurement_child
 
     for frames in args.frames:
-        cmd = [
-            sys.executable,
-            os.path.abspath(__file__),
-            "--child",
-            "--official-root",
-            args.official_root,
-            "--frames",
-            str(frames),
-            "--size",
-            *map(str, args.size),
-            "--threads",
-            str(args.threads),
-            "--repeats",
-            str(args.repeats),
-            "--backbone",
-            args.backbone,
-        ]
+        cmd = official_child_command(
+            __file__, args.official_root, frames, args.size, args.threads, args.repeats
+        ) + ["--backbone", args.backbone]
         try:
             r = run_measurement_child(
                 cmd, args.threads, timeout=args.timeout, what=f"official VisTR, T={frames}"

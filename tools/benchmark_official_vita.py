@@ -116,24 +116,12 @@ def main(argv=None) -> int:
         _child(args)
         return 0
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from vis_zoo.zoo.speed import run_measurement_child
+    from vis_zoo.zoo.speed import official_child_command, run_measurement_child
 
     for frames in args.frames:
-        cmd = [
-            sys.executable,
-            os.path.abspath(__file__),
-            "--child",
-            "--official-root",
-            args.official_root,
-            "--frames",
-            str(frames),
-            "--size",
-            *map(str, args.size),
-            "--threads",
-            str(args.threads),
-            "--repeats",
-            str(args.repeats),
-        ] + (["--config-file", args.config_file] if args.config_file else [])
+        cmd = official_child_command(
+            __file__, args.official_root, frames, args.size, args.threads, args.repeats
+        ) + (["--config-file", args.config_file] if args.config_file else [])
         try:
             r = run_measurement_child(
                 cmd + list(args.opts), args.threads, what=f"official VITA, T={frames}"

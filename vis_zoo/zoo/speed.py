@@ -228,6 +228,29 @@ def measure_model_vs_backbone(
     }
 
 
+def official_child_command(
+    script: str, official_root: str, frames: int, size: Sequence[int], threads: int, repeats: int
+) -> List[str]:
+    """The command line that reruns an official-code benchmark tool (`script`, one of
+    tools/benchmark_official_*.py) as its `--child` measurement of a video of `frames` frames at
+    `size` (H, W), for `run_measurement_child`; the tool appends its own options."""
+    return [
+        sys.executable,
+        os.path.abspath(script),
+        "--child",
+        "--official-root",
+        official_root,
+        "--frames",
+        str(frames),
+        "--size",
+        *map(str, size),
+        "--threads",
+        str(threads),
+        "--repeats",
+        str(repeats),
+    ]
+
+
 def run_measurement_child(
     cmd: Sequence[str], threads: int, *, timeout: float = 3600, what: str = "speed measurement"
 ) -> dict:
