@@ -69,6 +69,24 @@ class RandomFrames(Sequence):
         return torch.randint(0, 256, (3, self.height, self.width), dtype=torch.uint8, generator=g)
 
 
+def video_input(video_id, frames: Sequence, height: int, width: int, instances=None) -> dict:
+    """A mapper-like input dict of a video without files: `frames` T uint8 RGB [3, H, W]; with
+    `instances` (T detectron2 `Instances`) a training input, else a test input."""
+    num_frames = len(frames)
+    video = {
+        "video_id": video_id,
+        "height": height,
+        "width": width,
+        "length": num_frames,
+        "frame_idx": list(range(num_frames)),
+        "file_names": [""] * num_frames,
+        "image": frames,
+    }
+    if instances is not None:
+        video["instances"] = instances
+    return video
+
+
 def random_video(
     num_frames: int, height: int, width: int, seed: int = 0, lazy: bool = False
 ) -> dict:
@@ -82,15 +100,7 @@ def random_video(
             torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=g)
             for _ in range(num_frames)
         ]
-    return {
-        "video_id": 0,
-        "height": height,
-        "width": width,
-        "length": num_frames,
-        "frame_idx": list(range(num_frames)),
-        "file_names": [""] * num_frames,
-        "image": frames,
-    }
+    return video_input(0, frames, height, width)
 
 
 def _build_eval_model(config_file: str, opts: Sequence[str], threads: int, seed: int):

@@ -93,6 +93,8 @@ def random_training_batch(
     import torch
     from detectron2.structures import BitMasks, Instances
 
+    from vis_zoo.zoo.speed import video_input
+
     g = torch.Generator().manual_seed(seed)
     batch = []
     for v in range(num_videos):
@@ -117,18 +119,7 @@ def random_training_batch(
             inst.gt_masks = BitMasks(masks)
             inst.gt_boxes = inst.gt_masks.get_bounding_boxes()
             instances.append(inst)
-        batch.append(
-            {
-                "video_id": v,
-                "height": height,
-                "width": width,
-                "length": num_frames,
-                "frame_idx": list(range(num_frames)),
-                "file_names": [""] * num_frames,
-                "image": images,
-                "instances": instances,
-            }
-        )
+        batch.append(video_input(v, images, height, width, instances))
     return batch
 
 

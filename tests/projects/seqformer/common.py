@@ -4,6 +4,7 @@ import torch
 from detectron2.structures import BitMasks, Boxes, Instances
 
 from vis_zoo.config import get_vis_cfg
+from vis_zoo.zoo.speed import video_input
 
 
 def tiny_cfg(**overrides):
@@ -58,13 +59,4 @@ def make_clip(
         inst.gt_masks = BitMasks(masks)
         images.append(img)
         instances.append(inst)
-    return {
-        "video_id": video_id,
-        "height": height,
-        "width": width,
-        "length": num_frames,
-        "frame_idx": list(range(num_frames)),
-        "file_names": [""] * num_frames,
-        "image": images,
-        "instances": instances,
-    }
+    return video_input(video_id, images, height, width, instances)
