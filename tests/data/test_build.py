@@ -1,7 +1,6 @@
 """Training/test loaders: mapper choice by metadata, dataset mixing by ratio, rank sharding."""
 
 import itertools
-import uuid
 
 import numpy as np
 import pytest
@@ -10,6 +9,7 @@ from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 from detectron2.utils import comm
+from dataset_helpers import registering, video_dataset_dict
 from PIL import Image
 
 from vis_zoo.config.defaults import add_vis_config
@@ -49,14 +49,8 @@ def make_video(tmp_path, length, video_id=1):
     folder = tmp_path / f"video{video_id}"
     folder.mkdir(exist_ok=True)
     files = [_write_frame(str(folder / f"{i:05d}.jpg"), i) for i in range(length)]
-    return {
-        "video_id": video_id,
-        "file_names": files,
-        "height": H,
-        "width": W,
-        "length": length,
-        "annotations": [[_square(5, 1, 10 + i, 8, 20)] for i in range(length)],
-    }
+    annotations = [[_square(5, 1, 10 + i, 8, 20)] for i in range(length)]
+    return video_dataset_dict(video_id, files, annotations, H, W)
 
 
 def _image_dict(tmp_path):
@@ -74,19 +68,12 @@ def _image_dict(tmp_path):
 @pytest.fixture
 def registered():
     """Register throwaway datasets under unique names; unregister them afterwards."""
-    names = []
 
-    def register(dicts, **metadata):
-        name = f"test_build_{uuid.uuid4().hex[:8]}"
+    def register_dicts(name, dicts, **metadata):
         DatasetCatalog.register(name, lambda: dicts)
         MetadataCatalog.get(name).set(**metadata)
-        names.append(name)
-        return name
 
-    yield register
-    for name in names:
-        DatasetCatalog.remove(name)
-        MetadataCatalog.remove(name)
+    yield from registering("test_build", register_dicts)
 
 
 def _cfg(train, ratio=()):

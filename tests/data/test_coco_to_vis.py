@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ import torch
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets.builtin_meta import COCO_CATEGORIES
+from dataset_helpers import registering
 from PIL import Image
 
 from vis_zoo.config.defaults import add_vis_config
@@ -158,18 +158,7 @@ EXPECTED = {
 
 @pytest.fixture
 def registered():
-    names = []
-
-    def register(*args, **kwargs):
-        name = f"test_coco2vis_{uuid.uuid4().hex[:8]}"
-        register_coco_to_vis_instances(name, *args, **kwargs)
-        names.append(name)
-        return name
-
-    yield register
-    for name in names:
-        DatasetCatalog.remove(name)
-        MetadataCatalog.remove(name)
+    yield from registering("test_coco2vis", register_coco_to_vis_instances)
 
 
 @pytest.mark.parametrize("target", sorted(EXPECTED))

@@ -9,6 +9,7 @@ import pytest
 import torch
 from detectron2.data import transforms as T
 from detectron2.structures import BitMasks, BoxMode
+from dataset_helpers import video_dataset_dict
 from PIL import Image
 
 from vis_zoo.config.defaults import add_vis_config
@@ -72,14 +73,7 @@ def make_video(tmp_path, length=4, same_frames=False, video_id=1, annotations=No
             if i in (1, 2):
                 frame.append(_anno(3, 0, 36, 20, 12, as_rle=True))
             annotations.append(frame)
-    return {
-        "video_id": video_id,
-        "file_names": files,
-        "height": H,
-        "width": W,
-        "length": length,
-        "annotations": annotations,
-    }
+    return video_dataset_dict(video_id, files, annotations, H, W)
 
 
 def make_mapper(is_train=True, augmentations=None, **kwargs):
