@@ -93,7 +93,7 @@ def long_video_table(rows: Sequence[dict], name: Callable[[dict], str]) -> str:
             growth = ""
             if len(measured) >= 2:
                 growth = f"{100 * (measured[-1]['peak_gb'] / measured[0]['peak_gb'] - 1):+.0f}%"
-            loads = sorted({f"{p['load_avg_1min']:.1f}" for p in measured})
+            loads = [f"{v:.1f}" for v in sorted({p["load_avg_1min"] for p in measured})]
             lines.append("| " + " | ".join([name(r), *peak, growth, *speed, "–".join(
                 [loads[0], loads[-1]] if len(loads) > 1 else loads)]) + " |")
         lines.append("")
