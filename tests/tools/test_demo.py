@@ -21,6 +21,28 @@ def _load_tool():
     return load_tool("demo.py")
 
 
+def _parse_cpu_demo_args(demo, video, config, out, *options, config_opts=()):
+    """The demo's arguments for `video` -> folder `out` with random weights, no progress bar and
+    the model on CPU; `options` are more demo options, `config_opts` more config overrides."""
+    return demo.parse_args(
+        [
+            "--input",
+            video,
+            "--config-file",
+            config,
+            "--output",
+            str(out),
+            *options,
+            "--no-progress",
+            "--allow-random-weights",
+            "--opts",
+            "MODEL.DEVICE",
+            "cpu",
+            *config_opts,
+        ]
+    )
+
+
 def _write_video(path, num_frames=7, height=64, width=96):
     """Frame t: flat grey level 30*t with a white square moving right (so frames differ clearly)."""
     writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 10, (width, height))
@@ -112,32 +134,21 @@ def test_demo_turns_a_video_into_an_annotated_video(tmp_path, config):
     # so
     # no track would be drawn: use the official init (p ~ 0.5) to get masks from random weights.
     method_opts = ["MODEL.VISTR.MASK_PRIOR_PROB", "0.0"] if "vistr" in config else []
-    args = demo.parse_args(
-        [
-            "--input",
-            video,
-            "--config-file",
-            config,
-            "--output",
-            out,
-            "--confidence-threshold",
-            "0",
-            "--max-tracks",
-            "2",
-            "--save-frames",
-            "--save-masks",
-            "--results-json",
-            "--no-progress",
-            "--allow-random-weights",
-            "--render-min-size",
-            "0",
-            "--opts",
-            "MODEL.DEVICE",
-            "cpu",
-            "MODEL.WEIGHTS",
-            "",
-            *method_opts,
-        ]
+    args = _parse_cpu_demo_args(
+        demo,
+        video,
+        config,
+        out,
+        "--confidence-threshold",
+        "0",
+        "--max-tracks",
+        "2",
+        "--save-frames",
+        "--save-masks",
+        "--results-json",
+        "--render-min-size",
+        "0",
+        config_opts=["MODEL.WEIGHTS", "", *method_opts],
     )
     summary = demo.run_demo(args)
     assert summary["num_frames"] == 6 and len(summary["drawn"]) == 2
@@ -200,21 +211,7 @@ def test_demo_removes_the_partial_video_when_rendering_crashes(tmp_path, monkeyp
 
     monkeypatch.setattr(demo, "draw_tracks", draw_then_crash)
     config = os.path.join(_REPO, "configs", "ifc", "synthetic_R18.yaml")
-    args = demo.parse_args(
-        [
-            "--input",
-            video,
-            "--config-file",
-            config,
-            "--output",
-            str(out),
-            "--no-progress",
-            "--allow-random-weights",
-            "--opts",
-            "MODEL.DEVICE",
-            "cpu",
-        ]
-    )
+    args = _parse_cpu_demo_args(demo, video, config, out)
     with pytest.raises(RuntimeError, match="renderer crashed"):
         demo.run_demo(args)
     assert len(calls) == 3
