@@ -39,6 +39,21 @@ TINY_DETECTOR = [
     "5",
 ]
 
+# The tiny detector with 3 decoder layers (Mask2Former-VIS, MinVIS).
+TINY_DETECTOR_3_LAYERS = TINY_DETECTOR + ["MODEL.MASK_FORMER.DEC_LAYERS", "3"]
+
+
+def build_tiny_model(config_file, opts=TINY_DETECTOR_3_LAYERS, extra=()):
+    """The model of `config_file` with the tiny detector (`opts`) and more overrides `extra`,
+    randomly initialised with torch seed 0."""
+    from detectron2.modeling import build_model
+
+    from vis_zoo.engine.setup import build_config
+
+    cfg = build_config(config_file, list(opts) + list(extra))
+    torch.manual_seed(0)
+    return build_model(cfg)
+
 
 def make_clip(num_frames=3, h=64, w=96, num_objects=2, seed=0, absent=None):
     """A clip with `num_objects` moving boxes; `absent` = (row, frame) where that track is

@@ -23,7 +23,8 @@ from vis_zoo.modeling.postprocessing import check_video_output
 from vis_zoo.zoo.speed import random_video
 
 from mask2former_clips import (
-    TINY_DETECTOR,
+    TINY_DETECTOR_3_LAYERS,
+    build_tiny_model,
     check_chunked_inference_matches_one_pass,
     check_output,
     make_clip,
@@ -31,7 +32,7 @@ from mask2former_clips import (
 )
 
 # The shared tiny detector (no datasets: 4 classes) with 3 decoder layers.
-TINY = TINY_DETECTOR + ["MODEL.MASK_FORMER.DEC_LAYERS", "3"]
+TINY = TINY_DETECTOR_3_LAYERS
 
 
 # A decoder alone: 16 channels, 5 queries, 3 classes, 3 layers (+ the initial prediction).
@@ -48,9 +49,7 @@ TINY_DECODER = dict(
 
 
 def tiny_model(extra=()):
-    cfg = build_config("configs/mask2former_vis/synthetic_R18.yaml", TINY + list(extra))
-    torch.manual_seed(0)
-    return build_model(cfg)
+    return build_tiny_model("configs/mask2former_vis/synthetic_R18.yaml", extra=extra)
 
 
 # sha256 of the sorted "name (shape)" lines of the official model's state_dict

@@ -11,20 +11,16 @@ from vis_zoo.modeling.query_matching import match_queries_to_previous_frame
 from vis_zoo_projects.minvis import convert_official_state_dict
 
 from mask2former_clips import (
-    TINY_DETECTOR,
+    build_tiny_model,
     check_chunked_inference_matches_one_pass,
     check_output,
     make_clip,
     make_test_video,
 )
 
-TINY = TINY_DETECTOR + ["MODEL.MASK_FORMER.DEC_LAYERS", "3"]
-
 
 def tiny_model(extra=()):
-    cfg = build_config("configs/minvis/synthetic_R18.yaml", TINY + list(extra))
-    torch.manual_seed(0)
-    return build_model(cfg)
+    return build_tiny_model("configs/minvis/synthetic_R18.yaml", extra=extra)
 
 
 def test_official_parameter_count_is_the_vita_detector():
