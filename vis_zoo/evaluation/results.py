@@ -150,16 +150,9 @@ def video_output_entries(
         }
 
 
-def video_output_to_results(
-    video_id,
-    output: Mapping,
-    *,
-    length: int,
-    height: int,
-    width: int,
-    contiguous_to_dataset_id: Optional[Mapping[int, int]] = None,
-) -> List[dict]:
-    """Convert one video's model output into results entries.
+def video_output_to_results(video_id, output: Mapping, **video) -> List[dict]:
+    """Convert one video's model output into results entries (`video`: the keyword arguments of
+    `video_output_entries`: length, height, width, contiguous_to_dataset_id).
 
     output: {"pred_scores": [K] float, "pred_labels": [K] long (contiguous ids), "pred_masks": K
     entries, each a bool [T, H, W] tensor/array at the original resolution or a sequence of T RLE
@@ -168,14 +161,7 @@ def video_output_to_results(
     video. `contiguous_to_dataset_id` maps labels to dataset category ids
     (identity when None).
     """
-    entries = video_output_entries(
-        video_id,
-        output,
-        length=length,
-        height=height,
-        width=width,
-        contiguous_to_dataset_id=contiguous_to_dataset_id,
-    )
+    entries = video_output_entries(video_id, output, **video)
     return [dict(e, segmentations=list(e["segmentations"])) for e in entries]
 
 
