@@ -8,6 +8,7 @@ model reads them, as the test mapper reads them from disk. The peak is the kerne
 mark of this process, reset before each video (/proc/self/clear_refs), so both videos are measured
 in the same process after the same warm-up.
 """
+
 import os
 
 import pytest
@@ -26,19 +27,42 @@ SHORT, LONG = 50, 500
 MARGIN_MB, MARGIN_FRACTION = 8, 0.02
 
 TINY = {
-    "minvis": ["MODEL.SEM_SEG_HEAD.CONVS_DIM", "32", "MODEL.SEM_SEG_HEAD.MASK_DIM", "32",
-               "MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS", "1",
-               "MODEL.MASK_FORMER.HIDDEN_DIM", "32", "MODEL.MASK_FORMER.NHEADS", "4",
-               "MODEL.MASK_FORMER.DIM_FEEDFORWARD", "64", "MODEL.MASK_FORMER.DEC_LAYERS", "2"],
+    "minvis": [
+        "MODEL.SEM_SEG_HEAD.CONVS_DIM",
+        "32",
+        "MODEL.SEM_SEG_HEAD.MASK_DIM",
+        "32",
+        "MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS",
+        "1",
+        "MODEL.MASK_FORMER.HIDDEN_DIM",
+        "32",
+        "MODEL.MASK_FORMER.NHEADS",
+        "4",
+        "MODEL.MASK_FORMER.DIM_FEEDFORWARD",
+        "64",
+        "MODEL.MASK_FORMER.DEC_LAYERS",
+        "2",
+    ],
     "ifc": [],
     "seqformer": [],
     "vistr": [],
 }
 TINY["vita"] = TINY["minvis"] + [
-    "MODEL.VITA.HIDDEN_DIM", "32", "MODEL.VITA.NHEADS", "4", "MODEL.VITA.DIM_FEEDFORWARD", "64",
-    "MODEL.VITA.ENC_LAYERS", "2", "MODEL.VITA.DEC_LAYERS", "2", "MODEL.VITA.LAST_LAYER_NUM", "1",
+    "MODEL.VITA.HIDDEN_DIM",
+    "32",
+    "MODEL.VITA.NHEADS",
+    "4",
+    "MODEL.VITA.DIM_FEEDFORWARD",
+    "64",
+    "MODEL.VITA.ENC_LAYERS",
+    "2",
+    "MODEL.VITA.DEC_LAYERS",
+    "2",
+    "MODEL.VITA.LAST_LAYER_NUM",
+    "1",
     # features past 8 MB are recomputed, tokens of videos past 120 frames go to disk
-    "MODEL.VIS.TEST_FEATURE_MEMORY_MB", "8",
+    "MODEL.VIS.TEST_FEATURE_MEMORY_MB",
+    "8",
 ]
 
 
@@ -68,8 +92,17 @@ def _peak_mb(model, num_frames: int) -> float:
 @pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux /proc")
 @pytest.mark.parametrize("method", ["minvis", "vita", "ifc", "seqformer", "vistr"])
 def test_peak_memory_does_not_grow_with_the_video(method):
-    opts = ["MODEL.DEVICE", "cpu", "DATASETS.TRAIN", "()", "DATASETS.TEST", "()",
-            "MODEL.VIS.OUTPUT_RLE", "True", *TINY[method]]
+    opts = [
+        "MODEL.DEVICE",
+        "cpu",
+        "DATASETS.TRAIN",
+        "()",
+        "DATASETS.TEST",
+        "()",
+        "MODEL.VIS.OUTPUT_RLE",
+        "True",
+        *TINY[method],
+    ]
     if method in ("minvis", "vita"):
         opts += ["MODEL.SEM_SEG_HEAD.NUM_CLASSES", "5"]
     cfg = build_config(f"configs/{method}/synthetic_R18.yaml", opts)
@@ -81,4 +114,5 @@ def test_peak_memory_does_not_grow_with_the_video(method):
     print(f"{method}: peak {short:.0f} MB at {SHORT} frames, {long:.0f} MB at {LONG}")
     assert long <= short * (1 + MARGIN_FRACTION) + MARGIN_MB, (
         f"{method}: peak memory grows with the video: {short:.0f} MB at {SHORT} frames, "
-        f"{long:.0f} MB at {LONG}")
+        f"{long:.0f} MB at {LONG}"
+    )

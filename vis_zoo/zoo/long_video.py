@@ -12,21 +12,39 @@ its input's. A row's result:
 its growth from the smallest to the largest T, per size) and `plot_long_video_memory` draws peak
 memory against frames.
 """
+
 import os
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-__all__ = ["LONG_VIDEO_POINTS", "QUICK_LONG_VIDEO_POINTS", "measure_long_video", "long_video_table",
-           "plot_long_video_memory"]
+__all__ = [
+    "LONG_VIDEO_POINTS",
+    "QUICK_LONG_VIDEO_POINTS",
+    "measure_long_video",
+    "long_video_table",
+    "plot_long_video_memory",
+]
 
 # (H, W, T): 180x320 up to 10,000 frames (flatness), 360x640 up to 1,000 (the YouTube-VIS size)
 LONG_VIDEO_POINTS: Tuple[Tuple[int, int, int], ...] = (
-    (180, 320, 100), (180, 320, 1000), (180, 320, 10000), (360, 640, 100), (360, 640, 1000))
+    (180, 320, 100),
+    (180, 320, 1000),
+    (180, 320, 10000),
+    (360, 640, 100),
+    (360, 640, 1000),
+)
 QUICK_LONG_VIDEO_POINTS: Tuple[Tuple[int, int, int], ...] = ((64, 96, 4), (64, 96, 16))
 
 
-def measure_long_video(config_file: str, points: Sequence[Tuple[int, int, int]], *, device: str,
-                       threads: int, opts: Sequence[str] = (), timeout_s: float = 24 * 3600,
-                       step: Optional[Callable[[str], None]] = None) -> Dict[str, List[dict]]:
+def measure_long_video(
+    config_file: str,
+    points: Sequence[Tuple[int, int, int]],
+    *,
+    device: str,
+    threads: int,
+    opts: Sequence[str] = (),
+    timeout_s: float = 24 * 3600,
+    step: Optional[Callable[[str], None]] = None,
+) -> Dict[str, List[dict]]:
     """Every (H, W, T) point in its own process; a failed or timed-out point is an error entry
     and the others still run (the short ones first, so a long run that does not finish leaves
     the rest measured)."""
@@ -40,15 +58,25 @@ def measure_long_video(config_file: str, points: Sequence[Tuple[int, int, int]],
             step(f"long video {height}x{width}, T={frames}")
         try:
             r = measure_speed_in_subprocess(
-                config_file, frames, height, width, threads=threads, repeats=1,
-                opts=["MODEL.DEVICE", device, *opts], timeout=timeout_s, warmup=False)
-            point.update({
-                "peak_gb": r.peak_cuda_gb if r.peak_cuda_gb is not None else r.peak_rss_gb,
-                "peak_rss_gb": r.peak_rss_gb,
-                "seconds": r.median_s,
-                "ms_per_frame": 1000 * r.median_s / frames,
-                "load_avg_1min": r.load_avg_1min,
-            })
+                config_file,
+                frames,
+                height,
+                width,
+                threads=threads,
+                repeats=1,
+                opts=["MODEL.DEVICE", device, *opts],
+                timeout=timeout_s,
+                warmup=False,
+            )
+            point.update(
+                {
+                    "peak_gb": r.peak_cuda_gb if r.peak_cuda_gb is not None else r.peak_rss_gb,
+                    "peak_rss_gb": r.peak_rss_gb,
+                    "seconds": r.median_s,
+                    "ms_per_frame": 1000 * r.median_s / frames,
+                    "load_avg_1min": r.load_avg_1min,
+                }
+            )
         except Exception as e:  # subprocess failure, timeout, out of memory: keep the others
             point["error"] = short_error(e)[-400:]
         out.append(point)
@@ -75,36 +103,71 @@ def long_video_table(rows: Sequence[dict], name: Callable[[dict], str]) -> str:
         return ""
     lines = []
     for height, width in _sizes(rows):
-        frames = sorted({p["frames"] for r in rows for p in r["long_video"]["points"]
-                         if (p["height"], p["width"]) == (height, width)})
-        head = ["method", *[f"peak GB, T={t:,}" for t in frames], "growth",
-                *[f"ms/frame, T={t:,}" for t in frames], "load avg"]
-        lines += [f"**{height}x{width}**", "", "| " + " | ".join(head) + " |",
-                  "|" + "---|" * len(head)]
+        frames = sorted(
+            {
+                p["frames"]
+                for r in rows
+                for p in r["long_video"]["points"]
+                if (p["height"], p["width"]) == (height, width)
+            }
+        )
+        head = [
+            "method",
+            *[f"peak GB, T={t:,}" for t in frames],
+            "growth",
+            *[f"ms/frame, T={t:,}" for t in frames],
+            "load avg",
+        ]
+        lines += [
+            f"**{height}x{width}**",
+            "",
+            "| " + " | ".join(head) + " |",
+            "|" + "---|" * len(head),
+        ]
         for r in rows:
-            points = {p["frames"]: p for p in r["long_video"]["points"]
-                      if (p["height"], p["width"]) == (height, width)}
+            points = {
+                p["frames"]: p
+                for p in r["long_video"]["points"]
+                if (p["height"], p["width"]) == (height, width)
+            }
             if not points:
                 continue
             measured = [points[t] for t in frames if t in points and "error" not in points[t]]
             peak = [_peak_cell(points.get(t)) for t in frames]
-            speed = [f"{points[t]['ms_per_frame']:.0f}" if t in points and "error" not in points[t]
-                     else "" for t in frames]
+            speed = [
+                f"{points[t]['ms_per_frame']:.0f}"
+                if t in points and "error" not in points[t]
+                else ""
+                for t in frames
+            ]
             growth = ""
             if len(measured) >= 2:
                 growth = f"{100 * (measured[-1]['peak_gb'] / measured[0]['peak_gb'] - 1):+.0f}%"
             loads = [f"{v:.1f}" for v in sorted({p["load_avg_1min"] for p in measured})]
-            lines.append("| " + " | ".join([name(r), *peak, growth, *speed, "–".join(
-                [loads[0], loads[-1]] if len(loads) > 1 else loads)]) + " |")
+            lines.append(
+                "| "
+                + " | ".join(
+                    [
+                        name(r),
+                        *peak,
+                        growth,
+                        *speed,
+                        "–".join([loads[0], loads[-1]] if len(loads) > 1 else loads),
+                    ]
+                )
+                + " |"
+            )
         lines.append("")
     return "\n".join(lines)
 
 
-def plot_long_video_memory(rows: Sequence[dict], path: str, name: Callable[[dict], str]
-                           ) -> Optional[str]:
+def plot_long_video_memory(
+    rows: Sequence[dict], path: str, name: Callable[[dict], str]
+) -> Optional[str]:
     """Peak memory against frames (log x), one panel per frame size, one line per row."""
-    rows = [r for r in rows
-            if any("error" not in p for p in r.get("long_video", {}).get("points", []))]
+    rows = [
+        r for r in rows if any("error" not in p for p in r.get("long_video", {}).get("points", []))
+    ]
     if not rows:
         return None
     import matplotlib
@@ -113,17 +176,32 @@ def plot_long_video_memory(rows: Sequence[dict], path: str, name: Callable[[dict
     import matplotlib.pyplot as plt
     from matplotlib import ticker
 
-    sizes = sorted({(p["height"], p["width"]) for r in rows for p in r["long_video"]["points"]
-                    if "error" not in p})
+    sizes = sorted(
+        {
+            (p["height"], p["width"])
+            for r in rows
+            for p in r["long_video"]["points"]
+            if "error" not in p
+        }
+    )
     fig, axes = plt.subplots(1, len(sizes), figsize=(5.5 * len(sizes), 4.2), squeeze=False)
     for ax, (height, width) in zip(axes[0], sizes):
         for r in rows:
-            pts = sorted((p for p in r["long_video"]["points"]
-                          if (p["height"], p["width"]) == (height, width) and "error" not in p),
-                         key=lambda p: p["frames"])
+            pts = sorted(
+                (
+                    p
+                    for p in r["long_video"]["points"]
+                    if (p["height"], p["width"]) == (height, width) and "error" not in p
+                ),
+                key=lambda p: p["frames"],
+            )
             if pts:
-                ax.plot([p["frames"] for p in pts], [p["peak_gb"] for p in pts], marker="o",
-                        label=name(r))
+                ax.plot(
+                    [p["frames"] for p in pts],
+                    [p["peak_gb"] for p in pts],
+                    marker="o",
+                    label=name(r),
+                )
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
         ax.set_ylim(bottom=0)
