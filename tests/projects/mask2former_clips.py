@@ -8,17 +8,8 @@ from detectron2.structures import BitMasks, Boxes, Instances
 
 from vis_zoo.modeling.postprocessing import check_video_output
 
-# A tiny Mask2Former detector (4 classes, 32 channels, 8 queries); each test adds its DEC_LAYERS.
-# No datasets: the class count is the tests' own, not the synthetic data's.
-TINY_DETECTOR = [
-    "MODEL.DEVICE",
-    "cpu",
-    "DATASETS.TRAIN",
-    "()",
-    "DATASETS.TEST",
-    "()",
-    "MODEL.SEM_SEG_HEAD.NUM_CLASSES",
-    "4",
+# The widths of a tiny Mask2Former detector: 32 channels, 4 heads, one pixel-decoder layer.
+TINY_DETECTOR_WIDTHS = [
     "MODEL.SEM_SEG_HEAD.CONVS_DIM",
     "32",
     "MODEL.SEM_SEG_HEAD.MASK_DIM",
@@ -31,6 +22,20 @@ TINY_DETECTOR = [
     "4",
     "MODEL.MASK_FORMER.DIM_FEEDFORWARD",
     "64",
+]
+
+# A tiny Mask2Former detector (4 classes, 32 channels, 8 queries); each test adds its DEC_LAYERS.
+# No datasets: the class count is the tests' own, not the synthetic data's.
+TINY_DETECTOR = [
+    "MODEL.DEVICE",
+    "cpu",
+    "DATASETS.TRAIN",
+    "()",
+    "DATASETS.TEST",
+    "()",
+    "MODEL.SEM_SEG_HEAD.NUM_CLASSES",
+    "4",
+    *TINY_DETECTOR_WIDTHS,
     "MODEL.MASK_FORMER.NUM_OBJECT_QUERIES",
     "8",
     "MODEL.MASK_FORMER.TRAIN_NUM_POINTS",

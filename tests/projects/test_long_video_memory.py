@@ -14,6 +14,7 @@ import os
 import pytest
 import torch
 from detectron2.modeling import build_model
+from mask2former_clips import TINY_DETECTOR_WIDTHS
 
 from vis_zoo.engine.setup import build_config
 from vis_zoo.zoo.speed import random_video
@@ -27,22 +28,7 @@ SHORT, LONG = 50, 500
 MARGIN_MB, MARGIN_FRACTION = 8, 0.02
 
 TINY = {
-    "minvis": [
-        "MODEL.SEM_SEG_HEAD.CONVS_DIM",
-        "32",
-        "MODEL.SEM_SEG_HEAD.MASK_DIM",
-        "32",
-        "MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS",
-        "1",
-        "MODEL.MASK_FORMER.HIDDEN_DIM",
-        "32",
-        "MODEL.MASK_FORMER.NHEADS",
-        "4",
-        "MODEL.MASK_FORMER.DIM_FEEDFORWARD",
-        "64",
-        "MODEL.MASK_FORMER.DEC_LAYERS",
-        "2",
-    ],
+    "minvis": [*TINY_DETECTOR_WIDTHS, "MODEL.MASK_FORMER.DEC_LAYERS", "2"],
     "ifc": [],
     "seqformer": [],
     "vistr": [],
