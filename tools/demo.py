@@ -295,16 +295,16 @@ def build_demo_model(cfg, allow_random_weights: bool = False):
 
 def model_input_fn(cfg, height: int, width: int):
     """BGR HxWx3 uint8 frame -> uint8 tensor [C, H', W'] in cfg.INPUT.FORMAT at the test size: the
-    test mapper's own transform and conversion (`vis_zoo.data.test_frames`) after OpenCV's BGR
+    test mapper's own transform and conversion (`vis_zoo.data.lazy_frames`) after OpenCV's BGR
     frame is put in the model's format."""
     from detectron2.data.detection_utils import convert_PIL_to_numpy
     from PIL import Image
 
     from vis_zoo.data.augmentation import build_clip_augmentation
-    from vis_zoo.data.test_frames import ModelInput, test_frame_transform
+    from vis_zoo.data.lazy_frames import ModelInput, video_test_transform
 
     augmentations = build_clip_augmentation(cfg, is_train=False)
-    to_model = ModelInput(test_frame_transform(augmentations, height, width))
+    to_model = ModelInput(video_test_transform(augmentations, height, width))
     image_format = cfg.INPUT.FORMAT
 
     def fn(frame_bgr: np.ndarray) -> torch.Tensor:

@@ -28,12 +28,12 @@ from .augmentation import (
     build_clip_augmentation,
     transform_clip_annotations,
 )
-from .test_frames import (
+from .lazy_frames import (
     FrameReadError,
     ImageFileFrames,
     ModelInput,
     read_frame,
-    test_frame_transform,
+    video_test_transform,
     to_chw_tensor,
 )
 
@@ -251,7 +251,7 @@ class YTVISDatasetMapper:
             # Every frame of the video, read and resized only when the model indexes it (a chunk
             # or window at a time): memory does not grow with the video's length.
             source = ImageFileFrames(file_names, self.image_format, height, width, what, frame_idx)
-            transform = test_frame_transform(self.augmentations, height, width)
+            transform = video_test_transform(self.augmentations, height, width)
             return {
                 "video_id": video_id,
                 "height": height,

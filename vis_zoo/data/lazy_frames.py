@@ -2,7 +2,7 @@
 sequence that decodes and resizes a frame only when the model indexes it (one chunk or window at
 a time), so a video of any length never sits in memory as tensors.
 
-    transform = test_frame_transform(augmentations, height, width)   # one geometry per video
+    transform = video_test_transform(augmentations, height, width)   # one geometry per video
     frames = MappedFrames(ImageFileFrames(file_names, "BGR"), ModelInput(transform))
     frames[10]   # uint8 tensor [C, H', W'] in the model's INPUT.FORMAT at the test size
 
@@ -24,7 +24,7 @@ __all__ = [
     "ImageFileFrames",
     "ModelInput",
     "read_frame",
-    "test_frame_transform",
+    "video_test_transform",
     "to_chw_tensor",
 ]
 
@@ -44,7 +44,7 @@ def read_frame(path: str, image_format: str, what: str) -> np.ndarray:
         ) from e
 
 
-def test_frame_transform(
+def video_test_transform(
     augmentations: Sequence[T.Augmentation], height: int, width: int
 ) -> T.TransformList:
     """The test augmentations sampled for a video of frames H x W (the test resize depends on the
