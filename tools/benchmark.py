@@ -106,6 +106,15 @@ def parse_args(argv=None):
         help="T values of the memory/time plot (default 2 4 8 16; CUDA 6 12 24 36 72)",
     )
     p.add_argument(
+        "--long-video-points",
+        nargs="+",
+        default=None,
+        metavar="HxWxT",
+        type=parse_long_video_point,
+        help="(height, width, frames) points of the long_video stage, e.g. 180x320x1000 "
+        "(default 180x320 at T = 100, 1,000, 10,000 and 360x640 at T = 100, 1,000)",
+    )
+    p.add_argument(
         "--size",
         type=int,
         nargs=2,
@@ -190,6 +199,7 @@ def build_settings(args):
             "mem_limit_gb": args.mem_limit_gb,
             "curve_frames": tuple(args.curve_frames) if args.curve_frames else None,
             "size": tuple(args.size) if args.size else None,
+            "long_video_points": tuple(args.long_video_points) if args.long_video_points else None,
         }.items()
         if v is not None
     }
@@ -208,6 +218,16 @@ def build_settings(args):
         )
     base.update(given)
     return BenchmarkSettings(**base)
+
+
+def parse_long_video_point(text):
+    """ "180x320x1000" -> (180, 320, 1000); a malformed point is a usage error."""
+    parts = text.lower().split("x")
+    if len(parts) != 3 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(
+            f"expected HEIGHTxWIDTHxFRAMES with positive integers, got {text!r}"
+        )
+    return tuple(int(p) for p in parts)
 
 
 def parse_accuracy_from(items):
