@@ -4,14 +4,15 @@ Precision is tp / (tp + fp + eps) (float64 eps), so "1" is 1 - 2e-16: compare wi
 """
 
 import logging
+import os
 
 import numpy as np
 import pytest
 
-from random_ytvis import make_random_ytvis
+from tests.evaluation.random_ytvis import make_random_ytvis
 from vis_zoo.evaluation import evaluate_ytvis, track_ious, track_occlusion_score
-from ytvis_loop import evaluate_ytvis_loop
-from ytvis_test_utils import box, gt_json, gt_track, pred, rle, two_video_gt, video
+from tests.evaluation.ytvis_loop import evaluate_ytvis_loop
+from tests.evaluation.ytvis_test_utils import box, gt_json, gt_track, pred, rle, two_video_gt, video
 
 approx = lambda x: pytest.approx(x, abs=1e-12)  # noqa: E731
 
@@ -391,29 +392,49 @@ def test_error_in_the_worker_process_reaches_the_caller():
             evaluate_ytvis(gt, results, workers=workers)
 
 
-def test_worker_process_runs_jobs_and_reports_failures():
-    from vis_zoo.evaluation.ytvis_metric import Worker, overlaps_of_job, prepare_overlaps_job
+def test_map_in_two_processes_returns_every_result_and_uses_the_fork():
+    from vis_zoo.evaluation.ytvis_metric import map_in_two_processes
 
-    gt, masks = two_video_gt()
-    job = prepare_overlaps_job(
-        [[rle(m) for m in masks[1]], [rle(m) for m in masks[2]]],
-        [0, 0],
-        [[rle(m) for m in masks[1]]],
-        [0],
-        64,
-        64,
-    )
-    with Worker() as worker:
-        worker.submit([job, job])
-        remote = worker.collect()
-        assert len(remote) == 2
-        for got, want in zip(remote[0], overlaps_of_job(job)):
-            np.testing.assert_array_equal(got, want)
-        assert (
-            remote[0][2][0, 0] == 100 * 3
-        )  # the 10x10 box of track 1, in 3 frames, intersects itself
-        worker.submit([("not a job",)])
-        with pytest.raises(RuntimeError, match="worker process .* failed"):
-            worker.collect()
-        worker.submit([job])  # still serving after a failure
-        assert len(worker.collect()) == 1
+    items = list(range(12))
+    got = map_in_two_processes(items, [1.0] * len(items), lambda x: (x * x, os.getpid()))
+    assert sorted(got) == items and all(got[x][0] == x * x for x in items)
+    pids = {pid for _, pid in got.values()}
+    assert len(pids) == 2 and os.getpid() in pids  # about half of the items ran in the fork
+    assert map_in_two_processes([7], [1.0], lambda x: x + 1) == {7: 8}  # one item: no fork
+
+
+def test_map_in_two_processes_passes_exceptions_on():
+    from vis_zoo.evaluation.ytvis_metric import map_in_two_processes
+
+    parent = os.getpid()
+
+    def fail_in(where):
+        def work(x):
+            if (os.getpid() == parent) == (where == "parent"):
+                raise ValueError(f"video {x} is damaged")
+            return x
+
+        return work
+
+    for where in ("parent", "fork"):  # the fork's exception is pickled back as the same type
+        with pytest.raises(ValueError, match=r"video \d+ is damaged"):
+            map_in_two_processes(range(6), [1.0] * 6, fail_in(where))
+
+    class Unpicklable(Exception):  # a local class: pickling it fails in the fork
+        pass
+
+    def unpicklable(x):
+        if os.getpid() != parent:
+            raise Unpicklable("no pickle")
+        return x
+
+    with pytest.raises(RuntimeError, match="no pickle"):
+        map_in_two_processes(range(6), [1.0] * 6, unpicklable)
+
+    def die_in_fork(x):
+        if os.getpid() != parent:
+            os._exit(3)
+        return x
+
+    with pytest.raises(RuntimeError, match="helper process .* died"):
+        map_in_two_processes(range(6), [1.0] * 6, die_in_fork)
