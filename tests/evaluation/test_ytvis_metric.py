@@ -438,3 +438,29 @@ def test_map_in_two_processes_passes_exceptions_on():
 
     with pytest.raises(RuntimeError, match="helper process .* died"):
         map_in_two_processes(range(6), [1.0] * 6, die_in_fork)
+
+
+@pytest.mark.parametrize("fast_parser", [True, False])
+def test_results_and_gt_files_parse_the_same_with_either_parser(tmp_path, monkeypatch, fast_parser):
+    import json
+
+    from vis_zoo.evaluation import ytvis_metric
+
+    if not fast_parser:
+        monkeypatch.setattr(ytvis_metric, "_orjson", None)
+    gt, results = make_random_ytvis(seed=3, num_videos=3)
+    results[0]["score"] = 0.1 + 0.2  # a float that must round-trip exactly
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    assert ytvis_metric.load_gt_file(str(tmp_path / "gt.json")) == gt
+    assert ytvis_metric.load_results_file(str(tmp_path / "results.json")) == results
+    # NaN is not JSON, but the json module reads it (and so did earlier versions of this tool)
+    (tmp_path / "nan.json").write_text('[{"video_id": 1, "score": NaN}]')
+    loaded = ytvis_metric.load_results_file(str(tmp_path / "nan.json"))
+    assert loaded[0]["video_id"] == 1 and loaded[0]["score"] != loaded[0]["score"]
+    (tmp_path / "broken.json").write_bytes(b'[{"video_id": 1, "score": 0.5')
+    with pytest.raises(ValueError, match=r"broken\.json.* is not valid JSON: .*line 1 column"):
+        ytvis_metric.load_results_file(str(tmp_path / "broken.json"))
+    (tmp_path / "latin1.json").write_bytes(b'{"videos": ["\xe9"]}')
+    with pytest.raises(ValueError, match=r"latin1\.json.* is not valid JSON"):
+        ytvis_metric.load_gt_file(str(tmp_path / "latin1.json"))
