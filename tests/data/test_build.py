@@ -9,7 +9,7 @@ from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 from detectron2.utils import comm
-from dataset_helpers import registering, video_dataset_dict
+from tests.data.dataset_helpers import registering, video_dataset_dict
 from PIL import Image
 
 from vis_zoo.config.defaults import add_vis_config

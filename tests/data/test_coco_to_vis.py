@@ -13,7 +13,7 @@ import torch
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets.builtin_meta import COCO_CATEGORIES
-from dataset_helpers import registering
+from tests.data.dataset_helpers import registering
 from PIL import Image
 
 from vis_zoo.config.defaults import add_vis_config

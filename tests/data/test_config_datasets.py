@@ -2,20 +2,18 @@
 
 import argparse
 import os
-import sys
 
 import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
-from custom_ytvis import CUSTOM_CATEGORIES, write_custom_ytvis  # noqa: E402
-
-from vis_zoo.config import get_vis_cfg  # noqa: E402
+from vis_zoo.config import get_vis_cfg
 from vis_zoo.data.datasets.from_config import (
     dataset_name_from_json,
     register_config_datasets,
-)  # noqa: E402
-from vis_zoo.engine.cli import add_config_arguments, config_overrides  # noqa: E402
+)
+from vis_zoo.engine.cli import add_config_arguments, config_overrides
+
+from tests.tools.custom_ytvis import CUSTOM_CATEGORIES, write_custom_ytvis
 
 BASE_CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "Base-VIS.yaml")
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from detectron2.data import transforms as T
 from detectron2.structures import BitMasks, BoxMode
-from dataset_helpers import video_dataset_dict
+from tests.data.dataset_helpers import video_dataset_dict
 from PIL import Image
 
 from vis_zoo.config.defaults import add_vis_config

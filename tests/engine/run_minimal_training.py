@@ -10,8 +10,12 @@ import importlib.util
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # test helper only, not shipped code
-import minimal_model  # noqa: E402,F401  (registers MinimalVISModel)
+# Run as a script, the repository root is not on sys.path: add it so that the test helpers import
+# by their package path (the same module names as under pytest, so the model registers once).
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if _REPO not in sys.path:
+    sys.path.insert(0, _REPO)
+from tests.engine import minimal_model  # noqa: E402,F401  (registers MinimalVISModel)
 
 _TRAIN_NET = os.path.join(os.path.dirname(__file__), "..", "..", "tools", "train_net.py")
 _spec = importlib.util.spec_from_file_location("vis_zoo_train_net", _TRAIN_NET)

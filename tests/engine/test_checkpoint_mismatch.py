@@ -3,17 +3,15 @@ warning with the counts for training."""
 
 import logging
 import os
-import sys
 
 import pytest
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
-from tool_loading import load_tool  # noqa: E402
+from vis_zoo.engine import AtomicDetectionCheckpointer
+from vis_zoo.engine.checkpoint import CheckpointMismatchError
+from vis_zoo.engine.setup import build_config
 
-from vis_zoo.engine import AtomicDetectionCheckpointer  # noqa: E402
-from vis_zoo.engine.checkpoint import CheckpointMismatchError  # noqa: E402
-from vis_zoo.engine.setup import build_config  # noqa: E402
+from tests.tools.tool_loading import load_tool
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
 

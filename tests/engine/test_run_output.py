@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from test_train_net import BASE_CONFIG, DRIVER, _overrides
+from tests.engine.test_train_net import BASE_CONFIG, DRIVER, _overrides
 
 
 def _command(out, max_iter, cache_root):

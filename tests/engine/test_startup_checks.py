@@ -2,16 +2,14 @@
 weights. All fail before a model is built, naming the key at fault."""
 
 import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
-from custom_ytvis import write_custom_ytvis  # noqa: E402
-from tool_loading import load_tool  # noqa: E402
+from vis_zoo.engine.checks import check_eval_weights
+from vis_zoo.engine.setup import build_config
 
-from vis_zoo.engine.checks import check_eval_weights  # noqa: E402
-from vis_zoo.engine.setup import build_config  # noqa: E402
+from tests.tools.custom_ytvis import write_custom_ytvis
+from tests.tools.tool_loading import load_tool
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
 VITA = os.path.join(CONFIGS, "vita", "synthetic_R18.yaml")

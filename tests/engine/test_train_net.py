@@ -298,7 +298,7 @@ def _truncated_copy(source, target):
 def test_truncated_model_weights_name_the_file(synthetic_root, tmp_path):
     import torch
 
-    import run_minimal_training
+    from tests.engine import run_minimal_training
     from vis_zoo.engine.checkpoint import DamagedCheckpointError
 
     weights = str(tmp_path / "weights.pth")

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from ytvis_test_utils import pred, two_video_gt
+from tests.evaluation.ytvis_test_utils import pred, two_video_gt
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOOL = os.path.join(REPO, "tools", "evaluate.py")

@@ -19,8 +19,8 @@ def _worker(gt_path: str, out_dir: str, result_path: str) -> None:
     from detectron2.data import DatasetCatalog, MetadataCatalog
     from detectron2.utils import comm
 
-    from test_ytvis_evaluator import _inputs_outputs
-    from ytvis_test_utils import two_video_gt
+    from tests.evaluation.test_ytvis_evaluator import _inputs_outputs
+    from tests.evaluation.ytvis_test_utils import two_video_gt
     from vis_zoo.evaluation import YTVISEvaluator
 
     name = "ytvis_two_process_eval_test"
@@ -50,7 +50,7 @@ def test_predictions_from_both_ranks_are_gathered_and_scored(tmp_path):
     from vis_zoo.engine.launch import launch
 
     sys.path.insert(0, HERE)
-    from ytvis_test_utils import two_video_gt
+    from tests.evaluation.ytvis_test_utils import two_video_gt
 
     gt, _ = two_video_gt()
     gt_path = str(tmp_path / "gt.json")

@@ -16,7 +16,7 @@ from vis_zoo.evaluation import (
     load_results_file,
     video_output_to_results,
 )
-from ytvis_test_utils import box, rle, two_video_gt
+from tests.evaluation.ytvis_test_utils import box, rle, two_video_gt
 
 
 def _register(gt: dict, tmp_path, evaluator_type="ytvis") -> str:

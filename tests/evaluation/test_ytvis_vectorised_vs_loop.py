@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from random_ytvis import make_random_ytvis
+from tests.evaluation.random_ytvis import make_random_ytvis
 from vis_zoo.evaluation import evaluate_ytvis, track_ious
-from ytvis_loop import evaluate_ytvis_loop, pair_iou_loop
-from ytvis_test_utils import rle
+from tests.evaluation.ytvis_loop import evaluate_ytvis_loop, pair_iou_loop
+from tests.evaluation.ytvis_test_utils import rle
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import os
 import pytest
 import torch
 from detectron2.modeling import build_model
-from mask2former_clips import TINY_DETECTOR_WIDTHS
+from tests.projects.mask2former_clips import TINY_DETECTOR_WIDTHS
 
 from vis_zoo.engine.setup import build_config
 from vis_zoo.zoo.speed import random_video

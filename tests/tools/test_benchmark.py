@@ -27,7 +27,7 @@ from vis_zoo.zoo.table import (
     render_table,
     update_model_zoo,
 )
-from tool_loading import load_tool
+from tests.tools.tool_loading import load_tool
 
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _IFC_SYNTHETIC = os.path.join(_REPO, "configs", "ifc", "synthetic_R18.yaml")

@@ -8,7 +8,7 @@ from vis_zoo.zoo import long_video
 from vis_zoo.zoo.benchmark import OPT_IN_STAGES, STAGES, BenchmarkSettings, count_steps
 from vis_zoo.zoo.speed import SpeedResult
 from vis_zoo.zoo.table import display_name, plot_long_video, render_table
-from tool_loading import load_tool
+from tests.tools.tool_loading import load_tool
 
 
 def _fake_measurement(calls):

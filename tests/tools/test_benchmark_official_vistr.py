@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
-from tool_loading import load_tool
+from tests.tools.tool_loading import load_tool
 
 
 def _load_tool():

@@ -9,7 +9,7 @@ import sys
 
 import torch
 
-from tool_loading import REPO, load_tool
+from tests.tools.tool_loading import REPO, load_tool
 
 HIDE_EXTENSION = os.path.join(REPO, "tests", "engine", "without_detectron2_extension.py")
 # detectron2's own optional imports, each inside its try/except: these attempts are expected.

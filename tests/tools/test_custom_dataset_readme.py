@@ -13,7 +13,7 @@ import sys
 import cv2
 import numpy as np
 
-from custom_ytvis import CUSTOM_CATEGORIES, write_custom_ytvis
+from tests.tools.custom_ytvis import CUSTOM_CATEGORIES, write_custom_ytvis
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

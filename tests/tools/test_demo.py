@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from vis_zoo.utils.video_io import FrameFolderFrames, MappedFrames, VideoReadError, open_frames
-from tool_loading import load_tool
+from tests.tools.tool_loading import load_tool
 
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

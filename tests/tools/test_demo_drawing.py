@@ -6,7 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
-from tool_loading import load_tool
+from tests.tools.tool_loading import load_tool
 
 demo = load_tool("demo.py")
 

@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from tool_loading import REPO, load_tool
+from tests.tools.tool_loading import REPO, load_tool
 
 
 def test_truncated_weights_name_the_file(tmp_path):

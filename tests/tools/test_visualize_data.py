@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from detectron2.structures import BitMasks, Instances
 from PIL import Image
-from tool_loading import load_tool
+from tests.tools.tool_loading import load_tool
 
 
 def _load_tool():

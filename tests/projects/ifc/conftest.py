@@ -1,9 +1,8 @@
-"""Fixtures of the IFC tests; the helpers live in ifc_helpers.py (importable by the test
-modules)."""
+"""Fixtures of the IFC tests; the helpers live in `tests.projects.ifc.ifc_helpers`."""
 
 import pytest
 
-from ifc_helpers import tiny_model
+from tests.projects.ifc.ifc_helpers import tiny_model
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from pycocotools import mask as mask_util
 
 from vis_zoo.modeling import check_video_output, clip_targets_from_batch, downsample_clip_masks
 
-from ifc_helpers import TINY_CLASSES, detecting, make_video, tiny_model
+from tests.projects.ifc.ifc_helpers import TINY_CLASSES, detecting, make_video, tiny_model
 
 
 def test_registered():
@@ -170,7 +170,7 @@ def test_memory_bus_is_the_only_inter_frame_path(model):
 def test_pre_norm_without_deep_supervision_trains():
     from detectron2.modeling import build_model
 
-    from ifc_helpers import tiny_cfg
+    from tests.projects.ifc.ifc_helpers import tiny_cfg
 
     cfg = tiny_cfg()
     cfg.MODEL.IFC.PRE_NORM = True
@@ -186,7 +186,7 @@ def test_pre_norm_without_deep_supervision_trains():
 def test_missing_backbone_levels_are_named():
     from detectron2.modeling import build_model
 
-    from ifc_helpers import tiny_cfg
+    from tests.projects.ifc.ifc_helpers import tiny_cfg
 
     cfg = tiny_cfg()
     cfg.MODEL.RESNETS.OUT_FEATURES = ["res4", "res5"]

@@ -1,7 +1,7 @@
 import torch
 from detectron2.modeling import build_model
 
-from ifc_helpers import ifc_cfg
+from tests.projects.ifc.ifc_helpers import ifc_cfg
 
 
 def _count(depth):

@@ -1,0 +1,1 @@
+"""Tests of projects/mask2former_vis: the model, its converter and the official equivalence."""

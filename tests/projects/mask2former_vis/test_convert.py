@@ -12,7 +12,7 @@ from detectron2.modeling import build_model
 from vis_zoo.engine.setup import build_config
 from vis_zoo_projects.mask2former_vis import convert_official_state_dict
 
-from .test_mask2former_vis import TINY, tiny_model
+from tests.projects.mask2former_vis.test_mask2former_vis import TINY, tiny_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 

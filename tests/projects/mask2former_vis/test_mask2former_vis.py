@@ -22,7 +22,7 @@ from vis_zoo.modeling.position_encoding import PositionEmbeddingSine2D, Position
 from vis_zoo.modeling.postprocessing import check_video_output
 from vis_zoo.zoo.speed import random_video
 
-from mask2former_clips import (
+from tests.projects.mask2former_clips import (
     TINY_DETECTOR_3_LAYERS,
     build_tiny_model,
     check_chunked_inference_matches_one_pass,

@@ -1,0 +1,1 @@
+"""Tests of projects/minvis: the MinVIS model, tracking and converter."""

@@ -10,7 +10,7 @@ from vis_zoo.modeling.backbone import normalize_and_pad
 from vis_zoo.modeling.query_matching import match_queries_to_previous_frame
 from vis_zoo_projects.minvis import convert_official_state_dict
 
-from mask2former_clips import (
+from tests.projects.mask2former_clips import (
     build_tiny_model,
     check_chunked_inference_matches_one_pass,
     check_output,

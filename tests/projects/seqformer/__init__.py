@@ -1,0 +1,1 @@
+"""Tests of projects/seqformer: the SeqFormer model, matcher, mask head and converter."""

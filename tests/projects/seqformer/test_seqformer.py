@@ -15,7 +15,7 @@ from vis_zoo_projects.seqformer.convert import convert_official_state_dict
 from vis_zoo_projects.seqformer.mask_head import aligned_bilinear, dynamic_mask_logits
 from vis_zoo_projects.seqformer.transformer import inverse_sigmoid
 
-from .common import make_clip, tiny_cfg
+from tests.projects.seqformer.common import make_clip, tiny_cfg
 
 
 def _model(seed=0, **overrides):

@@ -1,0 +1,1 @@
+"""Tests of projects/vita: the VITA model and its converter."""

@@ -9,7 +9,7 @@ from detectron2.structures import BitMasks
 from vis_zoo.engine.setup import build_config
 from vis_zoo_projects.vita.transformer import VITAModule, shifted_window_mask
 
-from mask2former_clips import (
+from tests.projects.mask2former_clips import (
     TINY_DETECTOR,
     check_chunked_inference_matches_one_pass,
     check_output,

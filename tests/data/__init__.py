@@ -1,0 +1,1 @@
+"""Tests of vis_zoo/data: datasets, the video mapper, clip augmentations and loaders."""

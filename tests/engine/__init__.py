@@ -1,0 +1,1 @@
+"""Tests of vis_zoo/engine and tools/train_net.py: setup, checks, trainer, checkpoints."""

@@ -1,0 +1,1 @@
+"""Tests of vis_zoo/modeling: the shared layers, matchers, losses and the Mask2Former detector."""

@@ -1,0 +1,1 @@
+"""Tests of projects/: one folder per method, plus checks that run every method."""

@@ -1,0 +1,1 @@
+"""Tests of projects/vistr: the VisTR model, matcher, criterion and converter."""

@@ -1,0 +1,1 @@
+"""Tests of the command-line tools in tools/ (demo, benchmark, converter, checks)."""
