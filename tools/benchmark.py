@@ -315,8 +315,7 @@ def main(argv=None) -> int:
         if missing:
             print(
                 f"error: --accuracy-from {missing[0]}: no row {missing[0]!r} in {results} and not "
-                "benchmarked "
-                f"now (rows: {sorted(known)})",
+                f"benchmarked now (rows: {sorted(known)})",
                 file=sys.stderr,
             )
             return 2

@@ -88,9 +88,8 @@ def main(argv=None) -> int:
             )
         if not gt.get("annotations"):
             raise ValueError(
-                f"GT JSON {args.gt_json!r} has no annotations (a valid/test split): no local score "
-                "is "
-                "possible; submit the results.zip to the evaluation server"
+                f"GT JSON {args.gt_json!r} has no annotations (a valid/test split): no local "
+                "score is possible; submit the results.zip to the evaluation server"
             )
         result = metric.evaluate_ytvis(
             gt, results, ovis=True if args.ovis else None, workers=args.workers

@@ -234,6 +234,5 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
             f"Cannot resume from {self.save_dir}: no checkpoint there can be loaded: "
             f"{'; '.join(failures)}. "
             "Move them away (with last_checkpoint) to train from MODEL.WEIGHTS again, or run "
-            "without "
-            f"--resume and set MODEL.WEIGHTS to the weights to start from."
+            f"without --resume and set MODEL.WEIGHTS to the weights to start from."
         )

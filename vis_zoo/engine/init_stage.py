@@ -90,9 +90,9 @@ def build_init_stage_config(cfg, config_file: str):
         )
     if stage_cfg.MODEL.META_ARCHITECTURE != cfg.MODEL.META_ARCHITECTURE:
         raise ValueError(
-            f"{stage_file}: MODEL.META_ARCHITECTURE {stage_cfg.MODEL.META_ARCHITECTURE!r} differs "
-            "from "
-            f"the run's {cfg.MODEL.META_ARCHITECTURE!r}; the stage must train the same model kind"
+            f"{stage_file}: MODEL.META_ARCHITECTURE {stage_cfg.MODEL.META_ARCHITECTURE!r} "
+            f"differs from the run's {cfg.MODEL.META_ARCHITECTURE!r}; the stage must train the "
+            "same model kind"
         )
     file_cfg = get_vis_cfg(cfg.MODEL.META_ARCHITECTURE)
     file_cfg.merge_from_file(config_file)  # the run's file alone, without its overrides
@@ -101,8 +101,7 @@ def build_init_stage_config(cfg, config_file: str):
         scale_schedule(stage_cfg, cfg.SOLVER.MAX_ITER / file_max_iter)
         logger.info(
             f"Init stage: SOLVER.MAX_ITER {cfg.SOLVER.MAX_ITER} instead of {file_max_iter} scales "
-            "the "
-            f"stage to {stage_cfg.SOLVER.MAX_ITER} iterations"
+            f"the stage to {stage_cfg.SOLVER.MAX_ITER} iterations"
         )
     stage_cfg.freeze()
     return stage_cfg

@@ -62,8 +62,7 @@ def build_config(config_file: str = "", opts=None):
             f"{error.args[0] if error.args else error} -- MODEL.META_ARCHITECTURE "
             f"{meta_architecture!r} "
             f"is not a VIS Zoo method ({', '.join(sorted(vis_zoo_projects.METHOD_PACKAGES))}), so "
-            "the "
-            "config has no method keys"
+            "the config has no method keys"
         ) from error
     validate_config(cfg)
     if cfg.DATASETS.SYNTHETIC_ROOT:

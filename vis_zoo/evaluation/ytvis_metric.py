@@ -1,19 +1,16 @@
 """The YouTube-VIS / OVIS video instance segmentation metric, vectorised.
 
 Our own implementation of the reference scorer (the YouTube-VIS fork of the COCO API that the
-CodaLab
-servers run, https://github.com/youtubevos/cocoapi; docs/evaluation.md describes it). It gives the
-same numbers as that scorer, quirks
-included (stable sorts, float64 machine-epsilon in the precision, 101 recall points, GT sizes taken
-from
-the GT `areas`, 128²/256² size ranges, crowd GTs), with these deliberate differences:
+CodaLab servers run, https://github.com/youtubevos/cocoapi; docs/evaluation.md describes it). It
+gives the same numbers as that scorer, quirks included (stable sorts, float64 machine-epsilon in
+the precision, 101 recall points, GT sizes taken from the GT `areas`, 128²/256² size ranges, crowd
+GTs), with these deliberate differences:
 
 * a prediction whose frame count differs from its video, or whose masks are not at the video's
   resolution, raises a ValueError naming the video (the reference silently truncates / scores 0);
 * a result for a video that is not in the GT raises a ValueError naming the video;
 * a GT without videos, or a GT annotation whose category is not listed, raises a ValueError naming
-it
-  (the reference blames the results / silently drops the track);
+  it (the reference blames the results / silently drops the track);
 * an empty results list scores 0 with a warning (the reference crashes on it);
 * a GT annotation whose `id` is 0 is treated like any other (the reference, which stores matched GT
   ids in an array where 0 means "unmatched", would count a prediction matched to it as a false
@@ -30,7 +27,8 @@ How it is made fast (docs/evaluation.md has the numbers):
   loop runs over the prediction rank d (at most 100 steps) and each step handles every
   (video, category, size range, IoU threshold, GT) at once with numpy;
 * accumulation: one stable lexsort of all kept predictions, then cumulative sums per category;
-* a `Worker` process can take part of the videos' mask work (tools/evaluate.py starts one).
+* two processes: a fork of the scoring process takes about half of the videos' mask work after the
+  files are parsed (`map_in_two_processes`).
 
 Public entry points: `evaluate_ytvis(gt_json, results)` and `format_results_table(result)`.
 A straightforward per-pair loop implementation, used to cross-check this one, lives with the tests
@@ -333,8 +331,7 @@ def load_ground_truth(gt_json: dict) -> GroundTruth:
             # matched is almost always a broken category list, so stop here.
             raise ValueError(
                 f"GT annotation {ann_id} of video {vid}: category_id {ann.get('category_id')!r} is "
-                "not "
-                f"in the GT 'categories' (known ids: {gt.category_ids})"
+                f"not in the GT 'categories' (known ids: {gt.category_ids})"
             )
         vi = gt.video_index[vid]
         h, w, length = heights[vi], widths[vi], lengths[vi]
@@ -389,8 +386,7 @@ def warn_unlabelled_tracks(gt: GroundTruth) -> None:
     more = f" and {len(gt.unlabelled_tracks) - 10} more" if len(gt.unlabelled_tracks) > 10 else ""
     logger.warning(
         "%d GT track(s) have no 'occlusion' label (%s%s): they are ignored in all three occlusion "
-        "bands "
-        "(light, medium, heavy; a prediction matched to one is ignored there too) and count "
+        "bands (light, medium, heavy; a prediction matched to one is ignored there too) and count "
         "normally in "
         "the other numbers. The official OVIS scorer stops with an error on such a file.",
         len(gt.unlabelled_tracks),
@@ -600,9 +596,8 @@ def prepare_overlaps_job(
     pred_tracks, pred_slots, gt_tracks, gt_slots, height, width, pred_names=None
 ) -> tuple:
     """The Python-object part of `video_overlaps` (same arguments): validate the frames and keep,
-    per
-    track, its present frame indices and compressed counts. The result holds only ints, lists and
-    strings, so it pickles cheaply for a worker process (`overlaps_of_job` does the mask work)."""
+    per track, its present frame indices and compressed counts (`overlaps_of_job` does the mask
+    work). The result holds only ints, lists and strings."""
     num_p, num_g = len(pred_tracks), len(gt_tracks)
     length = len(pred_tracks[0]) if num_p else (len(gt_tracks[0]) if num_g else 0)
 
@@ -710,9 +705,9 @@ def _ious_from_overlaps(
 
 
 def track_ious(pred_rles, gt_rles) -> np.ndarray:
-    """Spatio-temporal IoU [P, G] of every (prediction, GT) pair of one video: sum_t I_t / sum_t
-    U_t,
-    0 where U = 0. pred_rles / gt_rles: lists of tracks, each a list of T RLE dicts or None."""
+    """Spatio-temporal IoU [P, G] of every (prediction, GT) pair of one video: sum_t I_t /
+    sum_t U_t, 0 where U = 0. pred_rles / gt_rles: lists of tracks, each a list of T RLE dicts
+    or None."""
     if not pred_rles or not gt_rles:
         return np.zeros((len(pred_rles), len(gt_rles)))
     size = next(

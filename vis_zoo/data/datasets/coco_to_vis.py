@@ -246,8 +246,7 @@ def load_coco_json_for_vis(
     if not present:
         raise ValueError(
             f"{where}: none of the mapping's source categories {sorted(mapping)} is a category of "
-            "this "
-            f"JSON (its ids: {sorted(source_names)}); is the mapping for another id space?"
+            f"this JSON (its ids: {sorted(source_names)}); is the mapping for another id space?"
         )
     missing = sorted(set(mapping) - present)
     if missing:  # a JSON with a subset of the categories is fine, but say so
