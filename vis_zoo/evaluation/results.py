@@ -201,6 +201,37 @@ class ResultsJsonWriter:
             self.write_entry(entry)
         return self.entries - before
 
+    def copy_entries_from(self, path: str, entries: int, block_chars: int = 1 << 20) -> None:
+        """Append the `entries` entries of the results file `path`, which a `ResultsJsonWriter`
+        wrote (`[entry, entry, ...]` with no surrounding whitespace), as JSON text copied in blocks
+        of `block_chars` characters: the file is never parsed nor held in memory whole."""
+        what = f"results file {path!r}"
+        with open(path, "r", encoding="utf-8") as f:
+            if f.read(1) != "[":
+                raise ValueError(f"{what} does not start with '['")
+            pending, copied = "", False  # the last block is held back to drop the closing "]"
+            while True:
+                block = f.read(block_chars)
+                if not block:
+                    break
+                if pending:
+                    if not copied:
+                        self._file.write(", " if self.entries else "")
+                        copied = True
+                    self._file.write(pending)
+                pending = block
+            if not pending.endswith("]"):
+                raise ValueError(f"{what} does not end with ']' (incomplete?)")
+            pending = pending[:-1]
+            if pending and not copied:
+                self._file.write(", " if self.entries else "")
+                copied = True
+            self._file.write(pending)
+        if copied != (entries > 0):
+            found = "some" if copied else "none"
+            raise ValueError(f"{what} holds {found} of the {entries} entries expected")
+        self.entries += entries
+
     def close(self) -> str:
         self._file.write("]")
         self._stack.close()

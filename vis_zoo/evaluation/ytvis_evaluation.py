@@ -1,10 +1,12 @@
 """detectron2 DatasetEvaluator for YouTube-VIS / OVIS: writes the submission, scores when GT
 exists."""
 
+import contextlib
 import itertools
 import json
 import logging
 import os
+import re
 from collections import OrderedDict
 from typing import Mapping, Optional
 
@@ -15,6 +17,7 @@ from detectron2.utils import comm
 from .results import (
     ResultsJsonWriter,
     invert_id_map,
+    load_results_file,
     video_output_entries,
     write_results,
     write_results_zip,
@@ -23,12 +26,21 @@ from .ytvis_metric import evaluate_ytvis, format_results_table, gc_paused
 
 __all__ = ["YTVISEvaluator"]
 
+# A results part of one process (`YTVISEvaluator` in a distributed run).
+_PART_NAME = re.compile(r"results\.part\d+\.json")
+
 
 class YTVISEvaluator(DatasetEvaluator):
     """Collects one results entry per predicted track, writes `results.json` + `results.zip` (the
     CodaLab submission) into `output_dir`, and scores them with our YouTube-VIS / OVIS metric when
-    the
-    dataset's GT JSON (`metadata.json_file`) has annotations.
+    the dataset's GT JSON (`metadata.json_file`) has annotations.
+
+    With an `output_dir`, entries go to disk as each video is processed. In a distributed run each
+    process writes its own part, `results.part<rank>.json`, and the main process joins the parts
+    in rank order into `results.json` (as text, block by block) and removes them; no process
+    gathers masks of other processes through `comm.gather`. `output_dir` must then be a folder
+    every process can read (a shared file system when the run spans machines). Without an
+    `output_dir` the predictions of every process are gathered in the main one.
 
     `evaluate()` returns OrderedDict(segm={"AP": .., "AP50": .., ..., "AP-<class>": ..}) in percent
     (detectron2 convention; nan where undefined), or {} when no local score is possible.
@@ -78,6 +90,14 @@ class YTVISEvaluator(DatasetEvaluator):
         (a long video's masks are never all in memory), and are kept only when they are scored."""
         return bool(self._output_dir) and (not self._distributed or comm.get_world_size() == 1)
 
+    def _writes_parts(self) -> bool:
+        """Several processes, each writing its part of the results file as its videos are
+        processed; nothing is kept in memory (the main process reads the joined file to score)."""
+        return bool(self._output_dir) and self._distributed and comm.get_world_size() > 1
+
+    def _part_path(self, rank: int) -> str:
+        return os.path.join(self._output_dir, f"results.part{rank}.json")
+
     def reset(self):
         self._predictions = []
         if self._writer is not None:
@@ -85,6 +105,13 @@ class YTVISEvaluator(DatasetEvaluator):
         self._writer = None
         if self._streams_results():
             self._writer = ResultsJsonWriter(os.path.join(self._output_dir, "results.json"))
+        elif self._writes_parts():
+            # A part left by an interrupted earlier run must never be taken for this run's: it
+            # goes now, and this run's part appears (atomically) only when it is complete.
+            path = self._part_path(comm.get_rank())
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+            self._writer = ResultsJsonWriter(path)
 
     def process(self, inputs, outputs):
         """inputs: test-mapper dicts (video_id, height, width, length); outputs: one model output
@@ -108,7 +135,7 @@ class YTVISEvaluator(DatasetEvaluator):
                 contiguous_to_dataset_id=self._contiguous_to_dataset_id,
             )
             for entry in entries:
-                if self._results_only and self._writer is not None:
+                if self._writer is not None and (self._results_only or self._writes_parts()):
                     self._writer.write_entry(entry)  # frame by frame, nothing kept
                     continue
                 entry["segmentations"] = list(entry["segmentations"])
@@ -117,6 +144,15 @@ class YTVISEvaluator(DatasetEvaluator):
                 self._predictions.append(entry)
 
     def evaluate(self):
+        if self._writer is not None and self._writes_parts():
+            json_path = self._join_parts()
+            if json_path is None:
+                return {}
+            if self._results_only:
+                self._logger.info("results_only: not scoring %s.", self._dataset_name)
+                return {}
+            # The metric needs the whole list; only the main process reads it, from the file.
+            return self._score(load_results_file(json_path))
         if self._distributed:
             comm.synchronize()
             gathered = comm.gather(self._predictions, dst=0)
@@ -144,6 +180,53 @@ class YTVISEvaluator(DatasetEvaluator):
         if self._results_only:
             self._logger.info("results_only: not scoring %s.", self._dataset_name)
             return {}
+        return self._score(predictions)
+
+    def _join_parts(self) -> Optional[str]:
+        """Close this process's part; in the main process, join every part into `results.json`,
+        write `results.zip` and remove the parts. Returns the results.json path in the main
+        process, None in the others."""
+        count, part = self._writer.entries, self._writer.close()
+        self._writer = None
+        # Written before the barrier, so every part is complete when the main process reads it;
+        # the sizes let it refuse a file that is not the one its process wrote in this run.
+        written = (part, count, os.path.getsize(part))
+        comm.synchronize()
+        parts = comm.gather(written, dst=0)  # paths and counts only, never masks
+        if not comm.is_main_process():
+            return None
+        for rank, (path, _, size) in enumerate(parts):
+            if not os.path.isfile(path):
+                raise FileNotFoundError(
+                    f"results part {path!r} of process {rank} is missing: the output folder "
+                    f"{self._output_dir!r} must be one every process can read (a shared file "
+                    "system when the run spans several machines)"
+                )
+            if os.path.getsize(path) != size:
+                raise ValueError(
+                    f"results part {path!r} of process {rank} has {os.path.getsize(path)} bytes, "
+                    f"that process wrote {size}: it is not this run's part"
+                )
+        json_path = os.path.join(self._output_dir, "results.json")
+        with ResultsJsonWriter(json_path) as writer:
+            for path, entries, _ in parts:  # rank order
+                writer.copy_entries_from(path, entries)
+        zip_path = write_results_zip(json_path, os.path.join(self._output_dir, "results.zip"))
+        for path, _, _ in parts:
+            os.remove(path)
+        # Parts of processes this run does not have, left by an interrupted larger run.
+        for name in os.listdir(self._output_dir):
+            if _PART_NAME.fullmatch(name):
+                os.remove(os.path.join(self._output_dir, name))
+        self._logger.info(
+            "Wrote %d predicted tracks to %s and the submission %s",
+            writer.entries,
+            json_path,
+            zip_path,
+        )
+        return json_path
+
+    def _score(self, predictions):
         gt_json = self._load_gt()
         if gt_json is None or not gt_json.get("annotations"):
             self._logger.warning(
