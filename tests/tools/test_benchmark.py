@@ -263,6 +263,49 @@ def test_table_rows_errors_and_markers(tmp_path):
     assert "[a]" in block and "[b]" in block
 
 
+def test_a_cell_measured_in_another_run_than_its_row_carries_its_own_tag(tmp_path):
+    """Rerunning one stage of a row (train_speed with 1 thread) must not relabel the speed numbers
+    the earlier run measured: the row keeps that run's tag, the rerun cell gets its own."""
+    earlier = _row("vita/ytvis19_R50", "vita", "configs/vita/ytvis19_R50.yaml")
+    later = {
+        "machine": dict(earlier["machine"], torch_threads=1),
+        "settings": dict(earlier["settings"], threads=1),
+        "updated": "2026-12-06T17:42:19",
+    }
+    first = {k: earlier[k] for k in ("machine", "settings")}
+    row = dict(
+        earlier,
+        **later,  # the row's last run: the train_speed rerun
+        stage_runs={"speed": first, "max_frames": first, "train_speed": later},
+        params_m=57.1,
+        speed={"ms_per_frame": 1556.0, "fps": 0.64, "peak_gb": 1.32},
+        max_frames={"max_frames": 64, "capped": True, "note": ""},
+        train_s_per_iter=56.84,
+    )
+    other = _row(
+        "ifc/ytvis19_R50",
+        "ifc",
+        "configs/ifc/ytvis19_R50.yaml",
+        speed={"ms_per_frame": 315.0, "fps": 3.18, "peak_gb": 1.58},
+        train_s_per_iter=3.57,
+    )
+    block = render_table(
+        {"rows": {"ifc/ytvis19_R50": other, "vita/ytvis19_R50": row}},
+        str(tmp_path),
+        str(tmp_path),
+    )
+    lines = block.splitlines()
+    assert sum(line.startswith("- [") for line in lines) == 2  # two settings: 2 and 1 threads
+    assert any(line.startswith("- [a]") and "2 CPU threads" in line for line in lines)
+    assert any(line.startswith("- [b]") and "1 CPU threads" in line for line in lines)
+    vita = next(line for line in lines if line.startswith("| VITA"))
+    cells = [c.strip() for c in vita.strip("|").split("|")]
+    assert cells[0] == "VITA [a]"  # its speed columns come from the first run
+    assert cells[10] == "≥ 64" and cells[11] == "56.84 [b]"
+    ifc = next(line for line in lines if line.startswith("| IFC"))
+    assert "[b]" not in ifc  # a row of one run: no cell tags
+
+
 def test_quick_benchmark_end_to_end(tmp_path):
     """--quick on a config root holding a working method (IFC under a new name) and a broken one."""
     root = tmp_path / "configs"
@@ -298,6 +341,9 @@ def test_quick_benchmark_end_to_end(tmp_path):
     assert [p["frames"] for p in good["curve"]] == [2]  # one inference process per row
     assert all(p["peak_gb"] > 0.1 and p["seconds"] > 0 for p in good["curve"])
     assert "max_frames" not in good and "accuracy" not in good  # no search, no training
+    # each stage remembers the run that measured it (the table tags cells by it)
+    assert set(good["stage_runs"]) == {"model", "speed", "train_speed"}
+    assert good["stage_runs"]["speed"]["settings"]["threads"] == 1
     text = md.read_text()
     assert "| IFC" in text and "NoSuchArchitecture" in text and "quick smoke run" in text
     # the plot is stamped as a smoke run: red text (the one row's line is blue)

@@ -210,6 +210,11 @@ def benchmark_entry(
             "updated": now(),
         }
     )
+    # Which run measured each stage: a later run of some stages (e.g. train_speed on another day)
+    # must not relabel the numbers the earlier run measured (the table tags each column group).
+    stage_runs = row.setdefault("stage_runs", {})
+    for stage in stages:
+        stage_runs[stage] = {k: row[k] for k in ("machine", "settings", "updated")}
     row.setdefault("errors", {})
     for stage in stages:
         row["errors"].pop(stage, None)

@@ -134,6 +134,18 @@ def _settings_key(row: dict) -> str:
     return json.dumps([machine_string(row.get("machine", {})), keep], sort_keys=True)
 
 
+def stage_view(row: dict, stage: str) -> dict:
+    """The row with the machine and settings of the run that measured `stage` (recorded per stage
+    in row["stage_runs"]); rows written before that was recorded carry only their last run's."""
+    run = row.get("stage_runs", {}).get(stage)
+    return dict(row, **run) if run else row
+
+
+# The stages whose numbers each table shows (its rows' tags come from the first one).
+_ACCURACY_STAGES = ("accuracy",)
+_SPEED_STAGES = ("speed", "max_frames", "train_speed")
+
+
 def _describe_settings(row: dict) -> str:
     s = row.get("settings", {})
     quick = " **quick smoke run (tiny sizes; numbers not meaningful)**" if s.get("quick") else ""
@@ -245,30 +257,40 @@ def render_table(results: dict, md_dir: str, repo_root: str, plot_files: Sequenc
     rows = sorted_rows(results)
     if not rows:
         return "No benchmark results yet: run `python tools/benchmark.py`.\n"
-    combos: Dict[str, str] = {}
+    # One tag per distinct run setting among the stages the tables show, in order of appearance.
+    combos: Dict[str, dict] = {}
     for r in rows:
-        combos.setdefault(_settings_key(r), "")
+        for stage in _ACCURACY_STAGES + _SPEED_STAGES:
+            view = stage_view(r, stage)
+            combos.setdefault(_settings_key(view), view)
     tags = {key: chr(ord("a") + i) for i, key in enumerate(combos)} if len(combos) > 1 else {}
     lines = []
     if len(combos) == 1:
         lines.append(f"Measured on {_describe_settings(rows[0])}")
     else:
         lines.append(
-            "Rows were measured in different runs; each row's tag names its setting "
-            "(compare times only between rows of one tag):"
+            "Rows were measured in different runs; each row's tag names its setting, and a cell "
+            "measured in another run than the rest of its row carries its own tag (compare times "
+            "only between numbers of one tag):"
         )
         lines.append("")
-        described = set()
-        for r in rows:
-            key = _settings_key(r)
-            if key not in described:
-                described.add(key)
-                lines.append(f"- [{tags[key]}] {_describe_settings(r)}")
+        for key, view in combos.items():
+            lines.append(f"- [{tags[key]}] {_describe_settings(view)}")
     lines += ["", "What the columns mean:", ""] + [f"- {d}" for d in _DEFINITIONS] + [""]
 
-    def first_cells(r: dict) -> List[str]:
+    def tag_of(r: dict, stage: str) -> str:
+        return tags.get(_settings_key(stage_view(r, stage)), "")
+
+    def tagged(cell: str, r: dict, stage: str, row_stage: str) -> str:
+        """`cell` with its own tag when its stage ran in another setting than the row's."""
+        own = tag_of(r, stage)
+        if cell in ("—", "") or not own or own == tag_of(r, row_stage):
+            return cell
+        return f"{cell} [{own}]"
+
+    def first_cells(r: dict, row_stage: str) -> List[str]:
         facts = r.get("facts", {})
-        tag = f" [{tags[_settings_key(r)]}]" if tags else ""
+        tag = f" [{tag_of(r, row_stage)}]" if tags else ""
         config = r.get("config", "")
         link = os.path.relpath(os.path.join(repo_root, config), md_dir) if config else ""
         name = os.path.splitext(os.path.basename(config))[0]
@@ -300,7 +322,7 @@ def render_table(results: dict, md_dir: str, repo_root: str, plot_files: Sequenc
         lines += _table_head("Accuracy on the synthetic validation split", header)
         for r in with_acc:
             acc = r["accuracy"]
-            cells = first_cells(r) + _accuracy_cells(acc) + [_schedule(acc)]
+            cells = first_cells(r, "accuracy") + _accuracy_cells(acc) + [_schedule(acc)]
             lines.append("| " + " | ".join(cells) + " |")
         lines += [
             "",
@@ -328,10 +350,10 @@ def render_table(results: dict, md_dir: str, repo_root: str, plot_files: Sequenc
     notes = []
     for r in rows:
         facts = r.get("facts", {})
-        head = first_cells(r)
+        head = first_cells(r, "speed")
         dataset = facts.get("test_datasets", ["—"])[0] if facts.get("test_datasets") else "—"
         size = r.get("size") or facts.get("default_size")
-        frames = r.get("settings", {}).get("frames")
+        frames = stage_view(r, "speed").get("settings", {}).get("frames")
         cells = head[:2] + [
             dataset,
             head[2],
@@ -350,8 +372,8 @@ def render_table(results: dict, md_dir: str, repo_root: str, plot_files: Sequenc
             _fmt(speed.get("ms_per_frame"), 0) if ok else "error",
             _fmt(speed.get("fps"), 2) if ok else "error",
             _fmt(speed.get("peak_gb"), 2) if ok else "error",
-            _max_t_cell(r.get("max_frames", {})),
-            _fmt(r.get("train_s_per_iter"), 2),
+            tagged(_max_t_cell(r.get("max_frames", {})), r, "max_frames", "speed"),
+            tagged(_fmt(r.get("train_s_per_iter"), 2), r, "train_speed", "speed"),
             paper_ap(r),
         ]
         lines.append("| " + " | ".join(cells) + " |")
