@@ -1,6 +1,5 @@
 """IFC's mask head: a small FPN on the encoded stride-32 features with res4/res3 lateral inputs,
-then
-a dynamic 1x1 kernel per query (shared by all frames of the clip, no bias) at stride 8."""
+then a dynamic 1x1 kernel per query (shared by all frames of the clip, no bias) at stride 8."""
 
 from typing import Optional
 

@@ -7,8 +7,7 @@ class head + dynamic mask head -> mask-based Hungarian matching and losses over 
 Inference (one video at a time, any length): per-frame work (backbone, input projection, lateral
 adapters, position encoding) runs in chunks of MODEL.VIS.TEST_CHUNK_SIZE frames and is cached only
 while a window needs it; the video is one clip when it has <= MODEL.VIS.TEST_WINDOW_SIZE frames,
-else
-windows every MODEL.VIS.TEST_WINDOW_STRIDE frames joined by the shared soft-IoU association
+else windows every MODEL.VIS.TEST_WINDOW_STRIDE frames joined by the shared soft-IoU association
 (``vis_zoo.modeling.clip_association``). Masks stay at stride 8 until each frame is final, then are
 upsampled to the original size (bool, or RLE with MODEL.VIS.OUTPUT_RLE).
 """

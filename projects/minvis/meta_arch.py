@@ -2,20 +2,18 @@
 
 Training: every sampled frame is an independent image for the Mask2Former detector
 (`vis_zoo.modeling.mask2former`), with the frame-level Hungarian losses only (official: one frame
-per
-video, SAMPLING_FRAME_NUM 1).
+per video, SAMPLING_FRAME_NUM 1).
 
 Inference (one video at a time, any length): frames go through the detector
-MODEL.VIS.TEST_CHUNK_SIZE
-at a time (on CPU as many as fit in MODEL.VIS.TEST_CHUNK_PIXELS_CPU pixels). Frame t's queries are
-aligned to frame t-1's aligned queries by Hungarian matching on cosine distance of their
-(decoder-normed) embeddings (`vis_zoo.modeling.query_matching`), so query slot q is one track
-through the video. Class logits are averaged over frames, the top-k (slot, class) pairs are kept
-with their softmax probability as score, and each kept slot's per-frame mask embedding is dotted
-with
-that frame's mask features to give its masks. The top slots are known only after the last frame,
-so every slot's masks are rendered as soon as its frame is aligned and kept as RLE on disk
-(`VideoMaskWriter`); the mask features are dropped chunk by chunk and memory does not grow with T.
+MODEL.VIS.TEST_CHUNK_SIZE at a time (on CPU as many as fit in MODEL.VIS.TEST_CHUNK_PIXELS_CPU
+pixels). Frame t's queries are aligned to frame t-1's aligned queries by Hungarian matching on
+cosine distance of their (decoder-normed) embeddings (`vis_zoo.modeling.query_matching`), so query
+slot q is one track through the video. Class logits are averaged over frames, the top-k (slot,
+class) pairs are kept with their softmax probability as score, and each kept slot's per-frame mask
+embedding is dotted with that frame's mask features to give its masks. The top slots are known only
+after the last frame, so every slot's masks are rendered as soon as its frame is aligned and kept as
+RLE on disk (`VideoMaskWriter`); the mask features are dropped chunk by chunk and memory does not
+grow with T.
 """
 
 from typing import Callable, Dict, List, Optional, Sequence
@@ -51,8 +49,7 @@ RENDER_SLOT_GROUP = 25
 @META_ARCH_REGISTRY.register()
 class MinVIS(Mask2FormerVideoSegmenter):
     """MinVIS (Huang et al., NeurIPS 2022). Training returns a weighted loss dict; inference returns
-    one
-    output dict per video: image_size, pred_scores [K], pred_labels [K], pred_masks (K x bool
+    one output dict per video: image_size, pred_scores [K], pred_labels [K], pred_masks (K x bool
     [T, H, W], or K lists of T RLE dicts with MODEL.VIS.OUTPUT_RLE)."""
 
     @configurable

@@ -71,8 +71,7 @@ def convert_official_state_dict(
         reference: our model's state_dict; when given the result must have exactly its keys and
         shapes.
         class_rows: official class-logit row of each of our contiguous classes. Default: all rows
-        when
-            our head has as many, else rows 1..K (YouTube-VIS ids 1..40 -> contiguous 0..39).
+            when our head has as many, else rows 1..K (YouTube-VIS ids 1..40 -> contiguous 0..39).
     Raises:
         ValueError listing unmapped official keys, duplicates that differ, our keys left missing and
         shape mismatches.

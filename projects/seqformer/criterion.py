@@ -1,7 +1,6 @@
 """SeqFormer's losses: sigmoid focal classification, per-frame L1 and GIoU box losses, focal and
-dice
-mask losses over the clip volume, for the last decoder layer and (with their own matching) every
-auxiliary layer.
+dice mask losses over the clip volume, for the last decoder layer and (with their own matching)
+every auxiliary layer.
 """
 
 from typing import Dict, List, Sequence, Tuple

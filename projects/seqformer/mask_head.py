@@ -1,6 +1,5 @@
 """SeqFormer's mask branch: a small FPN-like head giving 8-channel mask features at /8 per frame,
-and a
-CondInst-style dynamic head whose 1x1-conv weights are generated per query by `controller`.
+and a CondInst-style dynamic head whose 1x1-conv weights are generated per query by `controller`.
 
 Names follow the official code (`mask_head.lay1..lay4`, `mask_head.dcn`, `controller.layers.*`).
 """

@@ -313,9 +313,8 @@ class SeqFormer(VideoInstanceSegmenter):
         """Masks of M queries of one video.
 
         mask_feats [T, C/32, h, w]; reference [T, M, 2 or 4] (the reference entering the layer,
-        sigmoid
-        space); params [M, P]; image_hw: the unpadded (augmented) image size -> logits [M, T, 2h,
-        2w].
+        sigmoid space); params [M, P]; image_hw: the unpadded (augmented) image size -> logits [M,
+        T, 2h, 2w].
         """
         h, w = image_hw
         scale = torch.tensor([w, h], dtype=reference.dtype, device=reference.device)
@@ -400,8 +399,7 @@ class SeqFormer(VideoInstanceSegmenter):
 
         Returns dicts with "labels" long [G]; "boxes" [G, T, 4] normalised cxcywh (absent frames: 0,
         clamped to 1e-6 like the official data pipeline); "masks" float [G, T, H_pad/s, W_pad/s],
-        the
-        padded GT subsampled (not resized) at offset s/2 with s = MASK_OUT_STRIDE.
+        the padded GT subsampled (not resized) at offset s/2 with s = MASK_OUT_STRIDE.
         """
         stride = self.mask_out_stride
         hp, wp = padded_hw

@@ -54,8 +54,7 @@ class SeqFormerDecoderLayer(nn.Module):
     """One decoder layer (post-norm, dropout 0.1).
 
     Instance query `tgt` [B, Q, C]; box queries `tgt_box` [B, T, Q, C] (or [B, Q, C] before the
-    first
-    layer, when all frames share it).
+    first layer, when all frames share it).
     """
 
     def __init__(

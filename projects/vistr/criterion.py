@@ -106,13 +106,11 @@ class VisTRCriterion(nn.Module):
             outputs: "pred_logits" [B, Q, K+2], "pred_boxes" [B, Q, 4], "pred_masks" [B, Q, h4, w4],
                 "aux_outputs" (list of dicts with logits/boxes of decoder layers 0..L-2).
             targets: per video "labels" [M, T], "boxes" [M, T, 4], "valid" [M, T], "masks" [M, T, H,
-            W]
-                (padded to the batch's input size).
+                W] (padded to the batch's input size).
             mask_fn: instead of "pred_masks": `mask_fn(batch [P], query [P]) -> [P, h4, w4]`, the
-            mask
-                logits of the matched entries only. Matching reads no masks, so the model can
-                compute
-                the masks after it (VisTR's `matched_slot_masks`) and skip the unmatched slots.
+                mask logits of the matched entries only. Matching reads no masks, so the model can
+                compute the masks after it (VisTR's `matched_slot_masks`) and skip the unmatched
+                slots.
         Returns:
             weighted losses.
         """

@@ -62,8 +62,8 @@ def deform_conv3x3_grid_sample(
 
     Same result as `torchvision.ops.deform_conv2d(x, offset, weight, padding=1)`: tap k = (ky, kx)
     (row-major) of output pixel (i, j) reads x at (i + ky − 1 + Δy_k, j + kx − 1 + Δx_k),
-    bilinearly,
-    with zeros outside the map. On CPU its backward is far faster than torchvision's kernel.
+    bilinearly, with zeros outside the map. On CPU its backward is far faster than torchvision's
+    kernel.
 
     Args:
         x: [B, C, H, W]; offset: [B, 18, H, W] as (Δy, Δx) pairs per tap; weight: [O, C, 3, 3].
@@ -96,12 +96,11 @@ def deform_conv3x3_grid_sample(
     out_channels = weight.shape[0]
     if out_channels < c:
         # Bilinear sampling (zeros outside) is linear in x, so the taps' weights can be applied
-        # first:
-        # project x to 9 tap maps of O channels (a 1×1 projection, as a matmul: [9·O, C] @ [B, C,
-        # H·W]
-        # comes out contiguous in the [B·9, O, H, W] layout grid_sample reads, with no copy), then
-        # sample tap k's map at tap k's positions and sum. Same result; O/C of the sampling work
-        # (VisTR's DCN halves its channels, and sampling is most of the mask head's CPU time).
+        # first: project x to 9 tap maps of O channels (a 1×1 projection, as a matmul: [9·O, C] @
+        # [B, C, H·W] comes out contiguous in the [B·9, O, H, W] layout grid_sample reads, with no
+        # copy), then sample tap k's map at tap k's positions and sum. Same result; O/C of the
+        # sampling work (VisTR's DCN halves its channels, and sampling is most of the mask head's
+        # CPU time).
         taps_first = torch.matmul(
             weight.permute(2, 3, 0, 1).reshape(9 * out_channels, c), x.reshape(b, c, h * w)
         )
@@ -229,9 +228,8 @@ class DilatedConv3d(nn.Conv3d):
 
     CPU inference calls oneDNN directly: PyTorch's backend choice sends a batch-1 float input with
     N·C·T·H ≤ 20480 to the reference kernel (`slow_conv_dilated3d`), and the test-time head runs one
-    slot
-    at a time, so every clip of up to ~10 frames at 360p took it: 10–20× slower than oneDNN there
-    (T = 5, 360×640, 10 slots: 3.4 s → 0.18 s for the 3-D head; at T = 36 both choose oneDNN).
+    slot at a time, so every clip of up to ~10 frames at 360p took it: 10–20× slower than oneDNN
+    there (T = 5, 360×640, 10 slots: 3.4 s → 0.18 s for the 3-D head; at T = 36 both choose oneDNN).
     """
 
     def __init__(self, in_channels: int, out_channels: int):
@@ -276,12 +274,10 @@ def build_instance_fusion_head(in_channels: int = 24, prior_prob: float = 0.0) -
 
     prior_prob: 0 keeps PyTorch's default init of the last conv (the official model). In (0, 1), its
     bias starts at logit(prior_prob), so every pixel starts at that foreground probability (the
-    focal-
-    loss prior of Lin et al. 2017). From random init this matters: the official init starts every
-    pixel
-    at p ≈ 0.5, and the small last layer (12 inputs after GroupNorm) moves its output only about lr
-    per
-    Adam step, so the mask losses spend thousands of steps just lowering the background.
+    focal-loss prior of Lin et al. 2017). From random init this matters: the official init starts
+    every pixel at p ≈ 0.5, and the small last layer (12 inputs after GroupNorm) moves its output
+    only about lr per Adam step, so the mask losses spend thousands of steps just lowering the
+    background.
     """
     if not 0.0 <= prior_prob < 1.0:
         raise ValueError(f"VisTR: MODEL.VISTR.MASK_PRIOR_PROB must be in [0, 1), got {prior_prob}")

@@ -232,10 +232,9 @@ class VisTR(VideoInstanceSegmenter):
 
         A T = 1 VisTR is DETR with VisTR's mask head; trained on single frames it initialises a
         T-frame model (the synthetic recipe's stage 1, as the official model starts from image
-        DETR).
-        Its `query_embed.weight` [N, C] becomes [T·N, C] with slot i's query copied to every frame
-        (frame-major rows t·N + i). Every other tensor, and a checkpoint already of T·N rows, is
-        returned unchanged. Called by `AtomicDetectionCheckpointer` before loading (the
+        DETR). Its `query_embed.weight` [N, C] becomes [T·N, C] with slot i's query copied to every
+        frame (frame-major rows t·N + i). Every other tensor, and a checkpoint already of T·N rows,
+        is returned unchanged. Called by `AtomicDetectionCheckpointer` before loading (the
         `VideoInstanceSegmenter` hook).
         """
         key = "query_embed.weight"
@@ -283,10 +282,8 @@ class VisTR(VideoInstanceSegmenter):
             outputs: "pred_logits" [B, T·N, K+2], "pred_boxes" [B, T·N, 4] (normalised cxcywh),
                 "aux_outputs" (layers 0..L-2);
             mask_inputs: what `slot_masks` needs: "hs" [B·T, N, C] last-layer slot embeddings per
-            frame,
-                "memory" [B·T, C, h, w] encoder memory per frame, "mask" [B·T, h, w] padding (or
-                None),
-                "fpn0/1/2" the frames' lateral features.
+                frame, "memory" [B·T, C, h, w] encoder memory per frame, "mask" [B·T, h, w] padding
+                (or None), "fpn0/1/2" the frames' lateral features.
         """
         b, t, n = num_videos, self.num_frames, self.num_slots
         src, mask = feats["src"], feats["mask"]
@@ -318,8 +315,7 @@ class VisTR(VideoInstanceSegmenter):
         """Mask head and 3-D fusion head for chosen slots of each video, all frames at once.
 
         Every slot's masks depend only on its own embeddings (per-query attention maps, GroupNorm
-        per
-        sample, the 3-D head per slot), so a subset gives the same values as the full set.
+        per sample, the 3-D head per slot), so a subset gives the same values as the full set.
         Args:
             mask_inputs: from `decode`.
             slots: long [B, k] slot indices (0..N-1) per video.
@@ -348,8 +344,7 @@ class VisTR(VideoInstanceSegmenter):
         self, mask_inputs: Dict[str, Tensor], batch: Tensor, query: Tensor
     ) -> Tensor:
         """Mask logits of the given (video, query) entries only: the mask head runs on the slots
-        that
-        have an entry (padded to the same count per video), not on all N — the mask losses read
+        that have an entry (padded to the same count per video), not on all N — the mask losses read
         nothing else, so losses and gradients are those of the full head at a fraction of its cost.
 
         Args:
@@ -396,8 +391,8 @@ class VisTR(VideoInstanceSegmenter):
             h4, w4 = fused.shape[-2:]
         else:
             # test time: chunks of frames through the mask head, written straight into the
-            # slot-major
-            # layout the 3-D head needs (no second copy), then the 3-D head one slot at a time
+            # slot-major layout the 3-D head needs (no second copy), then the 3-D head one slot at a
+            # time
             hs_frames, memory_frames, attn_mask = (
                 mask_inputs["hs"],
                 mask_inputs["memory"],
@@ -516,9 +511,8 @@ class VisTR(VideoInstanceSegmenter):
 
     def processed_frames(self, num_frames: int) -> int:
         """Frames the network runs on for a `num_frames`-frame video: a shorter video is tiled to
-        the
-        clip length T (the whole clip is computed), a longer one is cut into T-frame windows over
-        its own frames. The benchmark divides a video's GFLOPs by this (see
+        the clip length T (the whole clip is computed), a longer one is cut into T-frame windows
+        over its own frames. The benchmark divides a video's GFLOPs by this (see
         vis_zoo/zoo/benchmark.py)."""
         return max(int(num_frames), self.num_frames)
 

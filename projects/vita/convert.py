@@ -4,13 +4,11 @@ Our module tree mirrors the official one (``backbone.``, ``sem_seg_head.pixel_de
 ``sem_seg_head.predictor.``, ``vita_module.``, ``criterion.empty_weight``,
 ``vita_criterion.empty_weight``), so names map one to one, except Mask2Former's pre-v2
 ``static_query`` (renamed ``query_feat``, as Mask2Former does on load). Every official tensor must
-be
-used exactly once and, given our model's state_dict, every one of ours filled with the same shape;
-otherwise a ValueError lists the offending keys.
+be used exactly once and, given our model's state_dict, every one of ours filled with the same
+shape; otherwise a ValueError lists the offending keys.
 
 COCO-pretrained stage-1 checkpoints have an 81-way class head: pass ``skip_class_heads=True`` to
-drop
-the class-dependent tensors (class_embed, empty_weight) instead of failing, as the official
+drop the class-dependent tensors (class_embed, empty_weight) instead of failing, as the official
 detectron2 loading does.
 """
 

@@ -2,19 +2,17 @@
 al., "VITA: Video Instance Segmentation via Object Token Association", NeurIPS 2022, Sec. 3).
 
 Training: all frames of the B clips go through backbone and Mask2Former at once; the frame losses
-use
-every prediction set, the last LAST_LAYER_NUM sets' frame queries feed VITA, whose video masks are
-mask embeddings dotted with `vita_mask_features(F4)` of every frame.
+use every prediction set, the last LAST_LAYER_NUM sets' frame queries feed VITA, whose video masks
+are mask embeddings dotted with `vita_mask_features(F4)` of every frame.
 
 Inference (one video at a time, any length): frames go through the detector
-MODEL.VIS.TEST_CHUNK_SIZE
-at a time (on CPU as many as fit in MODEL.VIS.TEST_CHUNK_PIXELS_CPU pixels); only the last layer's
-frame queries
-[T, fQ, C] and the VITA mask features [T, C, H/4, W/4] are kept (the frame-level /4 mask predictions
-are never computed), the features where MODEL.VIS.TEST_FEATURE_STORE says: in memory, in a temporary
-file, or recomputed by a second backbone + pixel-decoder pass for long videos. One offline VITA pass
-over all object tokens then gives the video queries; masks are produced
-MODEL.VIS.TEST_INTERPOLATE_CHUNK_SIZE frames at a time and kept as RLE on disk.
+MODEL.VIS.TEST_CHUNK_SIZE at a time (on CPU as many as fit in MODEL.VIS.TEST_CHUNK_PIXELS_CPU
+pixels); only the last layer's frame queries [T, fQ, C] and the VITA mask features [T, C, H/4, W/4]
+are kept (the frame-level /4 mask predictions are never computed), the features where
+MODEL.VIS.TEST_FEATURE_STORE says: in memory, in a temporary file, or recomputed by a second
+backbone + pixel-decoder pass for long videos. One offline VITA pass over all object tokens then
+gives the video queries; masks are produced MODEL.VIS.TEST_INTERPOLATE_CHUNK_SIZE frames at a time
+and kept as RLE on disk.
 """
 
 import math

@@ -1,12 +1,10 @@
 """The VITA module: object encoder over frame queries (shifted temporal windows), object decoder
-with
-video queries, and the class / mask-embedding / similarity heads (VITA paper, Sec. 3.2-3.3;
+with video queries, and the class / mask-embedding / similarity heads (VITA paper, Sec. 3.2-3.3;
 sukjunhwang/VITA, vita/modeling/transformer_decoder/vita.py).
 
 Shapes: L = frame-decoder layers fed in (3 in training, 1 at test), B videos, T frames, fQ frame
 queries per frame, cQ video queries, C channels, D = decoder outputs returned (all layers in
-training
-with deep supervision, else the last).
+training with deep supervision, else the last).
 """
 
 import math
