@@ -1,75 +1,59 @@
 #!/usr/bin/env python
 """Speed and peak memory of the OFFICIAL VisTR code on CPU, for side-by-side comparisons with ours.
 
-    python tools/benchmark_official_vistr.py --official-root /path/to/official_vistr --frames 18 36
-    \
-        --size 360 640 --threads 2 --repeats 2 [--json official_vistr_speed.json]
+    python tools/benchmark_official_vistr.py --official-root /path/to/official_vistr \
+        --frames 18 36 --size 360 640 --threads 2 --repeats 2 [--json official_vistr_speed.json]
 
 `--official-root` is a copy of Epiphqny/VisTR holding at least its `models` and `util` packages (an
 `__init__.py` may be missing in `util` or `models/dcn`: both are then namespace packages, which
-works
-too). The official code is not part of VIS Zoo and is never imported by it; only this tool's child
-process imports it.
+works too). The official code is not part of VIS Zoo and is never imported by it; only this tool's
+child process imports it.
 
 Each T runs in a fresh process (`--child`), so the peak resident memory is that measurement's own.
-The
-child (torch.set_num_threads(threads), OMP/MKL_NUM_THREADS=threads as for ours) builds the model
-with the
-official `models.build_model(args)`, `args` holding the defaults of the official main.py with
-`--masks` (the segmentation model), `--backbone resnet50` (or --backbone), num_frames = T,
+The child (torch.set_num_threads(threads), OMP/MKL_NUM_THREADS=threads as for ours) builds the model
+with the official `models.build_model(args)`, `args` holding the defaults of the official main.py
+with `--masks` (the segmentation model), `--backbone resnet50` (or --backbone), num_frames = T,
 num_queries = 10 T (10 instances per frame, as inference.py's --num_ins) and device cpu; random
-weights
-(torch.manual_seed(0) before the build), eval mode. Then one warm-up call (excluded) and `repeats`
-timed
-calls under torch.no_grad(), each on the same T random uint8 frames [3, H, W] as ours
-(`vis_zoo.zoo.speed.random_video`, seed 0) — frames/s = T / median time, peak RSS from
+weights (torch.manual_seed(0) before the build), eval mode. Then one warm-up call (excluded) and
+`repeats` timed calls under torch.no_grad(), each on the same T random uint8 frames [3, H, W] as
+ours (`vis_zoo.zoo.speed.random_video`, seed 0) — frames/s = T / median time, peak RSS from
 `vis_zoo.zoo.memory.peak_rss_gb` (GB of 2^30 bytes): the definitions `tools/benchmark_speed.py` uses
 for ours.
 
 What one timed call covers (the official inference.py for one clip, from decoded frames on):
   1. ToTensor + Normalize of every frame (uint8 -> float / 255, ImageNet mean/std) and torch.cat of
-  the
-     T frames into one [T, 3, H, W] tensor — our models do the same normalisation inside their call;
+     the T frames into one [T, 3, H, W] tensor — our models do the same normalisation inside their
+     call;
   2. `outputs = model(img)` — the only line inference.py itself labels as "inference time";
   3. inference.py's post-processing up to masks at the input size: softmax of pred_logits without
-  the
-     no-object column, F.interpolate of pred_masks [T, 10, H/4, W/4] to (H, W) (bilinear), sigmoid,
-     .cpu().numpy() > 0.5, and the per-slot scores (max) and labels (argmax) in numpy.
+     the no-object column, F.interpolate of pred_masks [T, 10, H/4, W/4] to (H, W) (bilinear),
+     sigmoid, .cpu().numpy() > 0.5, and the per-slot scores (max) and labels (argmax) in numpy.
 Not timed: image decoding and inference.py's Resize(300) (the frames are given at the requested
-size,
-as ours are: compare at equal input size), and its per-instance loop that RLE-encodes masks for the
-results JSON (ours keeps bool masks too). Step 2 alone is also reported ("model() s/video").
+size, as ours are: compare at equal input size), and its per-instance loop that RLE-encodes masks
+for the results JSON (ours keeps bool masks too). Step 2 alone is also reported ("model() s/video").
 
 Deviations from the official code, all outside the timed arithmetic except the first:
   * deformable convolution: the mask head's DeformConv (models/dcn/deform_conv.py) runs a compiled
     CUDA extension `models.dcn._C` and raises NotImplementedError for CPU tensors. Before the
-    official
-    modules are imported, an empty stand-in for `models.dcn._C` is put in sys.modules (so the module
-    imports), and the module's `deform_conv` function (the autograd op DeformConv.forward calls) is
-    replaced by `cpu_deform_conv`, which calls torchvision.ops.deform_conv2d with the layer's
-    weight,
-    stride, padding and dilation. The official DeformConv module itself (parameters, init, forward)
-    is
-    unchanged. The offset layout is the same: for each deformable group, 2 kh kw channels, (dy, dx)
-    per
-    kernel tap with taps in row-major order — detectron2, whose deform_conv.py the official file
-    copies,
-    makes the same call on CPU. (The official kernel returns 0 for a sample point within one pixel
-    outside the image where torchvision interpolates with the zero border: a value difference at the
-    border, not a cost difference. conv_offset is zero-initialised officially, so with random
-    weights
-    every offset is 0 anyway.)
+    official modules are imported, an empty stand-in for `models.dcn._C` is put in sys.modules (so
+    the module imports), and the module's `deform_conv` function (the autograd op DeformConv.forward
+    calls) is replaced by `cpu_deform_conv`, which calls torchvision.ops.deform_conv2d with the
+    layer's weight, stride, padding and dilation. The official DeformConv module itself (parameters,
+    init, forward) is unchanged. The offset layout is the same: for each deformable group, 2 kh kw
+    channels, (dy, dx) per kernel tap with taps in row-major order — detectron2, whose
+    deform_conv.py the official file copies, makes the same call on CPU. (The official kernel
+    returns 0 for a sample point within one pixel outside the image where torchvision interpolates
+    with the zero border: a value difference at the border, not a cost difference. conv_offset is
+    zero-initialised officially, so with random weights every offset is 0 anyway.)
   * no download: the official Backbone asks torchvision for `pretrained=is_main_process()` (True),
-  which
-    would download ImageNet weights; this machine has no internet, so while the model is built,
-    `torchvision.models.<backbone>` is wrapped to build with weights=None (random weights, as ours).
+    which would download ImageNet weights; this machine has no internet, so while the model is
+    built, `torchvision.models.<backbone>` is wrapped to build with weights=None (random weights, as
+    ours).
   * util/misc.py tests `float(torchvision.__version__[:3]) < 0.7`, true for torchvision 0.1x
-  ("0.1"), and
-    then imports `torchvision.ops._new_empty_tensor` and `torchvision.ops.misc._output_size`, which
-    recent torchvision no longer has: stand-ins that raise if ever called are added first. They are
-    only reached by util.misc.interpolate on an empty tensor, which inference never does
-    (interpolate
-    itself is only used in the training loss).
+    ("0.1"), and then imports `torchvision.ops._new_empty_tensor` and
+    `torchvision.ops.misc._output_size`, which recent torchvision no longer has: stand-ins that
+    raise if ever called are added first. They are only reached by util.misc.interpolate on an empty
+    tensor, which inference never does (interpolate itself is only used in the training loss).
 """
 
 import argparse
@@ -150,8 +134,7 @@ def cpu_deform_conv(
 ):
     """Drop-in for the official `deform_conv` op (same signature), on any device via
     torchvision.ops.deform_conv2d. `groups` and `deformable_groups` are implied there by the weight
-    and
-    offset shapes; they are checked against them instead of being passed."""
+    and offset shapes; they are checked against them instead of being passed."""
     import torchvision
     from torch.nn.modules.utils import _pair
 
@@ -184,8 +167,7 @@ def _unavailable(*args, **kwargs):
 
 def install_dcn_shim() -> None:
     """Make the official `models.dcn.deform_conv` importable without its compiled extension and
-    route
-    its `deform_conv` op through `cpu_deform_conv`. Needs the official root on sys.path."""
+    route its `deform_conv` op through `cpu_deform_conv`. Needs the official root on sys.path."""
     stand_in = types.ModuleType("models.dcn._C")
     stand_in.__doc__ = (
         "stand-in for the official CUDA extension (tools/benchmark_official_vistr.py)"

@@ -5,25 +5,19 @@
         --threads 2 --repeats 2 TEST.DETECTIONS_PER_IMAGE 10
 
 `--official-root` is a checkout of sukjunhwang/VITA with Mask2Former's `mask2former` package next to
-its
-`vita` package (the layout of the official repository), whose deformable attention falls back to the
-pure-PyTorch `ms_deform_attn_core_pytorch` when the CUDA extension is missing (Mask2Former's ops
-files do
-since 2022). The official code is not part of VIS Zoo and is never imported by it.
+its `vita` package (the layout of the official repository), whose deformable attention falls back to
+the pure-PyTorch `ms_deform_attn_core_pytorch` when the CUDA extension is missing (Mask2Former's ops
+files do since 2022). The official code is not part of VIS Zoo and is never imported by it.
 
 Each T runs in a fresh process (`--child`), so the peak resident memory is that measurement's own.
-The
-child builds the model from the official `configs/youtubevis_2019/vita_R50_bs8.yaml` (setup as the
-official train_net_vita.py: deeplab, Mask2Former and VITA config functions, then the yaml) with
-random
-weights, MODEL.DEVICE cpu and the given KEY VALUE overrides, makes one warm-up call on 2 frames,
-then
-`repeats` timed calls of `model([video])` under torch.no_grad() on T random uint8 frames at the
-given
-size — the same input and the same definitions (frames/s = T / median time; peak RSS from
-`vis_zoo.zoo.memory.peak_rss_gb`, in GB of 2^30 bytes) as `tools/benchmark_speed.py` uses for ours.
-Note that the official config leaves TEST.DETECTIONS_PER_IMAGE at detectron2's 100, while VITA's
-paper setting (and our config) keep the top 10.
+The child builds the model from the official `configs/youtubevis_2019/vita_R50_bs8.yaml` (setup as
+the official train_net_vita.py: deeplab, Mask2Former and VITA config functions, then the yaml) with
+random weights, MODEL.DEVICE cpu and the given KEY VALUE overrides, makes one warm-up call on 2
+frames, then `repeats` timed calls of `model([video])` under torch.no_grad() on T random uint8
+frames at the given size — the same input and the same definitions (frames/s = T / median time; peak
+RSS from `vis_zoo.zoo.memory.peak_rss_gb`, in GB of 2^30 bytes) as `tools/benchmark_speed.py` uses
+for ours. Note that the official config leaves TEST.DETECTIONS_PER_IMAGE at detectron2's 100, while
+VITA's paper setting (and our config) keep the top 10.
 """
 
 import argparse

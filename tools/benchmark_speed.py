@@ -6,10 +6,9 @@
 
 Random weights, random T-frame video at the given size, warm-up excluded, median of --repeats calls.
 Prints a markdown table (frames/s, seconds per video, peak RSS). --reference T:FPS:GB ... adds
-ratios
-against another implementation's numbers; --json writes all results.
-Timings depend on machine load: the 1-minute load average at each measurement is printed too;
---ratio-only gives whole-inference / backbone time, interleaved in one process (load-robust).
+ratios against another implementation's numbers; --json writes all results. Timings depend on
+machine load: the 1-minute load average at each measurement is printed too; --ratio-only gives
+whole-inference / backbone time, interleaved in one process (load-robust).
 """
 
 import argparse

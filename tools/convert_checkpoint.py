@@ -10,8 +10,7 @@ Each method package ``vis_zoo_projects.<method>`` exposes
 renames every official tensor to ours and fails (ValueError) listing unused official tensors, our
 tensors left missing and shape mismatches. The reference is our model built from the config (default
 ``configs/<method>/ytvis19_R50.yaml``), so the converted file loads with every tensor used and
-checked.
-Trailing ``KEY VALUE`` pairs override the config (e.g. ``MODEL.IFC.NUM_CLASSES 25``).
+checked. Trailing ``KEY VALUE`` pairs override the config (e.g. ``MODEL.IFC.NUM_CLASSES 25``).
 """
 
 import argparse

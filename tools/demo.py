@@ -2,9 +2,8 @@
 """Run a VIS Zoo model on your own video and write an annotated video.
 
     python tools/demo.py --input my_video.mp4 --config-file configs/vita/ytvis19_R50.yaml \
-        --output demo_out --weights model_final.pth [--save-frames] [--save-masks] [--results-json]
-        \
-        [--confidence-threshold 0.3] [KEY VALUE ...]
+        --output demo_out --weights model_final.pth [--save-frames] [--save-masks] \
+        [--results-json] [--confidence-threshold 0.3] [KEY VALUE ...]
 
 Input: a video file (anything OpenCV reads) or a folder of frame images (natural name order).
 Output, in --output (a folder):
@@ -422,8 +421,7 @@ def run_demo(args) -> Dict[str, object]:
             track["masks"] = os.path.join("masks", folder)
             os.makedirs(mask_dirs[i], exist_ok=True)
     # Written under a temporary name, renamed at the end and removed on failure, so a crash leaves
-    # no
-    # half video behind.
+    # no half video behind.
     tmp_path = os.path.join(args.output, f".{name}.tmp.mp4")
     zoom = render_zoom(height, width, args.render_min_size)
     writer = cv2.VideoWriter(

@@ -5,9 +5,8 @@
     python tools/make_synthetic_dataset.py --out /tmp/s --split train --num-videos 200 --seed 7
 
 Each split goes to OUT/<split>/ (annotations.json + JPEGImages/); a video split is a YouTube-VIS
-JSON,
-img_train a COCO JSON. The registered `synthetic_*` datasets read ROOT/v1/<split> with
-ROOT = cfg.DATASETS.SYNTHETIC_ROOT; to pre-build them, run with the default sizes and --out ROOT/v1.
+JSON, img_train a COCO JSON. The registered `synthetic_*` datasets read ROOT/v1/<split> with ROOT =
+cfg.DATASETS.SYNTHETIC_ROOT; to pre-build them, run with the default sizes and --out ROOT/v1.
 """
 
 import argparse
