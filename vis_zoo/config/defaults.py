@@ -59,8 +59,7 @@ def method_config(meta_architecture: str) -> Optional[MethodConfig]:
 def add_vis_config(cfg: CN) -> None:
     """Add the keys every method shares: clip sampling, dataset mixing, optimizer, test windows."""
     # CUDA when there is one, else CPU; a config that asks for CUDA on a CPU-only machine is
-    # rejected
-    # by vis_zoo.engine.setup with a clear message.
+    # rejected by vis_zoo.engine.setup with a clear message.
     cfg.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
     # --- clip sampling (training) ---
@@ -71,11 +70,10 @@ def add_vis_config(cfg: CN) -> None:
     # "flip_by_clip": one flip decision per clip; "none": never flip
     cfg.INPUT.RANDOM_FLIP = "flip_by_clip"
     # Test resize: short side INPUT.MIN_SIZE_TEST, long side at most INPUT.MAX_SIZE_TEST, and the
-    # long
-    # side rounded as the method's official inference does: "round" (detectron2's
-    # ResizeShortestEdge,
-    # int(x + 0.5)) or "floor" (torchvision's Resize(int): int(size * long / short)); 480x854 at 300
-    # is 300x534 with "round" and 300x533 with "floor". See vis_zoo/data/augmentation.py.
+    # long side rounded as the method's official inference does: "round" (detectron2's
+    # ResizeShortestEdge, int(x + 0.5)) or "floor" (torchvision's Resize(int): int(size * long /
+    # short)); 480x854 at 300 is 300x534 with "round" and 300x533 with "floor". See
+    # vis_zoo/data/augmentation.py.
     cfg.INPUT.TEST_RESIZE_ROUNDING = "round"
     # COCO images as pseudo-videos: each image yields T random crops+resizes of itself
     cfg.INPUT.PSEUDO = CN()
@@ -102,8 +100,7 @@ def add_vis_config(cfg: CN) -> None:
     cfg.MODEL.FIND_UNUSED_PARAMETERS = False
 
     # A config trained first (into OUTPUT_DIR/init_stage) whose final weights initialise this run
-    # when
-    # MODEL.WEIGHTS is empty; relative to the folder of the --config-file. See
+    # when MODEL.WEIGHTS is empty; relative to the folder of the --config-file. See
     # vis_zoo/engine/init_stage.py.
     cfg.MODEL.INIT_STAGE_CONFIG = ""
 
@@ -135,8 +132,7 @@ def add_vis_config(cfg: CN) -> None:
     cfg.MODEL.VIS.TEST_WINDOW_STRIDE = 18
     # Output masks as RLE in a temporary file (memory independent of the video length) instead of
     # bool [T, H, W] tensors per track (T x H x W bytes each); the evaluator and the demo take
-    # either.
-    # Every method's Base config turns it on.
+    # either. Every method's Base config turns it on.
     cfg.MODEL.VIS.OUTPUT_RLE = False
     cfg.MODEL.VIS.MAX_NUM_TRACKS = 100  # cap on tracks kept per video
 

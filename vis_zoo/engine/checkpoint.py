@@ -1,26 +1,20 @@
 """The checkpointer every tool uses: atomic writes, clear errors on damaged files, and a `--resume`
-that
-falls back to the newest checkpoint that loads.
+that falls back to the newest checkpoint that loads.
 
 - detectron2 writes `model_XXXX.pth` and `last_checkpoint` in place, so a job killed mid-write
-leaves a
-  truncated checkpoint that `--resume` then fails to load. Here each file is written to a temporary
-  file in the same folder and renamed over the target (`vis_zoo.utils.io.atomic_open`), so an
-  existing
-  checkpoint is never damaged. Temporary files of writes that were killed are removed when the
-  writer
-  starts and after each save.
+  leaves a truncated checkpoint that `--resume` then fails to load. Here each file is written to a
+  temporary file in the same folder and renamed over the target (`vis_zoo.utils.io.atomic_open`), so
+  an existing checkpoint is never damaged. Temporary files of writes that were killed are removed
+  when the writer starts and after each save.
 - A checkpoint that cannot be read (truncated copy or download, a file that is not a checkpoint)
-raises
-  `DamagedCheckpointError`, which names the file and its size, instead of PyTorch's bare
+  raises `DamagedCheckpointError`, which names the file and its size, instead of PyTorch's bare
   "PytorchStreamReader failed reading zip archive".
 - Resuming when `last_checkpoint` names a damaged or missing file loads the newest other
   `model_*.pth` that loads, with a warning naming both; if none loads it is an error (see
   `resume_or_load`).
 - A model with a method `adapt_checkpoint_state_dict(state_dict) -> state_dict` gets to rewrite the
   loaded weights before detectron2 matches them by name and shape (e.g. VisTR inflates the queries
-  of
-  a one-frame checkpoint to its T frames; without it detectron2 would drop them as a shape
+  of a one-frame checkpoint to its T frames; without it detectron2 would drop them as a shape
   mismatch).
 """
 
@@ -37,8 +31,8 @@ from vis_zoo.utils.io import atomic_open, remove_stale_temporary_files
 # Names of the files this checkpointer writes, as patterns for their temporary files.
 _WRITTEN_PATTERNS = ("*.pth", "last_checkpoint")
 # What torch.load / pickle raise on a truncated or foreign file (a zip without its central
-# directory,
-# "Ran out of input", "unexpected EOF", EINVAL when seeking past the end, "invalid load key").
+# directory, "Ran out of input", "unexpected EOF", EINVAL when seeking past the end, "invalid load
+# key").
 _UNREADABLE_ERRORS = (RuntimeError, EOFError, pickle.UnpicklingError, OSError)
 
 
@@ -198,12 +192,10 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
         file.
 
         Then the newest other `model_*.pth` in save_dir that loads is used, with a warning naming
-        both
-        files. If none loads, DamagedCheckpointError lists them: the run does not silently start
-        over
-        from MODEL.WEIGHTS (detectron2 does that only when there is no `last_checkpoint` at all;
-        here the
-        file says training got further, and starting over would overwrite its outputs).
+        both files. If none loads, DamagedCheckpointError lists them: the run does not silently
+        start over from MODEL.WEIGHTS (detectron2 does that only when there is no `last_checkpoint`
+        at all; here the file says training got further, and starting over would overwrite its
+        outputs).
 
         Every rank runs this on the same files, so every rank makes the same choice.
         """

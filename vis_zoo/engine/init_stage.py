@@ -2,22 +2,19 @@
 itself.
 
 A config with `MODEL.INIT_STAGE_CONFIG` set (and `MODEL.WEIGHTS` empty) first trains that other
-config
-into `<OUTPUT_DIR>/init_stage/` and starts from its `model_final.pth`. It is the one-command form of
-recipes that start from another model trained on the same data, e.g. VisTR's synthetic recipe: a
-one-frame VisTR (DETR with VisTR's mask head) trained on frames, then the T-frame model, as the
-official VisTR starts from an image DETR. Both stages log to the run's log.txt, so the run's
-training
-time covers both (see `vis_zoo.zoo.benchmark.parse_train_log`).
+config into `<OUTPUT_DIR>/init_stage/` and starts from its `model_final.pth`. It is the one-command
+form of recipes that start from another model trained on the same data, e.g. VisTR's synthetic
+recipe: a one-frame VisTR (DETR with VisTR's mask head) trained on frames, then the T-frame model,
+as the official VisTR starts from an image DETR. Both stages log to the run's log.txt, so the run's
+training time covers both (see `vis_zoo.zoo.benchmark.parse_train_log`).
 
 The stage config takes from the run OUTPUT_DIR (the subfolder), SEED, MODEL.DEVICE and
 DATASETS.SYNTHETIC_ROOT. Its other keys are its own file's, with one rule for the run's length:
 
     A run whose SOLVER.MAX_ITER differs from its config file's (a command-line override) scales the
     stage's schedule by the same factor: the stage's SOLVER.MAX_ITER, SOLVER.STEPS,
-    SOLVER.WARMUP_ITERS, SOLVER.CHECKPOINT_PERIOD and TEST.EVAL_PERIOD are multiplied by
-    (run MAX_ITER) / (file MAX_ITER) and rounded up (MAX_ITER and the periods at least 1; steps at
-    or
+    SOLVER.WARMUP_ITERS, SOLVER.CHECKPOINT_PERIOD and TEST.EVAL_PERIOD are multiplied by (run
+    MAX_ITER) / (file MAX_ITER) and rounded up (MAX_ITER and the periods at least 1; steps at or
     past the new MAX_ITER are dropped).
 
 So `SOLVER.MAX_ITER 2` on configs/vistr/synthetic_R18.yaml (2,100 iterations, a 1,400-iteration
@@ -67,8 +64,7 @@ def init_stage_weights(cfg) -> str:
 
 def build_init_stage_config(cfg, config_file: str):
     """The stage's config: its own file, with the run's output subfolder, seed, device, synthetic
-    root,
-    and its schedule scaled as the run's MAX_ITER is (see the module docstring)."""
+    root, and its schedule scaled as the run's MAX_ITER is (see the module docstring)."""
     stage_file = resolve_init_stage_config(cfg.MODEL.INIT_STAGE_CONFIG, config_file)
     stage_cfg = build_config(
         stage_file,
@@ -109,8 +105,7 @@ def build_init_stage_config(cfg, config_file: str):
 
 def scale_schedule(cfg, factor: float) -> None:
     """Multiply a (mutable) config's iteration counts by `factor`, rounding up: SOLVER.MAX_ITER (>=
-    1),
-    SOLVER.STEPS (those at or past the new MAX_ITER dropped), SOLVER.WARMUP_ITERS,
+    1), SOLVER.STEPS (those at or past the new MAX_ITER dropped), SOLVER.WARMUP_ITERS,
     SOLVER.CHECKPOINT_PERIOD (>= 1) and TEST.EVAL_PERIOD (>= 1; 0 stays 0 = never)."""
     if factor <= 0:
         raise ValueError(f"cannot scale a training schedule by {factor}")

@@ -1,15 +1,12 @@
 """detectron2's `launch`, plus a clean shutdown of the process group at the end of each worker.
 
 detectron2's worker returns from `main_func` with the process group still alive, so the gloo worker
-threads
-are torn down during interpreter finalisation. On a loaded machine a rank that finishes first (e.g.
-rank 1,
-whose `evaluate()` returns at once while rank 0 is still scoring) can then die with SIGABRT
-("terminate
-called without an active exception"), and `torch.multiprocessing.spawn` turns that into a failed run
-(pytorch/pytorch#179291 describes the mechanism). Each worker here waits for the others at a barrier
-and
-destroys the group explicitly while the interpreter is still whole.
+threads are torn down during interpreter finalisation. On a loaded machine a rank that finishes
+first (e.g. rank 1, whose `evaluate()` returns at once while rank 0 is still scoring) can then die
+with SIGABRT ("terminate called without an active exception"), and `torch.multiprocessing.spawn`
+turns that into a failed run (pytorch/pytorch#179291 describes the mechanism). Each worker here
+waits for the others at a barrier and destroys the group explicitly while the interpreter is still
+whole.
 """
 
 import functools
@@ -40,8 +37,8 @@ def shut_down_process_group() -> None:
 
 def _worker_entry(main_func: Callable[..., Any], *args: Any) -> Any:
     """What each spawned worker runs: `main_func(*args)`, then the orderly shutdown. After an
-    exception there
-    is no barrier: the peers may never reach it, and the exception is what the user must see."""
+    exception there is no barrier: the peers may never reach it, and the exception is what the user
+    must see."""
     result = main_func(*args)
     shut_down_process_group()
     return result
@@ -58,8 +55,7 @@ def launch(
 ) -> Any:
     """Same arguments and behaviour as `detectron2.engine.launch`; every spawned worker ends with
     `shut_down_process_group()` after `main_func` returns. With one process in total nothing is
-    spawned and
-    `main_func(*args)` runs in this process, as in detectron2."""
+    spawned and `main_func(*args)` runs in this process, as in detectron2."""
     world_size = num_machines * num_gpus_per_machine
     if world_size <= 1:
         return main_func(*args)

@@ -40,8 +40,7 @@ def build_config(config_file: str = "", opts=None):
     `KEY VALUE` overrides, then validated.
 
     The method is read from MODEL.META_ARCHITECTURE (file, then overrides) before merging, so only
-    its
-    package is imported and only its keys exist (`vis_zoo.config.get_vis_cfg`). Another
+    its package is imported and only its keys exist (`vis_zoo.config.get_vis_cfg`). Another
     meta-architecture (a test model, detectron2's own) gets the shared keys only; a method key in
     its config is a KeyError that names the meta-architecture and the known methods.
     """

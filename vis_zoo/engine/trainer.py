@@ -2,10 +2,8 @@
 
 It is detectron2's DefaultTrainer with the pieces video methods need: video loaders (mixed datasets,
 pseudo-clips), the YouTube-VIS/OVIS evaluator, AdamW with a backbone learning-rate multiplier,
-clipping
-of the gradient norm of the whole model, atomic checkpoints, and DistributedDataParallel on CPU
-(gloo)
-as well as CUDA.
+clipping of the gradient norm of the whole model, atomic checkpoints, and DistributedDataParallel on
+CPU (gloo) as well as CUDA.
 """
 
 import itertools
@@ -52,10 +50,9 @@ def build_param_groups(
     """One optimizer group per trainable parameter (so schedulers and overrides stay simple).
 
     A parameter whose name contains "backbone" gets lr × backbone_multiplier (the rule of the
-    official
-    IFC/VITA/SeqFormer code). `name_lr_multipliers` adds further (substring, factor) rules, applied
-    on top (e.g. Deformable-DETR/SeqFormer train `sampling_offsets` and `reference_points` at 0.1x).
-    Parameters of normalisation layers use `weight_decay_norm`; those of nn.Embedding use
+    official IFC/VITA/SeqFormer code). `name_lr_multipliers` adds further (substring, factor) rules,
+    applied on top (e.g. Deformable-DETR/SeqFormer train `sampling_offsets` and `reference_points`
+    at 0.1x). Parameters of normalisation layers use `weight_decay_norm`; those of nn.Embedding use
     `weight_decay_embed`. Shared parameters are listed once.
     """
     groups, seen = [], set()

@@ -1,34 +1,26 @@
 """Multi-head attention whose masks never turn into NaN.
 
-Every attention layer of the zoo (DETR-style layers of VisTR and IFC, Mask2Former's masked
-attention used by VITA and MinVIS, VITA's object encoder) is built from
-:class:`MaskedMultiheadAttention`. It is ``nn.MultiheadAttention`` with the same parameters and
-state-dict names (``in_proj_weight``, ``in_proj_bias``, ``out_proj.*``), so official checkpoints
-load
-unchanged; only the way masks reach the attention kernel differs.
+Every attention layer of the zoo (DETR-style layers of VisTR and IFC, Mask2Former's masked attention
+used by VITA and MinVIS, VITA's object encoder) is built from :class:`MaskedMultiheadAttention`. It
+is ``nn.MultiheadAttention`` with the same parameters and state-dict names (``in_proj_weight``,
+``in_proj_bias``, ``out_proj.*``), so official checkpoints load unchanged; only the way masks reach
+the attention kernel differs.
 
 Why: ``nn.MultiheadAttention`` turns a boolean mask into an additive one holding ``-inf``. With
 ``need_weights=False`` PyTorch sends the call to ``scaled_dot_product_attention``, whose CPU
 flash-attention kernel (PyTorch 2.3) walks the keys in blocks of 512 with a running maximum. For a
-query
-whose first block is entirely masked the running maximum is ``-inf`` and ``exp(-inf - (-inf))`` is
-NaN,
-even when an allowed key comes later (pytorch/pytorch#127055). Mask2Former's masked attention blocks
-most keys of most queries, so at 360×640 (960 keys at 1/16, 3,600 at 1/8) NaN appears as soon as a
-predicted mask lies in the lower part of the frame, and self-attention then spreads it to every
-query.
+query whose first block is entirely masked the running maximum is ``-inf`` and ``exp(-inf -
+(-inf))`` is NaN, even when an allowed key comes later (pytorch/pytorch#127055). Mask2Former's
+masked attention blocks most keys of most queries, so at 360×640 (960 keys at 1/16, 3,600 at 1/8)
+NaN appears as soon as a predicted mask lies in the lower part of the frame, and self-attention then
+spreads it to every query.
 
 We write blocked positions as the finite value :data:`MASKED_SCORE` instead of ``-inf``. It is
-finite in
-float16, bfloat16 and float32 (so no kernel or cast turns it back into ``-inf``) and so far below
-any real
-attention score that ``exp(masked - best)`` is exactly 0: wherever a query has at least one allowed
-key
-the result equals the explicit softmax with ``-inf``, on every kernel (blocked, math or CUDA). A
-query
-with every key blocked attends uniformly instead of giving NaN; Mask2Former-style decoders unblock
-such
-rows before the call anyway, as the official code does.
+finite in float16, bfloat16 and float32 (so no kernel or cast turns it back into ``-inf``) and so
+far below any real attention score that ``exp(masked - best)`` is exactly 0: wherever a query has at
+least one allowed key the result equals the explicit softmax with ``-inf``, on every kernel
+(blocked, math or CUDA). A query with every key blocked attends uniformly instead of giving NaN;
+Mask2Former-style decoders unblock such rows before the call anyway, as the official code does.
 """
 
 from typing import Optional, Tuple
@@ -52,8 +44,7 @@ def additive_attention_mask(mask: Optional[Tensor], dtype: torch.dtype) -> Optio
         dtype: floating dtype of the result (the attention's query dtype).
     Returns:
         None, or a float tensor of ``mask``'s shape and ``dtype``: 0 where allowed, MASKED_SCORE (or
-        the
-        given additive value) where blocked.
+        the given additive value) where blocked.
     """
     if mask is None:
         return None

@@ -42,8 +42,7 @@ def normalize_and_pad(
     frames: Sequence[Tensor], pixel_mean: Tensor, pixel_std: Tensor, size_divisibility: int = 0
 ) -> ImageList:
     """(x - mean) / std on each frame, then pad all to the largest (as detectron2/DETR do: pad value
-    0
-    after normalisation).
+    0 after normalisation).
 
     Args:
         frames: N tensors [C, H_i, W_i] (uint8 or float, 0-255 scale).
@@ -98,13 +97,10 @@ class FrameFeatureCache:
 
     ``compute_fn(frame_ids)`` returns a dict of tensors whose first dim indexes those frames (for
     example backbone levels, projected features, padding masks). ``get(frame_ids)`` computes the
-    missing
-    frames ``chunk_size`` at a time (in ascending order) and returns the stacked dict for the
-    requested
-    frames; ``release_before(f)`` frees every frame < f. With windows processed left to right this
-    keeps
-    at most one window plus one chunk of features in memory, whatever the video length, and computes
-    each frame's features once.
+    missing frames ``chunk_size`` at a time (in ascending order) and returns the stacked dict for
+    the requested frames; ``release_before(f)`` frees every frame < f. With windows processed left
+    to right this keeps at most one window plus one chunk of features in memory, whatever the video
+    length, and computes each frame's features once.
     """
 
     def __init__(self, compute_fn: Callable[[List[int]], Dict[str, Tensor]], chunk_size: int):
@@ -145,10 +141,9 @@ def fold_frozen_batchnorm(backbone: torch.nn.Module) -> torch.nn.Module:
     """An inference copy of a detectron2 backbone with every FrozenBatchNorm2d folded into its conv.
 
     conv -> FrozenBN(x) = x * s + (b - mean * s), s = weight / sqrt(var + eps), becomes one conv
-    with
-    weight * s and bias (conv_bias * s + b - mean * s): the same function up to float rounding, one
-    memory pass less per conv (FrozenBN is ~15% of a ResNet-50's CPU inference time). Parameters of
-    the copy do not require grad; the original is untouched.
+    with weight * s and bias (conv_bias * s + b - mean * s): the same function up to float rounding,
+    one memory pass less per conv (FrozenBN is ~15% of a ResNet-50's CPU inference time). Parameters
+    of the copy do not require grad; the original is untouched.
     """
     import copy
 
@@ -174,8 +169,7 @@ def fold_frozen_batchnorm(backbone: torch.nn.Module) -> torch.nn.Module:
 
 class FoldedBackboneCache:
     """Keeps ``fold_frozen_batchnorm(backbone)`` for inference and rebuilds it whenever any
-    parameter or
-    buffer of the backbone changed (loaded checkpoint, optimizer step, device move).
+    parameter or buffer of the backbone changed (loaded checkpoint, optimizer step, device move).
 
     Not an nn.Module attribute of the model on purpose: the copy must not appear in state_dict,
     parameters() or the optimizer.

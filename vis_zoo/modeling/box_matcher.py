@@ -2,9 +2,9 @@
 
 Costs for prediction n and GT track j over T frames (SeqFormer; Deformable-DETR's focal class cost):
     class: alpha (1-p)^gamma (-log(p + 1e-8)) - (1-alpha) p^gamma (-log(1 - p + 1e-8)), p =
-    sigmoid(logit_c_j)
+           sigmoid(logit_c_j)
     bbox:  || b_n - b_j ||_p over all T*4 normalised cxcywh numbers (p = 2 in the official SeqFormer
-    code)
+           code)
     giou:  - mean_t GIoU(b_n,t, b_j,t)
 """
 

@@ -2,8 +2,7 @@
 
 Each method supplies only its key map (`map_key(official_name) -> our name or None`); this routine
 applies it and refuses to return a partial result: unmapped official tensors, our tensors left
-without
-a value, and shape mismatches are all listed in one ValueError.
+without a value, and shape mismatches are all listed in one ValueError.
 """
 
 from collections import OrderedDict

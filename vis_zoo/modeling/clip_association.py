@@ -55,10 +55,8 @@ class ClipPrediction:
 
 def window_spans(video_length: int, window_size: int, stride: int) -> List[Tuple[int, int]]:
     """[start, end) of every window: starts 0, stride, 2*stride, ...; the first window reaching the
-    end
-    is moved back to [max(0, T - window_size), T) and is the last (IFC's loop). A video no longer
-    than
-    one window gives the single span [0, T)."""
+    end is moved back to [max(0, T - window_size), T) and is the last (IFC's loop). A video no
+    longer than one window gives the single span [0, T)."""
     if video_length < 1:
         raise ValueError(f"window_spans: video_length must be >= 1, got {video_length}")
     if window_size < 1 or not 1 <= stride <= window_size:
@@ -86,14 +84,11 @@ class _StoredClip:
 class SoftIoUTrackAssociator:
     """Joins clip predictions into tracks, as IFC's ``Videos`` does, with bounded memory.
 
-    For a new clip, the score of (track s, instance i) is the soft IoU
-    sum(p_s * p_i) / sum(p_s + p_i - p_s * p_i) over the frames (and pixels) the new clip shares
-    with a
-    previous clip containing s, averaged over those previous clips. Scores <= ``match_threshold``
-    are
-    zeroed, a Hungarian assignment maximises the total, and pairs above the threshold extend tracks;
-    every other instance opens a new track (at most ``max_num_tracks``: beyond it the instances with
-    the
+    For a new clip, the score of (track s, instance i) is the soft IoU sum(p_s * p_i) / sum(p_s +
+    p_i - p_s * p_i) over the frames (and pixels) the new clip shares with a previous clip
+    containing s, averaged over those previous clips. Scores <= ``match_threshold`` are zeroed, a
+    Hungarian assignment maximises the total, and pairs above the threshold extend tracks; every
+    other instance opens a new track (at most ``max_num_tracks``: beyond it the instances with the
     lowest foreground probability are dropped).
 
     A track's mask logits on a frame are the mean over the clips that gave it that frame; its class

@@ -34,12 +34,10 @@ class ClipMaskSetCriterion(nn.Module):
       "loss_ce":   softmax CE over Q queries x (K+1) classes, no-object weight `eos_coef`, mean
                    weighted by class weights (``F.cross_entropy`` with ``weight``).
       "loss_mask": sigmoid focal over the matched prediction's clip volume (bilinearly resized to
-      the
-                   target's size), mean over pixels, summed / N_m.
+                   the target's size), mean over pixels, summed / N_m.
       "loss_dice": dice over the clip volume, summed / N_m.
     With ``aux_outputs`` in the outputs, matching and all losses are repeated per auxiliary layer
-    with
-    suffix ``_{i}``. ``log_*`` entries are detached statistics, not losses.
+    with suffix ``_{i}``. ``log_*`` entries are detached statistics, not losses.
 
     forward(outputs, targets):
         outputs: {"pred_logits": [B, Q, K+1], "pred_masks": [B, Q, T, h, w], "aux_outputs": [...]}

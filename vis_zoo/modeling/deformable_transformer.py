@@ -1,8 +1,6 @@
 """Deformable-DETR encoder pieces shared by SeqFormer (per-frame encoder) and Mask2Former-style
-pixel
-decoders (VITA): multi-level flattening with level embeddings, valid ratios, encoder reference
-points,
-the post-norm deformable encoder layer and the encoder stack.
+pixel decoders (VITA): multi-level flattening with level embeddings, valid ratios, encoder reference
+points, the post-norm deformable encoder layer and the encoder stack.
 
 Layout is batch-first: tokens are [N, S, C] with S = sum_l H_l * W_l, levels flattened in order.
 Parameter names follow Deformable DETR / Mask2Former (`self_attn`, `norm1`, `linear1`, `linear2`,
@@ -30,9 +28,9 @@ __all__ = [
 
 def reset_deformable_parameters(module: nn.Module) -> None:
     """Deformable DETR's transformer initialisation: xavier-uniform on every matrix of `module`,
-    then
-    each MSDeformAttn's own initialisation (which the xavier pass overwrote). Callers then set their
-    level embeddings (normal) and other extras, in the official order, so seeded runs match."""
+    then each MSDeformAttn's own initialisation (which the xavier pass overwrote). Callers then set
+    their level embeddings (normal) and other extras, in the official order, so seeded runs
+    match."""
     for p in module.parameters():
         if p.dim() > 1:
             nn.init.xavier_uniform_(p)

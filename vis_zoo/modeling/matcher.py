@@ -14,8 +14,7 @@ def solve_assignment(cost: Tensor, matcher: str) -> Tuple[Tensor, Tensor]:
     """Minimum-cost one-to-one assignment of a [rows, cols] cost matrix (scipy's Hungarian solver).
 
     Returns (row indices, column indices) as int64 tensors. Raises a ValueError naming `matcher`
-    when
-    the cost has NaN/inf entries (predictions that are not finite: a diverged model, or random
+    when the cost has NaN/inf entries (predictions that are not finite: a diverged model, or random
     weights that overflow) instead of scipy's bare "matrix contains invalid numeric entries".
     """
     cost = cost.detach().float().cpu()
@@ -38,8 +37,7 @@ class MaskHungarianMatcher(nn.Module):
 
     where p is the softmax class probability, dice_coef = (2*sum(p*t)+1)/(sum(p)+sum(t)+1) over the
     whole flattened mask (T*h*w for clips: frames where the instance is absent contribute zeros),
-    and
-    focal the mean pixel focal loss. With cost_focal = 0 this is exactly IFC's
+    and focal the mean pixel focal loss. With cost_focal = 0 this is exactly IFC's
     ``linear_sum_assignment(cost_dice*dice + cost_class*p, maximize=True)``.
 
     Costs are computed for the whole batch at once ([B*Q, sum G]) and split per video.

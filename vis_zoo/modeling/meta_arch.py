@@ -2,8 +2,7 @@
 
 detectron2's trainer and our tools call a meta-architecture as `model(batched_inputs)` with a list
 of mapper dicts (one per video; see docs/architecture.md for the dict keys). This base class turns
-that
-call into the two methods a method writes:
+that call into the two methods a method writes:
 
     forward_train(batched_inputs) -> {"loss_*": scalar Tensor}     (weighted; the trainer sums them)
     inference_video(video) -> output dict                          (one video of any length)
@@ -88,9 +87,8 @@ class VideoInstanceSegmenter(nn.Module):
     def inference_video(self, video: dict) -> dict:
         """One test video (mapper dict: "image" T frames [3, h, w], original "height"/"width") ->
         the output contract: {"image_size": (H, W), "pred_scores": float [K'], "pred_labels": long
-        [K']
-        (contiguous class ids), "pred_masks": K' entries, each bool [T, H, W] or T RLE dicts / None}
-        at the original size H x W. Must run under bounded memory for any T."""
+        [K'] (contiguous class ids), "pred_masks": K' entries, each bool [T, H, W] or T RLE dicts /
+        None} at the original size H x W. Must run under bounded memory for any T."""
         raise NotImplementedError(f"{type(self).__name__} does not implement inference_video")
 
     def adapt_checkpoint_state_dict(self, state_dict: Dict[str, Any]) -> Dict[str, Any]:

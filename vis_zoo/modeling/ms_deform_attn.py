@@ -6,13 +6,12 @@ fallback (`ms_deform_attn_core_pytorch`): a sampling location (x, y) in [0, 1] (
 level's width/height) is read at pixel coordinates (x * W - 0.5, y * H - 0.5), and samples outside
 the map read zeros.
 
-Memory: the official fallback stacks the samples of all levels into an
-[N * heads, head_dim, Lq, levels, points] tensor, multiplies by the weights and sums. Here each
-level
-is sampled, weighted and accumulated separately, so the largest temporary is one level's
-[N * heads, head_dim, Lq, points]. When gradients are needed, a custom autograd function keeps only
-its inputs (value, locations, weights) and recomputes each level's samples in the backward pass,
-instead of keeping every level's samples alive until the backward pass as plain autograd would.
+Memory: the official fallback stacks the samples of all levels into an [N * heads, head_dim, Lq,
+levels, points] tensor, multiplies by the weights and sums. Here each level is sampled, weighted and
+accumulated separately, so the largest temporary is one level's [N * heads, head_dim, Lq, points].
+When gradients are needed, a custom autograd function keeps only its inputs (value, locations,
+weights) and recomputes each level's samples in the backward pass, instead of keeping every level's
+samples alive until the backward pass as plain autograd would.
 
 Shapes (Deformable-DETR convention):
     value               [N, S, heads, head_dim], S = sum_l H_l * W_l (levels flattened in order)

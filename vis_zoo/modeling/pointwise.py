@@ -1,13 +1,11 @@
 """1×1 (and 1×1×1) convolutions computed as one batched matrix product on CPU.
 
 oneDNN's CPU kernels for 1×1 convolutions with the odd widths of these heads (18 offset channels,
-48/96/192
-lateral channels, 1 output channel) are 2–30× slower than `baddbmm` on the same numbers (measured
-with
-torch 2.3.1, 2 threads: [60, 48, 90, 160] → 18 channels 156 → 45 ms; [1, 12, 36, 90, 160] → 1
-channel
-35 → 1 ms). The result is the convolution's, to float rounding; parameters, their names and their
-initialisation are nn.Conv2d's / nn.Conv3d's, so checkpoints load unchanged. CUDA keeps cuDNN.
+48/96/192 lateral channels, 1 output channel) are 2–30× slower than `baddbmm` on the same numbers
+(measured with torch 2.3.1, 2 threads: [60, 48, 90, 160] → 18 channels 156 → 45 ms; [1, 12, 36, 90,
+160] → 1 channel 35 → 1 ms). The result is the convolution's, to float rounding; parameters, their
+names and their initialisation are nn.Conv2d's / nn.Conv3d's, so checkpoints load unchanged. CUDA
+keeps cuDNN.
 """
 
 from typing import Optional

@@ -22,9 +22,8 @@ class PositionEmbeddingSine2D(nn.Module):
 
     For every not-padded pixel, the cumulative counts along y and x (1-based) are optionally
     normalised to ``(e + offset) / (e_last + eps) * scale`` where ``e_last`` is the count at the
-    last
-    row/column. Each coordinate is encoded with ``num_pos_feats`` interleaved sin/cos channels of
-    frequency ``temperature ** (2 * (i // 2) / num_pos_feats)``; the result is ``cat([y, x])``.
+    last row/column. Each coordinate is encoded with ``num_pos_feats`` interleaved sin/cos channels
+    of frequency ``temperature ** (2 * (i // 2) / num_pos_feats)``; the result is ``cat([y, x])``.
 
     DETR / IFC / VisTR: ``offset=0.0``. Deformable DETR / SeqFormer: ``offset=-0.5``.
 

@@ -130,11 +130,10 @@ class VideoMaskWriter:
     """Collects the final mask of every (track, frame), frame by frame.
 
     Called as ``writer(frame_idx, logits [n, h, w], valid bool [n])`` for the n tracks known when
-    the
-    frame is finalised: logits are bilinearly upsampled (align_corners=False) to ``output_size`` and
-    thresholded (``> mask_threshold``); invalid entries (track not predicted on that frame) are
-    empty. Tracks created after a frame was written are empty on that frame. ``write_binary``
-    takes masks already at the output size.
+    the frame is finalised: logits are bilinearly upsampled (align_corners=False) to ``output_size``
+    and thresholded (``> mask_threshold``); invalid entries (track not predicted on that frame) are
+    empty. Tracks created after a frame was written are empty on that frame. ``write_binary`` takes
+    masks already at the output size.
 
     With ``output_rle`` every frame goes to an `RLEFrameStore` at once (memory does not grow with
     the video); otherwise bool [H, W] tensors are kept, T x H x W per track.

@@ -11,10 +11,9 @@ from torch import Tensor
 def clip_targets_from_batch(batched_inputs: Sequence[dict], device: torch.device) -> List[dict]:
     """One clip-level target per video.
 
-    Each frame's ``Instances`` has one row per track (same row = same track in every frame,
-    ``gt_ids = -1`` where absent). A track is kept when it is present in at least one frame; its
-    class
-    is taken from its first present frame. Masks are zero-padded to the largest frame of the batch.
+    Each frame's ``Instances`` has one row per track (same row = same track in every frame, ``gt_ids
+    = -1`` where absent). A track is kept when it is present in at least one frame; its class is
+    taken from its first present frame. Masks are zero-padded to the largest frame of the batch.
 
     Returns, per video, a dict with
         "labels": long [G], "ids": long [G, T] (-1 where absent), "masks": bool [G, T, H_pad,

@@ -117,8 +117,8 @@ class _DetrLayer(nn.Module):
 
 
 class TransformerEncoderLayer(_DetrLayer):
-    """Self-attention + FFN. Post-norm (DETR default): x = LN(x + SA(x+pos, x+pos, x)); x = LN(x +
-    FFN(x)).
+    """Self-attention + FFN. Post-norm (DETR default): x = LN(x + SA(x+pos, x+pos, x));
+    x = LN(x + FFN(x)).
     Pre-norm: x = x + SA(LN(x)+pos, ...); x = x + FFN(LN(x)).
 
     forward(src [S, N, C], src_mask [S, S] or [N*heads, S, S], src_key_padding_mask bool [N, S]

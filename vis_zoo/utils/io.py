@@ -2,10 +2,10 @@
 
 `atomic_open(path)` writes `.<name>.<random>.tmp` next to `path` and renames it over `path` when the
 write succeeded. While it writes, it holds an exclusive `flock` on the temporary file; the kernel
-drops
-that lock when the writer exits, however it exits (kill -9 included). `remove_stale_temporary_files`
-relies on this: a temporary file it can lock belongs to no live writer and is removed, one it cannot
-lock is still being written and is left alone — whichever process or machine (over NFS) writes it.
+drops that lock when the writer exits, however it exits (kill -9 included).
+`remove_stale_temporary_files` relies on this: a temporary file it can lock belongs to no live
+writer and is removed, one it cannot lock is still being written and is left alone — whichever
+process or machine (over NFS) writes it.
 """
 
 import contextlib
@@ -68,8 +68,7 @@ def atomic_open(path: str, mode: str = "w"):
             f.flush()
             os.fsync(f.fileno())
             # Rename before closing: the lock must cover the temporary file for as long as it has
-            # its
-            # name, or a cleaner could take a complete file for an abandoned one.
+            # its name, or a cleaner could take a complete file for an abandoned one.
             os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -112,8 +111,7 @@ def remove_stale_temporary_files(directory: str, patterns: Iterable[str]) -> Lis
                     continue  # a live writer holds it
                 raise
             # Unlink while holding the lock: a writer that opened this name but has not locked it
-            # yet
-            # sees the file lose its name and retries with a new one.
+            # yet sees the file lose its name and retries with a new one.
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)
                 removed.append(path)

@@ -219,8 +219,7 @@ class FrameFolderFrames(FrameSource):
 
 def open_frames(path: str, *, max_frames: Optional[int] = None, cache_size: int = 8) -> FrameSource:
     """A video file or a folder of frame images -> a lazy FrameSource. Raises VideoReadError with
-    the
-    path when it does not exist, is empty or cannot be decoded."""
+    the path when it does not exist, is empty or cannot be decoded."""
     if max_frames is not None and max_frames < 1:
         raise ValueError(f"max_frames must be >= 1, got {max_frames}")
     if os.path.isdir(path):
@@ -236,8 +235,8 @@ class MappedFrames(Sequence):
     """A lazy view `fn(source[i])` of a frame sequence, for the model's "image" input.
 
     `fn` runs when a frame is indexed (nothing is precomputed); `on_first_read(i)` is called the
-    first
-    time frame i is produced (used to drive a progress bar while the model consumes the video).
+    first time frame i is produced (used to drive a progress bar while the model consumes the
+    video).
     """
 
     def __init__(

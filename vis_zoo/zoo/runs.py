@@ -30,8 +30,7 @@ __all__ = [
 
 def parse_train_metrics(metrics_path: str) -> Dict[str, object]:
     """AP, AP50, AP75, AR1, AR10 (percent) of the last evaluation in a detectron2 metrics.json, and
-    the
-    median logged seconds per training iteration ("time"). Raises ValueError naming the file."""
+    the median logged seconds per training iteration ("time"). Raises ValueError naming the file."""
     if not os.path.isfile(metrics_path):
         raise ValueError(f"no metrics file {metrics_path!r} (training did not write one)")
     last_eval, times, iteration = None, [], None
@@ -62,9 +61,9 @@ def parse_train_metrics(metrics_path: str) -> Dict[str, object]:
 # detectron2's hooks.IterationTimer.after_train writes these two lines at the end of training
 # (log.txt):
 # "Overall training speed: 1195 iterations in 0:09:58 (0.5004 s / it)"   (iterations after 5 warm-up
-# ones)
+#                                                                         ones)
 # "Total training time: 0:10:40 (0:00:42 on hooks)"                       (hooks = checkpoints,
-# periodic evals)
+#                                                                          periodic evals)
 # Durations are str(datetime.timedelta), so "1 day, 2:03:04" past 24 h.
 _DURATION = r"(?:(\d+) days?, )?(\d+):(\d{2}):(\d{2})"
 _TOTAL_TIME_RE = re.compile(r"Total training time: " + _DURATION)
@@ -74,15 +73,12 @@ _SPEED_RE = re.compile(r"Overall training speed: (\d+) iterations in .*?\(([0-9.
 
 def parse_train_log(log_path: str) -> Dict[str, object]:
     """Training wall time from a detectron2 log.txt: "train_s" (seconds, the sum of the "Total
-    training
-    time" lines of the last process, i.e. after the last "Command line arguments" line: a resumed
-    run
-    that appended to the log counts its last process, a run with an initialisation stage
+    training time" lines of the last process, i.e. after the last "Command line arguments" line: a
+    resumed run that appended to the log counts its last process, a run with an initialisation stage
     (MODEL.INIT_STAGE_CONFIG) both stages; it excludes the final evaluation, which EvalHook runs
-    after
-    IterationTimer has logged), and "log_s_per_iter" / "log_timed_iters" from the last "Overall
-    training speed" line when present. Raises ValueError naming
-    the file when it is missing or has no "Total training time" line (training did not finish)."""
+    after IterationTimer has logged), and "log_s_per_iter" / "log_timed_iters" from the last
+    "Overall training speed" line when present. Raises ValueError naming the file when it is missing
+    or has no "Total training time" line (training did not finish)."""
     if not os.path.isfile(log_path):
         raise ValueError(f"no training log {log_path!r}")
     total, speed = None, None
@@ -131,12 +127,10 @@ def accuracy_from_run(run_dir: str, root: Optional[str] = None) -> Dict[str, obj
     AP/AP50/AP75/AR1/AR10 from RUN_DIR/metrics.json (`parse_train_metrics`), "wall_s" = the log's
     training time (`parse_train_log` on RUN_DIR/log.txt; without the final evaluation, so
     "wall_includes_final_eval" is False), "source" = the run dir (relative to `root`, default the
-    working
-    directory, when inside it), and from RUN_DIR/config.yaml (written by detectron2's default_setup)
-    when present:
-    "max_iter" (SOLVER.MAX_ITER of the run), "meta_architecture" and "dataset" (DATASETS.TEST[0]);
-    "init_stage_max_iter" from RUN_DIR/init_stage/config.yaml when the run had an init stage.
-    Raises ValueError naming the missing or unreadable file."""
+    working directory, when inside it), and from RUN_DIR/config.yaml (written by detectron2's
+    default_setup) when present: "max_iter" (SOLVER.MAX_ITER of the run), "meta_architecture" and
+    "dataset" (DATASETS.TEST[0]); "init_stage_max_iter" from RUN_DIR/init_stage/config.yaml when the
+    run had an init stage. Raises ValueError naming the missing or unreadable file."""
     if not os.path.isdir(run_dir):
         raise ValueError(f"run directory {run_dir!r} does not exist")
     out = parse_train_metrics(os.path.join(run_dir, "metrics.json"))

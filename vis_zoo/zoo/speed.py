@@ -1,15 +1,13 @@
 """Inference speed and peak memory of any VIS Zoo model on a random video.
 
 Each (config, T) pair is measured in a fresh Python process (``python -m vis_zoo.zoo.speed``), so
-the
-peak resident memory (``ru_maxrss``) is that measurement's own. In the child: torch uses exactly
+the peak resident memory (``ru_maxrss``) is that measurement's own. In the child: torch uses exactly
 ``threads`` threads; the model is built from the config with random weights and put in eval mode;
 one warm-up call is excluded (`measure_speed(..., warmup=False)` skips it: the benchmark's memory
-probes
-need the peak of one call only); then ``repeats`` timed calls of ``model([video])`` under
+probes need the peak of one call only); then ``repeats`` timed calls of ``model([video])`` under
 ``torch.no_grad()`` (each the whole pipeline: backbone, heads, association, masks at original size)
-give frames per second = T / median time. The video is T random uint8 frames of the given size,
-made as the model reads them (`RandomFrames`: none is held in memory), given at that size
+give frames per second = T / median time. The video is T random uint8 frames of the given size, made
+as the model reads them (`RandomFrames`: none is held in memory), given at that size
 (``height``/``width`` equal to the frame size, i.e. no resizing after the model).
 """
 
@@ -214,11 +212,9 @@ def measure_model_vs_backbone(
     opts: Sequence[str] = (),
 ) -> dict:
     """Whole-inference time over backbone-alone time, the two interleaved in this process so that
-    both
-    see the same machine load. Returns {"backbone_s": [...], "model_s": [...], "ratio": median
-    ratio}.
-    Comparing this ratio with another implementation's (its backbone time / its model time) gives a
-    speed-up that does not depend on how busy the machine is."""
+    both see the same machine load. Returns {"backbone_s": [...], "model_s": [...], "ratio": median
+    ratio}. Comparing this ratio with another implementation's (its backbone time / its model time)
+    gives a speed-up that does not depend on how busy the machine is."""
     cfg, model, device = _build_eval_model(config_file, opts, threads, seed=0)
     video = random_video(frames, height, width)
     backbone = _backbone_pass(cfg, model, video, device)
@@ -265,9 +261,8 @@ def run_measurement_child(
     cmd: Sequence[str], threads: int, *, timeout: float = 3600, what: str = "speed measurement"
 ) -> dict:
     """Run one measurement `cmd` in a fresh interpreter (OMP/MKL_NUM_THREADS = threads, so the peak
-    memory
-    and thread pool are its own) and return the JSON object on the last `{`-line of its stdout.
-    Raises RuntimeError naming `what`, with the child's stderr, when it fails or prints no
+    memory and thread pool are its own) and return the JSON object on the last `{`-line of its
+    stdout. Raises RuntimeError naming `what`, with the child's stderr, when it fails or prints no
     result."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     proc = subprocess.run(list(cmd), capture_output=True, text=True, env=env, timeout=timeout)

@@ -86,8 +86,7 @@ def random_training_batch(
     num_videos: int, num_frames: int, height: int, width: int, num_classes: int, seed: int = 0
 ) -> List[dict]:
     """Training-mapper-like inputs: per video T random uint8 frames [3, H, W] and T `Instances` with
-    two
-    tracks (rectangles moving right; track 1 absent in frame 0 when T > 1, gt_ids -1 and empty
+    two tracks (rectangles moving right; track 1 absent in frame 0 when T > 1, gt_ids -1 and empty
     mask).
     """
     import torch
@@ -137,11 +136,9 @@ def _sdpa_flop_jit(inputs, outputs) -> int:
 
 def processed_frames(model, num_frames: int) -> int:
     """Frames a model actually runs on for a `num_frames`-frame video: `model.processed_frames(T)`
-    when
-    the model defines that hook (a fixed-clip model such as VisTR tiles a shorter video to its whole
-    clip), else T. GFLOPs per frame divide by this, so that a 2-frame count of a 36-frame-clip model
-    is
-    not the cost of 36 frames spread over 2."""
+    when the model defines that hook (a fixed-clip model such as VisTR tiles a shorter video to its
+    whole clip), else T. GFLOPs per frame divide by this, so that a 2-frame count of a 36-frame-clip
+    model is not the cost of 36 frames spread over 2."""
     hook = getattr(model, "processed_frames", None)
     if hook is None:
         return int(num_frames)
@@ -157,8 +154,7 @@ def count_gflops_per_frame(model, num_frames: int, height: int, width: int) -> D
     """fvcore FlopCountAnalysis of one inference call on a random T-frame video.
 
     Returns "gflops_per_video" (the whole call), "flops_frames" (T), "flops_processed_frames" (P,
-    see
-    `processed_frames`) and "gflops_per_frame" = gflops_per_video / P."""
+    see `processed_frames`) and "gflops_per_frame" = gflops_per_video / P."""
     import torch
     from fvcore.nn import FlopCountAnalysis
 
@@ -166,8 +162,7 @@ def count_gflops_per_frame(model, num_frames: int, height: int, width: int) -> D
 
     class VideoToTensors(torch.nn.Module):
         """Traceable wrapper: frames [T, 3, H, W] -> scores and per-track mask sums (so every op
-        that
-        makes the outputs is part of the traced graph)."""
+        that makes the outputs is part of the traced graph)."""
 
         def __init__(self, inner):
             super().__init__()
@@ -297,8 +292,7 @@ def child_train(spec: dict) -> dict:
 
 def child_probe(spec: dict) -> dict:
     """One max-frames probe: `vis_zoo.zoo.speed.measure_speed` on a T-frame video as one window,
-    under
-    a memory watchdog (CPU) or a CUDA memory fraction (CUDA) at the budget."""
+    under a memory watchdog (CPU) or a CUDA memory fraction (CUDA) at the budget."""
     import torch
 
     from vis_zoo.zoo.speed import measure_speed
@@ -361,8 +355,7 @@ def search_max_frames(probe: Callable[[int], dict], *, start: int, cap: int) -> 
     fail).
 
     T doubles from `start` (clipped to `cap`) until a failure or the cap, then bisects between the
-    last
-    success and the first failure to within max(1, 1/8 of the success)."""
+    last success and the first failure to within max(1, 1/8 of the success)."""
     if start < 1 or cap < 1:
         raise ValueError(f"max-frames search needs start >= 1 and cap >= 1, got {start}, {cap}")
     probes = []

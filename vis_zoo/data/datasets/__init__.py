@@ -2,8 +2,8 @@
 
 Importing this package registers (without touching the disk) the built-in YouTube-VIS 2019/2021/2022
 and OVIS splits, COCO relabelled to their categories (coco2ytvis2019_*, coco2ytvis2021_*,
-coco2ovis_*;
-train and val) and the synthetic datasets (synthetic_vis_{train,val,long}, synthetic_img_train).
+coco2ovis_*; train and val) and the synthetic datasets (synthetic_vis_{train,val,long},
+synthetic_img_train).
 """
 
 from .builtin import BUILTIN_SPLITS, OVIS_CATEGORIES, YTVIS_2019_CATEGORIES, YTVIS_2021_CATEGORIES

@@ -2,11 +2,9 @@
 
 VITA and SeqFormer train jointly on COCO images turned into pseudo-videos (`CocoClipDatasetMapper`),
 restricted to the COCO categories that correspond to a category of the video dataset. The tables
-below
-are those of the official VITA code (`COCO_TO_YTVIS_2019`, `COCO_TO_YTVIS_2021`, `COCO_TO_OVIS`):
-COCO
-category id -> target dataset category id (not contiguous ids). A few entries are many-to-one or not
-name-for-name, as in the official code, and are kept that way on purpose:
+below are those of the official VITA code (`COCO_TO_YTVIS_2019`, `COCO_TO_YTVIS_2021`,
+`COCO_TO_OVIS`): COCO category id -> target dataset category id (not contiguous ids). A few entries
+are many-to-one or not name-for-name, as in the official code, and are kept that way on purpose:
 
     YouTube-VIS 2019/2021: bicycle and motorcycle -> motorbike, skis and snowboard -> snowboard,
                            car -> sedan (2019); frisbee -> flying_disc (2021 only)
@@ -19,11 +17,10 @@ the standard COCO annotation file and filter it at load time, so no conversion s
     $DETECTRON2_DATASETS/coco/annotations/instances_{train,val}2017.json
 
 Loading keeps the annotations whose category is mapped, sets `category_id` to the target's
-contiguous
-id (0..K-1), and drops images left without annotations. The metadata is the target's
+contiguous id (0..K-1), and drops images left without annotations. The metadata is the target's
 (`thing_classes`, `thing_dataset_id_to_contiguous_id`, `evaluator_type`) with `dataset_kind:
-"image"`,
-so the training loader maps these datasets with `CocoClipDatasetMapper`. Registration reads nothing.
+"image"`, so the training loader maps these datasets with `CocoClipDatasetMapper`. Registration
+reads nothing.
 """
 
 import logging
@@ -209,16 +206,14 @@ def load_coco_json_for_vis(
 
     Returns:
         detectron2 image dicts (`file_name`, `height`, `width`, `image_id`, `annotations`) holding
-        only
-        the mapped annotations, each with `category_id` the target's contiguous id (0..K-1); images
-        without any mapped annotation are dropped.
+        only the mapped annotations, each with `category_id` the target's contiguous id (0..K-1);
+        images without any mapped annotation are dropped.
 
     Raises:
         FileNotFoundError naming the JSON when it is missing; ValueError naming it when a mapped id
-        is
-        not a category of the target, when no mapping key is a category of the JSON (keys that are
-        not
-        are only logged, for JSONs with a subset of the categories), or when no annotation is left.
+        is not a category of the target, when no mapping key is a category of the JSON (keys that
+        are not are only logged, for JSONs with a subset of the categories), or when no annotation
+        is left.
     """
     from detectron2.data.datasets.coco import load_coco_json
 

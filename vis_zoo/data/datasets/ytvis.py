@@ -43,9 +43,8 @@ def _compressed_rle_counts(counts: bytes) -> np.ndarray:
 
     Mirrors pycocotools' `rleFrString`: each number is stored in 5-bit groups (chars offset by 48),
     bit 0x20 means "more groups follow", bit 0x10 of the last group is the sign, and from the 3rd
-    run
-    on the value is a delta to the run two places before. pycocotools itself does not check that the
-    runs add up to H*W (a short RLE decodes to garbage), which is why we decode here.
+    run on the value is a delta to the run two places before. pycocotools itself does not check that
+    the runs add up to H*W (a short RLE decodes to garbage), which is why we decode here.
     """
     chars = np.frombuffer(counts, dtype=np.uint8).astype(np.int64) - 48
     if chars.size == 0:

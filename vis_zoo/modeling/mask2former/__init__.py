@@ -1,8 +1,7 @@
 """Mask2Former (Cheng et al., CVPR 2022) as a reusable image-level detector: MSDeformAttn pixel
 decoder, masked-attention transformer decoder with frame queries, point-sampled matcher and
-criterion.
-VITA and MinVIS run it per frame (`video_inference`, `video_targets`); with T = 1 it is the plain
-image model. Mask2Former-VIS runs the same modules with clip queries
+criterion. VITA and MinVIS run it per frame (`video_inference`, `video_targets`); with T = 1 it is
+the plain image model. Mask2Former-VIS runs the same modules with clip queries
 (`VideoMultiScaleMaskedTransformerDecoder`)."""
 
 from .config import add_mask2former_config

@@ -47,10 +47,8 @@ def convert_detector_checkpoint(
     skip_class_heads: bool = False,
 ) -> "OrderedDict[str, torch.Tensor]":
     """`convert_with_key_map` for a Mask2Former-based checkpoint: with `skip_class_heads`,
-    class-dependent
-    tensors (CLASS_DEPENDENT) whose shape differs from ours are dropped (a COCO initialisation's
-    81-way
-    head) instead of failing, as the official detectron2 loading does."""
+    class-dependent tensors (CLASS_DEPENDENT) whose shape differs from ours are dropped (a COCO
+    initialisation's 81-way head) instead of failing, as the official detectron2 loading does."""
     return convert_with_key_map(
         official,
         map_key,

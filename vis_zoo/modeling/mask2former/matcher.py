@@ -11,9 +11,8 @@ one batch element, read with bilinear `point_sample` (align_corners=False) from 
 (low-resolution) logits and from the (full-resolution, padded) targets.
 
 Masks may have extra leading axes after the instance axis: a clip mask [Q, T, h, w] is read at the
-same
-points in every frame and flattened to T * num_points values (VITA's video-level matcher); a frame
-mask [Q, h, w] gives num_points values (Mask2Former's).
+same points in every frame and flattened to T * num_points values (VITA's video-level matcher); a
+frame mask [Q, h, w] gives num_points values (Mask2Former's).
 """
 
 from typing import Dict, List, Optional, Sequence, Tuple

@@ -80,8 +80,7 @@ class MSDeformAttnPixelDecoder(nn.Module):
 
     forward(features: name -> [N, C_name, H/s, W/s], compute_mask_features=True) returns a dict
         "multi_scale_features": `maskformer_num_feature_levels` maps [N, conv_dim, h_l, w_l],
-        coarsest
-                                first (/32, /16, /8 for R-50)
+                                coarsest first (/32, /16, /8 for R-50)
         "pixel_features":       the finest FPN map [N, conv_dim, H/4, W/4] (F4; VITA's input)
         "mask_features":        mask_features(F4) [N, mask_dim, H/4, W/4] (omitted when not asked)
     """

@@ -4,8 +4,7 @@ Per layer i (levels cycle i mod 3 over the coarsest-first multi-scale maps):
     masked cross-attention (mask True = blocked where sigmoid(previous mask, resized to the level)
     < 0.5; rows that would be fully blocked are unblocked) -> self-attention -> FFN, all post-norm.
 A prediction head (decoder_norm -> class Linear / mask MLP dotted with the mask features) runs on
-the
-initial queries and after every layer: `num_layers + 1` prediction sets.
+the initial queries and after every layer: `num_layers + 1` prediction sets.
 
 The decoder_norm'ed queries of each set are the *frame queries* (VITA's object tokens).
 """
@@ -35,10 +34,9 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
 
     forward_queries(x, level_mask_features, num_frame_query_layers=1) is the inference-only path
     used by VITA: it skips every per-pixel prediction at /4 and computes the attention masks
-    directly
-    at each level's size from mask features resized to that level (bilinear resizing is linear, so
-    this equals resizing the /4 mask logits up to float rounding). Returns {"frame_queries",
-    "pred_logits" (last set only)}.
+    directly at each level's size from mask features resized to that level (bilinear resizing is
+    linear, so this equals resizing the /4 mask logits up to float rounding). Returns
+    {"frame_queries", "pred_logits" (last set only)}.
     """
 
     def __init__(

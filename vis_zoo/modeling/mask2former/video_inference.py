@@ -84,8 +84,7 @@ def frames_per_detector_pass(
     Why a pixel budget on CPU: a pass over many 360x640 frames makes temporaries of 100-350 MB (the
     pixel decoder's FFN hidden, the /4 maps) that glibc maps fresh for every allocation (page faults
     on first touch), while temporaries under its 32 MB mmap threshold are reused; small frames, on
-    the
-    other hand, run fastest in large passes (per-pass overhead). Outputs do not depend on it.
+    the other hand, run fastest in large passes (per-pass overhead). Outputs do not depend on it.
     """
     if chunk_size < 1 or cpu_pixels_per_pass < 1:
         raise ValueError(
