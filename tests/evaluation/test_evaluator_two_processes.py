@@ -38,9 +38,13 @@ def _holds_masks(obj) -> bool:
     return False
 
 
-def _worker(gt_path: str, out_dir: str, results_only_dir: str, report_dir: str) -> None:
-    """Runs in each of the 2 processes started by `launch`: a scored evaluation into `out_dir`,
-    then a results_only one into `results_only_dir`; what it saw goes to report_dir/<rank>.json."""
+def _worker(
+    gt_path: str, out_dir: str, results_only_dir: str, unshared_dirs: list, report_dir: str
+) -> None:
+    """Runs in each of the 2 processes started by `launch`: a scored evaluation into `out_dir`, a
+    results_only one into `results_only_dir`, then a scored one where each process has its own
+    folder, `unshared_dirs[rank]`, and the main process cannot read process 1's part (as on two
+    machines without a shared file system); what it saw goes to report_dir/<rank>.json."""
     sys.path.insert(
         0, HERE
     )  # the test helpers (spawned children get the parent's sys.path; be explicit)
@@ -70,10 +74,18 @@ def _worker(gt_path: str, out_dir: str, results_only_dir: str, report_dir: str) 
     pairs = _inputs_outputs(masks)
     inp, out = pairs[comm.get_rank()]  # rank 0 has video 10, rank 1 has video 11
     report = {}
+    import vis_zoo.evaluation.ytvis_evaluation as evaluation
+
+    readable = evaluation._is_part
     for key, folder, results_only in (
         ("scored", out_dir, False),
         ("results_only", results_only_dir, True),
+        ("unshared", unshared_dirs[comm.get_rank()], False),
     ):
+        if key == "unshared" and comm.get_rank() == 0:
+            evaluation._is_part = lambda path, size: (
+                not path.endswith("results.part1.json") and readable(path, size)
+            )
         evaluator = YTVISEvaluator(NAME, output_dir=folder, results_only=results_only)
         evaluator.reset()
         evaluator.process([inp], [out])
@@ -103,7 +115,8 @@ def test_both_ranks_write_parts_joined_in_rank_order_and_scored(tmp_path):
     with open(gt_path, "w") as f:
         json.dump(gt, f)
     out_dir, ro_dir, report_dir = (str(tmp_path / d) for d in ("out", "results_only", "report"))
-    for d in (out_dir, ro_dir, report_dir):
+    unshared = [str(tmp_path / "machine0"), str(tmp_path / "machine1")]
+    for d in (out_dir, ro_dir, report_dir, *unshared):
         os.makedirs(d)
     # Parts left by an interrupted earlier run (of 2 and of 6 processes): never mixed in.
     for name in ("results.part1.json", "results.part5.json"):
@@ -116,7 +129,7 @@ def test_both_ranks_write_parts_joined_in_rank_order_and_scored(tmp_path):
         num_machines=1,
         machine_rank=0,
         dist_url=f"tcp://127.0.0.1:{port}",
-        args=(gt_path, out_dir, ro_dir, report_dir),
+        args=(gt_path, out_dir, ro_dir, unshared, report_dir),
     )
     reports = [json.load(open(os.path.join(report_dir, f"{r}.json"))) for r in (0, 1)]
 
@@ -146,8 +159,18 @@ def test_both_ranks_write_parts_joined_in_rank_order_and_scored(tmp_path):
         assert report["scored"]["kept"] == report["results_only"]["kept"] == 0, "nothing in memory"
         assert report["gathered_masks"] and not any(report["gathered_masks"]), "no masks gathered"
     wrote = [m for m in reports[0]["logs"] if m.startswith("Wrote ")]
-    assert len(wrote) == 2 and all(m.startswith("Wrote 3 predicted tracks to ") for m in wrote)
-    assert "results_only: not scoring" in reports[0]["logs"][-1]
+    assert len(wrote) == 3 and all(m.startswith("Wrote 3 predicted tracks to ") for m in wrote)
+    assert any("results_only: not scoring" in m for m in reports[0]["logs"])
+
+    # Without a shared folder process 1's part reaches the main process over the process group.
+    assert os.listdir(unshared[1]) == [], "process 1 removed its part after sending it"
+    assert sorted(os.listdir(unshared[0])) == ["results.json", "results.zip"]
+    with open(os.path.join(unshared[0], "results.json")) as f:
+        assert f.read() == (single_dir / "results.json").read_text()
+    assert _same_numbers(reports[0]["unshared"]["scores"]["segm"], single)
+    assert any(
+        "results.part1.json of process 1 is not readable here" in m for m in reports[0]["logs"]
+    )
     assert not any(m.startswith("Wrote ") for m in reports[1]["logs"])
 
 
@@ -169,23 +192,3 @@ def test_copy_entries_from_joins_results_files_as_text(tmp_path):
         with ResultsJsonWriter(str(tmp_path / "bad.json")) as writer:
             writer.copy_entries_from(paths[0], 0)
     assert not (tmp_path / "bad.json").exists()
-
-
-def test_a_missing_part_is_named(tmp_path, monkeypatch):
-    """As rank 0 of 2 processes whose second part is not there (a folder that is not shared)."""
-    from detectron2.utils import comm
-
-    from vis_zoo.evaluation import YTVISEvaluator
-
-    _register(str(tmp_path / "gt.json"))
-    missing = str(tmp_path / "results.part1.json")
-    monkeypatch.setattr(comm, "get_world_size", lambda: 2)
-    monkeypatch.setattr(comm, "get_rank", lambda: 0)
-    monkeypatch.setattr(comm, "is_main_process", lambda: True)
-    monkeypatch.setattr(comm, "synchronize", lambda: None)
-    monkeypatch.setattr(comm, "gather", lambda data, dst=0: [data, (missing, 1, 100)])
-    evaluator = YTVISEvaluator(NAME, output_dir=str(tmp_path))
-    evaluator.reset()
-    with pytest.raises(FileNotFoundError, match=r"results\.part1\.json.*process 1"):
-        evaluator.evaluate()
-    assert not (tmp_path / "results.json").exists()

@@ -22,12 +22,19 @@ from .results import (
     write_results,
     write_results_zip,
 )
+from vis_zoo.utils.io import atomic_open
+
 from .ytvis_metric import evaluate_ytvis, format_results_table, gc_paused
 
 __all__ = ["YTVISEvaluator"]
 
 # A results part of one process (`YTVISEvaluator` in a distributed run).
-_PART_NAME = re.compile(r"results\.part\d+\.json")
+_PART_NAME = re.compile(r"results\.(part|received)\d+\.json")
+
+
+def _is_part(path: str, size: int) -> bool:
+    """Whether `path` is here with the `size` its process wrote (not another run's file)."""
+    return os.path.isfile(path) and os.path.getsize(path) == size
 
 
 class YTVISEvaluator(DatasetEvaluator):
@@ -38,9 +45,10 @@ class YTVISEvaluator(DatasetEvaluator):
     With an `output_dir`, entries go to disk as each video is processed. In a distributed run each
     process writes its own part, `results.part<rank>.json`, and the main process joins the parts
     in rank order into `results.json` (as text, block by block) and removes them; no process
-    gathers masks of other processes through `comm.gather`. `output_dir` must then be a folder
-    every process can read (a shared file system when the run spans machines). Without an
-    `output_dir` the predictions of every process are gathered in the main one.
+    gathers masks of other processes through `comm.gather`. When the main process cannot read a
+    part (the run spans machines and `output_dir` is not on a shared file system), that part's
+    text is sent to it over the process group instead, one part at a time, with a warning.
+    Without an `output_dir` the predictions of every process are gathered in the main one.
 
     `evaluate()` returns OrderedDict(segm={"AP": .., "AP50": .., ..., "AP-<class>": ..}) in percent
     (detectron2 convention; nan where undefined), or {} when no local score is possible.
@@ -64,7 +72,8 @@ class YTVISEvaluator(DatasetEvaluator):
             distributed: gather predictions from all processes; only the main one writes and scores.
             ovis: report the OVIS occlusion APs/ARs; None = metadata.evaluator_type == "ovis"
                 (a non-OVIS dataset still gets them if its GT carries occlusion labels).
-            results_only: only write the results files, never score (cfg.TEST.EVAL_ONLY_RESULTS).
+            results_only: only write the results files, never score (e.g. for a test split whose
+                GT has no annotations, to submit to the evaluation server).
             workers: processes for the mask work of the metric (the same core as tools/evaluate.py);
                 1 by default: forking a training process (CUDA context, data-loader threads) is not
                 worth the risk for a step that takes seconds.
@@ -193,20 +202,38 @@ class YTVISEvaluator(DatasetEvaluator):
         written = (part, count, os.path.getsize(part))
         comm.synchronize()
         parts = comm.gather(written, dst=0)  # paths and counts only, never masks
-        if not comm.is_main_process():
+        main = comm.is_main_process()
+        unseen = None
+        if main:
+            unseen = [r for r, (path, _, size) in enumerate(parts) if not _is_part(path, size)]
+        unseen = comm.all_gather(unseen)[0]  # the main process's list, to every process
+        for rank in unseen:
+            # The main process cannot read this part (an output folder that is not shared between
+            # machines): its process sends the text instead, one part in flight at a time.
+            text = None
+            if comm.get_rank() == rank:
+                with open(part, "r", encoding="utf-8") as f:
+                    text = f.read()
+            received = comm.gather(text, dst=0)
+            if comm.get_rank() == rank and not main:
+                os.remove(part)
+            if main:
+                path, entries, _ = parts[rank]
+                # Not the part's own name: on a file system that is shared after all (a stale
+                # size seen through a cache) its process is removing that file right now.
+                local = os.path.join(self._output_dir, f"results.received{rank}.json")
+                self._logger.warning(
+                    "Results part %s of process %d is not readable here (is the output folder "
+                    "%s shared by every process?): it was sent over the process group instead.",
+                    path,
+                    rank,
+                    self._output_dir,
+                )
+                with atomic_open(local, "w") as f:  # JSON text of RLEs and numbers: ASCII
+                    f.write(received[rank])
+                parts[rank] = (local, entries, os.path.getsize(local))
+        if not main:
             return None
-        for rank, (path, _, size) in enumerate(parts):
-            if not os.path.isfile(path):
-                raise FileNotFoundError(
-                    f"results part {path!r} of process {rank} is missing: the output folder "
-                    f"{self._output_dir!r} must be one every process can read (a shared file "
-                    "system when the run spans several machines)"
-                )
-            if os.path.getsize(path) != size:
-                raise ValueError(
-                    f"results part {path!r} of process {rank} has {os.path.getsize(path)} bytes, "
-                    f"that process wrote {size}: it is not this run's part"
-                )
         json_path = os.path.join(self._output_dir, "results.json")
         with ResultsJsonWriter(json_path) as writer:
             for path, entries, _ in parts:  # rank order
