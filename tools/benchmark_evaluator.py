@@ -4,7 +4,7 @@
     python tools/benchmark_evaluator.py --reference-root /path/to/youtubevos-cocoapi [--repeats 3]
 
 Generates (by seed) two cases the size of the public validation sets and writes their GT JSON and
-results JSON to --workdir:
+results JSON to --workdir (a case already there from the same seed and sizes is reused):
 
 * ``ytvis``: YouTube-VIS 2019 valid-sized: 302 videos of 20-40 frames (30 on average) at 360x640,
   761 GT tracks, 10 predicted tracks per video, 40 categories;
@@ -32,6 +32,7 @@ extension is taken from the installed pycocotools, and nothing else is changed.
 """
 
 import argparse
+import contextlib
 import datetime
 import importlib.util
 import json
@@ -41,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -228,13 +229,27 @@ def make_case(spec: CaseSpec, seed: int = 0) -> Tuple[dict, List[dict]]:
 
 
 def write_case(spec: CaseSpec, seed: int, workdir: str) -> Tuple[str, str]:
-    """Generate a case and write `<name>_gt.json` / `<name>_results.json` into workdir."""
-    gt, results = make_case(spec, seed)
+    """Generate a case and write `<name>_gt.json` / `<name>_results.json` into workdir.
+
+    A case already there from the same spec and seed (recorded in `<name>_case.json`, written
+    last) is kept as it is: a rerun in the same --workdir times the scorers without the minute of
+    generation."""
     paths = (
         os.path.join(workdir, f"{spec.name}_gt.json"),
         os.path.join(workdir, f"{spec.name}_results.json"),
     )
-    for path, data in zip(paths, (gt, results)):
+    stamp_path = os.path.join(workdir, f"{spec.name}_case.json")
+    stamp = {"seed": seed, "spec": json.loads(json.dumps(asdict(spec)))}
+    try:
+        with open(stamp_path, encoding="utf-8") as f:
+            if json.load(f) == stamp and all(os.path.isfile(p) for p in paths):
+                return paths
+    except (OSError, ValueError):
+        pass
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(stamp_path)  # the files below change: the old stamp must not vouch for them
+    gt, results = make_case(spec, seed)
+    for path, data in zip(paths + (stamp_path,), (gt, results, stamp)):
         with open(path + ".tmp", "w", encoding="utf-8") as f:
             json.dump(data, f)
         os.replace(path + ".tmp", path)
@@ -450,7 +465,7 @@ def benchmark(
         log(
             f"{spec.name}: {spec.videos} videos, {spec.gt_tracks} GT tracks, "
             f"{spec.videos * spec.preds_per_video} predicted tracks, "
-            f"{spec.size[0]}x{spec.size[1]}; written in {time.perf_counter() - t0:.1f} s "
+            f"{spec.size[0]}x{spec.size[1]}; ready in {time.perf_counter() - t0:.1f} s "
             f"({os.path.getsize(gt_path) / 1e6:.1f} + {os.path.getsize(res_path) / 1e6:.1f} MB)"
         )
         ours = measure(ours_command(gt_path, res_path, workers), parse_ours, env, repeats)

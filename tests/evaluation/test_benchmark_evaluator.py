@@ -77,3 +77,19 @@ def test_benchmark_rejects_a_reference_root_without_the_scorer(tmp_path):
     with pytest.raises(SystemExit) as info:
         bench["main"](["--reference-root", str(tmp_path), "--cases", "ytvis", "--scale", "0.01"])
     assert info.value.code == 2
+
+
+def test_a_case_already_in_the_workdir_is_reused_only_for_the_same_spec_and_seed(tmp_path):
+    spec = bench["scaled"](bench["CASES"]["ytvis"], 0.01)
+    gt_path, res_path = bench["write_case"](spec, 0, str(tmp_path))
+    first = os.stat(res_path).st_mtime_ns
+    assert bench["write_case"](spec, 0, str(tmp_path)) == (gt_path, res_path)
+    assert os.stat(res_path).st_mtime_ns == first  # kept: same spec and seed
+    with open(gt_path) as f:
+        gt0 = json.load(f)
+    bench["write_case"](spec, 1, str(tmp_path))  # another seed: regenerated
+    with open(gt_path) as f:
+        assert json.load(f) != gt0
+    os.remove(res_path)  # an incomplete case is regenerated too
+    bench["write_case"](spec, 1, str(tmp_path))
+    assert os.path.isfile(res_path)
