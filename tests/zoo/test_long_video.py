@@ -8,7 +8,6 @@ from vis_zoo.zoo import long_video
 from vis_zoo.zoo.benchmark import OPT_IN_STAGES, STAGES, BenchmarkSettings, count_steps
 from vis_zoo.zoo.speed import SpeedResult
 from vis_zoo.zoo.table import display_name, plot_long_video, render_table
-from tests.tools.tool_loading import load_tool
 
 
 def _fake_measurement(calls):
@@ -91,18 +90,3 @@ def test_table_and_plot(tmp_path, monkeypatch):
     path = plot_long_video({"rows": {row["key"]: row}}, str(tmp_path / "long.png"))
     assert open(path, "rb").read(4) == b"\x89PNG"
     assert plot_long_video({"rows": {}}, str(tmp_path / "none.png")) is None
-
-
-def test_long_video_points_from_the_command_line():
-    tool = load_tool("benchmark.py")
-    args = tool.parse_args(
-        ["--stages", "long_video", "--long-video-points", "180x320x100", "360X640x1000"]
-    )
-    settings = tool.build_settings(args)
-    assert settings.long_video_points == ((180, 320, 100), (360, 640, 1000))
-    assert tool.build_settings(tool.parse_args([])).long_video_points == (
-        long_video.LONG_VIDEO_POINTS
-    )
-    for bad in ("180x320", "180x320x0", "axbxc"):
-        with pytest.raises(SystemExit):
-            tool.parse_args(["--long-video-points", bad])
