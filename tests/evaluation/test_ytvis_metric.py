@@ -4,7 +4,6 @@ Precision is tp / (tp + fp + eps) (float64 eps), so "1" is 1 - 2e-16: compare wi
 """
 
 import logging
-import os
 
 import numpy as np
 import pytest
@@ -392,75 +391,29 @@ def test_error_in_the_worker_process_reaches_the_caller():
             evaluate_ytvis(gt, results, workers=workers)
 
 
-def test_map_in_two_processes_returns_every_result_and_uses_the_fork():
-    from vis_zoo.evaluation.ytvis_metric import map_in_two_processes
+def test_worker_process_runs_jobs_and_reports_failures():
+    from vis_zoo.evaluation.ytvis_metric import Worker, overlaps_of_job, prepare_overlaps_job
 
-    items = list(range(12))
-    got = map_in_two_processes(items, [1.0] * len(items), lambda x: (x * x, os.getpid()))
-    assert sorted(got) == items and all(got[x][0] == x * x for x in items)
-    pids = {pid for _, pid in got.values()}
-    assert len(pids) == 2 and os.getpid() in pids  # about half of the items ran in the fork
-    assert map_in_two_processes([7], [1.0], lambda x: x + 1) == {7: 8}  # one item: no fork
-
-
-def test_map_in_two_processes_passes_exceptions_on():
-    from vis_zoo.evaluation.ytvis_metric import map_in_two_processes
-
-    parent = os.getpid()
-
-    def fail_in(where):
-        def work(x):
-            if (os.getpid() == parent) == (where == "parent"):
-                raise ValueError(f"video {x} is damaged")
-            return x
-
-        return work
-
-    for where in ("parent", "fork"):  # the fork's exception is pickled back as the same type
-        with pytest.raises(ValueError, match=r"video \d+ is damaged"):
-            map_in_two_processes(range(6), [1.0] * 6, fail_in(where))
-
-    class Unpicklable(Exception):  # a local class: pickling it fails in the fork
-        pass
-
-    def unpicklable(x):
-        if os.getpid() != parent:
-            raise Unpicklable("no pickle")
-        return x
-
-    with pytest.raises(RuntimeError, match="no pickle"):
-        map_in_two_processes(range(6), [1.0] * 6, unpicklable)
-
-    def die_in_fork(x):
-        if os.getpid() != parent:
-            os._exit(3)
-        return x
-
-    with pytest.raises(RuntimeError, match="helper process .* died"):
-        map_in_two_processes(range(6), [1.0] * 6, die_in_fork)
-
-
-@pytest.mark.parametrize("fast_parser", [True, False])
-def test_results_and_gt_files_parse_the_same_with_either_parser(tmp_path, monkeypatch, fast_parser):
-    import json
-
-    from vis_zoo.evaluation import ytvis_metric
-
-    if not fast_parser:
-        monkeypatch.setattr(ytvis_metric, "_orjson", None)
-    gt, results = make_random_ytvis(seed=3, num_videos=3)
-    results[0]["score"] = 0.1 + 0.2  # a float that must round-trip exactly
-    (tmp_path / "gt.json").write_text(json.dumps(gt))
-    (tmp_path / "results.json").write_text(json.dumps(results))
-    assert ytvis_metric.load_gt_file(str(tmp_path / "gt.json")) == gt
-    assert ytvis_metric.load_results_file(str(tmp_path / "results.json")) == results
-    # NaN is not JSON, but the json module reads it (and so did earlier versions of this tool)
-    (tmp_path / "nan.json").write_text('[{"video_id": 1, "score": NaN}]')
-    loaded = ytvis_metric.load_results_file(str(tmp_path / "nan.json"))
-    assert loaded[0]["video_id"] == 1 and loaded[0]["score"] != loaded[0]["score"]
-    (tmp_path / "broken.json").write_bytes(b'[{"video_id": 1, "score": 0.5')
-    with pytest.raises(ValueError, match=r"broken\.json.* is not valid JSON: .*line 1 column"):
-        ytvis_metric.load_results_file(str(tmp_path / "broken.json"))
-    (tmp_path / "latin1.json").write_bytes(b'{"videos": ["\xe9"]}')
-    with pytest.raises(ValueError, match=r"latin1\.json.* is not valid JSON"):
-        ytvis_metric.load_gt_file(str(tmp_path / "latin1.json"))
+    gt, masks = two_video_gt()
+    job = prepare_overlaps_job(
+        [[rle(m) for m in masks[1]], [rle(m) for m in masks[2]]],
+        [0, 0],
+        [[rle(m) for m in masks[1]]],
+        [0],
+        64,
+        64,
+    )
+    with Worker() as worker:
+        worker.submit([job, job])
+        remote = worker.collect()
+        assert len(remote) == 2
+        for got, want in zip(remote[0], overlaps_of_job(job)):
+            np.testing.assert_array_equal(got, want)
+        assert (
+            remote[0][2][0, 0] == 100 * 3
+        )  # the 10x10 box of track 1, in 3 frames, intersects itself
+        worker.submit([("not a job",)])
+        with pytest.raises(RuntimeError, match="worker process .* failed"):
+            worker.collect()
+        worker.submit([job])  # still serving after a failure
+        assert len(worker.collect()) == 1

@@ -27,8 +27,7 @@ How it is made fast (docs/evaluation.md has the numbers):
   loop runs over the prediction rank d (at most 100 steps) and each step handles every
   (video, category, size range, IoU threshold, GT) at once with numpy;
 * accumulation: one stable lexsort of all kept predictions, then cumulative sums per category;
-* two processes: a fork of the scoring process takes about half of the videos' mask work after the
-  files are parsed (`map_in_two_processes`).
+* a `Worker` process can take part of the videos' mask work (tools/evaluate.py starts one).
 
 Public entry points: `evaluate_ytvis(gt_json, results)` and `format_results_table(result)`.
 A straightforward per-pair loop implementation, used to cross-check this one, lives with the tests
@@ -38,12 +37,14 @@ A straightforward per-pair loop implementation, used to cross-check this one, li
 import bisect
 import contextlib
 import gc
+import io
 import json
 import logging
 import math
 import os
 import pickle
-import signal
+import queue
+import threading
 import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -51,11 +52,6 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pycocotools.mask as mask_util
-
-try:  # optional: a faster JSON parser (requirements.txt installs it); the json module otherwise
-    import orjson as _orjson
-except ImportError:
-    _orjson = None
 
 # Named explicitly: tools/evaluate.py may load this file under another module name.
 logger = logging.getLogger("vis_zoo.evaluation.ytvis_metric")
@@ -80,7 +76,7 @@ __all__ = [
     "gc_paused",
     "track_ious",
     "video_overlaps",
-    "map_in_two_processes",
+    "Worker",
     "prepare_overlaps_job",
     "overlaps_of_job",
     "warn_unlabelled_tracks",
@@ -461,19 +457,6 @@ def load_predictions(gt: GroundTruth, results: Sequence[dict]) -> Tuple[List[Pre
     return tracks, dropped
 
 
-def parse_json(text: bytes):
-    """The JSON document in `text` (UTF-8 bytes), parsed by orjson when it is installed (about 1.5x
-    faster than the json module on results files: fewer and cheaper string copies) and by the json
-    module otherwise, or when orjson refuses the text: the json module also accepts NaN and
-    Infinity, and its error message (json.JSONDecodeError) is the one raised."""
-    if _orjson is not None:
-        try:
-            return _orjson.loads(text)
-        except _orjson.JSONDecodeError:
-            pass
-    return json.loads(text.decode("utf-8"))
-
-
 def load_results_file(path: str) -> List[dict]:
     """Read a results list from a .json file or a submission .zip holding results.json.
 
@@ -488,10 +471,10 @@ def load_results_file(path: str) -> List[dict]:
                 if not names:
                     raise ValueError(f"results zip {path!r} holds no results.json")
                 with zf.open(names[0]) as f:
-                    data = parse_json(f.read())
+                    data = json.load(io.TextIOWrapper(f, encoding="utf-8"))
         else:
-            with open(path, "rb") as f:
-                data = parse_json(f.read())
+            with open(path, "r", encoding="utf-8") as f:
+                data = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError, zipfile.BadZipFile) as e:
         raise ValueError(f"results file {path!r} is not valid JSON: {e}") from None
     if not isinstance(data, list):
@@ -505,8 +488,8 @@ def load_gt_file(path: str) -> dict:
     if not os.path.isfile(path):
         raise ValueError(f"GT JSON {path!r} does not exist")
     try:
-        with open(path, "rb") as f:
-            data = parse_json(f.read())
+        with open(path, "r", encoding="utf-8") as f:
+            data = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"GT JSON {path!r} is not valid JSON: {e}") from None
     if not isinstance(data, dict):
@@ -596,8 +579,9 @@ def prepare_overlaps_job(
     pred_tracks, pred_slots, gt_tracks, gt_slots, height, width, pred_names=None
 ) -> tuple:
     """The Python-object part of `video_overlaps` (same arguments): validate the frames and keep,
-    per track, its present frame indices and compressed counts (`overlaps_of_job` does the mask
-    work). The result holds only ints, lists and strings."""
+    per track, its present frame indices and compressed counts. The result holds only ints, lists
+    and strings, so it pickles cheaply for a worker process (`overlaps_of_job` does the mask
+    work)."""
     num_p, num_g = len(pred_tracks), len(gt_tracks)
     length = len(pred_tracks[0]) if num_p else (len(gt_tracks[0]) if num_g else 0)
 
@@ -961,32 +945,42 @@ def evaluate_ytvis(
     results: Sequence[dict],
     ovis: Optional[bool] = None,
     workers: int = 1,
+    worker: Optional["Worker"] = None,
 ) -> YTVISResult:
     """Score a results list (submission format) against a YouTube-VIS / OVIS GT JSON dict.
 
     gt_json: {videos, categories, annotations (may be missing/None)}; results: list of
     {video_id, category_id (dataset id), score, segmentations: [compressed RLE or None] * T}.
     ovis: compute the occlusion APs/ARs; None = when the GT carries per-frame `occlusion` labels.
-    workers: 2 = a fork of this process takes about half of the videos' mask work
-    (`map_in_two_processes`; needs os.fork, else everything runs here). The numbers do not depend
-    on it.
+    workers: 2 = share the mask work with a helper process (about half of the videos each);
+    `worker`: a `Worker` started earlier to use for it (best: started before the files were parsed,
+    see `Worker`); with workers=2 and none given, one is forked for this call (needs os.fork, else
+    everything runs here). The numbers do not depend on either.
     """
-    with gc_paused():
-        gt = load_ground_truth(gt_json)
-        preds, dropped = load_predictions(gt, results)
-        occlusion = gt.has_occlusion_labels if ovis is None else bool(ovis)
-        if occlusion and not gt.has_occlusion_labels and gt.has_annotations:
-            logger.warning(
-                "OVIS occlusion metrics requested but the GT has no 'occlusion' labels: they "
-                "are -1."
-            )
-        elif occlusion:
-            warn_unlabelled_tracks(gt)
-        if not gt.has_annotations:
-            logger.warning(
-                "The GT JSON has no annotations: no local score is possible (all numbers are -1)."
-            )
-        return _evaluate_parsed(gt, preds, dropped, occlusion, workers)
+    own = None
+    if worker is None and workers > 1 and hasattr(os, "fork"):
+        worker = own = Worker()
+    try:
+        with gc_paused():
+            gt = load_ground_truth(gt_json)
+            preds, dropped = load_predictions(gt, results)
+            occlusion = gt.has_occlusion_labels if ovis is None else bool(ovis)
+            if occlusion and not gt.has_occlusion_labels and gt.has_annotations:
+                logger.warning(
+                    "OVIS occlusion metrics requested but the GT has no 'occlusion' labels: they "
+                    "are -1."
+                )
+            elif occlusion:
+                warn_unlabelled_tracks(gt)
+            if not gt.has_annotations:
+                logger.warning(
+                    "The GT JSON has no annotations: no local score is possible (all numbers are "
+                    "-1)."
+                )
+            return _evaluate_parsed(gt, preds, dropped, occlusion, worker)
+    finally:
+        if own is not None:
+            own.close()
 
 
 @contextlib.contextmanager
@@ -1003,57 +997,153 @@ def gc_paused():
             gc.enable()
 
 
-def map_in_two_processes(items: Sequence, costs: Sequence[float], work, share: float = 0.5) -> dict:
-    """{x: work(x) for x in items}, computed by this process and by one fork of it.
+class Worker:
+    """A helper process for the mask work: a fork of this process that runs `overlaps_of_job` on
+    the jobs it is sent through a pipe and sends the results back (pickled).
 
-    The fork is made now, after the caller has built everything `work` reads (the parsed files,
-    the groupings), so it needs no copy of any input: it reads them in the memory it shares with
-    this process, takes about `share` of the total cost (items split by `costs`), and sends back
-    only the results, pickled. Pages the fork writes to (Python reference counts of the objects it
-    reads) are copied, so the extra memory is bounded by the part of the inputs it reads.
-    An exception in either process reaches the caller as is (the fork's is pickled back). Needs
-    os.fork (Linux, macOS); else, or with fewer than two items, everything runs here."""
-    items = list(items)
-    if len(items) < 2 or not hasattr(os, "fork"):
-        return {x: work(x) for x in items}
-    theirs, mine = _split_by_cost(items, costs, (share, 1.0 - share))
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the fork: never returns into the caller's code
-        status = 1
+    Start it early — tools/evaluate.py does so before parsing the JSON files — so that it shares
+    only the imported modules with its parent: a process forked after the parse would keep every
+    page of the parsed files mapped, and each page the parent then touches would be copied. The
+    jobs carry only ints and strings, never the parsed objects. Use as a context manager, or
+    call close(). Linux/macOS only (needs os.fork).
+    """
+
+    def __init__(self):
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the worker: never returns into the caller's code
+            status = 1
+            try:
+                os.close(to_child_w)
+                os.close(from_child_r)
+                gc.disable()  # its objects are short-lived; see gc_paused
+                Worker._serve(os.fdopen(to_child_r, "rb"), os.fdopen(from_child_w, "wb"))
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(to_child_r)
+        os.close(from_child_w)
+        self.pid = pid
+        self._to = os.fdopen(to_child_w, "wb")
+        self._from = os.fdopen(from_child_r, "rb")
+
+    @staticmethod
+    def _send(f, message) -> None:
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        f.write(len(data).to_bytes(8, "little"))
+        f.write(data)
+        f.flush()
+
+    @staticmethod
+    def _receive(f):
+        head = f.read(8)
+        if len(head) < 8:
+            return None  # the other side is gone
+        return pickle.loads(f.read(int.from_bytes(head, "little")))
+
+    @staticmethod
+    def _serve(inbox, outbox) -> None:
+        results, error = [], None
+        while True:
+            message = Worker._receive(inbox)
+            if message is None or message[0] == "stop":
+                return
+            if message[0] == "jobs" and error is None:
+                try:
+                    results += [overlaps_of_job(job) for job in message[1]]
+                except Exception as e:  # reported to the parent with the results
+                    error = f"{type(e).__name__}: {e}"
+            elif message[0] == "end":
+                Worker._send(outbox, ("error", error) if error else ("results", results))
+                results, error = [], None
+
+    def submit(self, jobs: list) -> None:
+        """Queue jobs (`prepare_overlaps_job` results); the worker starts on them at once. Blocks
+        until the worker has read them (it reads between jobs): see `feed` to keep working
+        meanwhile."""
+        self._send(self._to, ("jobs", jobs))
+
+    def feed(self, batches, between: Sequence, work) -> list:
+        """Send `batches` (an iterable of job lists, made lazily) while running `work(x)` for each x
+        of `between` here, never waiting on the worker: a writer thread does the blocking writes,
+        and at most two batches wait in memory. Returns [work(x) for x in between]; the worker's
+        results come from `collect()`."""
+        outbox: "queue.Queue" = queue.Queue(maxsize=2)
+        failure = []
+
+        def write():
+            try:
+                for data in iter(outbox.get, None):
+                    self._to.write(data)
+                    self._to.flush()
+            except BaseException as e:  # reported below, after the join
+                failure.append(e)
+                for _ in iter(outbox.get, None):  # keep draining so that the producer never blocks
+                    pass
+
+        def framed(jobs) -> bytes:
+            data = pickle.dumps(("jobs", jobs), protocol=pickle.HIGHEST_PROTOCOL)
+            return len(data).to_bytes(8, "little") + data
+
+        writer = threading.Thread(target=write, name="ytvis-worker-feed", daemon=True)
+        writer.start()
+        batches = iter(batches)
+        pending = True
+        out = []
         try:
-            os.close(read_end)
-            try:
-                payload = ("results", [work(x) for x in theirs])
-            except BaseException as e:  # handed to the parent, which raises it
-                payload = ("error", e)
-            try:
-                data = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
-            except Exception as e:  # an exception that does not pickle: keep its text
-                data = pickle.dumps(("error", RuntimeError(f"{payload[1]!r} ({e})")))
-            with os.fdopen(write_end, "wb") as out:
-                out.write(data)
-            status = 0
+            for x in between:
+                while pending and not outbox.full():
+                    jobs = next(batches, None)
+                    if jobs is None:
+                        pending = False
+                    else:
+                        outbox.put(framed(jobs))
+                out.append(work(x))
+            for jobs in batches if pending else ():
+                outbox.put(framed(jobs))
         finally:
-            os._exit(status)
-    os.close(write_end)
-    try:
-        with os.fdopen(read_end, "rb") as inbox:
-            out = {x: work(x) for x in mine}
-            data = inbox.read()  # the fork blocks on a full pipe until this reads it
-    except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        raise
-    _, status = os.waitpid(pid, 0)
-    if not data:
-        raise RuntimeError(f"the metric's helper process {pid} died (wait status {status})")
-    kind, value = pickle.loads(data)
-    if kind == "error":
-        raise value
-    out.update(zip(theirs, value))
-    return out
+            outbox.put(None)
+            writer.join()
+        if failure:
+            raise RuntimeError(
+                f"could not send jobs to the worker process {self.pid}: {failure[0]}"
+            )
+        return out
+
+    def collect(self) -> list:
+        """The results of every job submitted since the last collect, in order."""
+        self._send(self._to, ("end",))
+        reply = self._receive(self._from)
+        if reply is None:
+            raise RuntimeError(f"the worker process {self.pid} died")
+        if reply[0] == "error":
+            raise RuntimeError(f"the worker process {self.pid} failed: {reply[1]}")
+        return reply[1]
+
+    def close(self) -> None:
+        if self.pid is None:
+            return
+        try:
+            self._send(self._to, ("stop",))
+        except OSError:
+            pass
+        for f in (self._to, self._from):
+            try:
+                f.close()
+            except OSError:
+                pass
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass
+        self.pid = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def _split_by_cost(items: Sequence, costs: Sequence[float], shares: Sequence[float]) -> List[list]:
@@ -1073,7 +1163,7 @@ def _evaluate_parsed(
     preds: List[PredTrack],
     dropped: int,
     occlusion: bool,
-    workers: int = 1,
+    worker: Optional[Worker] = None,
 ) -> YTVISResult:
     ranges, range_names = settings_ranges(occlusion)
     num_areas = len(AREA_RANGES)
@@ -1146,17 +1236,31 @@ def _evaluate_parsed(
         return mean_area, group_ious
 
     videos = list(keys_by_video)
-    score_video = lambda vi: finish_video(vi, overlaps_of_job(job_of(vi)))  # noqa: E731
-    if workers > 1:
-        # Cost of a video ~ the frames whose masks get decoded.
+    per_video = {}
+    if worker is not None and len(videos) > 1:
+        # Cost of a video ~ the frames whose masks get decoded. The worker gets 60%: this process
+        # also prepares the worker's jobs (the Python-object part), and matches and accumulates
+        # afterwards.
         costs = [
             gt.lengths[vi]
             * (sum(len(pred_by_group[k]) for k in keys_by_video[vi]) + len(gt_by_video.get(vi, ())))
             for vi in videos
         ]
-        per_video = map_in_two_processes(videos, costs, score_video)
+        theirs, mine = _split_by_cost(videos, costs, (0.6, 0.4))
+        theirs.sort()
+        size = max(
+            1, len(theirs) // 16
+        )  # small messages: bounded memory, and the worker starts early
+        batches = ([job_of(vi) for vi in theirs[b : b + size]] for b in range(0, len(theirs), size))
+        mine_done = worker.feed(
+            batches, mine, lambda vi: finish_video(vi, overlaps_of_job(job_of(vi)))
+        )
+        per_video.update(zip(mine, mine_done))
+        for vi, overlaps in zip(theirs, worker.collect()):
+            per_video[vi] = finish_video(vi, overlaps)
     else:
-        per_video = {vi: score_video(vi) for vi in videos}
+        for vi in videos:
+            per_video[vi] = finish_video(vi, overlaps_of_job(job_of(vi)))
 
     det_category, det_score, det_rank, det_area = [], [], [], []
     group_slices: Dict[Tuple[int, int], Tuple[int, int]] = {}
