@@ -187,3 +187,15 @@ class VISTrainer(DefaultTrainer):
         if output_folder is None:
             output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         return YTVISEvaluator(dataset_name, output_dir=output_folder)
+
+    def build_writers(self):
+        """detectron2's writers, with tensorboard's modules imported now, before training starts.
+
+        detectron2 imports them at the first write (iteration 20), which takes about a second. A
+        Ctrl-C landing in that import left a half-imported module (fsspec) that the final write
+        after the interrupt tripped over: an AttributeError and a traceback instead of the resume
+        message and exit status 130. With PyTorch 2.11 the first iterations are fast enough for
+        that to happen to an interrupt a second after the first checkpoint."""
+        import torch.utils.tensorboard  # noqa: F401
+
+        return super().build_writers()

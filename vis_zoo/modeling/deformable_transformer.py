@@ -26,6 +26,15 @@ __all__ = [
 ]
 
 
+def _cpu_autocast_enabled() -> bool:
+    """Whether CPU autocast is on: `torch.is_autocast_enabled("cpu")` from PyTorch 2.4 (where
+    `is_autocast_cpu_enabled()` is deprecated), `is_autocast_cpu_enabled()` before (no argument)."""
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:
+        return torch.is_autocast_cpu_enabled()
+
+
 def reset_deformable_parameters(module: nn.Module) -> None:
     """Deformable DETR's transformer initialisation: xavier-uniform on every matrix of `module`,
     then each MSDeformAttn's own initialisation (which the xavier pass overwrote). Callers then set
@@ -181,9 +190,7 @@ class DeformableEncoderLayer(nn.Module):
         so the loop allocates nothing large (same `addmm` calls as nn.Linear, same values)."""
         flat = src.reshape(-1, src.shape[-1])
         rows = self.FFN_ROWS_PER_PASS
-        autocast = (
-            torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()
-        )  # out= needs one dtype
+        autocast = torch.is_autocast_enabled() or _cpu_autocast_enabled()  # out= needs one dtype
         if (
             flat.shape[0] <= rows
             or autocast
