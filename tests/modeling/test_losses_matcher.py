@@ -148,7 +148,7 @@ def test_criterion_losses_aux_and_empty_targets():
             t["match_masks"][:0],
         )
     empty = criterion({k: v for k, v in outputs.items() if k != "aux_outputs"}, targets)
-    assert float(empty["loss_mask"]) == 0.0 and empty["loss_mask"].requires_grad
+    assert empty["loss_mask"].item() == 0.0 and empty["loss_mask"].requires_grad
     # all queries are no-object: CE with the no-object weight only
     expected = F.cross_entropy(
         outputs["pred_logits"].transpose(1, 2),

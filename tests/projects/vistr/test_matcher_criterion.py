@@ -153,9 +153,9 @@ def test_criterion_normaliser_counts_absent_frames_and_empty_targets():
     }
     losses = criterion(out, [empty])
     assert (
-        float(losses["loss_bbox"]) == 0
-        and float(losses["loss_mask"]) == 0
-        and float(losses["loss_ce"]) > 0
+        losses["loss_bbox"].item() == 0
+        and losses["loss_mask"].item() == 0
+        and losses["loss_ce"].item() > 0
     )
     sum(losses.values()).backward()
     assert out["pred_masks"].grad is not None and out["pred_boxes"].grad is not None
