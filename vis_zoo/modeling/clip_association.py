@@ -20,11 +20,13 @@ where ``clip_fn(frame_indices) -> ClipPrediction`` runs the model on those frame
 """
 
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
+
+from vis_zoo.utils.allocator import FreedMemoryTrimmer
 
 
 @dataclass
@@ -57,6 +59,14 @@ def window_spans(video_length: int, window_size: int, stride: int) -> List[Tuple
     """[start, end) of every window: starts 0, stride, 2*stride, ...; the first window reaching the
     end is moved back to [max(0, T - window_size), T) and is the last (IFC's loop). A video no
     longer than one window gives the single span [0, T)."""
+    return list(iter_window_spans(video_length, window_size, stride))
+
+
+def iter_window_spans(
+    video_length: int, window_size: int, stride: int
+) -> Iterator[Tuple[int, int]]:
+    """The spans of `window_spans` one at a time (with stride 1 the list would hold a tuple per
+    frame, 120 bytes each)."""
     if video_length < 1:
         raise ValueError(f"window_spans: video_length must be >= 1, got {video_length}")
     if window_size < 1 or not 1 <= stride <= window_size:
@@ -64,14 +74,12 @@ def window_spans(video_length: int, window_size: int, stride: int) -> List[Tuple
             f"window_spans: need window_size >= 1 and 1 <= stride <= window_size, "
             f"got window_size={window_size}, stride={stride}"
         )
-    spans = []
     for start in range(0, video_length, stride):
         end = start + window_size
         if end >= video_length:
-            spans.append((max(0, video_length - window_size), video_length))
-            break
-        spans.append((start, end))
-    return spans
+            yield (max(0, video_length - window_size), video_length)
+            return
+        yield (start, end)
 
 
 @dataclass
@@ -245,11 +253,18 @@ def associate_clip_windows(
     associator = SoftIoUTrackAssociator(
         max_num_tracks=max_num_tracks, match_threshold=match_threshold, frame_sink=frame_sink
     )
-    spans = window_spans(video_length, window_size, window_stride)
-    for k, (start, end) in enumerate(spans):
+    spans = iter_window_spans(video_length, window_size, window_stride)
+    # the windows' freed temporaries would otherwise stay resident in the heap, a little more the
+    # longer the video (vis_zoo.utils.allocator)
+    trimmer = FreedMemoryTrimmer()
+    span = next(spans)
+    while span is not None:
+        start, end = span
         associator.update(clip_fn(list(range(start, end))))
-        next_start = spans[k + 1][0] if k + 1 < len(spans) else video_length
+        span = next(spans, None)
+        next_start = span[0] if span is not None else video_length
         associator.finalize_before(next_start)
         if on_window_done is not None:
             on_window_done(next_start)
+        trimmer.step()
     return associator.finish()

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from vis_zoo.modeling.backbone import normalize_and_pad
 from vis_zoo.modeling.postprocessing import VideoMaskWriter
+from vis_zoo.utils.allocator import FreedMemoryTrimmer
 
 __all__ = [
     "FEATURE_STORES",
@@ -322,6 +323,9 @@ def run_frame_detector(
 
     store: Optional[MaskFeatureStore] = None
     feature_shape = padded_hw = image_hw = None
+    # the chunks' freed temporaries would otherwise stay resident in the heap, a little more the
+    # longer the video (vis_zoo.utils.allocator)
+    trimmer = FreedMemoryTrimmer()
     for start in range(0, num_frames, chunk_size):
         images, out, chunk_features = detect(start, queries=True)
         if feature_shape is None:
@@ -357,6 +361,7 @@ def run_frame_detector(
         if store is not None:
             store.add(start, chunk_features)
         del out, images, chunk_features
+        trimmer.step()
     return DetectedFrames(store, padded_hw, image_hw)
 
 
@@ -444,6 +449,7 @@ def render_video_masks(
     denominator = torch.zeros(k, dtype=torch.float32, device=device)
     writer = VideoMaskWriter(num_frames, output_hw, output_rle=output_rle, store_dir=store_dir)
     all_tracks = torch.ones(k, dtype=torch.bool)
+    trimmer = FreedMemoryTrimmer()
     step = max(1, frames_per_step)
     for start in range(0, num_frames, step):
         feats = mask_features.read(start, min(start + step, num_frames)).to(device)
@@ -460,4 +466,5 @@ def render_video_masks(
         for t in range(t_chunk):
             writer.write_binary(start + t, binary[:, t], all_tracks)
         del logits, hard, binary, feats
+        trimmer.step()
     return writer.track_masks(k), numerator / (denominator + 1e-6)
