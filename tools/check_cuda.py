@@ -2,8 +2,7 @@
 """Prove every method on a CUDA GPU: training with and without AMP, inference on a real-sized and a
 long video, the masked-attention kernels, and two-process (NCCL) training when two GPUs are present.
 
-    python tools/check_cuda.py                      # all methods, R-50 YouTube-VIS + synthetic
-    configs
+    python tools/check_cuda.py                      # every method, ytvis19_R50 + synthetic_R18
     python tools/check_cuda.py --methods vita --json cuda_check.json
 
 Random weights throughout. For each method and config (MODEL.DEVICE is set to the device):
