@@ -24,15 +24,12 @@ TINY_DETECTOR_WIDTHS = [
     "64",
 ]
 
+# CPU and no datasets: a test's class count is its own, not the synthetic data's.
+CPU_WITHOUT_DATASETS = ["MODEL.DEVICE", "cpu", "DATASETS.TRAIN", "()", "DATASETS.TEST", "()"]
+
 # A tiny Mask2Former detector (4 classes, 32 channels, 8 queries); each test adds its DEC_LAYERS.
-# No datasets: the class count is the tests' own, not the synthetic data's.
 TINY_DETECTOR = [
-    "MODEL.DEVICE",
-    "cpu",
-    "DATASETS.TRAIN",
-    "()",
-    "DATASETS.TEST",
-    "()",
+    *CPU_WITHOUT_DATASETS,
     "MODEL.SEM_SEG_HEAD.NUM_CLASSES",
     "4",
     *TINY_DETECTOR_WIDTHS,
@@ -42,6 +39,21 @@ TINY_DETECTOR = [
     "256",
     "TEST.DETECTIONS_PER_IMAGE",
     "5",
+]
+
+# A tiny VITA module (32 channels, 4 heads, 2 encoder and 2 decoder layers); each test adds its
+# LAST_LAYER_NUM and the rest.
+TINY_VITA_MODULE = [
+    "MODEL.VITA.HIDDEN_DIM",
+    "32",
+    "MODEL.VITA.NHEADS",
+    "4",
+    "MODEL.VITA.DIM_FEEDFORWARD",
+    "64",
+    "MODEL.VITA.ENC_LAYERS",
+    "2",
+    "MODEL.VITA.DEC_LAYERS",
+    "2",
 ]
 
 # The tiny detector with 3 decoder layers (Mask2Former-VIS, MinVIS).

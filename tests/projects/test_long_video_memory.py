@@ -14,7 +14,11 @@ import os
 import pytest
 import torch
 from detectron2.modeling import build_model
-from tests.projects.mask2former_clips import TINY_DETECTOR_WIDTHS
+from tests.projects.mask2former_clips import (
+    CPU_WITHOUT_DATASETS,
+    TINY_DETECTOR_WIDTHS,
+    TINY_VITA_MODULE,
+)
 
 from vis_zoo.engine.setup import build_config
 from vis_zoo.zoo.speed import random_video
@@ -34,16 +38,7 @@ TINY = {
     "vistr": [],
 }
 TINY["vita"] = TINY["minvis"] + [
-    "MODEL.VITA.HIDDEN_DIM",
-    "32",
-    "MODEL.VITA.NHEADS",
-    "4",
-    "MODEL.VITA.DIM_FEEDFORWARD",
-    "64",
-    "MODEL.VITA.ENC_LAYERS",
-    "2",
-    "MODEL.VITA.DEC_LAYERS",
-    "2",
+    *TINY_VITA_MODULE,
     "MODEL.VITA.LAST_LAYER_NUM",
     "1",
     # features past 8 MB are recomputed, tokens of videos past 120 frames go to disk
@@ -78,17 +73,7 @@ def _peak_mb(model, num_frames: int) -> float:
 @pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux /proc")
 @pytest.mark.parametrize("method", ["minvis", "vita", "ifc", "seqformer", "vistr"])
 def test_peak_memory_does_not_grow_with_the_video(method):
-    opts = [
-        "MODEL.DEVICE",
-        "cpu",
-        "DATASETS.TRAIN",
-        "()",
-        "DATASETS.TEST",
-        "()",
-        "MODEL.VIS.OUTPUT_RLE",
-        "True",
-        *TINY[method],
-    ]
+    opts = [*CPU_WITHOUT_DATASETS, "MODEL.VIS.OUTPUT_RLE", "True", *TINY[method]]
     if method in ("minvis", "vita"):
         opts += ["MODEL.SEM_SEG_HEAD.NUM_CLASSES", "5"]
     cfg = build_config(f"configs/{method}/synthetic_R18.yaml", opts)

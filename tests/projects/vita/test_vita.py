@@ -11,6 +11,7 @@ from vis_zoo_projects.vita.transformer import VITAModule, shifted_window_mask
 
 from tests.projects.mask2former_clips import (
     TINY_DETECTOR,
+    TINY_VITA_MODULE,
     check_chunked_inference_matches_one_pass,
     check_output,
     make_clip,
@@ -20,18 +21,9 @@ from tests.projects.mask2former_clips import (
 TINY = TINY_DETECTOR + [
     "MODEL.MASK_FORMER.DEC_LAYERS",
     "4",
-    "MODEL.VITA.HIDDEN_DIM",
-    "32",
-    "MODEL.VITA.NHEADS",
-    "4",
-    "MODEL.VITA.DIM_FEEDFORWARD",
-    "64",
+    *TINY_VITA_MODULE,
     "MODEL.VITA.NUM_OBJECT_QUERIES",
     "6",
-    "MODEL.VITA.ENC_LAYERS",
-    "2",
-    "MODEL.VITA.DEC_LAYERS",
-    "2",
     "MODEL.VITA.LAST_LAYER_NUM",
     "2",
     "MODEL.VITA.ENC_WINDOW_SIZE",
