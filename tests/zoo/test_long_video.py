@@ -87,6 +87,24 @@ def test_table_and_plot(tmp_path, monkeypatch):
     assert "### Long videos" in render_table(
         {"rows": {row["key"]: row}}, str(tmp_path), str(tmp_path)
     )
+    # a peak that moves by less than 0.5% is no growth, not "-0%"
+    flat = dict(
+        row,
+        long_video={
+            "points": [
+                {
+                    "height": 180,
+                    "width": 320,
+                    "frames": f,
+                    "peak_gb": gb,
+                    "ms_per_frame": 5.0,
+                    "load_avg_1min": 1.0,
+                }
+                for f, gb in ((100, 1.230), (1000, 1.225))
+            ]
+        },
+    )
+    assert "| VITA | 1.23 | 1.23 | 0% |" in long_video.long_video_table([flat], display_name)
     path = plot_long_video({"rows": {row["key"]: row}}, str(tmp_path / "long.png"))
     assert open(path, "rb").read(4) == b"\x89PNG"
     assert plot_long_video({"rows": {}}, str(tmp_path / "none.png")) is None

@@ -142,7 +142,8 @@ def long_video_table(rows: Sequence[dict], name: Callable[[dict], str]) -> str:
             ]
             growth = ""
             if len(measured) >= 2:
-                growth = f"{100 * (measured[-1]['peak_gb'] / measured[0]['peak_gb'] - 1):+.0f}%"
+                percent = round(100 * (measured[-1]["peak_gb"] / measured[0]["peak_gb"] - 1))
+                growth = f"{percent:+d}%" if percent else "0%"  # not "-0%" for a tiny drop
             loads = [f"{v:.1f}" for v in sorted({p["load_avg_1min"] for p in measured})]
             lines.append(
                 "| "
