@@ -54,7 +54,8 @@ class FreedMemoryTrimmer:
 
     The interval bounds the cost: a trimmed page is zero-filled again when the next chunk touches
     it, so trimming after every fast chunk on a GPU would cost more than it saves; on CPU, with
-    R-50 at 180x320, it adds about 9,000 page faults per second of CPU time (1-2% of it).
+    R-50 at 180x320 and one thread, it adds about 9,000 page faults per second of CPU time and
+    measured 4% (MinVIS) to 8% (IFC) to the time of a call (tools/benchmark_trim.py).
     """
 
     def __init__(self, min_interval_s: float = 1.0):
