@@ -72,8 +72,7 @@ def test_group_arguments_are_checked_against_the_shapes():
 
 def test_shim_makes_a_cuda_only_dcn_module_run_on_cpu(tmp_path, monkeypatch):
     """A fabricated package with the official layout: deform_conv.py imports the compiled `_C` and
-    its
-    `deform_conv` op refuses CPU tensors; after the shim the layer runs through torchvision."""
+    its `deform_conv` op refuses CPU tensors; after the shim the layer runs through torchvision."""
     tool = _load_tool()
     dcn = tmp_path / "models" / "dcn"
     dcn.mkdir(parents=True)
