@@ -84,15 +84,37 @@ def test_top_query_class_pairs_and_pass_settings():
         check_detector_pass_settings(0, 460800, "auto")
 
 
-def test_auto_feature_store_keeps_a_bounded_amount_in_memory():
+def test_auto_feature_store_keeps_a_bounded_amount_in_memory(monkeypatch, tmp_path):
+    import shutil
+
+    from vis_zoo.modeling.mask2former import video_inference
     from vis_zoo.modeling.mask2former.video_inference import feature_store_kind
 
-    cpu, frame_mb = torch.device("cpu"), 2**20
-    # one official window on the device, then memory up to the budget, then recomputation
+    free = {"bytes": 0}
+    asked = []
+
+    def disk_usage(path):
+        asked.append(path)
+        return shutil._ntuple_diskusage(10 * free["bytes"], 9 * free["bytes"], free["bytes"])
+
+    monkeypatch.setattr(video_inference.shutil, "disk_usage", disk_usage)
+    cpu, cuda, frame_mb = torch.device("cpu"), torch.device("cuda"), 2**20
+    # one official window on the device, then memory up to the budget
     assert feature_store_kind("auto", cpu, 36, 100 * frame_mb, 1024) == "device"
     assert feature_store_kind("auto", cpu, 37, 10 * frame_mb, 1024) == "cpu"
-    assert feature_store_kind("auto", cpu, 103, 10 * frame_mb, 1024) == "recompute"
+    assert asked == []
+    # beyond the budget on CPU: a file while it takes at most half the free space, else recomputed
+    free["bytes"] = 2 * 1030 * frame_mb
+    assert feature_store_kind("auto", cpu, 103, 10 * frame_mb, 1024, str(tmp_path)) == "disk"
+    assert asked == [str(tmp_path)]
+    assert feature_store_kind("auto", cpu, 104, 10 * frame_mb, 1024, str(tmp_path)) == "recompute"
+    free["bytes"] = 10**15
+    assert feature_store_kind("auto", cpu, 200, 10 * frame_mb, 1024) == "disk"
+    assert asked[-1] == video_inference.tempfile.gettempdir()
+    # on a GPU the second detector pass is the choice beyond the budget, whatever the disk
+    assert feature_store_kind("auto", cuda, 200, 10 * frame_mb, 1024) == "recompute"
     assert feature_store_kind("disk", cpu, 5, frame_mb, 1024) == "disk"
+    assert feature_store_kind("recompute", cpu, 5, frame_mb, 1024) == "recompute"
 
 
 def test_feature_stores_give_back_what_was_added():
