@@ -98,6 +98,8 @@ def test_auto_feature_store_keeps_a_bounded_amount_in_memory(monkeypatch, tmp_pa
         return shutil._ntuple_diskusage(10 * free["bytes"], 9 * free["bytes"], free["bytes"])
 
     monkeypatch.setattr(video_inference.shutil, "disk_usage", disk_usage)
+    file_system = {"type": "ext4"}
+    monkeypatch.setattr(video_inference, "folder_file_system", lambda path: file_system["type"])
     cpu, cuda, frame_mb = torch.device("cpu"), torch.device("cuda"), 2**20
     # one official window on the device, then memory up to the budget
     assert feature_store_kind("auto", cpu, 36, 100 * frame_mb, 1024) == "device"
@@ -111,10 +113,33 @@ def test_auto_feature_store_keeps_a_bounded_amount_in_memory(monkeypatch, tmp_pa
     free["bytes"] = 10**15
     assert feature_store_kind("auto", cpu, 200, 10 * frame_mb, 1024) == "disk"
     assert asked[-1] == video_inference.tempfile.gettempdir()
+    # a folder in memory (tmpfs) would make the file resident memory again
+    file_system["type"] = "tmpfs"
+    assert feature_store_kind("auto", cpu, 200, 10 * frame_mb, 1024) == "recompute"
+    file_system["type"] = None  # mount table unreadable: the free space decides
+    assert feature_store_kind("auto", cpu, 200, 10 * frame_mb, 1024) == "disk"
     # on a GPU the second detector pass is the choice beyond the budget, whatever the disk
     assert feature_store_kind("auto", cuda, 200, 10 * frame_mb, 1024) == "recompute"
     assert feature_store_kind("disk", cpu, 5, frame_mb, 1024) == "disk"
     assert feature_store_kind("recompute", cpu, 5, frame_mb, 1024) == "recompute"
+
+
+def test_folder_file_system_reads_the_longest_mount_point_above_the_folder(tmp_path):
+    from vis_zoo.modeling.mask2former.video_inference import folder_file_system
+
+    mounts = tmp_path / "mounts"
+    mounts.write_text(
+        "/dev/vda / ext4 rw 0 0\n"
+        "tmpfs /tmp tmpfs rw 0 0\n"
+        "/dev/vdb /tmp/big\\040disk xfs rw 0 0\n"
+        "tmpfs /tmpfiles tmpfs rw 0 0\n"
+    )
+    assert folder_file_system("/tmp", str(mounts)) == "tmpfs"
+    assert folder_file_system("/tmp/features", str(mounts)) == "tmpfs"
+    assert folder_file_system("/tmp/big disk/features", str(mounts)) == "xfs"
+    assert folder_file_system("/tmpx", str(mounts)) == "ext4"  # not under /tmp
+    assert folder_file_system("/home/user", str(mounts)) == "ext4"
+    assert folder_file_system("/home", str(tmp_path / "missing")) is None
 
 
 def test_feature_stores_give_back_what_was_added():

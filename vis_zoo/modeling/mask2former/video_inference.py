@@ -34,6 +34,7 @@ from vis_zoo.utils.allocator import FreedMemoryTrimmer
 __all__ = [
     "FEATURE_STORES",
     "feature_store_kind",
+    "folder_file_system",
     "frames_per_detector_pass",
     "check_detector_pass_settings",
     "frame_detector_test_kwargs",
@@ -56,6 +57,28 @@ AUTO_STORE_MAX_FRAMES_ON_DEVICE = 36
 FEATURE_STORES = ("auto", "device", "cpu", "disk", "recompute")
 
 
+# File systems whose files live in memory: a feature file there would be resident memory again.
+MEMORY_FILE_SYSTEMS = ("tmpfs", "ramfs")
+
+
+def folder_file_system(path: str, mounts_file: str = "/proc/mounts") -> Optional[str]:
+    """The type of the file system holding `path` ("ext4", "tmpfs", ...), from the longest mount
+    point above it in `mounts_file`; None where that table cannot be read (not Linux)."""
+    try:
+        with open(mounts_file) as f:
+            mounts = [line.split()[1:3] for line in f if len(line.split()) >= 3]
+    except OSError:
+        return None
+    path = os.path.realpath(path)
+    best, best_type = "", None
+    for mount_point, fs_type in mounts:
+        mount_point = mount_point.replace("\\040", " ")  # spaces are escaped in the table
+        inside = path == mount_point or path.startswith(mount_point.rstrip("/") + "/")
+        if inside and len(mount_point) >= len(best):
+            best, best_type = mount_point, fs_type
+    return best_type
+
+
 def feature_store_kind(
     mode: str,
     device: torch.device,
@@ -69,11 +92,11 @@ def feature_store_kind(
     "auto": on the model's device up to 36 frames; in CPU memory while the whole video's features
     (`num_frames` x `frame_bytes`) fit in `memory_budget_mb`; beyond, on a CPU model, in a
     temporary file in `store_dir` (the system temporary folder when empty) while they take at most
-    half of that disk's free space, else (and on other devices) recomputed in a second pass over
-    the frames. On CPU the file is the faster of the two (R-50, 300 frames at 180x320: 1.6x
-    less time for the whole call, same peak memory; docs/long_videos.md); recomputing needs no
-    disk, so an hour of video (1.7 TB of features at 360x640) still runs. Any other mode is taken
-    as it is.
+    half of that disk's free space and the folder is not in memory (tmpfs), else (and on other
+    devices) recomputed in a second pass over the frames. On CPU the file is the faster of the
+    two (R-50, 300 frames at 180x320: 1.6x less time for the whole call, same peak memory;
+    docs/long_videos.md); recomputing needs no disk, so an hour of video (1.7 TB of features at
+    360x640) still runs. Any other mode is taken as it is.
     """
     if mode not in FEATURE_STORES:
         raise ValueError(f"feature store must be one of {'/'.join(FEATURE_STORES)}, got {mode!r}")
@@ -85,9 +108,10 @@ def feature_store_kind(
     if total_bytes <= memory_budget_mb * 2**20:
         return "cpu"
     if device.type == "cpu":
-        free_bytes = shutil.disk_usage(store_dir or tempfile.gettempdir()).free
-        if 2 * total_bytes <= free_bytes:
-            return "disk"
+        folder = store_dir or tempfile.gettempdir()
+        if folder_file_system(folder) not in MEMORY_FILE_SYSTEMS:
+            if 2 * total_bytes <= shutil.disk_usage(folder).free:
+                return "disk"
     return "recompute"
 
 
