@@ -108,3 +108,34 @@ def test_table_and_plot(tmp_path, monkeypatch):
     path = plot_long_video({"rows": {row["key"]: row}}, str(tmp_path / "long.png"))
     assert open(path, "rb").read(4) == b"\x89PNG"
     assert plot_long_video({"rows": {}}, str(tmp_path / "none.png")) is None
+
+
+def test_plot_keeps_a_method_colour_across_frame_sizes(tmp_path, monkeypatch):
+    """A method measured at one size only must not shift the colours of the others in the next
+    panel."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    def row(key, sizes):
+        points = [
+            {"height": h, "width": w, "frames": f, "peak_gb": 1.0 + f / 1e4}
+            for h, w in sizes
+            for f in (100, 1000)
+        ]
+        return {"key": key, "method": key.split("/")[0], "long_video": {"points": points}}
+
+    rows = [
+        row("ifc/ytvis19_R50", [(180, 320), (360, 640)]),
+        row("minvis/ytvis19_R50", [(180, 320)]),
+        row("vita/ytvis19_R50", [(180, 320), (360, 640)]),
+    ]
+    saved = []
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: saved.append(fig))
+    long_video.plot_long_video_memory(rows, str(tmp_path / "long.png"), display_name)
+    (fig,) = saved
+    colours = [{line.get_label(): line.get_color() for line in ax.get_lines()} for ax in fig.axes]
+    assert sorted(colours[0]) == ["IFC", "MinVIS", "VITA"] and sorted(colours[1]) == ["IFC", "VITA"]
+    assert colours[1]["VITA"] == colours[0]["VITA"] and colours[1]["IFC"] == colours[0]["IFC"]
+    assert len(set(colours[0].values())) == 3

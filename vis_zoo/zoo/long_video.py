@@ -186,6 +186,9 @@ def plot_long_video_memory(
         }
     )
     fig, axes = plt.subplots(1, len(sizes), figsize=(5.5 * len(sizes), 4.2), squeeze=False)
+    # one colour per row in every panel, so that a method keeps its colour across frame sizes
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = {r["key"]: palette[i % len(palette)] for i, r in enumerate(rows)}
     for ax, (height, width) in zip(axes[0], sizes):
         for r in rows:
             pts = sorted(
@@ -201,6 +204,7 @@ def plot_long_video_memory(
                     [p["frames"] for p in pts],
                     [p["peak_gb"] for p in pts],
                     marker="o",
+                    color=colors[r["key"]],
                     label=name(r),
                 )
         ax.set_xscale("log")
