@@ -80,3 +80,60 @@ def test_folded_frozen_bn_is_the_same_function_and_cache_follows_weights():
     assert second is not first
     with torch.no_grad():
         assert torch.allclose(second(x)["res5"], backbone(x)["res5"], atol=1e-4, rtol=1e-4)
+
+
+def _frame_cache(chunk_size=4):
+    from vis_zoo.modeling.backbone import FrameFeatureCache
+
+    computed = []
+
+    def compute(ids):
+        computed.extend(ids)
+        x = torch.tensor(ids, dtype=torch.float32)
+        # a channels-last map and a bool mask, as the methods' per-frame features are
+        maps = (x[:, None, None, None] * torch.ones(len(ids), 3, 2, 5)).contiguous(
+            memory_format=torch.channels_last
+        )
+        return {"maps": maps, "valid": (x % 2 == 0)[:, None].repeat(1, 4)}
+
+    return FrameFeatureCache(compute, chunk_size), computed
+
+
+def _check(feats, frame_ids):
+    expected = torch.tensor(frame_ids, dtype=torch.float32)
+    assert torch.equal(feats["maps"][:, 1, 1, 3], expected)
+    assert torch.equal(feats["valid"][:, 2], expected % 2 == 0)
+
+
+def test_frame_cache_hands_out_windows_as_views_of_one_window_of_memory():
+    for window, stride in ((36, 18), (5, 1), (6, 4)):
+        cache, computed = _frame_cache()
+        storages = set()
+        length = 60
+        for start in range(0, length - window + 1, stride):
+            ids = list(range(start, start + window))
+            feats = cache.get(ids)
+            _check(feats, ids)
+            storages.add(feats["maps"].untyped_storage().data_ptr())
+            assert len(cache) == window
+            cache.release_before(start + stride)
+        assert sorted(computed) == list(range(computed[-1] + 1))  # each frame computed once
+        # the windows are views of one set of buffers: grown once, at the first window
+        assert len(storages) == 1, (window, stride)
+        assert cache._capacity() <= window + 4
+
+
+def test_frame_cache_copies_repeated_or_unordered_frames_and_recomputes_released_ones():
+    cache, computed = _frame_cache(chunk_size=2)
+    tiled = [0, 1, 2, 0, 1, 2, 0]  # a short video tiled to a longer clip (VisTR)
+    _check(cache.get(tiled), tiled)
+    assert computed == [0, 1, 2]
+    _check(cache.get([4, 3]), [4, 3])
+    assert computed == [0, 1, 2, 3, 4]
+    cache.release_before(3)
+    _check(cache.get([1, 2, 3]), [1, 2, 3])  # released frames computed again
+    assert computed == [0, 1, 2, 3, 4, 1, 2, 3]
+    _check(cache.get([10, 11]), [10, 11])  # past a gap: a new run, frames between skipped
+    assert computed[-2:] == [10, 11] and len(cache) == 2
+    cache.release_before(20)
+    assert len(cache) == 0

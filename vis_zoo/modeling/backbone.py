@@ -97,10 +97,18 @@ class FrameFeatureCache:
 
     ``compute_fn(frame_ids)`` returns a dict of tensors whose first dim indexes those frames (for
     example backbone levels, projected features, padding masks). ``get(frame_ids)`` computes the
-    missing frames ``chunk_size`` at a time (in ascending order) and returns the stacked dict for
-    the requested frames; ``release_before(f)`` frees every frame < f. With windows processed left
-    to right this keeps at most one window plus one chunk of features in memory, whatever the video
-    length, and computes each frame's features once.
+    missing frames ``chunk_size`` at a time (in ascending order, every frame up to the largest id
+    asked) and returns the dict for the requested frames; ``release_before(f)`` frees every
+    frame < f.
+
+    The frames held are one run [first, end) stored contiguously, one buffer per key
+    [capacity, ...]: a window of consecutive frames is handed out as views of those buffers, not as
+    a stacked copy, and a later window moves the frames it shares with the earlier one to the front
+    of the same buffers. With windows processed left to right the memory is one window of
+    features (plus one chunk's output while it is copied in), whatever the video length, and each
+    frame is computed once. The views are valid until the next `get`: callers use them within the
+    window and do not write to them. Any other set of frames (repeated or out of order) is
+    returned as a copy.
     """
 
     def __init__(self, compute_fn: Callable[[List[int]], Dict[str, Tensor]], chunk_size: int):
@@ -108,33 +116,78 @@ class FrameFeatureCache:
             raise ValueError(f"FrameFeatureCache: chunk_size must be >= 1, got {chunk_size}")
         self.compute_fn = compute_fn
         self.chunk_size = chunk_size
-        self._store: Dict[int, Dict[str, Tensor]] = {}
-        self.num_computed = (
-            0  # frames computed so far (each frame once unless released and re-asked)
-        )
+        self._buffers: Dict[str, Tensor] = {}  # key -> [capacity, ...]; row 0 is frame _first
+        self._first = 0  # frame held in row 0
+        self._end = 0  # frames [_first, _end) are in rows [0, _end - _first)
+        # frames computed so far (each frame once unless released and asked again)
+        self.num_computed = 0
 
-    def _compute(self, frame_ids: List[int]) -> None:
-        for start in range(0, len(frame_ids), self.chunk_size):
-            chunk = frame_ids[start : start + self.chunk_size]
+    def _capacity(self) -> int:
+        return next(iter(self._buffers.values())).shape[0] if self._buffers else 0
+
+    def _make_room(self, rows: int, example: Dict[str, Tensor]) -> None:
+        """Ensure `rows` rows from row 0, keeping the held frames in place (buffers grown once, to
+        `rows`, by a copy)."""
+        if rows <= self._capacity():
+            return
+        held = self._end - self._first
+        grown = {}
+        for key, value in example.items():
+            buffer = value.new_empty((rows, *value.shape[1:]))
+            if held:
+                buffer[:held].copy_(self._buffers[key][:held])
+            grown[key] = buffer
+        self._buffers = grown
+
+    def _compute_up_to(self, last: int) -> None:
+        """Compute frames [_end, last] chunk by chunk and append them to the buffers."""
+        while self._end <= last:
+            chunk = list(range(self._end, min(self._end + self.chunk_size, last + 1)))
             out = self.compute_fn(chunk)
-            for j, f in enumerate(chunk):
-                self._store[f] = {k: v[j] for k, v in out.items()}
+            # room for every frame still to compute, so that the buffers grow at most once per get
+            self._make_room(last + 1 - self._first, out)
+            rows = slice(chunk[0] - self._first, chunk[-1] + 1 - self._first)
+            for key, value in out.items():
+                self._buffers[key][rows].copy_(value)
+            del out
+            self._end = chunk[-1] + 1
             self.num_computed += len(chunk)
 
     def get(self, frame_ids: Iterable[int]) -> Dict[str, Tensor]:
         frame_ids = list(frame_ids)
-        missing = sorted(f for f in set(frame_ids) if f not in self._store)
-        if missing:
-            self._compute(missing)
-        keys = self._store[frame_ids[0]].keys()
-        return {k: torch.stack([self._store[f][k] for f in frame_ids]) for k in keys}
+        low, high = min(frame_ids), max(frame_ids)
+        if low < self._first or low > self._end:
+            # frames before the held run (released earlier) or past a gap: start a new run
+            self._first = self._end = low
+        self._compute_up_to(high)
+        if frame_ids == list(range(low, high + 1)):
+            rows = slice(low - self._first, high + 1 - self._first)
+            return {key: buffer[rows] for key, buffer in self._buffers.items()}
+        index = torch.tensor([f - self._first for f in frame_ids])
+        return {
+            key: buffer.index_select(0, index.to(buffer.device))
+            for key, buffer in self._buffers.items()
+        }
 
     def release_before(self, frame: int) -> None:
-        for f in [f for f in self._store if f < frame]:
-            del self._store[f]
+        """Drop the frames < `frame`; the frames kept move to the front of the buffers."""
+        if frame <= self._first:
+            return
+        if frame >= self._end:
+            self._first = self._end = frame
+            return
+        drop, keep = frame - self._first, self._end - frame
+        for buffer in self._buffers.values():
+            # in blocks of `drop` rows, front to back: a block's source lies after its destination
+            # and does not overlap it, and no block reads rows already overwritten
+            for start in range(0, keep, drop):
+                rows = min(drop, keep - start)
+                buffer[start : start + rows].copy_(buffer[start + drop : start + drop + rows])
+        self._first = frame
 
     def __len__(self) -> int:
-        return len(self._store)
+        """Frames held."""
+        return self._end - self._first
 
 
 def fold_frozen_batchnorm(backbone: torch.nn.Module) -> torch.nn.Module:
