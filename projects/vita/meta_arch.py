@@ -10,9 +10,9 @@ MODEL.VIS.TEST_CHUNK_SIZE at a time (on CPU as many as fit in MODEL.VIS.TEST_CHU
 pixels); only the last layer's frame queries [T, fQ, C] and the VITA mask features [T, C, H/4, W/4]
 are kept (the frame-level /4 mask predictions are never computed), the features where
 MODEL.VIS.TEST_FEATURE_STORE says: in memory, or for long videos in a temporary file (on CPU) or
-recomputed by a second backbone + pixel-decoder pass. One offline VITA pass over all object tokens then
-gives the video queries; masks are produced MODEL.VIS.TEST_INTERPOLATE_CHUNK_SIZE frames at a time
-and kept as RLE on disk.
+recomputed by a second backbone + pixel-decoder pass. One offline VITA pass over all object tokens
+then gives the video queries; masks are produced MODEL.VIS.TEST_INTERPOLATE_CHUNK_SIZE frames at a
+time and kept as RLE on disk.
 """
 
 import math

@@ -117,10 +117,10 @@ def add_vis_config(cfg: CN) -> None:
     # Where VITA keeps per-frame mask features at test time until its video queries are known:
     # "auto" (the model's device up to 36 frames, else CPU memory while the video's features fit in
     # TEST_FEATURE_MEMORY_MB, else on CPU "disk" while the file takes at most half the free space of
-    # TEST_STORE_DIR's disk and that folder is not a tmpfs, else "recompute"), "device", "cpu", "disk" (a temporary file in
-    # TEST_STORE_DIR) or "recompute" (a second backbone + pixel-decoder pass: memory and disk
-    # independent of the video length). MinVIS renders every frame's masks at once and keeps no
-    # features.
+    # TEST_STORE_DIR's disk and that folder is not a tmpfs, else "recompute"), "device", "cpu",
+    # "disk" (a temporary file in TEST_STORE_DIR) or "recompute" (a second backbone +
+    # pixel-decoder pass: memory and disk independent of the video length). MinVIS renders every
+    # frame's masks at once and keeps no features.
     cfg.MODEL.VIS.TEST_FEATURE_STORE = "auto"
     cfg.MODEL.VIS.TEST_FEATURE_MEMORY_MB = 1024
     # Folder of the temporary files of long-video inference (RLE output masks, "disk" features);
