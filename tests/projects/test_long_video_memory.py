@@ -2,11 +2,11 @@
 stays within a small margin of a 50-frame one.
 
 Small models and frames keep the test fast, with the same code paths as a real long video: RLE
-output masks on disk, windows and association (VisTR, IFC, SeqFormer), MinVIS's online masks,
-VITA's feature store past its memory budget and its streamed VITA module. Frames are made when the
-model reads them, as the test mapper reads them from disk. The peak is the kernel's high-water
-mark of this process, reset before each video (/proc/self/clear_refs), so both videos are measured
-in the same process after the same warm-up.
+output masks on disk, windows and association (VisTR, IFC, SeqFormer, Mask2Former-VIS), MinVIS's
+online masks, VITA's feature stores past its memory budget (file and recomputation) and its
+streamed VITA module. Frames are made when the model reads them, as the test mapper reads them
+from disk. The peak is the kernel's high-water mark of this process, reset before each video
+(/proc/self/clear_refs), so both videos are measured in the same process after the same warm-up.
 """
 
 import os
