@@ -110,6 +110,28 @@ def test_table_and_plot(tmp_path, monkeypatch):
     assert plot_long_video({"rows": {}}, str(tmp_path / "none.png")) is None
 
 
+def test_points_measured_with_overrides_are_marked_in_the_table(monkeypatch):
+    """A point measured off the config's defaults records its overrides, and the table marks it
+    and says which overrides it used; points without overrides stay unmarked."""
+    calls = []
+    monkeypatch.setattr("vis_zoo.zoo.speed.measure_speed_in_subprocess", _fake_measurement(calls))
+    store = ["MODEL.VIS.TEST_FEATURE_STORE", "disk"]
+    plain = long_video.measure_long_video(
+        "configs/vita/ytvis19_R50.yaml", [(180, 320, 100)], device="cpu", threads=1
+    )
+    overridden = long_video.measure_long_video(
+        "configs/vita/ytvis19_R50.yaml", [(180, 320, 1000)], device="cpu", threads=1, opts=store
+    )
+    assert "opts" not in plain["points"][0] and overridden["points"][0]["opts"] == store
+    row = {"key": "vita/ytvis19_R50", "method": "vita", "config": "configs/vita/ytvis19_R50.yaml"}
+    row["long_video"] = {"points": plain["points"] + overridden["points"]}
+    table = long_video.long_video_table([row], display_name)
+    assert "| VITA | 1.06 | 1.07† | +1% | 500 | 500† |" in table
+    assert "† measured with the config overrides `MODEL.VIS.TEST_FEATURE_STORE disk`." in table
+    plain_table = long_video.long_video_table([dict(row, long_video=plain)], display_name)
+    assert "†" not in plain_table
+
+
 def test_plot_keeps_a_method_colour_across_frame_sizes(tmp_path, monkeypatch):
     """A method measured at one size only must not shift the colours of the others in the next
     panel."""

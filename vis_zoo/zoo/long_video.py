@@ -8,6 +8,10 @@ its input's. A row's result:
     row["long_video"] = {"points": [{"height", "width", "frames", "peak_gb", "seconds",
                                      "ms_per_frame", "load_avg_1min"} or {..., "error"}]}
 
+A point measured with config overrides (KEY VALUE, e.g. MODEL.VIS.TEST_FEATURE_STORE disk) also
+has "opts": [KEY, VALUE, ...]; the table marks its cells and lists the overrides under the table,
+so that a point measured off the config's defaults never passes for one measured on them.
+
 `long_video_table` renders the rows as the markdown table of MODEL_ZOO.md (peak memory per T and
 its growth from the smallest to the largest T, per size) and `plot_long_video_memory` draws peak
 memory against frames.
@@ -54,6 +58,8 @@ def measure_long_video(
     out = []
     for height, width, frames in sorted(points, key=lambda p: (p[2] * p[0] * p[1], p)):
         point = {"height": height, "width": width, "frames": frames}
+        if opts:
+            point["opts"] = list(opts)
         if step is not None:
             step(f"long video {height}x{width}, T={frames}")
         try:
@@ -87,12 +93,21 @@ def _sizes(rows: Sequence[dict]) -> List[Tuple[int, int]]:
     return sorted({(p["height"], p["width"]) for r in rows for p in r["long_video"]["points"]})
 
 
-def _peak_cell(point: Optional[dict]) -> str:
+def _peak_cell(point: Optional[dict], marks: Dict[Tuple[str, ...], str]) -> str:
     if point is None:
         return "not run"
     if "error" not in point:
-        return f"{point['peak_gb']:.2f}"
+        return f"{point['peak_gb']:.2f}" + _override_mark(point, marks)
     return "timed out" if "timed out" in point["error"].lower() else "failed"
+
+
+def _override_mark(point: dict, marks: Dict[Tuple[str, ...], str]) -> str:
+    """The mark of the point's config overrides ("" without any); a new set of overrides gets the
+    next mark (†, ††, ...) in `marks` (not "*": two would start bold text in markdown)."""
+    opts = tuple(point.get("opts") or ())
+    if not opts:
+        return ""
+    return marks.setdefault(opts, "†" * (len(marks) + 1))
 
 
 def long_video_table(rows: Sequence[dict], name: Callable[[dict], str]) -> str:
@@ -102,6 +117,7 @@ def long_video_table(rows: Sequence[dict], name: Callable[[dict], str]) -> str:
     if not rows:
         return ""
     lines = []
+    marks: Dict[Tuple[str, ...], str] = {}  # config overrides of marked points -> their mark
     for height, width in _sizes(rows):
         frames = sorted(
             {
@@ -133,9 +149,9 @@ def long_video_table(rows: Sequence[dict], name: Callable[[dict], str]) -> str:
             if not points:
                 continue
             measured = [points[t] for t in frames if t in points and "error" not in points[t]]
-            peak = [_peak_cell(points.get(t)) for t in frames]
+            peak = [_peak_cell(points.get(t), marks) for t in frames]
             speed = [
-                f"{points[t]['ms_per_frame']:.0f}"
+                f"{points[t]['ms_per_frame']:.0f}" + _override_mark(points[t], marks)
                 if t in points and "error" not in points[t]
                 else ""
                 for t in frames
@@ -159,6 +175,9 @@ def long_video_table(rows: Sequence[dict], name: Callable[[dict], str]) -> str:
                 + " |"
             )
         lines.append("")
+    for opts, mark in marks.items():
+        pairs = ", ".join(f"`{k} {v}`" for k, v in zip(opts[::2], opts[1::2]))
+        lines += [f"{mark} measured with the config overrides {pairs}.", ""]
     return "\n".join(lines)
 
 
