@@ -39,11 +39,13 @@ def add_vita_config(cfg: CN) -> None:
     # Token pruning at test time: keep this fraction of each frame's frame queries, ranked by
     # foreground probability (1 - p(no object)). 1.0 = keep all (official behaviour).
     v.TEST_KEEP_QUERY_RATIO = 1.0
-    # Encoder windows processed per attention call at test time (bounds the attention memory on
-    # very long videos; windows are independent, so the result does not depend on it).
-    v.TEST_ENC_WINDOW_BATCH = 64
+    # Encoder windows processed per attention call at test time; windows are independent, so the
+    # result does not depend on it. Each window of 6 frames x 100 queries holds 8 heads of
+    # 600 x 600 attention scores (11.5 MB): on CPU, groups of 1-4 windows run as fast as 20 at
+    # once and hold 0.4 GB less at 120 frames (docs/long_videos.md).
+    v.TEST_ENC_WINDOW_BATCH = 4
     # Videos longer than this run the VITA module block by block (at most this many frames per
-    # encoder call, context included: blocks of 48 frames with 36 frames of context on either side
+    # encoder call, context included: blocks of 84 frames with 18 frames of context on either side
     # in the R-50 configs), with the object tokens in temporary files: memory independent of the
     # length, the same result up to float rounding. Up to it, one pass over all tokens (official).
     v.TEST_STREAM_FRAMES = 120

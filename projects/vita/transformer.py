@@ -19,21 +19,26 @@ from vis_zoo.config import num_classes_from_config
 from vis_zoo.modeling.mask2former.layers import CrossAttentionLayer, FFNLayer, SelfAttentionLayer
 from vis_zoo.modeling.transformer_layers import MLP
 
-__all__ = ["VITAModule", "shifted_window_mask", "streamed_cross_attention"]
+__all__ = [
+    "VITAModule",
+    "shifted_window_blocked",
+    "shifted_window_mask",
+    "streamed_cross_attention",
+    "window_attention_mask",
+]
 
 
-def shifted_window_mask(pad_mask: Tensor, window: int, num_queries: int, num_heads: int) -> Tensor:
-    """Additive mask of the shifted-window layers (Swin-style, along time).
+def shifted_window_blocked(pad_mask: Tensor, window: int) -> Tensor:
+    """Which frame pairs the shifted-window layers block (Swin-style, along time), per window.
 
     After rolling the time axis by ceil(W/2), the first window holds the last frames and the first
     frames together: its two halves must not see each other; padded frames (rolled to the front) are
-    blocked in the first and last windows, in both directions.
+    blocked in the first and last windows, in both directions. Every other window blocks nothing.
 
     Args:
         pad_mask: bool [N, T_pad], True on padded frames (T_pad = Nw * W).
     Returns:
-        float [N * Nw * heads, W*fQ, W*fQ] with 0 (allowed) or -1000 (blocked); the batch order is
-        (n, window, head), matching the windows' layout.
+        bool [N * Nw, W, W] (query frame, key frame), True where blocked; (n, window) order.
     """
     n, t_pad = pad_mask.shape
     num_windows = t_pad // window
@@ -47,11 +52,41 @@ def shifted_window_mask(pad_mask: Tensor, window: int, num_queries: int, num_hea
     rolled[:, -1] = rolled[:, -1] | rolled[:, -1].transpose(-2, -1)
     rolled[:, 0, :half, half:] = True
     rolled[:, 0, half:, :half] = True
-    mask = rolled.view(n * num_windows, 1, window, 1, window, 1)
-    mask = mask.repeat(1, num_heads, 1, num_queries, 1, num_queries)
-    mask = mask.view(n * num_windows * num_heads, window * num_queries, window * num_queries)
+    return rolled.view(n * num_windows, window, window)
+
+
+def window_attention_mask(
+    blocked: Tensor, num_queries: int, num_heads: int, dtype: torch.dtype = torch.float32
+) -> Tensor:
+    """Frame-level blocked pairs bool [Nw', W, W] -> the additive attention mask of those windows,
+    [Nw' * heads, W*fQ, W*fQ] of `dtype` with 0 (allowed) or -1000 (blocked), (window, head)
+    order."""
+    count, window, _ = blocked.shape
+    size = window * num_queries
+    expanded = blocked[:, None, :, None, :, None].expand(
+        count, num_heads, window, num_queries, window, num_queries
+    )
+    mask = torch.zeros(
+        (count, num_heads, window, num_queries, window, num_queries),
+        dtype=dtype,
+        device=blocked.device,
+    )
     # -1000 rather than -inf: as the official code (a fully blocked row stays finite).
-    return mask.float() * -1000
+    return mask.masked_fill_(expanded, -1000.0).view(count * num_heads, size, size)
+
+
+def shifted_window_mask(pad_mask: Tensor, window: int, num_queries: int, num_heads: int) -> Tensor:
+    """The additive mask of the shifted-window layers for all windows at once (the official
+    layout; the test-time encoder builds it a group of windows at a time instead).
+
+    Args:
+        pad_mask: bool [N, T_pad], True on padded frames (T_pad = Nw * W).
+    Returns:
+        float [N * Nw * heads, W*fQ, W*fQ] with 0 (allowed) or -1000 (blocked); the batch order is
+        (n, window, head), matching the windows' layout.
+    """
+    blocked = shifted_window_blocked(pad_mask, window)
+    return window_attention_mask(blocked, num_queries, num_heads)
 
 
 @torch.no_grad()
@@ -217,29 +252,39 @@ class VITAModule(nn.Module):
         return self.enc_ffn[idx](tokens)
 
     def _windows_layer(
-        self, idx: int, frame_query: Tensor, pad_mask: Tensor, shift_mask: Optional[Tensor]
+        self, idx: int, frame_query: Tensor, pad_mask: Tensor, shift_blocked: Optional[Tensor]
     ) -> Tensor:
-        """One encoder layer over (optionally shifted) windows. frame_query [T_pad, fQ, LB, C]."""
+        """One encoder layer over windows of W frames. frame_query [T_pad, fQ, LB, C], pad_mask
+        bool [LB, T_pad]; with `shift_blocked` (`shifted_window_blocked`, bool [LB*Nw, W, W]) the
+        windows are shifted by ceil(W/2) frames."""
         t_pad, fq, lb, c = frame_query.shape
         w = self.window_size
         nw = t_pad // w
         half = int(math.ceil(w / 2))
-        shifted = shift_mask is not None
+        shifted = shift_blocked is not None
         if shifted:
             frame_query = torch.roll(frame_query, half, 0)
         # windows as the batch axis, (lb, window) order: [W*fQ, LB*Nw, C]
         x = frame_query.view(nw, w, fq, lb, c).permute(1, 2, 3, 0, 4).reshape(w * fq, lb * nw, c)
         window_pad = pad_mask.view(lb * nw, w)[..., None].repeat(1, 1, fq).flatten(1)
-        # Windows are independent: at test time run them in groups to bound the attention memory.
+        # Windows are independent: at test time run them in groups, each with its own part of the
+        # masks, so that the attention scores and masks are bounded by a group whatever T is.
+        # A group whose windows block nothing runs without a mask (adding zeros changes nothing).
         step = lb * nw if self.training else self.test_window_batch
         outs = []
         for s in range(0, lb * nw, step):
             e = min(s + step, lb * nw)
             if shifted:
-                m = shift_mask[s * self.num_heads : e * self.num_heads]
-                outs.append(self._encoder_layer(idx, x[:, s:e], attn_mask=m))
+                blocked = shift_blocked[s:e]
+                mask = (
+                    window_attention_mask(blocked, fq, self.num_heads, x.dtype)
+                    if blocked.any()
+                    else None
+                )
+                outs.append(self._encoder_layer(idx, x[:, s:e], attn_mask=mask))
             else:
-                outs.append(self._encoder_layer(idx, x[:, s:e], key_padding_mask=window_pad[s:e]))
+                padding = window_pad[s:e] if window_pad[s:e].any() else None
+                outs.append(self._encoder_layer(idx, x[:, s:e], key_padding_mask=padding))
         x = outs[0] if len(outs) == 1 else torch.cat(outs, 1)
         x = x.view(w, fq, lb, nw, c).permute(3, 0, 1, 2, 4).reshape(t_pad, fq, lb, c)
         if shifted:
@@ -261,17 +306,33 @@ class VITAModule(nn.Module):
         x = F.pad(frame_query, (0, 0, 0, 0, 0, 0, 0, pad))
         pad_mask = torch.ones((lb, t + pad), dtype=torch.bool, device=x.device)
         pad_mask[:, :t] = False
-        shift_mask = None
+        shift_blocked = None
         for idx in range(self.enc_layers):
+            # as the official code: the odd layers shift their windows at test time only
             if self.training or idx % 2 == 0:
                 x = self._windows_layer(idx, x, pad_mask, None)
             else:
-                if shift_mask is None:
-                    shift_mask = shifted_window_mask(pad_mask, w, fq, self.num_heads).to(x.dtype)
-                x = self._windows_layer(idx, x, pad_mask, shift_mask)
+                if shift_blocked is None:
+                    shift_blocked = shifted_window_blocked(pad_mask, w)
+                x = self._windows_layer(idx, x, pad_mask, shift_blocked)
         return x[:t]
 
     # ------------------------------------------------------------------ long videos
+    def stream_context_frames(self) -> int:
+        """Frames of context a block of the streamed encoder needs on either side: one window per
+        shifted-window layer (18 frames for 6 layers of 6-frame windows).
+
+        Why this suffices: a block starts and ends on the video's window boundaries, so an
+        aligned-window layer sees the video's own windows; it only spreads what an earlier layer
+        got wrong, to the end of that frame's window. A shifted layer's window at the block's edge
+        misses the half window of frames beyond it, which makes at most half a window more wrong.
+        Layers alternate, aligned first, so the wrong span at each edge grows W/2, W, 3W/2, 2W, ...
+        and stays within one window per shifted layer. A test checks that one window less changes
+        the kept tokens."""
+        if self.window_size == 0:
+            return 0
+        return (self.enc_layers // 2) * self.window_size
+
     @torch.no_grad()
     def infer_streamed(
         self,
@@ -285,14 +346,12 @@ class VITAModule(nn.Module):
         frames: what `forward` gives as pred_logits[-1, 0] and pred_mask_embed[-1, 0], up to float
         rounding.
 
-        The object encoder runs on blocks of frames, each with `enc_layers` windows of context on
-        either side, at most `block_frames` frames per call: a call's attention masks and scores
-        grow with its windows (the shifted-window mask alone is ~370 MB for 192 frames). Windows
-        are aligned to the video's, and a layer spreads a block's artificial edge at most one
-        window further, so every kept frame sees exactly the frames it would see in the whole
-        video. The encoded tokens go to `encoded_store` (a
-        `MaskFeatureStore`, e.g. on disk) and the object decoder's cross-attention reads them back
-        a block at a time (`streamed_cross_attention`).
+        The object encoder runs on blocks of frames, each with `stream_context_frames()` frames of
+        context on either side, at most `block_frames` frames per call (its FFN activations grow
+        with its frames), and keeps the block's own frames: windows are aligned to the video's, so
+        every kept frame sees exactly the frames it would see in the whole video. The encoded
+        tokens go to `encoded_store` (a `MaskFeatureStore`, e.g. on disk) and the object decoder's
+        cross-attention reads them back a block at a time (`streamed_cross_attention`).
 
         Args:
             read_queries: (start, end) -> the last detector layer's frame queries
@@ -307,7 +366,7 @@ class VITAModule(nn.Module):
                 "VITA: streaming needs the windowed object encoder (MODEL.VITA.ENC_WINDOW_SIZE > 0)"
             )
         w = max(1, self.window_size)
-        context = self.enc_layers * w
+        context = self.stream_context_frames()
         block = max(w, (block_frames - 2 * context) // w * w)
         for start in range(0, num_frames, block):
             end = min(num_frames, start + block)

@@ -7,7 +7,12 @@ from detectron2.modeling import build_model
 from detectron2.structures import BitMasks
 
 from vis_zoo.engine.setup import build_config
-from vis_zoo_projects.vita.transformer import VITAModule, shifted_window_mask
+from vis_zoo_projects.vita.transformer import (
+    VITAModule,
+    shifted_window_blocked,
+    shifted_window_mask,
+    window_attention_mask,
+)
 
 from tests.projects.mask2former_clips import (
     TINY_DETECTOR,
@@ -178,6 +183,59 @@ def test_shifted_window_mask_definition():
     ref = m(fq, num_frames=7)
     m.test_window_batch = 1
     torch.testing.assert_close(m(fq, num_frames=7)["pred_logits"], ref["pred_logits"])
+
+
+@pytest.mark.parametrize("window, enc_layers", [(2, 4), (3, 6), (3, 5), (6, 6)])
+def test_streamed_encoder_context_is_enough_and_one_window_less_is_not(window, enc_layers):
+    """Blocks with `stream_context_frames()` of context give the one-pass tokens (odd windows, an
+    odd number of layers and the R-50 configs' 6 layers of 6-frame windows included); one window
+    of context less changes them, so the context is no larger than it must be."""
+    from vis_zoo.modeling.mask2former.video_inference import MemoryFeatureStore
+
+    # the initial weights: attention spread over the window, so that a missing frame shows
+    m = _module(window=window, enc_layers=enc_layers).eval()
+    g = torch.Generator().manual_seed(1)
+    num_frames = 61
+    fq = torch.randn(num_frames, 4, 16, generator=g)
+    context = m.stream_context_frames()
+    assert context == (enc_layers // 2) * window
+    block_frames = 2 * context + 2 * window  # blocks of two windows: many block edges
+
+    def streamed_tokens():
+        store = MemoryFeatureStore(num_frames, torch.device("cpu"))
+        m.infer_streamed(lambda s, e: fq[s:e], num_frames, store, block_frames=block_frames)
+        return store.read(0, num_frames)
+
+    with torch.no_grad():
+        one_pass = m.encode_frame_query(m.input_proj_dec(fq[:, :, None]))[:, :, 0]
+        exact_error = (streamed_tokens() - one_pass).abs().max()
+        m.stream_context_frames = lambda: context - window
+        short_error = (streamed_tokens() - one_pass).abs().max()
+    assert exact_error < 1e-6  # float rounding (0 on this machine)
+    assert short_error > 5e-4  # 2e-3 to 8e-2 on this machine
+
+
+def test_window_groups_do_not_change_the_encoder():
+    """Test-time windows run `test_window_batch` at a time, each group with its own slice of the
+    masks (and none where it blocks nothing): every group size gives the one-call result."""
+    m = _module(window=3, enc_layers=4).eval()
+    x = torch.randn(20, 4, 1, 16)  # 7 windows, the last padded
+    with torch.no_grad():
+        m.test_window_batch = 7
+        ref = m.encode_frame_query(x)
+        for batch in (1, 2, 4):
+            m.test_window_batch = batch
+            torch.testing.assert_close(m.encode_frame_query(x), ref, atol=1e-6, rtol=1e-5)
+
+
+def test_window_attention_mask_matches_the_whole_video_mask():
+    pad = torch.zeros(1, 12, dtype=torch.bool)
+    pad[:, 9:] = True  # T = 9, W = 4: 3 windows, 3 padded frames (one stays in the last)
+    whole = shifted_window_mask(pad, window=4, num_queries=2, num_heads=3)
+    blocked = shifted_window_blocked(pad, 4)
+    parts = [window_attention_mask(blocked[i : i + 1], 2, 3) for i in range(3)]
+    assert torch.equal(torch.cat(parts), whole)
+    assert blocked[0].any() and not blocked[1].any() and blocked[2].any()
 
 
 def test_query_index_keeps_positions():
