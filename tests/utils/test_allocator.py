@@ -5,6 +5,7 @@ import ctypes
 import ctypes.util
 import os
 import sys
+import time
 
 import pytest
 import torch
@@ -57,12 +58,30 @@ def test_trimmer_rate(monkeypatch):
     assert rare.num_trims == 1  # the first step trims, the next ones are too soon
 
 
+def test_trimmer_counts_cpu_time_not_wall_clock_time(monkeypatch):
+    """Time the process spends waiting (here asleep; on a loaded machine, for a core) does not
+    count: the trims follow the work done, so a slowed run trims as often per chunk."""
+    calls = []
+    monkeypatch.setattr(allocator, "release_freed_memory", lambda: calls.append(1))
+    trimmer = FreedMemoryTrimmer(min_interval_s=0.5)
+    trimmer.step()
+    time.sleep(0.8)
+    trimmer.step()
+    assert trimmer.num_trims == 1
+    cpu_start = time.process_time()
+    while time.process_time() - cpu_start < 0.6:  # busy: CPU time passes
+        pass
+    trimmer.step()
+    assert trimmer.num_trims == 2 and len(calls) == 2
+
+
 @pytest.fixture
 def trims(monkeypatch):
     """Every step of every trimmer trims; counts the trims."""
     calls = []
     monkeypatch.setattr(allocator, "release_freed_memory", lambda: calls.append(1))
-    monkeypatch.setattr(FreedMemoryTrimmer.__init__, "__defaults__", (0.0,))
+    defaults = FreedMemoryTrimmer.__init__.__defaults__  # (min_interval_s, clock)
+    monkeypatch.setattr(FreedMemoryTrimmer.__init__, "__defaults__", (0.0, *defaults[1:]))
     return calls
 
 

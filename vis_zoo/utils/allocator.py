@@ -11,7 +11,7 @@ at the memory in use.
     trimmer = FreedMemoryTrimmer()
     for chunk in chunks:
         ...                  # per-chunk work, its temporaries freed
-        trimmer.step()       # at most once per `min_interval_s` seconds
+                trimmer.step()       # at most once per `min_interval_s` seconds of CPU time
 
 Elsewhere than glibc (macOS, musl) `release_freed_memory` does nothing and returns False.
 """
@@ -20,7 +20,7 @@ import ctypes
 import ctypes.util
 import sys
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 __all__ = ["FreedMemoryTrimmer", "release_freed_memory"]
 
@@ -50,21 +50,25 @@ def release_freed_memory() -> bool:
 
 
 class FreedMemoryTrimmer:
-    """Calls `release_freed_memory` from a loop, at most once per `min_interval_s` seconds.
+    """Calls `release_freed_memory` from a loop, at most once per `min_interval_s` seconds of this
+    process's CPU time (all its threads).
 
     The interval bounds the cost: a trimmed page is zero-filled again when the next chunk touches
     it, so trimming after every fast chunk on a GPU would cost more than it saves; on CPU, with
     R-50 at 180x320 and one thread, it adds about 9,000 page faults per second of CPU time and
-    measured 4% (MinVIS) to 8% (IFC) to the time of a call (tools/benchmark_trim.py).
+    measured 4% (MinVIS) to 8% (IFC) to the time of a call (tools/benchmark_trim.py). CPU time
+    rather than wall-clock time: a run slowed down by other processes on the machine does the same
+    work between two trims, so its heap, and its peak memory, do not depend on the machine's load.
     """
 
-    def __init__(self, min_interval_s: float = 1.0):
+    def __init__(self, min_interval_s: float = 1.0, clock: Callable[[], float] = time.process_time):
         self.min_interval_s = float(min_interval_s)
+        self.clock = clock
         self._last: Optional[float] = None
         self.num_trims = 0
 
     def step(self) -> None:
-        now = time.monotonic()
+        now = self.clock()
         if self._last is not None and now - self._last < self.min_interval_s:
             return
         self._last = now
