@@ -58,7 +58,7 @@ class FreedMemoryTrimmer:
     R-50 at 180x320 and one thread, it adds about 9,000 page faults per second of CPU time and
     measured 4% (MinVIS) to 8% (IFC) to the time of a call (tools/benchmark_trim.py). CPU time
     rather than wall-clock time: a run slowed down by other processes on the machine does the same
-    work between two trims, so its heap, and its peak memory, do not depend on the machine's load.
+    work between two trims, so where it trims does not depend on the machine's load.
     """
 
     def __init__(self, min_interval_s: float = 1.0, clock: Callable[[], float] = time.process_time):
