@@ -271,19 +271,18 @@ class VITAModule(nn.Module):
         # masks, so that the attention scores and masks are bounded by a group whatever T is.
         # A group whose windows block nothing runs without a mask (adding zeros changes nothing).
         step = lb * nw if self.training else self.test_window_batch
+        # which windows block anything, read once per layer (not once per group: a GPU sync each)
+        blocks = (shift_blocked.flatten(1) if shifted else window_pad).any(1).tolist()
         outs = []
         for s in range(0, lb * nw, step):
             e = min(s + step, lb * nw)
             if shifted:
-                blocked = shift_blocked[s:e]
-                mask = (
-                    window_attention_mask(blocked, fq, self.num_heads, x.dtype)
-                    if blocked.any()
-                    else None
-                )
+                mask = None
+                if any(blocks[s:e]):
+                    mask = window_attention_mask(shift_blocked[s:e], fq, self.num_heads, x.dtype)
                 outs.append(self._encoder_layer(idx, x[:, s:e], attn_mask=mask))
             else:
-                padding = window_pad[s:e] if window_pad[s:e].any() else None
+                padding = window_pad[s:e] if any(blocks[s:e]) else None
                 outs.append(self._encoder_layer(idx, x[:, s:e], key_padding_mask=padding))
         x = outs[0] if len(outs) == 1 else torch.cat(outs, 1)
         x = x.view(w, fq, lb, nw, c).permute(3, 0, 1, 2, 4).reshape(t_pad, fq, lb, c)
