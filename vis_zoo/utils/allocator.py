@@ -11,7 +11,7 @@ at the memory in use.
     trimmer = FreedMemoryTrimmer()
     for chunk in chunks:
         ...                  # per-chunk work, its temporaries freed
-                trimmer.step()       # at most once per `min_interval_s` seconds of CPU time
+        trimmer.step()       # at most once per `min_interval_s` seconds of CPU time
 
 Elsewhere than glibc (macOS, musl) `release_freed_memory` does nothing and returns False.
 """
