@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.engine.test_train_net import BASE_CONFIG, DRIVER, _overrides
 
 
@@ -65,7 +67,9 @@ def test_ctrl_c_says_how_to_resume(synthetic_root, tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
-        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        # faulthandler: a run that outlives the Ctrl-C is aborted below and prints where its
+        # threads were, so that such a failure says what ignored the interrupt
+        env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONFAULTHANDLER="1"),
     )
     try:
         deadline = time.time() + 300
@@ -76,7 +80,17 @@ def test_ctrl_c_says_how_to_resume(synthetic_root, tmp_path):
         os.killpg(
             proc.pid, signal.SIGINT
         )  # what Ctrl-C in a terminal does: the whole process group
-        stdout, stderr = proc.communicate(timeout=120)
+        try:
+            stdout, stderr = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            stdout, stderr = proc.communicate(timeout=60)
+            pytest.fail(
+                "training still ran 120 s after Ctrl-C; where its threads were:\n"
+                + stderr[-6000:]
+                + "\n"
+                + stdout[-2000:]
+            )
     finally:
         if proc.poll() is None:
             proc.kill()
