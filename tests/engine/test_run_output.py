@@ -67,6 +67,10 @@ def test_ctrl_c_says_how_to_resume(synthetic_root, tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        # Ctrl-C reaches a terminal's foreground job with SIGINT at its default; a test run started
+        # in the background of a non-interactive shell (`make test &`) ignores SIGINT, and the
+        # child would inherit that and train on
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         # faulthandler: a run that outlives the Ctrl-C is aborted below and prints where its
         # threads were, so that such a failure says what ignored the interrupt
         env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONFAULTHANDLER="1"),
