@@ -80,8 +80,7 @@ def trims(monkeypatch):
     """Every step of every trimmer trims; counts the trims."""
     calls = []
     monkeypatch.setattr(allocator, "release_freed_memory", lambda: calls.append(1))
-    defaults = FreedMemoryTrimmer.__init__.__defaults__  # (min_interval_s, clock)
-    monkeypatch.setattr(FreedMemoryTrimmer.__init__, "__defaults__", (0.0, *defaults[1:]))
+    monkeypatch.setattr(FreedMemoryTrimmer.__init__, "__defaults__", (0.0,))
     return calls
 
 

@@ -20,7 +20,7 @@ import ctypes
 import ctypes.util
 import sys
 import time
-from typing import Callable, Optional
+from typing import Optional
 
 __all__ = ["FreedMemoryTrimmer", "release_freed_memory"]
 
@@ -61,14 +61,13 @@ class FreedMemoryTrimmer:
     work between two trims, so where it trims does not depend on the machine's load.
     """
 
-    def __init__(self, min_interval_s: float = 1.0, clock: Callable[[], float] = time.process_time):
+    def __init__(self, min_interval_s: float = 1.0):
         self.min_interval_s = float(min_interval_s)
-        self.clock = clock
         self._last: Optional[float] = None
         self.num_trims = 0
 
     def step(self) -> None:
-        now = self.clock()
+        now = time.process_time()
         if self._last is not None and now - self._last < self.min_interval_s:
             return
         self._last = now
