@@ -22,7 +22,6 @@ from vis_zoo.modeling.transformer_layers import MLP
 __all__ = [
     "VITAModule",
     "shifted_window_blocked",
-    "shifted_window_mask",
     "streamed_cross_attention",
     "window_attention_mask",
 ]
@@ -60,7 +59,8 @@ def window_attention_mask(
 ) -> Tensor:
     """Frame-level blocked pairs bool [Nw', W, W] -> the additive attention mask of those windows,
     [Nw' * heads, W*fQ, W*fQ] of `dtype` with 0 (allowed) or -1000 (blocked), (window, head)
-    order."""
+    order. For all the windows of `shifted_window_blocked` at once it is the official code's
+    shifted-window mask; the test-time encoder builds it a group of windows at a time."""
     count, window, _ = blocked.shape
     size = window * num_queries
     expanded = blocked[:, None, :, None, :, None].expand(
@@ -73,20 +73,6 @@ def window_attention_mask(
     )
     # -1000 rather than -inf: as the official code (a fully blocked row stays finite).
     return mask.masked_fill_(expanded, -1000.0).view(count * num_heads, size, size)
-
-
-def shifted_window_mask(pad_mask: Tensor, window: int, num_queries: int, num_heads: int) -> Tensor:
-    """The additive mask of the shifted-window layers for all windows at once (the official
-    layout; the test-time encoder builds it a group of windows at a time instead).
-
-    Args:
-        pad_mask: bool [N, T_pad], True on padded frames (T_pad = Nw * W).
-    Returns:
-        float [N * Nw * heads, W*fQ, W*fQ] with 0 (allowed) or -1000 (blocked); the batch order is
-        (n, window, head), matching the windows' layout.
-    """
-    blocked = shifted_window_blocked(pad_mask, window)
-    return window_attention_mask(blocked, num_queries, num_heads)
 
 
 @torch.no_grad()

@@ -10,7 +10,6 @@ from vis_zoo.engine.setup import build_config
 from vis_zoo_projects.vita.transformer import (
     VITAModule,
     shifted_window_blocked,
-    shifted_window_mask,
     window_attention_mask,
 )
 
@@ -170,7 +169,7 @@ def test_padded_window_ignores_padding_and_windows_are_independent():
 
 def test_shifted_window_mask_definition():
     pad = torch.tensor([[False] * 5 + [True]])  # T = 5, W = 3 -> 2 windows, 1 padded frame
-    mask = shifted_window_mask(pad, window=3, num_queries=1, num_heads=1)
+    mask = window_attention_mask(shifted_window_blocked(pad, 3), num_queries=1, num_heads=1)
     assert mask.shape == (2, 3, 3)
     # roll by ceil(3/2) = 2: [4, pad, 0 | 1, 2, 3]; window 0 splits into {4, pad} and {0}, and the
     # padded frame is blocked both ways
@@ -228,11 +227,11 @@ def test_window_groups_do_not_change_the_encoder():
             torch.testing.assert_close(m.encode_frame_query(x), ref, atol=1e-6, rtol=1e-5)
 
 
-def test_window_attention_mask_matches_the_whole_video_mask():
+def test_window_attention_mask_of_a_group_is_its_slice_of_the_whole_video_mask():
     pad = torch.zeros(1, 12, dtype=torch.bool)
     pad[:, 9:] = True  # T = 9, W = 4: 3 windows, 3 padded frames (one stays in the last)
-    whole = shifted_window_mask(pad, window=4, num_queries=2, num_heads=3)
     blocked = shifted_window_blocked(pad, 4)
+    whole = window_attention_mask(blocked, num_queries=2, num_heads=3)  # all windows at once
     parts = [window_attention_mask(blocked[i : i + 1], 2, 3) for i in range(3)]
     assert torch.equal(torch.cat(parts), whole)
     assert blocked[0].any() and not blocked[1].any() and blocked[2].any()
